@@ -1,0 +1,22 @@
+{
+  "targets": [
+    {
+      "target_name": "tmem",
+      "sources": [
+        "native/binding.cc",
+        "native/uffd.cc",
+        "native/sys_error.cc",
+        "native/memory.cc",
+        "native/thread.cc",
+        "native/deadman.cc",
+        "native/lz4_block.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=9", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+      "libraries": ["-ldl", "-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,210 @@
+/**
+ * The raw native binding (native/binding.cc), typed and documented.
+ *
+ * Each call says which syscall or ioctl it is. Addresses are Numbers (user
+ * addresses fit in 53 bits). Arguments are checked before any syscall: a bad
+ * one throws TypeError/RangeError naming it. A failed syscall throws an Error
+ * with `code` ('EINVAL'), `errno` and `syscall` ('ioctl(UFFDIO_COPY)').
+ *
+ * This is the layer the dispatcher is built on; programs use `open()` from
+ * the package root instead.
+ */
+import * as path from 'node:path';
+
+/** UFFD_EVENT_* kinds as read(). */
+export const UFFD_EVENT_PAGEFAULT = 0x12;
+export const UFFD_EVENT_FORK = 0x13;
+export const UFFD_EVENT_REMAP = 0x14;
+export const UFFD_EVENT_REMOVE = 0x15;
+export const UFFD_EVENT_UNMAP = 0x16;
+/** UFFD_PAGEFAULT_FLAG_* in a page-fault event's flags. */
+export const PAGEFAULT_FLAG_WRITE = 1;
+export const PAGEFAULT_FLAG_WP = 2;
+export const PAGEFAULT_FLAG_MINOR = 4;
+/** UFFDIO_REGISTER_MODE_*. */
+export const REGISTER_MODE_MISSING = 1;
+export const REGISTER_MODE_WP = 2;
+/** Flags for copy(): UFFDIO_COPY_MODE_DONTWAKE, and leave the page write-protected (UFFDIO_COPY_MODE_WP). */
+export const COPY_DONTWAKE = 1;
+export const COPY_WP = 2;
+/** Flags for move(): UFFDIO_MOVE_MODE_DONTWAKE, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES. */
+export const MOVE_DONTWAKE = 1;
+export const MOVE_ALLOW_SRC_HOLES = 2;
+/** UFFD_FEATURE_* bits. */
+export const FEATURE_EVENT_FORK = 1 << 1;
+export const FEATURE_EVENT_REMAP = 1 << 2;
+export const FEATURE_EVENT_REMOVE = 1 << 3;
+export const FEATURE_EVENT_UNMAP = 1 << 6;
+export const FEATURE_THREAD_ID = 1 << 8;
+export const FEATURE_POISON = 1 << 14;
+export const FEATURE_MOVE = 1 << 16;
+/** madvise advice values accepted by madvise(). */
+export const MADV_WILLNEED = 3;
+export const MADV_DONTNEED = 4;
+export const MADV_COLD = 20;
+export const MADV_PAGEOUT = 21;
+/** Slots per event in read()'s output. */
+export const EVENT_SLOTS = 4;
+export const PAGE_SIZE = 4096;
+
+/** What the kernel offers: a throwaway UFFDIO_API with features = 0. */
+export interface UffdProbe {
+  /** UFFD_FEATURE_* bits the kernel supports. */
+  features: number;
+  /** Names of those bits ('THREAD_ID', 'MOVE', ...). */
+  featureNames: string[];
+  /** 1 << _UFFDIO_* ioctls on the fd (bit 63, _UFFDIO_API, left out). */
+  ioctls: number;
+  /** Their names: 'REGISTER', 'UNREGISTER', 'API', ... */
+  ioctlNames: string[];
+  /** /dev/userfaultfd could be opened. */
+  devUserfaultfd: boolean;
+  /** A uffd that also sees kernel-mode faults could be opened. */
+  fullMode: boolean;
+}
+
+/** What a Worker needs to use a uffd opened elsewhere (structured-cloneable). */
+export interface UffdDescriptor {
+  fd: number;
+  wakeFd: number;
+  features: number;
+  ioctls: number;
+  userModeOnly: boolean;
+  viaDev: boolean;
+}
+
+/** One userfaultfd plus an eventfd that wakes its reader. */
+export interface Uffd {
+  /** The uffd file descriptor; -1 once closed. */
+  readonly fd: number;
+  readonly closed: boolean;
+  /** fd, wake eventfd, negotiated features; pass it to `Uffd.attach` in a Worker. */
+  describe(): UffdDescriptor;
+  /**
+   * poll() on the uffd and the wake eventfd, then read(2) a batch of uffd_msg.
+   * Fills `out` with 4 slots per event: kind, flags (REMAP: length), address,
+   * arg (page fault: thread id; REMAP: new address; REMOVE/UNMAP: end; FORK: fd).
+   * Returns the number of events, 0 on timeout, -1 when woken by wakeReader().
+   * @param timeoutMs -1 blocks (default), 0 polls.
+   */
+  read(out: Float64Array, timeoutMs?: number): number;
+  /** write(2) to the eventfd: the current or next read() returns -1. */
+  wakeReader(): void;
+  /**
+   * ioctl(UFFDIO_COPY) of `length` bytes (default one page) from src at srcOffset
+   * to dst. EEXIST counts as success (and wakes the faulter). Returns bytes
+   * copied, or -11 (EAGAIN: drain events and retry) or -3 (ESRCH: faulter gone).
+   * @param flags COPY_DONTWAKE | COPY_WP
+   */
+  copy(dst: number, src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset?: number, flags?: number, length?: number): number;
+  /** ioctl(UFFDIO_ZEROPAGE): map the zero page. Returns bytes, or -EAGAIN / -ESRCH. */
+  zeropage(dst: number, length: number, flags?: number): number;
+  /**
+   * ioctl(UFFDIO_MOVE): move pages between two ranges registered with this
+   * uffd, emptying the source PTEs atomically. Returns bytes moved or -errno
+   * (-2 ENOENT: hole at src, -16 EBUSY: page not exclusive, -17 EEXIST: dst
+   * populated, -11 EAGAIN, -3 ESRCH).
+   * @param flags MOVE_DONTWAKE | MOVE_ALLOW_SRC_HOLES
+   */
+  move(dst: number, src: number, length: number, flags?: number): number;
+  /** ioctl(UFFDIO_WAKE): wake threads waiting on faults in the range. */
+  wake(address: number, length: number): void;
+  /** ioctl(UFFDIO_WRITEPROTECT): set or clear write protection. */
+  writeProtect(address: number, length: number, protect: boolean, flags?: number): void;
+  /** ioctl(UFFDIO_POISON): later touches raise SIGBUS. Returns bytes or -errno. */
+  poison(address: number, length: number): number;
+  /**
+   * Called by the dispatcher in its own thread: if that thread's environment
+   * ends before disarmDeadman() (the Worker crashed or was terminated), a
+   * native thread takes over the uffd and turns every further fault into a
+   * message on stderr and SIGBUS in the faulting thread, never a hang.
+   */
+  armDeadman(why?: string): void;
+  /** The dispatcher is stopping on purpose. */
+  disarmDeadman(): void;
+  /** close(2) the uffd and the eventfd (owning instance only); stops the deadman. */
+  close(): void;
+}
+
+export interface UffdConstructor {
+  /**
+   * open("/dev/userfaultfd") + ioctl(USERFAULTFD_IOC_NEW), else userfaultfd(2);
+   * then ioctl(UFFDIO_API) with THREAD_ID, PAGEFAULT_FLAG_WP, MOVE, POISON where
+   * offered, plus `features`.
+   * @param mode 0 auto (full if permitted, else user-mode-only), 1 full, 2 user-mode-only
+   * @param features extra UFFD_FEATURE_* bits, e.g. FEATURE_EVENT_REMOVE
+   */
+  new (mode?: number, features?: number): Uffd;
+  /** A non-owning Uffd over a descriptor from describe(), for use in a Worker. */
+  attach(descriptor: UffdDescriptor): Uffd;
+}
+
+/** Anonymous memory registered with a uffd, exposed as an ArrayBuffer. */
+export interface Region {
+  readonly address: number;
+  readonly size: number;
+  readonly closed: boolean;
+  /**
+   * An external ArrayBuffer over the region. The memory stays mapped while any
+   * ArrayBuffer over it is reachable; close() detaches those handed out here.
+   */
+  readonly buffer: ArrayBuffer;
+  /**
+   * ioctl(UFFDIO_UNREGISTER), wake any waiter, madvise(MADV_DONTNEED), detach
+   * every ArrayBuffer; munmap(2) when the last one is collected.
+   */
+  close(): void;
+}
+
+export interface RegionConstructor {
+  /**
+   * mmap(MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) + ioctl(UFFDIO_REGISTER).
+   * If registering fails the memory is unmapped: nothing is half-registered.
+   * @param size bytes, a positive multiple of 4096
+   * @param mode REGISTER_MODE_MISSING (default) | REGISTER_MODE_WP
+   */
+  new (uffd: Uffd, size: number, mode?: number): Region;
+}
+
+export interface NativeBinding {
+  Uffd: UffdConstructor;
+  Region: RegionConstructor;
+  /** UFFDIO_API probe: which features and ioctls the kernel has. */
+  probe(): UffdProbe;
+  /** madvise(2) over `count` (address, length) pairs, each inside an open region. */
+  madvise(ranges: Float64Array, count: number, advice: number): void;
+  /** sched_setaffinity(0, ...): pin the calling thread. */
+  setAffinity(cpus: number[]): void;
+  /** sched_getaffinity(0, ...). */
+  getAffinity(): number[];
+  /** sched_getcpu(). */
+  currentCpu(): number;
+  /** gettid(2). */
+  gettid(): number;
+  /** Field 39 of /proc/self/task/TID/stat: the CPU a thread last ran on, -1 if unknown. */
+  threadCpu(tid: number): number;
+  /** LZ4_decompress_safe from liblz4.so.1 into dst; returns bytes written, throws on bad data. */
+  lz4Decompress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): number;
+  /** liblz4.so.1 was found. */
+  lz4Available: boolean;
+}
+
+function load(): NativeBinding {
+  const root = path.join(__dirname, '..', '..');
+  const candidates = [path.join(root, 'build', 'Release', 'tmem.node'), path.join(root, 'build', 'Debug', 'tmem.node')];
+  let last: unknown;
+  for (const file of candidates) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return require(file) as NativeBinding;
+    } catch (e) {
+      last = e;
+      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
+    }
+  }
+  throw new Error(`tmem: the native addon is not built (run \`npm install\` or \`npx node-gyp rebuild\`): ${String(last)}`);
+}
+
+/** The loaded addon. */
+export const native: NativeBinding = load();

@@ -1,0 +1,726 @@
+// The Node binding: converts arguments and errors, nothing more.
+//
+// Every method checks its arguments and throws TypeError/RangeError naming the
+// argument before anything reaches the kernel; SysError from the core becomes
+// an Error with `code`, `errno` and `syscall`. The documented JS surface is
+// lib/native.ts.
+//
+// Process-wide state (shared by the main thread and Workers, each of which
+// loads this addon into its own environment):
+//   g_regions   address -> Mapping for every region created here; resolve
+//               calls check that their destination lies inside one region
+//               registered with that uffd, so a Worker can only write into
+//               memory tmem owns.
+//   g_uffds     uffd fd -> the owning Uffd's Deadman, so that a Worker's exit
+//               can hand the fd to the deadman (see deadman.h).
+#define NAPI_VERSION 9
+#include <napi.h>
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "deadman.h"
+#include "lz4_block.h"
+#include "memory.h"
+#include "sys_error.h"
+#include "thread.h"
+#include "uffd.h"
+
+namespace {
+
+using tmem::kPageSize;
+
+// ---- process-wide registries ------------------------------------------------
+
+/** Region memory; unmapped when the Region and every ArrayBuffer over it are gone. */
+struct Mapping {
+  uint64_t addr;
+  uint64_t len;
+  int uffd_fd;
+  std::atomic<bool> open{true};
+  ~Mapping() {
+    try {
+      tmem::unmap(addr, len);
+    } catch (...) {
+    }
+  }
+};
+
+std::mutex g_mu;
+std::map<uint64_t, std::shared_ptr<Mapping>> g_regions;  // by start address
+std::map<int, std::shared_ptr<tmem::Deadman>> g_deadmen;  // by uffd fd
+
+std::shared_ptr<Mapping> find_region(uint64_t addr) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = g_regions.upper_bound(addr);
+  if (it == g_regions.begin()) return nullptr;
+  --it;
+  const auto& m = it->second;
+  if (addr >= m->addr && addr < m->addr + m->len) return m;
+  return nullptr;
+}
+
+// ---- argument checking -------------------------------------------------------
+
+[[noreturn]] void type_error(Napi::Env env, const std::string& msg) {
+  throw Napi::TypeError::New(env, msg);
+}
+[[noreturn]] void range_error(Napi::Env env, const std::string& msg) {
+  throw Napi::RangeError::New(env, msg);
+}
+
+double number_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    type_error(info.Env(), std::string(name) + " must be a number");
+  }
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(v) || v != std::floor(v)) {
+    range_error(info.Env(), std::string(name) + " must be an integer, got " + std::to_string(v));
+  }
+  return v;
+}
+
+/** A page-aligned address (a Number: user addresses fit in 53 bits). */
+uint64_t addr_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  double v = number_arg(info, i, name);
+  if (v <= 0 || v > 9007199254740991.0) range_error(info.Env(), std::string(name) + " must be a positive address");
+  uint64_t a = static_cast<uint64_t>(v);
+  if (a % kPageSize) range_error(info.Env(), std::string(name) + " must be page aligned (a multiple of 4096)");
+  return a;
+}
+
+/** A length in bytes: > 0 and a multiple of the page size. */
+uint64_t len_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  double v = number_arg(info, i, name);
+  if (v <= 0) range_error(info.Env(), std::string(name) + " must be > 0, got " + std::to_string(static_cast<int64_t>(v)));
+  uint64_t n = static_cast<uint64_t>(v);
+  if (n % kPageSize) range_error(info.Env(), std::string(name) + " must be a multiple of 4096, got " + std::to_string(n));
+  return n;
+}
+
+uint32_t flags_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || info[i].IsUndefined()) return 0;
+  double v = number_arg(info, i, name);
+  if (v < 0 || v > 0xffff) range_error(info.Env(), std::string(name) + " must be a small bit mask");
+  return static_cast<uint32_t>(v);
+}
+
+/** Checks that [addr, addr+len) lies inside one open region registered with `fd`. */
+void check_in_region(Napi::Env env, int fd, uint64_t addr, uint64_t len, const char* name) {
+  auto m = find_region(addr);
+  if (!m || !m->open.load()) {
+    range_error(env, std::string(name) + " (0x" + std::to_string(addr) + ") is not inside an open tmem region");
+  }
+  if (m->uffd_fd != fd) range_error(env, std::string(name) + " lies in a region registered with another userfaultfd");
+  if (addr + len > m->addr + m->len) {
+    range_error(env, std::string(name) + " + length runs past the end of its region (region is " +
+                         std::to_string(m->len) + " bytes)");
+  }
+}
+
+/** Bytes of a TypedArray, DataView, ArrayBuffer or SharedArrayBuffer. */
+struct Bytes {
+  uint8_t* data;
+  size_t len;
+};
+Bytes bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  if (i < info.Length()) {
+    napi_value v = info[i];
+    bool is;
+    if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+      napi_typedarray_type type;
+      size_t length, offset;
+      void* data;
+      napi_value ab;
+      NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &offset), Bytes{});
+      size_t elem = 1;
+      switch (type) {
+        case napi_int16_array: case napi_uint16_array: elem = 2; break;
+        case napi_int32_array: case napi_uint32_array: case napi_float32_array: elem = 4; break;
+        case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
+        default: break;
+      }
+      return Bytes{static_cast<uint8_t*>(data), length * elem};
+    }
+    if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+      void* data;
+      size_t length;
+      NAPI_THROW_IF_FAILED(env, napi_get_arraybuffer_info(env, v, &data, &length), Bytes{});
+      return Bytes{static_cast<uint8_t*>(data), length};
+    }
+    if (info[i].IsObject()) {  // SharedArrayBuffer: go through a Uint8Array over it
+      Napi::Object global = env.Global();
+      Napi::Value sab_ctor = global.Get("SharedArrayBuffer");
+      if (info[i].As<Napi::Object>().InstanceOf(sab_ctor.As<Napi::Function>())) {
+        Napi::Function u8 = global.Get("Uint8Array").As<Napi::Function>();
+        Napi::Value view = u8.New({info[i]});
+        Napi::Uint8Array arr = view.As<Napi::Uint8Array>();
+        return Bytes{arr.Data(), arr.ByteLength()};
+      }
+    }
+  }
+  type_error(env, std::string(name) + " must be a TypedArray, DataView or (Shared)ArrayBuffer");
+}
+
+Napi::Error sys_error(Napi::Env env, const tmem::SysError& e) {
+  Napi::Error err = Napi::Error::New(env, e.what());
+  err.Set("code", Napi::String::New(env, e.code()));
+  err.Set("errno", Napi::Number::New(env, e.err()));
+  err.Set("syscall", Napi::String::New(env, e.syscall()));
+  return err;
+}
+
+#define SYSCALL_GUARD(body)                              \
+  try {                                                  \
+    body                                                 \
+  } catch (const tmem::SysError& e) {                    \
+    throw sys_error(info.Env(), e);                      \
+  }
+
+// ---- Uffd ---------------------------------------------------------------------
+
+class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(
+        env, "Uffd",
+        {
+            StaticMethod<&UffdWrap::Attach>("attach"),
+            InstanceMethod<&UffdWrap::Describe>("describe"),
+            InstanceMethod<&UffdWrap::Read>("read"),
+            InstanceMethod<&UffdWrap::WakeReader>("wakeReader"),
+            InstanceMethod<&UffdWrap::Copy>("copy"),
+            InstanceMethod<&UffdWrap::Zeropage>("zeropage"),
+            InstanceMethod<&UffdWrap::Move>("move"),
+            InstanceMethod<&UffdWrap::Wake>("wake"),
+            InstanceMethod<&UffdWrap::WriteProtect>("writeProtect"),
+            InstanceMethod<&UffdWrap::Poison>("poison"),
+            InstanceMethod<&UffdWrap::ArmDeadman>("armDeadman"),
+            InstanceMethod<&UffdWrap::DisarmDeadman>("disarmDeadman"),
+            InstanceMethod<&UffdWrap::Close>("close"),
+            InstanceAccessor<&UffdWrap::Fd>("fd"),
+            InstanceAccessor<&UffdWrap::Closed>("closed"),
+        });
+  }
+
+  // new Uffd(mode: 0 auto | 1 full | 2 user, extraFeatures)
+  // new Uffd(descriptor, true)  -- internal path used by attach()
+  UffdWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UffdWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() >= 2 && info[1].IsBoolean() && info[1].As<Napi::Boolean>()) {
+      Napi::Object d = info[0].As<Napi::Object>();
+      int fd = d.Get("fd").As<Napi::Number>().Int32Value();
+      int wake_fd = d.Get("wakeFd").As<Napi::Number>().Int32Value();
+      uint64_t features = static_cast<uint64_t>(d.Get("features").As<Napi::Number>().Int64Value());
+      uint64_t ioctls = static_cast<uint64_t>(d.Get("ioctls").As<Napi::Number>().Int64Value());
+      bool umo = d.Get("userModeOnly").As<Napi::Boolean>();
+      {
+        std::lock_guard<std::mutex> lock(g_mu);
+        if (!g_deadmen.count(fd)) range_error(env, "descriptor.fd is not an open tmem userfaultfd");
+      }
+      uffd_ = std::make_unique<tmem::Uffd>(fd, wake_fd, features, ioctls, umo);
+      return;
+    }
+    uint32_t mode = info.Length() > 0 && !info[0].IsUndefined() ? static_cast<uint32_t>(number_arg(info, 0, "mode")) : 0;
+    if (mode > 2) range_error(env, "mode must be 0 (auto), 1 (full) or 2 (user-mode-only)");
+    double extra = info.Length() > 1 && !info[1].IsUndefined() ? number_arg(info, 1, "features") : 0;
+    if (extra < 0) range_error(env, "features must be a UFFD_FEATURE_* bit mask");
+    SYSCALL_GUARD({
+      uffd_ = std::make_unique<tmem::Uffd>(static_cast<tmem::UffdMode>(mode), static_cast<uint64_t>(extra));
+    })
+    deadman_ = std::make_shared<tmem::Deadman>(uffd_.get());
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_deadmen[uffd_->fd()] = deadman_;
+  }
+
+  ~UffdWrap() override { shutdown(); }
+
+  tmem::Uffd* uffd(Napi::Env env) {
+    if (!uffd_) throw Napi::Error::New(env, "userfaultfd is closed");
+    return uffd_.get();
+  }
+
+ private:
+  static Napi::Value Attach(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsObject()) type_error(info.Env(), "descriptor must be the object from uffd.describe()");
+    Napi::FunctionReference* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
+    return ctor->New({info[0], Napi::Boolean::New(info.Env(), true)});
+  }
+
+  Napi::Value Describe(const Napi::CallbackInfo& info) {
+    tmem::Uffd* u = uffd(info.Env());
+    Napi::Object d = Napi::Object::New(info.Env());
+    d.Set("fd", u->fd());
+    d.Set("wakeFd", u->wake_fd());
+    d.Set("features", static_cast<double>(u->features()));
+    d.Set("ioctls", static_cast<double>(u->ioctls() & 0xffffffffu));
+    d.Set("userModeOnly", u->user_mode_only());
+    d.Set("viaDev", u->via_dev());
+    return d;
+  }
+
+  // read(out: Float64Array, timeoutMs) -> n events | 0 timeout | -1 woken.
+  // Each event fills 4 slots: kind, flags (remap: len), address, arg (thread id / to / end / fd).
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      type_error(env, "out must be a Float64Array (4 slots per event)");
+    }
+    Napi::Float64Array out = info[0].As<Napi::Float64Array>();
+    int max = static_cast<int>(out.ElementLength() / 4);
+    if (max < 1) range_error(env, "out must hold at least one event (4 slots)");
+    double t = info.Length() > 1 && !info[1].IsUndefined() ? number_arg(info, 1, "timeoutMs") : -1;
+    if (t < -1 || t > 2147483647) range_error(env, "timeoutMs must be -1 (forever) or 0..2^31-1");
+    tmem::Uffd* u = uffd(env);
+    tmem::UffdEvent ev[64];
+    if (max > 64) max = 64;
+    int n = 0;
+    SYSCALL_GUARD({ n = u->read_events(ev, max, static_cast<int>(t)); })
+    double* o = out.Data();
+    for (int i = 0; i < n; i++) {
+      o[4 * i] = ev[i].kind;
+      o[4 * i + 1] = ev[i].kind == UFFD_EVENT_REMAP ? static_cast<double>(ev[i].arg2) : static_cast<double>(ev[i].flags);
+      o[4 * i + 2] = static_cast<double>(ev[i].address);
+      o[4 * i + 3] = static_cast<double>(ev[i].arg1);
+    }
+    return Napi::Number::New(env, n);
+  }
+
+  Napi::Value WakeReader(const Napi::CallbackInfo& info) {
+    uffd(info.Env())->wake_reader();
+    return info.Env().Undefined();
+  }
+
+  // copy(dst, src, srcOffset, flags: 1 dontwake | 2 write-protect) -> bytes | -EAGAIN | -ESRCH
+  // Copies one page (or as many pages as src holds from srcOffset, rounded down).
+  Napi::Value Copy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t dst = addr_arg(info, 0, "dst");
+    Bytes src = bytes_arg(info, 1, "src");
+    double off = info.Length() > 2 && !info[2].IsUndefined() ? number_arg(info, 2, "srcOffset") : 0;
+    if (off < 0 || static_cast<size_t>(off) >= src.len) range_error(env, "srcOffset must be inside src");
+    uint32_t flags = flags_arg(info, 3, "flags");
+    double lenv = info.Length() > 4 && !info[4].IsUndefined() ? static_cast<double>(len_arg(info, 4, "length")) : kPageSize;
+    uint64_t len = static_cast<uint64_t>(lenv);
+    if (static_cast<size_t>(off) + len > src.len) range_error(env, "src must hold length bytes from srcOffset");
+    tmem::Uffd* u = uffd(env);
+    check_in_region(env, u->fd(), dst, len, "dst");
+    int64_t r = 0;
+    SYSCALL_GUARD({ r = u->copy(dst, src.data + static_cast<size_t>(off), len, flags & 2, flags & 1); })
+    return Napi::Number::New(env, static_cast<double>(r));
+  }
+
+  // zeropage(dst, len, flags: 1 dontwake)
+  Napi::Value Zeropage(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t dst = addr_arg(info, 0, "dst");
+    uint64_t len = len_arg(info, 1, "length");
+    uint32_t flags = flags_arg(info, 2, "flags");
+    tmem::Uffd* u = uffd(env);
+    check_in_region(env, u->fd(), dst, len, "dst");
+    int64_t r = 0;
+    SYSCALL_GUARD({ r = u->zeropage(dst, len, flags & 1); })
+    return Napi::Number::New(env, static_cast<double>(r));
+  }
+
+  // move(dst, src, len, flags: 1 dontwake | 2 allow src holes) -> bytes | -errno
+  Napi::Value Move(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t dst = addr_arg(info, 0, "dst");
+    uint64_t src = addr_arg(info, 1, "src");
+    uint64_t len = len_arg(info, 2, "length");
+    uint32_t flags = flags_arg(info, 3, "flags");
+    tmem::Uffd* u = uffd(env);
+    if (!(u->features() & UFFD_FEATURE_MOVE)) {
+      throw sys_error(env, tmem::SysError("ioctl(UFFDIO_MOVE)", ENOTSUP, "the kernel has no UFFD_FEATURE_MOVE"));
+    }
+    check_in_region(env, u->fd(), dst, len, "dst");
+    check_in_region(env, u->fd(), src, len, "src");
+    int64_t r = 0;
+    SYSCALL_GUARD({ r = u->move(dst, src, len, flags & 2, flags & 1); })
+    return Napi::Number::New(env, static_cast<double>(r));
+  }
+
+  Napi::Value Wake(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t addr = addr_arg(info, 0, "address");
+    uint64_t len = len_arg(info, 1, "length");
+    tmem::Uffd* u = uffd(env);
+    check_in_region(env, u->fd(), addr, len, "address");
+    SYSCALL_GUARD({ u->wake(addr, len); })
+    return env.Undefined();
+  }
+
+  // writeProtect(addr, len, protect, flags: 1 dontwake)
+  Napi::Value WriteProtect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t addr = addr_arg(info, 0, "address");
+    uint64_t len = len_arg(info, 1, "length");
+    if (info.Length() < 3 || !info[2].IsBoolean()) type_error(env, "protect must be a boolean");
+    bool protect = info[2].As<Napi::Boolean>();
+    uint32_t flags = flags_arg(info, 3, "flags");
+    tmem::Uffd* u = uffd(env);
+    check_in_region(env, u->fd(), addr, len, "address");
+    SYSCALL_GUARD({ u->write_protect(addr, len, protect, flags & 1); })
+    return env.Undefined();
+  }
+
+  Napi::Value Poison(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t addr = addr_arg(info, 0, "address");
+    uint64_t len = len_arg(info, 1, "length");
+    tmem::Uffd* u = uffd(env);
+    check_in_region(env, u->fd(), addr, len, "address");
+    return Napi::Number::New(env, static_cast<double>(u->poison(addr, len, false)));
+  }
+
+  // armDeadman(why): called by the dispatcher in its own thread. If this
+  // environment is torn down (the Worker exits or crashes) before
+  // disarmDeadman(), the deadman takes over the uffd.
+  Napi::Value ArmDeadman(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    tmem::Uffd* u = uffd(env);
+    std::string why = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value()
+                                                               : std::string("its thread exited");
+    std::shared_ptr<tmem::Deadman> dm;
+    {
+      std::lock_guard<std::mutex> lock(g_mu);
+      auto it = g_deadmen.find(u->fd());
+      if (it == g_deadmen.end()) throw Napi::Error::New(env, "userfaultfd is closed");
+      dm = it->second;
+    }
+    if (armed_) return env.Undefined();
+    auto* hook = new ArmedHook{std::weak_ptr<tmem::Deadman>(dm), why, &armed_};
+    armed_ = true;
+    hook_ = hook;
+    napi_add_env_cleanup_hook(env, &ArmedHook::Fire, hook);
+    return env.Undefined();
+  }
+
+  Napi::Value DisarmDeadman(const Napi::CallbackInfo& info) {
+    if (armed_ && hook_) {
+      napi_remove_env_cleanup_hook(info.Env(), &ArmedHook::Fire, hook_);
+      delete hook_;
+      hook_ = nullptr;
+      armed_ = false;
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (armed_ && hook_) DisarmDeadman(info);
+    shutdown();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Fd(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), uffd_ ? uffd_->fd() : -1);
+  }
+  Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !uffd_); }
+
+  void shutdown() {
+    if (!uffd_) return;
+    if (uffd_->owned()) {
+      {
+        std::lock_guard<std::mutex> lock(g_mu);
+        g_deadmen.erase(uffd_->fd());
+      }
+      if (deadman_) deadman_->stop();
+      deadman_.reset();
+    }
+    uffd_.reset();
+  }
+
+  struct ArmedHook {
+    std::weak_ptr<tmem::Deadman> deadman;
+    std::string why;
+    bool* armed;
+    static void Fire(void* arg) {
+      auto* h = static_cast<ArmedHook*>(arg);
+      if (auto dm = h->deadman.lock()) dm->start(h->why);
+      delete h;
+    }
+  };
+
+  std::unique_ptr<tmem::Uffd> uffd_;
+  std::shared_ptr<tmem::Deadman> deadman_;
+  bool armed_ = false;
+  ArmedHook* hook_ = nullptr;
+};
+
+// ---- Region -------------------------------------------------------------------
+
+class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Region",
+                       {
+                           InstanceAccessor<&RegionWrap::Address>("address"),
+                           InstanceAccessor<&RegionWrap::Size>("size"),
+                           InstanceAccessor<&RegionWrap::Buffer>("buffer"),
+                           InstanceAccessor<&RegionWrap::Closed>("closed"),
+                           InstanceMethod<&RegionWrap::Close>("close"),
+                       });
+  }
+
+  // new Region(uffd, size, registerMode)  registerMode: UFFDIO_REGISTER_MODE_* (default MISSING)
+  RegionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RegionWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) type_error(env, "uffd must be a Uffd");
+    Napi::Object uo = info[0].As<Napi::Object>();
+    UffdWrap* uw = nullptr;
+    napi_status st = napi_unwrap(env, uo, reinterpret_cast<void**>(&uw));
+    if (st != napi_ok || !uw) type_error(env, "uffd must be a Uffd");
+    tmem::Uffd* u = uw->uffd(env);
+    if (!u->owned()) range_error(env, "uffd must be the owning Uffd (regions are created in the thread that opened it)");
+    uint64_t len = len_arg(info, 1, "size");
+    if (len > (uint64_t{1} << 46)) range_error(env, "size must be at most 64 TiB");
+    uint32_t mode = info.Length() > 2 && !info[2].IsUndefined() ? flags_arg(info, 2, "mode") : UFFDIO_REGISTER_MODE_MISSING;
+    if (mode == 0 || (mode & ~(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP))) {
+      range_error(env, "mode must be MISSING (1), WP (2) or both (3)");
+    }
+    if ((mode & UFFDIO_REGISTER_MODE_WP) && !(u->features() & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
+      throw sys_error(env, tmem::SysError("ioctl(UFFDIO_REGISTER)", ENOTSUP, "the kernel has no write-protect faults"));
+    }
+    uint64_t addr = 0;
+    SYSCALL_GUARD({ addr = tmem::map_anonymous(len); })
+    try {
+      u->register_range(addr, len, mode);
+    } catch (const tmem::SysError& e) {
+      try {
+        tmem::unmap(addr, len);  // nothing is left half-registered
+      } catch (...) {
+      }
+      throw sys_error(env, e);
+    }
+    mapping_ = std::make_shared<Mapping>();
+    mapping_->addr = addr;
+    mapping_->len = len;
+    mapping_->uffd_fd = u->fd();
+    uffd_ref_ = Napi::Persistent(uo);
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_regions[addr] = mapping_;
+  }
+
+  ~RegionWrap() override {
+    // Not closed by the program: keep the memory registered semantics simple by
+    // unregistering from the registry; the mapping is unmapped with its last
+    // ArrayBuffer.
+    if (mapping_) {
+      std::lock_guard<std::mutex> lock(g_mu);
+      g_regions.erase(mapping_->addr);
+    }
+  }
+
+ private:
+  Napi::Value Address(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), mapping_ ? static_cast<double>(mapping_->addr) : 0);
+  }
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), mapping_ ? static_cast<double>(mapping_->len) : 0);
+  }
+  Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !open()); }
+  bool open() const { return mapping_ && mapping_->open.load(); }
+
+  // The same ArrayBuffer while it lives; a new one over the same memory if it
+  // was collected. Each holds a reference to the mapping.
+  Napi::Value Buffer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!open()) throw Napi::Error::New(env, "region is closed");
+    if (!buffer_ref_.IsEmpty()) {
+      Napi::Value v = buffer_ref_.Value();
+      if (!v.IsEmpty() && !v.IsUndefined()) return v;
+    }
+    auto* hold = new std::shared_ptr<Mapping>(mapping_);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, reinterpret_cast<void*>(mapping_->addr), mapping_->len,
+        [](Napi::Env, void*, std::shared_ptr<Mapping>* h) { delete h; }, hold);
+    buffer_ref_ = Napi::Weak(ab);
+    handed_out_.push_back(Napi::Weak(ab));
+    return ab;
+  }
+
+  // close(): unregister, give the memory back, detach every ArrayBuffer handed out.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!open()) return env.Undefined();
+    mapping_->open = false;
+    {
+      std::lock_guard<std::mutex> lock(g_mu);
+      g_regions.erase(mapping_->addr);
+    }
+    UffdWrap* uw = nullptr;
+    if (!uffd_ref_.IsEmpty() && napi_unwrap(env, uffd_ref_.Value(), reinterpret_cast<void**>(&uw)) == napi_ok && uw) {
+      try {
+        tmem::Uffd* u = uw->uffd(env);
+        u->unregister_range(mapping_->addr, mapping_->len);
+        u->wake(mapping_->addr, mapping_->len);  // nobody may stay asleep on a region that is gone
+      } catch (...) {
+        // the uffd was closed first: the kernel already unregistered the range
+      }
+    }
+    ::madvise(reinterpret_cast<void*>(mapping_->addr), mapping_->len, MADV_DONTNEED);
+    for (auto& ref : handed_out_) {
+      if (ref.IsEmpty()) continue;
+      Napi::Value v = ref.Value();
+      if (!v.IsEmpty() && v.IsArrayBuffer()) {
+        Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
+        if (!ab.IsDetached()) ab.Detach();
+      }
+    }
+    handed_out_.clear();
+    buffer_ref_.Reset();
+    uffd_ref_.Reset();
+    mapping_.reset();  // unmapped now, or when the last ArrayBuffer is collected
+    return env.Undefined();
+  }
+
+  std::shared_ptr<Mapping> mapping_;
+  Napi::ObjectReference uffd_ref_;
+  Napi::Reference<Napi::ArrayBuffer> buffer_ref_;
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> handed_out_;
+};
+
+// ---- free functions -------------------------------------------------------------
+
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tmem::UffdProbe p;
+  SYSCALL_GUARD({ p = tmem::Uffd::probe(); })
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("features", static_cast<double>(p.features));
+  o.Set("ioctls", static_cast<double>(p.ioctls & 0xffffffffu));  // _UFFDIO_API (bit 63) omitted
+  Napi::Array ioctl_names = Napi::Array::New(env);
+  static const char* kIoctls[] = {"REGISTER", "UNREGISTER", "WAKE", "COPY", "ZEROPAGE", "MOVE", "WRITEPROTECT", "CONTINUE", "POISON"};
+  uint32_t j = 0;
+  for (int bit = 0; bit < 9; bit++)
+    if (p.ioctls & (uint64_t{1} << bit)) ioctl_names.Set(j++, kIoctls[bit]);
+  if (p.ioctls & (uint64_t{1} << _UFFDIO_API)) ioctl_names.Set(j++, "API");
+  o.Set("ioctlNames", ioctl_names);
+  o.Set("devUserfaultfd", p.dev_userfaultfd);
+  o.Set("fullMode", p.full_mode);
+  Napi::Array names = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (int bit = 0; bit < 64; bit++)
+    if (p.features & (uint64_t{1} << bit)) names.Set(k++, tmem::feature_name(bit));
+  o.Set("featureNames", names);
+  return o;
+}
+
+// madvise(ranges: Float64Array [addr, len, addr, len, ...], count, advice)
+// Every range must lie inside an open region.
+Napi::Value Madvise(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    type_error(env, "ranges must be a Float64Array of (address, length) pairs");
+  }
+  Napi::Float64Array r = info[0].As<Napi::Float64Array>();
+  double count = number_arg(info, 1, "count");
+  if (count < 0 || count * 2 > r.ElementLength()) range_error(env, "count must be between 0 and ranges.length / 2");
+  double advice = number_arg(info, 2, "advice");
+  if (advice != MADV_DONTNEED && advice != MADV_COLD && advice != MADV_PAGEOUT && advice != MADV_WILLNEED) {
+    range_error(env, "advice must be MADV_DONTNEED (4), MADV_WILLNEED (3), MADV_COLD (20) or MADV_PAGEOUT (21)");
+  }
+  size_t n = static_cast<size_t>(count);
+  std::vector<uint64_t> ranges(2 * n);
+  for (size_t i = 0; i < n; i++) {
+    double a = r[2 * i], l = r[2 * i + 1];
+    if (a <= 0 || l <= 0 || a != std::floor(a) || l != std::floor(l) || static_cast<uint64_t>(a) % kPageSize ||
+        static_cast<uint64_t>(l) % kPageSize) {
+      range_error(env, "ranges[" + std::to_string(i) + "] must be a page-aligned address and a positive multiple of 4096");
+    }
+    ranges[2 * i] = static_cast<uint64_t>(a);
+    ranges[2 * i + 1] = static_cast<uint64_t>(l);
+    auto m = find_region(ranges[2 * i]);
+    if (!m || !m->open.load() || ranges[2 * i] + ranges[2 * i + 1] > m->addr + m->len) {
+      range_error(env, "ranges[" + std::to_string(i) + "] is not inside an open tmem region");
+    }
+  }
+  SYSCALL_GUARD({ tmem::madvise_ranges(ranges.data(), n, static_cast<int>(advice)); })
+  return env.Undefined();
+}
+
+Napi::Value SetAffinity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) type_error(env, "cpus must be an array of CPU numbers");
+  Napi::Array a = info[0].As<Napi::Array>();
+  if (a.Length() == 0) range_error(env, "cpus must name at least one CPU");
+  std::vector<int> cpus;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsNumber()) type_error(env, "cpus[" + std::to_string(i) + "] must be a number");
+    double c = v.As<Napi::Number>().DoubleValue();
+    if (c < 0 || c >= CPU_SETSIZE || c != std::floor(c)) range_error(env, "cpus[" + std::to_string(i) + "] must be a CPU number 0..1023");
+    cpus.push_back(static_cast<int>(c));
+  }
+  SYSCALL_GUARD({ tmem::set_affinity(cpus); })
+  return env.Undefined();
+}
+
+Napi::Value GetAffinity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int> cpus;
+  SYSCALL_GUARD({ cpus = tmem::get_affinity(); })
+  Napi::Array a = Napi::Array::New(env, cpus.size());
+  for (size_t i = 0; i < cpus.size(); i++) a.Set(static_cast<uint32_t>(i), cpus[i]);
+  return a;
+}
+
+Napi::Value CurrentCpu(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tmem::current_cpu()); }
+Napi::Value Gettid(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(tmem::current_tid()));
+}
+Napi::Value ThreadCpu(const Napi::CallbackInfo& info) {
+  double tid = number_arg(info, 0, "tid");
+  if (tid <= 0) range_error(info.Env(), "tid must be a positive thread id");
+  return Napi::Number::New(info.Env(), tmem::thread_cpu(static_cast<int64_t>(tid)));
+}
+
+// lz4Decompress(src, srcOffset, srcLength, dst, dstOffset) -> bytes written; throws on bad data.
+Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes src = bytes_arg(info, 0, "src");
+  double so = number_arg(info, 1, "srcOffset");
+  double sl = number_arg(info, 2, "srcLength");
+  Bytes dst = bytes_arg(info, 3, "dst");
+  double d_off = number_arg(info, 4, "dstOffset");
+  if (so < 0 || sl <= 0 || so + sl > static_cast<double>(src.len)) range_error(env, "srcOffset/srcLength must lie inside src");
+  if (d_off < 0 || d_off > static_cast<double>(dst.len)) range_error(env, "dstOffset must lie inside dst");
+  if (!tmem::lz4::available()) throw Napi::Error::New(env, "liblz4.so.1 is not available");
+  int n = tmem::lz4::decompress(reinterpret_cast<const char*>(src.data + static_cast<size_t>(so)),
+                                reinterpret_cast<char*>(dst.data + static_cast<size_t>(d_off)), static_cast<int>(sl),
+                                static_cast<int>(dst.len - static_cast<size_t>(d_off)));
+  if (n < 0) throw Napi::Error::New(env, "lz4 block is malformed (LZ4_decompress_safe returned " + std::to_string(n) + ")");
+  return Napi::Number::New(env, n);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function uffd = UffdWrap::Init(env);
+  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(uffd)));
+  exports.Set("Uffd", uffd);
+  exports.Set("Region", RegionWrap::Init(env));
+  exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
+  exports.Set("madvise", Napi::Function::New<Madvise>(env, "madvise"));
+  exports.Set("setAffinity", Napi::Function::New<SetAffinity>(env, "setAffinity"));
+  exports.Set("getAffinity", Napi::Function::New<GetAffinity>(env, "getAffinity"));
+  exports.Set("currentCpu", Napi::Function::New<CurrentCpu>(env, "currentCpu"));
+  exports.Set("gettid", Napi::Function::New<Gettid>(env, "gettid"));
+  exports.Set("threadCpu", Napi::Function::New<ThreadCpu>(env, "threadCpu"));
+  exports.Set("lz4Decompress", Napi::Function::New<Lz4Decompress>(env, "lz4Decompress"));
+  exports.Set("lz4Available", Napi::Boolean::New(env, tmem::lz4::available()));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tmem, Init)

@@ -1,0 +1,62 @@
+#include "deadman.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+#include "uffd.h"
+
+namespace tmem {
+
+void Deadman::start(const std::string& why) {
+  bool expected = false;
+  if (!running_.compare_exchange_strong(expected, true)) return;
+  why_ = why;
+  stop_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Deadman::stop() {
+  if (!running_.load()) return;
+  stop_ = true;
+  uffd_->wake_reader();
+  if (thread_.joinable()) thread_.join();
+  running_ = false;
+}
+
+void Deadman::run() {
+  UffdEvent ev[16];
+  while (!stop_.load()) {
+    int n;
+    try {
+      n = uffd_->read_events(ev, 16, 1000);
+    } catch (...) {
+      return;
+    }
+    for (int i = 0; i < n; i++) {
+      if (ev[i].kind != UFFD_EVENT_PAGEFAULT) continue;
+      char line[512];
+      int len = std::snprintf(line, sizeof line,
+                              "tmem: the fault dispatcher is gone (%s); the page at 0x%llx touched by thread %llu "
+                              "cannot be restored, raising SIGBUS in that thread\n",
+                              why_.c_str(), static_cast<unsigned long long>(ev[i].address),
+                              static_cast<unsigned long long>(ev[i].arg1));
+      ssize_t w = ::write(2, line, static_cast<size_t>(len));
+      (void)w;
+      bool poisoned = false;
+      if (uffd_->features() & UFFD_FEATURE_POISON) {
+        try {
+          int64_t r = uffd_->poison(ev[i].address, kPageSize, false);
+          poisoned = r > 0 || r == -EEXIST;
+          if (r == -EEXIST) uffd_->wake(ev[i].address, kPageSize);
+        } catch (...) {
+        }
+      }
+      if (!poisoned) std::abort();
+    }
+  }
+}
+
+}  // namespace tmem

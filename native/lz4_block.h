@@ -1,0 +1,22 @@
+// LZ4 block decoding on the fault path, from the system's liblz4.so.1.
+//
+// lz4-napi (used to compress) writes a plain LZ4 block behind a 4-byte
+// little-endian length, but its uncompressSync allocates a Buffer per call,
+// which would feed the garbage collector on every fault. liblz4 is opened
+// with dlopen (no headers needed) so that a page decodes straight into a
+// caller-owned staging page. If the library is absent, available() is false
+// and callers fall back to lz4-napi.
+#pragma once
+
+#include <cstddef>
+
+namespace tmem {
+namespace lz4 {
+
+/** True if liblz4.so.1 was found and exports LZ4_decompress_safe. */
+bool available();
+/** LZ4_decompress_safe: returns bytes written to dst, or < 0 on malformed input. */
+int decompress(const char* src, char* dst, int src_len, int dst_capacity);
+
+}  // namespace lz4
+}  // namespace tmem

@@ -1,0 +1,237 @@
+// Native tests of the core, without Node: real faults through the real kernel.
+// A faulting thread touches pages of a registered region while the test's
+// main thread serves the faults with the Uffd class.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <csignal>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "deadman.h"
+#include "memory.h"
+#include "sys_error.h"
+#include "thread.h"
+#include "uffd.h"
+
+using namespace tmem;
+
+static int g_failed = 0, g_passed = 0;
+#define CHECK(cond)                                                              \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
+      std::fprintf(stderr, "  CHECK failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      throw std::runtime_error("check failed");                                  \
+    }                                                                            \
+  } while (0)
+
+static void run(const char* name, const std::function<void()>& fn) {
+  try {
+    fn();
+    g_passed++;
+    std::printf("ok   %s\n", name);
+  } catch (const std::exception& e) {
+    g_failed++;
+    std::printf("FAIL %s: %s\n", name, e.what());
+  }
+}
+
+// Serves faults until `count` have been served, resolving each with `fn`.
+static void serve(Uffd& u, int count, const std::function<void(const UffdEvent&)>& fn) {
+  UffdEvent ev[16];
+  int served = 0;
+  while (served < count) {
+    int n = u.read_events(ev, 16, 5000);
+    if (n == 0) throw std::runtime_error("timed out waiting for a fault");
+    for (int i = 0; i < n; i++) {
+      if (ev[i].kind != UFFD_EVENT_PAGEFAULT) continue;
+      fn(ev[i]);
+      served++;
+    }
+  }
+}
+
+int main() {
+  run("probe reports MOVE and THREAD_ID", [] {
+    UffdProbe p = Uffd::probe();
+    CHECK(p.features & UFFD_FEATURE_THREAD_ID);
+    CHECK(p.features & UFFD_FEATURE_MOVE);
+  });
+
+  run("missing faults resolved by COPY and ZEROPAGE, every byte checked", [] {
+    Uffd u(UffdMode::kAuto, 0);
+    const uint64_t pages = 64, len = pages * kPageSize;
+    uint64_t addr = map_anonymous(len);
+    u.register_range(addr, len, UFFDIO_REGISTER_MODE_MISSING);
+    std::atomic<uint64_t> sum{0};
+    int64_t faulter_tid = 0;
+    std::thread t([&] {
+      faulter_tid = current_tid();
+      uint64_t s = 0;
+      auto* p = reinterpret_cast<volatile uint8_t*>(addr);
+      for (uint64_t i = 0; i < pages; i++)
+        for (uint64_t b = 0; b < kPageSize; b += 512) s += p[i * kPageSize + b];
+      sum = s;
+    });
+    alignas(4096) static uint8_t page[kPageSize];
+    std::vector<int64_t> tids;
+    serve(u, pages, [&](const UffdEvent& e) {
+      uint64_t idx = (e.address - addr) / kPageSize;
+      tids.push_back(static_cast<int64_t>(e.arg1));
+      if (idx % 2) {
+        CHECK(u.zeropage(e.address, kPageSize, false) == static_cast<int64_t>(kPageSize));
+      } else {
+        std::memset(page, static_cast<int>(idx & 0xff), kPageSize);
+        CHECK(u.copy(e.address, page, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
+      }
+    });
+    t.join();
+    uint64_t expect = 0;
+    for (uint64_t i = 0; i < pages; i += 2) expect += (i & 0xff) * (kPageSize / 512);
+    CHECK(sum == expect);
+    for (auto tid : tids) CHECK(tid == faulter_tid);
+    auto* p = reinterpret_cast<uint8_t*>(addr);
+    for (uint64_t i = 0; i < pages; i++)
+      for (uint64_t b = 0; b < kPageSize; b++) CHECK(p[i * kPageSize + b] == ((i % 2) ? 0 : (i & 0xff)));
+    u.unregister_range(addr, len);
+    unmap(addr, len);
+  });
+
+  run("COPY onto a present page is EEXIST, reported as success", [] {
+    Uffd u(UffdMode::kAuto, 0);
+    uint64_t addr = map_anonymous(kPageSize);
+    u.register_range(addr, kPageSize, UFFDIO_REGISTER_MODE_MISSING);
+    alignas(4096) static uint8_t page[kPageSize];
+    std::memset(page, 1, kPageSize);
+    CHECK(u.copy(addr, page, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
+    std::memset(page, 2, kPageSize);
+    CHECK(u.copy(addr, page, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
+    CHECK(reinterpret_cast<uint8_t*>(addr)[0] == 1);  // the first copy stays
+    unmap(addr, kPageSize);
+  });
+
+  run("write-protect: a write arrives as a WP fault, is resolved, and lands", [] {
+    Uffd u(UffdMode::kAuto, 0);
+    uint64_t addr = map_anonymous(kPageSize);
+    u.register_range(addr, kPageSize, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
+    alignas(4096) static uint8_t page[kPageSize];
+    std::memset(page, 9, kPageSize);
+    CHECK(u.copy(addr, page, kPageSize, true, false) == static_cast<int64_t>(kPageSize));  // present, protected
+    std::thread t([&] { reinterpret_cast<volatile uint8_t*>(addr)[100] = 42; });
+    serve(u, 1, [&](const UffdEvent& e) {
+      CHECK(e.flags & UFFD_PAGEFAULT_FLAG_WP);
+      CHECK(e.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+      u.write_protect(e.address, kPageSize, false, false);
+    });
+    t.join();
+    auto* p = reinterpret_cast<uint8_t*>(addr);
+    CHECK(p[100] == 42 && p[99] == 9 && p[101] == 9);
+    unmap(addr, kPageSize);
+  });
+
+  run("MOVE out to a staging area faults as missing; MOVE back restores bytes", [] {
+    Uffd u(UffdMode::kAuto, 0);
+    uint64_t region = map_anonymous(4 * kPageSize), staging = map_anonymous(4 * kPageSize);
+    u.register_range(region, 4 * kPageSize, UFFDIO_REGISTER_MODE_MISSING);
+    u.register_range(staging, 4 * kPageSize, UFFDIO_REGISTER_MODE_MISSING);
+    alignas(4096) static uint8_t page[kPageSize];
+    for (uint64_t i = 0; i < kPageSize; i++) page[i] = static_cast<uint8_t>(i * 7 + 3);
+    CHECK(u.copy(region, page, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
+    CHECK(u.move(staging, region, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
+    CHECK(std::memcmp(reinterpret_cast<void*>(staging), page, kPageSize) == 0);
+    std::atomic<int> seen{-1};
+    std::thread t([&] { seen = reinterpret_cast<volatile uint8_t*>(region)[5]; });
+    serve(u, 1, [&](const UffdEvent& e) {
+      CHECK(e.address == region);
+      CHECK(u.move(region, staging, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
+    });
+    t.join();
+    CHECK(seen == page[5]);
+    CHECK(std::memcmp(reinterpret_cast<void*>(region), page, kPageSize) == 0);
+    // A hole at the source is ENOENT, returned, not thrown.
+    CHECK(u.move(region + kPageSize, staging + kPageSize, kPageSize, false, false) == -ENOENT);
+    unmap(region, 4 * kPageSize);
+    unmap(staging, 4 * kPageSize);
+  });
+
+  run("wake_reader interrupts a blocking read", [] {
+    Uffd u(UffdMode::kAuto, 0);
+    std::thread t([&] {
+      usleep(20000);
+      u.wake_reader();
+    });
+    UffdEvent ev[1];
+    CHECK(u.read_events(ev, 1, 5000) == -1);
+    t.join();
+    CHECK(u.read_events(ev, 1, 0) == 0);  // the wake was consumed
+  });
+
+  run("user-mode-only: a syscall reading a missing page gets EFAULT", [] {
+    Uffd u(UffdMode::kUserOnly, 0);
+    CHECK(u.user_mode_only());
+    uint64_t addr = map_anonymous(kPageSize);
+    u.register_range(addr, kPageSize, UFFDIO_REGISTER_MODE_MISSING);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    ssize_t w = ::write(fds[1], reinterpret_cast<void*>(addr), 16);
+    CHECK(w < 0 && errno == EFAULT);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    unmap(addr, kPageSize);
+  });
+
+  run("errors carry syscall and errno: unaligned register is EINVAL", [] {
+    Uffd u(UffdMode::kAuto, 0);
+    uint64_t addr = map_anonymous(2 * kPageSize);
+    bool threw = false;
+    try {
+      u.register_range(addr + 1, kPageSize, UFFDIO_REGISTER_MODE_MISSING);
+    } catch (const SysError& e) {
+      threw = true;
+      CHECK(e.err() == EINVAL);
+      CHECK(e.syscall() == "ioctl(UFFDIO_REGISTER)");
+      CHECK(std::string(e.what()).find("EINVAL") != std::string::npos);
+    }
+    CHECK(threw);
+    unmap(addr, 2 * kPageSize);
+  });
+
+  run("deadman: a fault after the dispatcher is gone poisons the page (SIGBUS, no hang)", [] {
+    pid_t pid = fork();
+    if (pid == 0) {
+      Uffd u(UffdMode::kAuto, 0);
+      uint64_t addr = map_anonymous(kPageSize);
+      u.register_range(addr, kPageSize, UFFDIO_REGISTER_MODE_MISSING);
+      int devnull = ::open("/dev/null", O_WRONLY);
+      dup2(devnull, 2);
+      Deadman d(&u);
+      d.start("test");
+      alarm(10);  // a hang would end as SIGALRM, not SIGBUS
+      volatile uint8_t x = reinterpret_cast<volatile uint8_t*>(addr)[0];
+      (void)x;
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGBUS);
+  });
+
+  run("thread_cpu reads the CPU of a live thread", [] {
+    set_affinity({0});
+    CHECK(current_cpu() == 0);
+    CHECK(thread_cpu(current_tid()) == 0);
+  });
+
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed ? 1 : 0;
+}

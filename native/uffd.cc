@@ -1,0 +1,320 @@
+#include "uffd.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "sys_error.h"
+
+namespace tmem {
+
+namespace {
+
+// Opens a raw userfaultfd, /dev/userfaultfd first. Returns -errno on failure.
+int open_raw(bool user_only, bool* via_dev) {
+  const int flags = O_CLOEXEC | O_NONBLOCK | (user_only ? UFFD_USER_MODE_ONLY : 0);
+  int dev = ::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (dev >= 0) {
+    int fd = ::ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+    int err = errno;
+    ::close(dev);
+    if (fd >= 0) {
+      *via_dev = true;
+      return fd;
+    }
+    (void)err;
+  }
+  int fd = static_cast<int>(::syscall(SYS_userfaultfd, flags));
+  if (fd < 0) return -errno;
+  *via_dev = false;
+  return fd;
+}
+
+void api(int fd, uint64_t features, uint64_t* got_features, uint64_t* got_ioctls) {
+  struct uffdio_api a = {};
+  a.api = UFFD_API;
+  a.features = features;
+  if (::ioctl(fd, UFFDIO_API, &a) < 0) {
+    int err = errno;
+    throw SysError("ioctl(UFFDIO_API)", err, "features 0x" + std::to_string(features));
+  }
+  *got_features = a.features;
+  *got_ioctls = a.ioctls;
+}
+
+std::string missing_features(uint64_t missing) {
+  std::string s;
+  for (int bit = 0; bit < 64; bit++) {
+    if (missing & (uint64_t{1} << bit)) {
+      if (!s.empty()) s += ", ";
+      s += feature_name(bit);
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+const char* feature_name(int bit) {
+  static const char* names[] = {
+      "PAGEFAULT_FLAG_WP", "EVENT_FORK",   "EVENT_REMAP",     "EVENT_REMOVE",
+      "MISSING_HUGETLBFS", "MISSING_SHMEM", "EVENT_UNMAP",     "SIGBUS",
+      "THREAD_ID",         "MINOR_HUGETLBFS", "MINOR_SHMEM",   "EXACT_ADDRESS",
+      "WP_HUGETLBFS_SHMEM", "WP_UNPOPULATED", "POISON",        "WP_ASYNC",
+      "MOVE"};
+  if (bit >= 0 && bit < static_cast<int>(sizeof(names) / sizeof(names[0]))) return names[bit];
+  return "UNKNOWN";
+}
+
+UffdProbe Uffd::probe() {
+  UffdProbe p;
+  bool via_dev = false;
+  int fd = open_raw(false, &via_dev);
+  if (fd >= 0) {
+    p.full_mode = true;
+  } else {
+    fd = open_raw(true, &via_dev);
+    if (fd < 0) throw SysError("userfaultfd", -fd, "cannot open a userfaultfd in any mode");
+  }
+  p.dev_userfaultfd = via_dev;
+  try {
+    api(fd, 0, &p.features, &p.ioctls);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  return p;
+}
+
+Uffd::Uffd(UffdMode mode, uint64_t extra_features) {
+  UffdProbe p = probe();
+  if (extra_features & ~p.features) {
+    throw SysError("ioctl(UFFDIO_API)", ENOTSUP,
+                   "kernel lacks userfaultfd features: " + missing_features(extra_features & ~p.features));
+  }
+  if (mode == UffdMode::kFull && !p.full_mode) {
+    throw SysError("userfaultfd", EPERM,
+                   "full mode (kernel-mode faults) needs root, CAP_SYS_PTRACE or access to /dev/userfaultfd");
+  }
+  bool user_only = mode == UffdMode::kUserOnly || (mode == UffdMode::kAuto && !p.full_mode);
+  int fd = open_raw(user_only, &via_dev_);
+  if (fd < 0) throw SysError("userfaultfd", -fd, user_only ? "user-mode-only" : "full mode");
+  fd_ = fd;
+  user_mode_only_ = user_only;
+  try {
+    uint64_t requested = (kWantedFeatures & p.features) | extra_features;
+    uint64_t offered = 0;
+    api(fd_, requested, &offered, &ioctls_);
+    features_ = requested;  // the kernel answers with all it offers; in force is what we asked for
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) throw SysError("eventfd", errno);
+  } catch (...) {
+    ::close(fd_);
+    fd_ = -1;
+    throw;
+  }
+}
+
+Uffd::Uffd(int fd, int wake_fd, uint64_t features, uint64_t ioctls, bool user_mode_only)
+    : fd_(fd), wake_fd_(wake_fd), features_(features), ioctls_(ioctls),
+      user_mode_only_(user_mode_only), owned_(false) {}
+
+Uffd::~Uffd() {
+  if (!owned_) return;
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+uint64_t Uffd::register_range(uint64_t addr, uint64_t len, uint64_t mode) {
+  struct uffdio_register r = {};
+  r.range.start = addr;
+  r.range.len = len;
+  r.mode = mode;
+  if (::ioctl(fd_, UFFDIO_REGISTER, &r) < 0) {
+    throw SysError("ioctl(UFFDIO_REGISTER)", errno,
+                   "start 0x" + std::to_string(addr) + " len " + std::to_string(len));
+  }
+  return r.ioctls;
+}
+
+void Uffd::unregister_range(uint64_t addr, uint64_t len) {
+  struct uffdio_range r = {addr, len};
+  if (::ioctl(fd_, UFFDIO_UNREGISTER, &r) < 0) throw SysError("ioctl(UFFDIO_UNREGISTER)", errno);
+}
+
+int Uffd::read_events(UffdEvent* out, int max, int timeout_ms) {
+  struct pollfd pfd[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  int n = ::poll(pfd, 2, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return 0;
+    throw SysError("poll", errno, "waiting for userfaultfd events");
+  }
+  if (n == 0) return 0;
+  if (pfd[0].revents & POLLIN) {
+    constexpr int kBatch = 64;
+    struct uffd_msg msgs[kBatch];
+    if (max > kBatch) max = kBatch;
+    ssize_t r = ::read(fd_, msgs, sizeof(msgs[0]) * max);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) return 0;
+      throw SysError("read", errno, "reading userfaultfd events");
+    }
+    int count = static_cast<int>(r / sizeof(msgs[0]));
+    for (int i = 0; i < count; i++) {
+      const uffd_msg& m = msgs[i];
+      UffdEvent& e = out[i];
+      e.kind = m.event;
+      e.flags = 0;
+      e.address = 0;
+      e.arg1 = 0;
+      e.arg2 = 0;
+      switch (m.event) {
+        case UFFD_EVENT_PAGEFAULT:
+          e.flags = m.arg.pagefault.flags;
+          e.address = m.arg.pagefault.address & ~(kPageSize - 1);
+          e.arg1 = m.arg.pagefault.feat.ptid;
+          break;
+        case UFFD_EVENT_FORK:
+          e.arg1 = m.arg.fork.ufd;
+          break;
+        case UFFD_EVENT_REMAP:
+          e.address = m.arg.remap.from;
+          e.arg1 = m.arg.remap.to;
+          e.arg2 = m.arg.remap.len;
+          break;
+        case UFFD_EVENT_REMOVE:
+        case UFFD_EVENT_UNMAP:
+          e.address = m.arg.remove.start;
+          e.arg1 = m.arg.remove.end;
+          break;
+        default:
+          break;
+      }
+    }
+    return count;
+  }
+  if (pfd[0].revents & (POLLERR | POLLHUP)) {
+    throw SysError("poll", EIO, "userfaultfd reported an error or hang-up");
+  }
+  if (pfd[1].revents & POLLIN) {
+    uint64_t v;
+    while (::read(wake_fd_, &v, sizeof v) < 0 && errno == EINTR) {
+    }
+    return -1;
+  }
+  return 0;
+}
+
+void Uffd::wake_reader() {
+  uint64_t one = 1;
+  ssize_t r = ::write(wake_fd_, &one, sizeof one);
+  (void)r;  // EAGAIN means the counter is already non-zero: the reader will wake anyway
+}
+
+int64_t Uffd::copy(uint64_t dst, const void* src, uint64_t len, bool write_protect, bool dont_wake) {
+  uint64_t done = 0;
+  while (done < len) {
+    struct uffdio_copy c = {};
+    c.dst = dst + done;
+    c.src = reinterpret_cast<uint64_t>(src) + done;
+    c.len = len - done;
+    c.mode = (write_protect ? UFFDIO_COPY_MODE_WP : 0) | (dont_wake ? UFFDIO_COPY_MODE_DONTWAKE : 0);
+    if (::ioctl(fd_, UFFDIO_COPY, &c) == 0) return static_cast<int64_t>(len);
+    int err = errno;
+    if (c.copy > 0) {  // partial: the kernel copied (and woke) part of it
+      done += static_cast<uint64_t>(c.copy);
+      continue;
+    }
+    if (err == EEXIST) {  // already there: success, but the kernel did not wake the faulter
+      if (!dont_wake) wake(dst + done, kPageSize);
+      done += kPageSize;
+      continue;
+    }
+    if (err == EAGAIN || err == ESRCH) return -err;
+    throw SysError("ioctl(UFFDIO_COPY)", err, "dst 0x" + std::to_string(dst + done) + " len " + std::to_string(len - done));
+  }
+  return static_cast<int64_t>(len);
+}
+
+int64_t Uffd::zeropage(uint64_t dst, uint64_t len, bool dont_wake) {
+  uint64_t done = 0;
+  while (done < len) {
+    struct uffdio_zeropage z = {};
+    z.range.start = dst + done;
+    z.range.len = len - done;
+    z.mode = dont_wake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0;
+    if (::ioctl(fd_, UFFDIO_ZEROPAGE, &z) == 0) return static_cast<int64_t>(len);
+    int err = errno;
+    if (z.zeropage > 0) {
+      done += static_cast<uint64_t>(z.zeropage);
+      continue;
+    }
+    if (err == EEXIST) {
+      if (!dont_wake) wake(dst + done, kPageSize);
+      done += kPageSize;
+      continue;
+    }
+    if (err == EAGAIN || err == ESRCH) return -err;
+    throw SysError("ioctl(UFFDIO_ZEROPAGE)", err, "dst 0x" + std::to_string(dst + done));
+  }
+  return static_cast<int64_t>(len);
+}
+
+int64_t Uffd::move(uint64_t dst, uint64_t src, uint64_t len, bool allow_src_holes, bool dont_wake) {
+  uint64_t done = 0;
+  while (done < len) {
+    struct uffdio_move m = {};
+    m.dst = dst + done;
+    m.src = src + done;
+    m.len = len - done;
+    m.mode = (allow_src_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0) |
+             (dont_wake ? UFFDIO_MOVE_MODE_DONTWAKE : 0);
+    if (::ioctl(fd_, UFFDIO_MOVE, &m) == 0) return static_cast<int64_t>(len);
+    int err = errno;
+    if (m.move > 0) {
+      done += static_cast<uint64_t>(m.move);
+      continue;
+    }
+    if (done > 0) return static_cast<int64_t>(done);
+    if (err == EAGAIN || err == ESRCH || err == ENOENT || err == EBUSY || err == EEXIST) return -err;
+    throw SysError("ioctl(UFFDIO_MOVE)", err,
+                   "dst 0x" + std::to_string(dst) + " src 0x" + std::to_string(src) + " len " + std::to_string(len));
+  }
+  return static_cast<int64_t>(len);
+}
+
+void Uffd::wake(uint64_t addr, uint64_t len) {
+  struct uffdio_range r = {addr, len};
+  if (::ioctl(fd_, UFFDIO_WAKE, &r) < 0) throw SysError("ioctl(UFFDIO_WAKE)", errno);
+}
+
+void Uffd::write_protect(uint64_t addr, uint64_t len, bool protect, bool dont_wake) {
+  struct uffdio_writeprotect w = {};
+  w.range.start = addr;
+  w.range.len = len;
+  w.mode = (protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0) | (dont_wake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
+  if (::ioctl(fd_, UFFDIO_WRITEPROTECT, &w) < 0) {
+    throw SysError("ioctl(UFFDIO_WRITEPROTECT)", errno,
+                   std::string(protect ? "protect" : "unprotect") + " 0x" + std::to_string(addr));
+  }
+}
+
+int64_t Uffd::poison(uint64_t addr, uint64_t len, bool dont_wake) {
+  struct uffdio_poison p = {};
+  p.range.start = addr;
+  p.range.len = len;
+  p.mode = dont_wake ? UFFDIO_POISON_MODE_DONTWAKE : 0;
+  if (::ioctl(fd_, UFFDIO_POISON, &p) == 0) return static_cast<int64_t>(len);
+  int err = errno;
+  if (p.updated > 0) return p.updated;
+  return -err;
+}
+
+}  // namespace tmem
