@@ -186,6 +186,9 @@ export interface NativeBinding {
   /** LZ4_decompress_safe from liblz4.so.1 into dst; returns bytes written, throws on bad data. */
   lz4Decompress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
     dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): number;
+  /** LZ4_compress_default from liblz4.so.1 into dst; returns bytes written, 0 if dst is too small. */
+  lz4Compress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): number;
   /** liblz4.so.1 was found. */
   lz4Available: boolean;
 }

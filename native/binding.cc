@@ -481,7 +481,6 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     napi_status st = napi_unwrap(env, uo, reinterpret_cast<void**>(&uw));
     if (st != napi_ok || !uw) type_error(env, "uffd must be a Uffd");
     tmem::Uffd* u = uw->uffd(env);
-    if (!u->owned()) range_error(env, "uffd must be the owning Uffd (regions are created in the thread that opened it)");
     uint64_t len = len_arg(info, 1, "size");
     if (len > (uint64_t{1} << 46)) range_error(env, "size must be at most 64 TiB");
     uint32_t mode = info.Length() > 2 && !info[2].IsUndefined() ? flags_arg(info, 2, "mode") : UFFDIO_REGISTER_MODE_MISSING;
@@ -704,6 +703,23 @@ Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
+// lz4Compress(src, srcOffset, srcLength, dst, dstOffset) -> bytes written, 0 if dst is too small.
+Napi::Value Lz4Compress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes src = bytes_arg(info, 0, "src");
+  double so = number_arg(info, 1, "srcOffset");
+  double sl = number_arg(info, 2, "srcLength");
+  Bytes dst = bytes_arg(info, 3, "dst");
+  double d_off = number_arg(info, 4, "dstOffset");
+  if (so < 0 || sl <= 0 || so + sl > static_cast<double>(src.len)) range_error(env, "srcOffset/srcLength must lie inside src");
+  if (d_off < 0 || d_off > static_cast<double>(dst.len)) range_error(env, "dstOffset must lie inside dst");
+  if (!tmem::lz4::available()) throw Napi::Error::New(env, "liblz4.so.1 is not available");
+  int n = tmem::lz4::compress(reinterpret_cast<const char*>(src.data + static_cast<size_t>(so)),
+                              reinterpret_cast<char*>(dst.data + static_cast<size_t>(d_off)), static_cast<int>(sl),
+                              static_cast<int>(dst.len - static_cast<size_t>(d_off)));
+  return Napi::Number::New(env, n);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function uffd = UffdWrap::Init(env);
   env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(uffd)));
@@ -717,6 +733,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gettid", Napi::Function::New<Gettid>(env, "gettid"));
   exports.Set("threadCpu", Napi::Function::New<ThreadCpu>(env, "threadCpu"));
   exports.Set("lz4Decompress", Napi::Function::New<Lz4Decompress>(env, "lz4Decompress"));
+  exports.Set("lz4Compress", Napi::Function::New<Lz4Compress>(env, "lz4Compress"));
   exports.Set("lz4Available", Napi::Boolean::New(env, tmem::lz4::available()));
   return exports;
 }
