@@ -136,6 +136,7 @@ export class Zsmalloc implements Zpool {
 
   private formatClasses(): void {
     const m = this.m;
+    m.fill(0, CLS, S2C + 256);
     let prev = -1;
     for (let i = NCLASS - 1; i >= 0; i--) {
       const size = ZS_MIN_ALLOC + i * ZS_CLASS_DELTA;
@@ -317,7 +318,7 @@ export class Zsmalloc implements Zpool {
 
   private entry(handle: number): number {
     const e = this.HT + (handle - 1) * 2;
-    if (!Number.isInteger(handle) || handle < 1 || handle > this.m[H_MAXH] || this.m[e + 1] <= 0) {
+    if (!Number.isInteger(handle) || handle < 1 || handle > this.m[H_HBUMP] || this.m[e + 1] <= 0) {
       throw new RangeError(`handle: expected a live zsmalloc handle, got ${handle}`);
     }
     return e;
