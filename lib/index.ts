@@ -1,0 +1,12 @@
+/**
+ * tmem: transcendent memory for Node.js.
+ *
+ * open() returns a Swap; swap.region(size) gives anonymous memory whose cold
+ * pages are compressed into a pool (frontswap), swap.mapFile(path) maps a file
+ * whose clean pages may be cached compressed (cleancache). Page faults on that
+ * memory are real hardware faults served by a dispatcher Worker through
+ * userfaultfd.
+ */
+export { open, Swap, Region, FileRegion } from './swap';
+export type { OpenOptions, SwapStats, RegionStats, LatencyStats } from './swap';
+export { parseSize } from './size';
