@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -112,11 +113,17 @@ uint32_t flags_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return static_cast<uint32_t>(v);
 }
 
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 /** Checks that [addr, addr+len) lies inside one open region registered with `fd`. */
 void check_in_region(Napi::Env env, int fd, uint64_t addr, uint64_t len, const char* name) {
   auto m = find_region(addr);
   if (!m || !m->open.load()) {
-    range_error(env, std::string(name) + " (0x" + std::to_string(addr) + ") is not inside an open tmem region");
+    range_error(env, std::string(name) + " (" + hex(addr) + ") is not inside an open tmem region");
   }
   if (m->uffd_fd != fd) range_error(env, std::string(name) + " lies in a region registered with another userfaultfd");
   if (addr + len > m->addr + m->len) {
@@ -149,6 +156,13 @@ Bytes bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
         default: break;
       }
       return Bytes{static_cast<uint8_t*>(data), length * elem};
+    }
+    if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+      size_t length, offset;
+      void* data;
+      napi_value ab;
+      NAPI_THROW_IF_FAILED(env, napi_get_dataview_info(env, v, &length, &data, &ab, &offset), Bytes{});
+      return Bytes{static_cast<uint8_t*>(data), length};
     }
     if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
       void* data;
@@ -216,7 +230,12 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
   UffdWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UffdWrap>(info) {
     Napi::Env env = info.Env();
     if (info.Length() >= 2 && info[1].IsBoolean() && info[1].As<Napi::Boolean>()) {
+      if (!info[0].IsObject()) type_error(env, "descriptor must be the object from uffd.describe()");
       Napi::Object d = info[0].As<Napi::Object>();
+      for (const char* key : {"fd", "wakeFd", "features", "ioctls"}) {
+        if (!d.Get(key).IsNumber()) type_error(env, std::string("descriptor.") + key + " must be a number (pass the object from uffd.describe())");
+      }
+      if (!d.Get("userModeOnly").IsBoolean()) type_error(env, "descriptor.userModeOnly must be a boolean (pass the object from uffd.describe())");
       int fd = d.Get("fd").As<Napi::Number>().Int32Value();
       int wake_fd = d.Get("wakeFd").As<Napi::Number>().Int32Value();
       uint64_t features = static_cast<uint64_t>(d.Get("features").As<Napi::Number>().Int64Value());
