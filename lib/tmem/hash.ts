@@ -6,17 +6,23 @@
  * given as a number must be an integer from 0 to 2^53 - 1; as a bigint, from 0 to 2^64 - 1.
  */
 
-/** murmur3 finaliser: a 32-bit mix with full avalanche. */
+/**
+ * murmur3 finaliser, returning the top 30 bits so that the result is a V8 small integer (a
+ * 31/32-bit value would be boxed in a heap number when passed between functions).
+ */
 export function mix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  return h >>> 0;
+  return h >>> 2;
 }
 
-/** Hash of (pool, object id halves). */
+/** Bits in a hash from this module. */
+export const HASH_BITS = 30;
+
+/** 30-bit hash of (pool, object id halves). */
 export function oidHash(pool: number, lo0: number, hi0: number, lo1: number, hi1: number, lo2: number, hi2: number): number {
   let h = mix32(Math.imul(pool + 1, 0x9e3779b1) ^ lo0);
   h = mix32(h ^ hi0 ^ 0x27d4eb2f);
@@ -26,7 +32,7 @@ export function oidHash(pool: number, lo0: number, hi0: number, lo1: number, hi1
   return mix32(h ^ hi2 ^ 0x61c88647);
 }
 
-/** Hash of (object slot, page index). */
+/** 30-bit hash of (object slot, page index). */
 export function pageHash(objSlot: number, index: number): number {
   return mix32(Math.imul(objSlot, 0x9e3779b1) ^ mix32(index ^ 0x85ebca77));
 }

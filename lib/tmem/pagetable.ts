@@ -7,7 +7,7 @@
  *   | KEY INDEX HANDLE | KEY INDEX HANDLE | ... |   KEY = object slot + 1, 0 = empty
  *   +------------------+------------------+-----+   12 bytes per entry
  *
- *   h = pageHash(slot, index); segment = h >>> (32 - segBits); home = h % segCap
+ *   h = pageHash(slot, index); segment = h >>> (30 - segBits); home = h % segCap
  *
  * Deletion shifts the following entries of the probe run back (no tombstones), so a probe
  * always ends at the first empty entry. Invariants (under the segment lock): every entry lies
@@ -17,7 +17,7 @@
  * object lock), but must look the entry up again to change it.
  */
 
-import { pageHash } from './hash';
+import { pageHash, HASH_BITS } from './hash';
 
 /** Words per page entry. */
 export const PE_WORDS = 3;
@@ -38,7 +38,7 @@ export interface PageTable {
 
 /** Segment of a hash. */
 export function segOf(t: PageTable, h: number): number {
-  return t.segBits === 0 ? 0 : h >>> (32 - t.segBits);
+  return t.segBits === 0 ? 0 : h >>> (HASH_BITS - t.segBits);
 }
 
 /** Word index of the entry for (slot, index) in segment `seg`, or -1 (segment lock held). */
