@@ -86,7 +86,10 @@ export interface PoolOptions {
   shared?: boolean;
   /** 16-byte uuid of a shared pool (Uint8Array(16) or a 32-hex-digit string, dashes allowed). */
   uuid?: Uint8Array | string;
-  /** zpool driver: 'zbud' (default for ephemeral) or 'zsmalloc' (default for persistent). */
+  /**
+   * zpool driver: 'zbud' (default for ephemeral) or 'zsmalloc' (default for persistent). Only
+   * zbud can evict; an ephemeral zsmalloc pool refuses puts when full instead of dropping pages.
+   */
   driver?: string;
   /** Most arena frames this pool may hold (default: the whole arena). */
   maxFrames?: number;
@@ -277,7 +280,6 @@ export class Store {
         for (let i = 0; i < 4; i++) c[b + P_UUID + i] = uuid[i];
         c[b + P_EVICTED] = 0;
         this.st.fill(0, p * this.nStripes * 2, (p + 1) * this.nStripes * 2);
-        Atomics.store(c, b + P_USERS, 0);
         Atomics.add(c, b + P_GEN, 1);
         Atomics.store(c, b + P_STATE, 1);
         this.bindZpool(p, zp);
@@ -305,6 +307,12 @@ export class Store {
     if ((v & DESTROYING) !== 0) {
       this.leave(pool);
       throw new RangeError(`pool: pool ${pool} is being destroyed`);
+    }
+    if (Atomics.load(this.c, b + P_GEN) !== this.gens[pool]) {
+      // destroyed (and maybe re-created) between the check and the count: start again
+      this.leave(pool);
+      this.zps[pool] = undefined;
+      return this.enter(pool);
     }
     return zp;
   }
@@ -370,7 +378,7 @@ export class Store {
     this.st.fill(0, pool * this.nStripes * 2, (pool + 1) * this.nStripes * 2);
     Atomics.add(c, b + P_GEN, 1);
     Atomics.store(c, b + P_STATE, 0);
-    Atomics.store(c, b + P_USERS, 0);
+    Atomics.and(c, b + P_USERS, ~DESTROYING); // late callers' +1/-1 stay balanced
     unlock(c, H_POOLS_LOCK);
     this.zps[pool] = undefined;
   }
