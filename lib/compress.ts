@@ -1,0 +1,149 @@
+/**
+ * Page compression for the fault path and for eviction, without allocation.
+ *
+ * Stored object format (what the tmem pool holds for one page):
+ *
+ *   byte 0      codec: 1 = LZ4 block, 2 = zstd frame, 3 = raw page (4096 bytes follow)
+ *   bytes 1..   payload
+ *
+ * LZ4 is the system's liblz4 through the addon (LZ4_compress_default and
+ * LZ4_decompress_safe into caller buffers; the same plain block that lz4-napi
+ * writes behind its 4-byte length). When liblz4.so.1 is missing, lz4-napi is
+ * used (it allocates a Buffer per call). zstd goes through zstd-napi's
+ * low-level CCtx/DCtx, which write into caller buffers.
+ *
+ * Same-filled pages (zswap/zram): a page whose 32-bit words are all equal is
+ * not compressed at all; the caller keeps the word.
+ */
+import { native } from './native';
+
+export const PAGE = 4096;
+export const CODEC_LZ4 = 1;
+export const CODEC_ZSTD = 2;
+export const CODEC_RAW = 3;
+/** Compressed pages larger than this are stored raw (zram's "huge" pages). */
+export const HUGE_THRESHOLD = 3072;
+
+export type CompressorName = 'lz4' | 'zstd';
+
+interface ZstdBinding {
+  CCtx: new () => { setParameter(p: number, v: number): void; compress2(dst: Uint8Array, src: Uint8Array): number };
+  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
+  CParameter: { compressionLevel: number };
+}
+interface Lz4Napi {
+  compressSync(b: Buffer): Buffer;
+  uncompressSync(b: Buffer): Buffer;
+}
+
+let zstdMod: ZstdBinding | undefined;
+function zstd(): ZstdBinding {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  zstdMod ??= require('zstd-napi/binding') as ZstdBinding;
+  return zstdMod;
+}
+let lz4Mod: Lz4Napi | undefined;
+function lz4napi(): Lz4Napi {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  lz4Mod ??= require('lz4-napi') as Lz4Napi;
+  return lz4Mod;
+}
+
+/**
+ * Returns the 32-bit word that fills the whole page, or -1 if the page is not
+ * same-filled. `words` views the page (1024 words).
+ */
+export function sameFilled(words: Uint32Array | Int32Array, offsetWords: number): number {
+  const v = words[offsetWords];
+  for (let i = offsetWords + 1, end = offsetWords + PAGE / 4; i < end; i++) if (words[i] !== v) return -1;
+  return v >>> 0;
+}
+
+/** One thread's compressor: owns its contexts and scratch buffers. */
+export class PageCodec {
+  readonly name: CompressorName;
+  private readonly level: number;
+  private cctx?: InstanceType<ZstdBinding['CCtx']>;
+  private dctx?: InstanceType<ZstdBinding['DCtx']>;
+  private readonly nativeLz4 = native.lz4Available;
+
+  constructor(name: CompressorName, level = 3) {
+    if (name !== 'lz4' && name !== 'zstd') throw new RangeError(`compressor must be 'lz4' or 'zstd', got '${String(name)}'`);
+    this.name = name;
+    this.level = level;
+  }
+
+  /**
+   * Compresses one page src[srcOff..srcOff+4096) into dst at 0 in the stored
+   * format. Returns the object length (1 + payload); a page that does not
+   * compress under HUGE_THRESHOLD is written raw (4097 bytes).
+   * `dst` must hold at least 4097 bytes.
+   */
+  compress(src: Uint8Array, srcOff: number, dst: Uint8Array): number {
+    let n = 0;
+    if (this.name === 'lz4') {
+      if (this.nativeLz4) {
+        n = native.lz4Compress(src, srcOff, PAGE, dst.subarray(1, 1 + HUGE_THRESHOLD), 0);
+      } else {
+        const out = lz4napi().compressSync(Buffer.from(src.buffer, src.byteOffset + srcOff, PAGE));
+        n = out.length - 4;
+        if (n <= HUGE_THRESHOLD) dst.set(out.subarray(4), 1);
+        else n = 0;
+      }
+      if (n > 0 && n <= HUGE_THRESHOLD) {
+        dst[0] = CODEC_LZ4;
+        return n + 1;
+      }
+    } else {
+      if (!this.cctx) {
+        const z = zstd();
+        this.cctx = new z.CCtx();
+        this.cctx.setParameter(z.CParameter.compressionLevel, this.level);
+      }
+      try {
+        n = this.cctx.compress2(dst.subarray(1, 1 + HUGE_THRESHOLD), src.subarray(srcOff, srcOff + PAGE));
+      } catch {
+        n = 0; // destination too small: the page does not compress enough
+      }
+      if (n > 0 && n <= HUGE_THRESHOLD) {
+        dst[0] = CODEC_ZSTD;
+        return n + 1;
+      }
+    }
+    dst[0] = CODEC_RAW;
+    dst.set(src.subarray(srcOff, srcOff + PAGE), 1);
+    return PAGE + 1;
+  }
+
+  /**
+   * Decompresses a stored object src[off..off+len) into dst[dstOff..+4096).
+   * Any codec can be read whatever this codec compresses with.
+   * @throws Error if the object is malformed (never hands back wrong bytes)
+   */
+  decompress(src: Uint8Array, off: number, len: number, dst: Uint8Array, dstOff: number): void {
+    const codec = src[off];
+    let n: number;
+    if (codec === CODEC_LZ4) {
+      if (this.nativeLz4) {
+        n = native.lz4Decompress(src, off + 1, len - 1, dst, dstOff);
+      } else {
+        const framed = Buffer.alloc(len + 3);
+        framed.writeUInt32LE(PAGE, 0);
+        framed.set(src.subarray(off + 1, off + len), 4);
+        const out = lz4napi().uncompressSync(framed);
+        dst.set(out, dstOff);
+        n = out.length;
+      }
+    } else if (codec === CODEC_ZSTD) {
+      this.dctx ??= new (zstd().DCtx)();
+      n = this.dctx.decompress(dst.subarray(dstOff, dstOff + PAGE), src.subarray(off + 1, off + len));
+    } else if (codec === CODEC_RAW) {
+      if (len !== PAGE + 1) throw new Error(`tmem: raw page object has ${len} bytes, expected ${PAGE + 1}`);
+      dst.set(src.subarray(off + 1, off + len), dstOff);
+      n = PAGE;
+    } else {
+      throw new Error(`tmem: stored object has unknown codec ${codec}`);
+    }
+    if (n !== PAGE) throw new Error(`tmem: stored object decompressed to ${n} bytes, expected ${PAGE}`);
+  }
+}

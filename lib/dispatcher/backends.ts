@@ -1,0 +1,70 @@
+/**
+ * The store behind a swap: one tmem Store on a SharedArrayBuffer arena with
+ * a persistent pool (frontswap) and an ephemeral pool (cleancache).
+ *
+ * The main thread creates it (createStore) and reads its figures (storeStats);
+ * the dispatcher attaches to it (openBackends).
+ */
+import { Store, type StoreHandle as TmemHandle } from '../tmem';
+import { Frontswap } from '../frontswap';
+import { Cleancache } from '../cleancache';
+import type { DispatcherOptions } from './protocol';
+
+/** What crosses to the dispatcher. */
+export interface StoreInit {
+  store: TmemHandle;
+  frontswapPool: number;
+  cleancachePool: number;
+}
+
+/** Main-thread side of the store. */
+export interface StoreHandle {
+  store: Store;
+  handle: StoreInit;
+}
+
+export interface Backends {
+  frontswap: Frontswap;
+  cleancache: Cleancache;
+  /** Arena bytes both pools hold. */
+  poolBytes(): number;
+}
+
+const CHUNK = 16 * 2 ** 20;
+
+/** Creates the arena, the store and both pools, sized for `poolLimitBytes`. */
+export function createStore(o: DispatcherOptions): StoreHandle {
+  const chunkBytes = o.poolLimitBytes >= CHUNK ? CHUNK : 2 ** Math.max(17, Math.ceil(Math.log2(o.poolLimitBytes)));
+  const maxBytes = Math.ceil(o.poolLimitBytes / chunkBytes) * chunkBytes;
+  const frames = maxBytes / 4096;
+  const store = Store.create({
+    arena: { maxBytes, chunkBytes },
+    maxPools: 4,
+    // Up to ~6 compressed pages per frame for very compressible data, within the index limit.
+    maxPages: Math.min(2 ** 28, Math.max(4096, frames * 6)),
+    maxObjects: 65536,
+  });
+  const frontswapPool = store.createPool({ persistent: true, driver: o.allocator });
+  const cleancachePool = store.createPool({ persistent: false, driver: 'zbud' });
+  return { store, handle: { store: store.handle(), frontswapPool, cleancachePool } };
+}
+
+/** Pool figures for stats(). */
+export function storeStats(h: StoreHandle): { poolBytes: number; compressedBytes: number } {
+  const a = h.store.poolStats(h.handle.frontswapPool);
+  const b = h.store.poolStats(h.handle.cleancachePool);
+  return { poolBytes: a.poolBytes + b.poolBytes, compressedBytes: a.bytes + b.bytes };
+}
+
+/** The dispatcher's side: attach and wrap the pools in their front-ends. */
+export function openBackends(init: unknown, _o: DispatcherOptions): Backends {
+  const i = init as StoreInit;
+  const store = Store.attach(i.store);
+  const fsPool = store.zpool(i.frontswapPool);
+  const ccPool = store.zpool(i.cleancachePool);
+  return {
+    frontswap: new Frontswap(store, i.frontswapPool),
+    cleancache: new Cleancache(store, i.cleancachePool),
+    poolBytes: () => fsPool.totalSize() + ccPool.totalSize(),
+  };
+}

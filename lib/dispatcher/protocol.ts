@@ -1,0 +1,105 @@
+/**
+ * What the main thread and the dispatcher Worker share.
+ *
+ *   ctl    Int32Array on a SharedArrayBuffer: CTL_STOP, CTL_EXITING flags
+ *   stats  Float64Array on a SharedArrayBuffer, one per swap (G_*) and one per
+ *          region (R_*), written by the dispatcher, read by stats()
+ *   hist   Float64Array histogram of fault service times, HIST_BUCKETS
+ *          log-spaced buckets (4 per octave from 0.25 us)
+ *   port   a MessagePort for requests (drained synchronously by the
+ *          dispatcher with receiveMessageOnPort after wakeReader()) and replies
+ */
+export const CTL_STOP = 0;
+export const CTL_EXITING = 1;
+export const CTL_READY = 2;
+export const CTL_SLOTS = 4;
+
+// Swap-wide counters.
+export const G_RESIDENT = 0; // region pages mapped (including staged pages)
+export const G_STAGED = 1; // pages in the staging area (second chance)
+export const G_STORED = 2; // pages held by frontswap in the persistent pool
+export const G_SAME = 3; // same-filled pages (held as one word)
+export const G_POOL_BYTES = 4; // arena bytes the pools use
+export const G_COMPRESSED_BYTES = 5; // bytes of compressed objects in the persistent pool
+export const G_FAULTS_ZERO = 6;
+export const G_FAULTS_POOL = 7;
+export const G_FAULTS_SAME = 8;
+export const G_FAULTS_STAGED = 9;
+export const G_FAULTS_FILE = 10;
+export const G_FAULTS_CLEANCACHE = 11;
+export const G_FAULTS_WP = 12;
+export const G_EVICTIONS = 13; // pages that left residency (stored, same-filled or dropped)
+export const G_EVICT_NO_COMPRESS = 14; // evictions of clean pages whose compressed copy was kept
+export const G_REFUSED_POOL_LIMIT = 15;
+export const G_REFUSED_ALLOC = 16;
+export const G_HUGE = 17; // pages stored raw (compressed worse than 3/4 page)
+export const G_CLEANCACHE_PUTS = 18;
+export const G_CLEANCACHE_HITS = 19;
+export const G_CLEANCACHE_MISSES = 20;
+export const G_FILE_WRITES = 21;
+export const G_SECOND_CHANCE = 22; // staged pages touched again and moved back
+export const G_RETRIES = 23; // EAGAIN from the kernel
+export const G_CLEANCACHE_PAGES = 24;
+export const G_SLOTS = 32;
+
+// Per-region counters.
+export const R_RESIDENT = 0;
+export const R_STORED = 1;
+export const R_SAME = 2;
+export const R_FAULTS_ZERO = 3;
+export const R_FAULTS_POOL = 4;
+export const R_FAULTS_FILE = 5;
+export const R_EVICTIONS = 6;
+export const R_DIRTY = 7;
+export const R_SLOTS = 16;
+
+export const HIST_BUCKETS = 96;
+/** Lower bound in microseconds of histogram bucket i. */
+export function bucketLow(i: number): number {
+  return 0.25 * 2 ** (i / 4);
+}
+/** Histogram bucket of a duration in microseconds. */
+export function bucketOf(us: number): number {
+  if (us <= 0.25) return 0;
+  const b = Math.floor(4 * Math.log2(us / 0.25));
+  return b >= HIST_BUCKETS ? HIST_BUCKETS - 1 : b;
+}
+
+export type RegionKind = 'anon' | 'file';
+
+export interface RegionSpec {
+  id: number;
+  address: number;
+  size: number;
+  kind: RegionKind;
+  stats: SharedArrayBuffer;
+  /** File regions: an fd open in this process, the file's size, writable or not. */
+  fd?: number;
+  fileSize?: number;
+  writable?: boolean;
+}
+
+export type Request =
+  | { op: 'addRegion'; reqId: number; region: RegionSpec }
+  | { op: 'evict'; reqId: number; id: number }
+  | { op: 'flush'; reqId: number; id: number }
+  | { op: 'closeRegion'; reqId: number; id: number }
+  | { op: 'stop'; reqId: number };
+
+export interface Reply {
+  reqId: number;
+  ok: boolean;
+  error?: string;
+  value?: number;
+}
+
+export interface DispatcherOptions {
+  residentLimitPages: number;
+  lowWatermarkPages: number;
+  poolLimitBytes: number;
+  acceptThresholdPercent: number;
+  compressor: 'lz4' | 'zstd';
+  allocator: 'zsmalloc' | 'zbud';
+  stagingPages: number;
+  cpu: number; // -1: not pinned
+}

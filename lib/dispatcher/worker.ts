@@ -1,0 +1,697 @@
+/**
+ * The dispatcher: the Worker that serves every page fault of a swap's regions
+ * and evicts cold pages. One loop, one thread, pinned to the application's CPU.
+ *
+ *   loop:  uffd.read(events, timeout)     timeout -1 when idle, 0 while evicting
+ *          for each page fault            look up region + page state, resolve
+ *          on wake                        drain requests (receiveMessageOnPort)
+ *          evict a slice                  a few pages, then poll for faults again
+ *
+ * Page states (one byte per page of every region):
+ *
+ *   NEVER    never resident. anon: zero on fault; file: cleancache, else the file
+ *   ACTIVE   mapped, possibly written since it was loaded (dirty)
+ *   CLEAN    mapped and write-protected; its copy elsewhere is current
+ *            (anon: the compressed copy kept in the persistent pool;
+ *             file: the file itself)
+ *   STAGED   moved out (UFFDIO_MOVE) to a staging slot: second chance; a touch
+ *            moves it back at no copy. aux[page] = slot, flag bit says clean
+ *   STORED   in the persistent pool (frontswap)
+ *   SAME     same-filled; aux[page] = the 32-bit word
+ *
+ * Eviction policy (README "Eviction"): FIFO by load order with a second
+ * chance. When resident pages pass residentLimit, the oldest resident pages
+ * are moved (UFFDIO_MOVE, atomic against writers) into a staging ring; a page
+ * touched while staged goes back to the tail of the FIFO. Pages reaching the
+ * head of the staging ring are compressed and stored, and their slots are
+ * released in batches with one madvise(MADV_DONTNEED) per contiguous run.
+ * A clean page (compressed copy kept, write-protected since its load) needs
+ * no compression: its slot is just released.
+ */
+import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import * as fs from 'node:fs';
+import {
+  native, EVENT_SLOTS, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, UFFD_EVENT_PAGEFAULT, COPY_WP,
+  REGISTER_MODE_MISSING, MADV_DONTNEED, type UffdDescriptor,
+} from '../native';
+import { PageCodec, PAGE, sameFilled, CODEC_RAW } from '../compress';
+import * as P from './protocol';
+import { openBackends, type Backends } from './backends';
+
+const NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5;
+const STAGED_CLEAN = 0x80000000; // flag in aux[] of a STAGED page
+
+interface Init {
+  uffd: UffdDescriptor;
+  port: MessagePort;
+  ctl: SharedArrayBuffer;
+  stats: SharedArrayBuffer;
+  hist: SharedArrayBuffer;
+  store: unknown;
+  options: P.DispatcherOptions;
+}
+
+class RegionState {
+  readonly pages: number;
+  readonly state: Uint8Array;
+  readonly aux: Uint32Array;
+  readonly seq: Int32Array;
+  readonly stats: Float64Array;
+  closed = false;
+  constructor(readonly spec: P.RegionSpec) {
+    this.pages = spec.size / PAGE;
+    this.state = new Uint8Array(this.pages);
+    this.aux = new Uint32Array(this.pages);
+    this.seq = new Int32Array(this.pages);
+    this.stats = new Float64Array(spec.stats);
+  }
+  get base(): number { return this.spec.address; }
+  get id(): number { return this.spec.id; }
+  get isFile(): boolean { return this.spec.kind === 'file'; }
+}
+
+const init = workerData as Init;
+const opts = init.options;
+const ctl = new Int32Array(init.ctl);
+const G = new Float64Array(init.stats);
+const hist = new Float64Array(init.hist);
+const port = init.port;
+const uffd = native.Uffd.attach(init.uffd);
+uffd.armDeadman('the dispatcher Worker exited');
+if (opts.cpu >= 0) native.setAffinity([opts.cpu]);
+
+const backends: Backends = openBackends(init.store, opts);
+const codec = new PageCodec(opts.compressor);
+
+const events = new Float64Array(64 * EVENT_SLOTS);
+const pageBuf = new Uint8Array(PAGE);
+const pageWords = new Uint32Array(pageBuf.buffer);
+const zeroPage = new Uint8Array(PAGE);
+const objBuf = new Uint8Array(PAGE + 64);
+
+// Staging ring: slots [head, tail) in FIFO order; a slot whose page was moved
+// back by a fault is a hole until the head passes it.
+const S = opts.stagingPages;
+const staging = new native.Region(uffd, S * PAGE, REGISTER_MODE_MISSING);
+const stagingBytes = new Uint8Array(staging.buffer);
+const stagingWords = new Uint32Array(staging.buffer);
+const slotRegion = new Int32Array(S).fill(-1);
+const slotPage = new Uint32Array(S);
+let slotHead = 0, slotTail = 0, slotUsed = 0; // used = tail - head (ring distance)
+let staged = 0; // occupied slots
+const slotPending = new Uint8Array(S); // released, madvise not yet issued
+const release = new Float64Array(2 * 64);
+let releaseCount = 0;
+
+// Resident FIFO with lazy deletion: an entry is live iff its page is ACTIVE or
+// CLEAN and seq[page] still equals the entry's stamp.
+let fifoCap = 1024;
+let fifoRegion = new Int32Array(fifoCap);
+let fifoPage = new Uint32Array(fifoCap);
+let fifoSeq = new Int32Array(fifoCap);
+let fifoHead = 0, fifoLen = 0;
+let stamp = 1;
+
+const regions: RegionState[] = [];
+const byId = new Map<number, RegionState>();
+let lastRegion: RegionState | undefined;
+let resident = 0;
+let evicting = false;
+let refuseUntilBelow = false; // zswap accept-threshold hysteresis
+
+function fifoPush(r: RegionState, page: number): void {
+  if (fifoLen === fifoCap) {
+    const cap = fifoCap * 2;
+    const nr = new Int32Array(cap), np = new Uint32Array(cap), ns = new Int32Array(cap);
+    for (let i = 0; i < fifoLen; i++) {
+      const j = (fifoHead + i) % fifoCap;
+      nr[i] = fifoRegion[j]; np[i] = fifoPage[j]; ns[i] = fifoSeq[j];
+    }
+    fifoRegion = nr; fifoPage = np; fifoSeq = ns; fifoCap = cap; fifoHead = 0;
+  }
+  const j = (fifoHead + fifoLen) % fifoCap;
+  const s = stamp++ | 0;
+  r.seq[page] = s;
+  fifoRegion[j] = r.id; fifoPage[j] = page; fifoSeq[j] = s;
+  fifoLen++;
+}
+
+function findRegion(addr: number): RegionState | undefined {
+  const l = lastRegion;
+  if (l && addr >= l.base && addr < l.base + l.spec.size && !l.closed) return l;
+  for (let i = 0; i < regions.length; i++) {
+    const r = regions[i];
+    if (addr >= r.base && addr < r.base + r.spec.size) {
+      lastRegion = r;
+      return r;
+    }
+  }
+  return undefined;
+}
+
+function becomeResident(r: RegionState, page: number, st: number): void {
+  r.state[page] = st;
+  resident++;
+  r.stats[P.R_RESIDENT]++;
+  G[P.G_RESIDENT] = resident;
+  fifoPush(r, page);
+  if (resident > opts.residentLimitPages) evicting = true;
+}
+
+// ---- the fault path -----------------------------------------------------------
+
+/** Resolves one fault. Returns false if the kernel said EAGAIN (retry later). */
+function serveFault(addr: number, flags: number): boolean {
+  let r = findRegion(addr);
+  if (!r) {
+    drainRequests(); // a region added just now
+    r = findRegion(addr);
+    if (!r) {
+      // Not ours (any more): wake the thread so it sees the unregistered range.
+      try { uffd.wake(addr, PAGE); } catch { /* range gone */ }
+      return true;
+    }
+  }
+  const page = (addr - r.base) / PAGE;
+  const st = r.state[page];
+  const write = (flags & PAGEFAULT_FLAG_WRITE) !== 0;
+
+  if (flags & PAGEFAULT_FLAG_WP) {
+    G[P.G_FAULTS_WP]++;
+    if (st === CLEAN) {
+      uffd.writeProtect(addr, PAGE, false);
+      r.state[page] = ACTIVE;
+      r.stats[P.R_DIRTY]++;
+      if (!r.isFile) dropPoolCopy(r, page);
+    } else {
+      uffd.wake(addr, PAGE); // stale: the page moved; the thread retries and faults as missing
+    }
+    return true;
+  }
+
+  let res: number;
+  switch (st) {
+    case NEVER:
+      if (r.isFile) return fileFault(r, page, addr, write);
+      if (write) res = uffd.copy(addr, zeroPage, 0, 0);
+      else res = uffd.zeropage(addr, PAGE);
+      if (res < 0) return res !== -11;
+      G[P.G_FAULTS_ZERO]++;
+      r.stats[P.R_FAULTS_ZERO]++;
+      becomeResident(r, page, ACTIVE);
+      return true;
+    case STORED: {
+      const n = backends.frontswap.load(r.id, page, objBuf);
+      if (n < 0) throw new Error(`tmem: region ${r.id} page ${page} is missing from the pool`);
+      codec.decompress(objBuf, 0, n, pageBuf, 0);
+      res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
+      if (res < 0) return res !== -11;
+      G[P.G_FAULTS_POOL]++;
+      r.stats[P.R_FAULTS_POOL]++;
+      storedLeaves(r, page);
+      if (write) {
+        backends.frontswap.invalidatePage(r.id, page);
+        becomeResident(r, page, ACTIVE);
+      } else {
+        becomeResident(r, page, CLEAN); // the compressed copy stays: evicting it again is free
+      }
+      return true;
+    }
+    case SAME: {
+      pageWords.fill(r.aux[page]);
+      res = uffd.copy(addr, pageBuf, 0, 0);
+      if (res < 0) return res !== -11;
+      G[P.G_FAULTS_SAME]++;
+      G[P.G_SAME]--;
+      r.stats[P.R_SAME]--;
+      becomeResident(r, page, ACTIVE);
+      return true;
+    }
+    case STAGED: {
+      const a = r.aux[page];
+      const slot = a & 0x7fffffff;
+      res = uffd.move(addr, staging.address + slot * PAGE, PAGE);
+      if (res < 0) {
+        if (res === -11) return false;
+        throw new Error(`tmem: moving staged page back failed with errno ${-res}`);
+      }
+      slotRegion[slot] = -1;
+      staged--;
+      G[P.G_STAGED] = staged;
+      G[P.G_FAULTS_STAGED]++;
+      G[P.G_SECOND_CHANCE]++;
+      const clean = (a & STAGED_CLEAN) !== 0;
+      r.state[page] = clean ? CLEAN : ACTIVE;
+      if (clean) {
+        if (write) {
+          r.state[page] = ACTIVE;
+          if (!r.isFile) dropPoolCopy(r, page);
+        } else {
+          uffd.writeProtect(addr, PAGE, true);
+        }
+      }
+      fifoPush(r, page); // second chance: back to the tail
+      return true;
+    }
+    default:
+      // ACTIVE or CLEAN: another thread faulted on the same page and was served.
+      uffd.wake(addr, PAGE);
+      return true;
+  }
+}
+
+function fileFault(r: RegionState, page: number, addr: number, write: boolean): boolean {
+  const n = backends.cleancache.get(r.id, page, objBuf);
+  if (n >= 0) {
+    codec.decompress(objBuf, 0, n, pageBuf, 0);
+    G[P.G_CLEANCACHE_HITS]++;
+    G[P.G_CLEANCACHE_PAGES]--;
+  } else {
+    G[P.G_CLEANCACHE_MISSES]++;
+    const pos = page * PAGE;
+    const want = Math.min(PAGE, Math.max(0, (r.spec.fileSize ?? 0) - pos));
+    let got = 0;
+    while (got < want) {
+      const k = fs.readSync(r.spec.fd!, pageBuf, got, want - got, pos + got);
+      if (k === 0) break;
+      got += k;
+    }
+    if (got < PAGE) pageBuf.fill(0, got);
+    G[P.G_FAULTS_FILE]++;
+    r.stats[P.R_FAULTS_FILE]++;
+  }
+  const res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
+  if (res < 0) return res !== -11;
+  if (write) r.stats[P.R_DIRTY]++;
+  becomeResident(r, page, write ? ACTIVE : CLEAN);
+  return true;
+}
+
+function storedLeaves(r: RegionState, _page: number): void {
+  G[P.G_STORED]--;
+  r.stats[P.R_STORED]--;
+}
+/** The page was written: its compressed copy is stale (frontswap_invalidate_page). */
+function dropPoolCopy(r: RegionState, page: number): void {
+  backends.frontswap.invalidatePage(r.id, page);
+}
+
+// ---- eviction ---------------------------------------------------------------------
+
+/** Moves the oldest live resident page into a staging slot. False if none could be staged. */
+function stageVictim(): boolean {
+  while (fifoLen > 0) {
+    if (slotUsed === S) return false;
+    const j = fifoHead;
+    const rid = fifoRegion[j], page = fifoPage[j], s = fifoSeq[j];
+    fifoHead = (fifoHead + 1) % fifoCap;
+    fifoLen--;
+    const r = byId.get(rid);
+    if (!r || r.closed || r.seq[page] !== s) continue;
+    const st = r.state[page];
+    if (st !== ACTIVE && st !== CLEAN) continue;
+    if (stageOne(r, page)) return true;
+  }
+  return false;
+}
+
+/** Moves one resident page to the tail slot. */
+function stageOne(r: RegionState, page: number): boolean {
+  const st = r.state[page];
+  const slot = slotTail;
+  if (slotPending[slot]) flushReleases();
+  const res = uffd.move(staging.address + slot * PAGE, r.base + page * PAGE, PAGE);
+  if (res === PAGE) {
+    slotRegion[slot] = r.id;
+    slotPage[slot] = page;
+    slotTail = (slotTail + 1) % S;
+    slotUsed++;
+    staged++;
+    G[P.G_STAGED] = staged;
+    r.state[page] = STAGED;
+    r.aux[page] = slot | (st === CLEAN ? STAGED_CLEAN : 0);
+    return true;
+  }
+  if (res === -2) {
+    // ENOENT: nothing mapped there (the program discarded it): it reads as zeros now.
+    r.state[page] = NEVER;
+    leaveResidency(r);
+    if (st === CLEAN && !r.isFile) dropPoolCopy(r, page);
+    return false;
+  }
+  // EBUSY (page pinned or shared after fork) or EAGAIN: keep it resident, try later.
+  fifoPush(r, page);
+  return false;
+}
+
+function leaveResidency(r: RegionState): void {
+  resident--;
+  r.stats[P.R_RESIDENT]--;
+  G[P.G_RESIDENT] = resident;
+}
+
+/** Finalizes the slot at the head of the staging ring. */
+function finalizeOldest(): void {
+  const slot = slotHead;
+  slotHead = (slotHead + 1) % S;
+  slotUsed--;
+  const rid = slotRegion[slot];
+  if (rid < 0) return; // moved back by a fault: already empty
+  slotRegion[slot] = -1;
+  const r = byId.get(rid)!;
+  const page = slotPage[slot];
+  if (!finalizePage(r, page, slot)) {
+    // Refused: the page goes back where it was, resident.
+    const res = uffd.move(r.base + page * PAGE, staging.address + slot * PAGE, PAGE);
+    if (res !== PAGE) throw new Error(`tmem: could not return a refused page to region ${r.id} (errno ${-res})`);
+    staged--;
+    G[P.G_STAGED] = staged;
+    r.state[page] = ACTIVE;
+    fifoPush(r, page);
+    return;
+  }
+  staged--;
+  G[P.G_STAGED] = staged;
+  leaveResidency(r);
+  G[P.G_EVICTIONS]++;
+  r.stats[P.R_EVICTIONS]++;
+  queueRelease(slot);
+}
+
+/** Stores the page in slot `slot`. Returns false if it must stay resident. */
+function finalizePage(r: RegionState, page: number, slot: number): boolean {
+  const clean = (r.aux[page] & STAGED_CLEAN) !== 0;
+  const off = slot * PAGE;
+  if (r.isFile) {
+    if (!clean) {
+      if (r.spec.writable) {
+        writeToFile(r, page, stagingBytes, off);
+      } else {
+        return storeAnon(r, page, off); // private changes to a read-only mapping: frontswap keeps them
+      }
+    }
+    // Clean file page: cleancache may keep it (ephemeral), the file always has it.
+    const len = codec.compress(stagingBytes, off, objBuf);
+    if (objBuf[0] !== CODEC_RAW && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
+      G[P.G_CLEANCACHE_PUTS]++;
+      G[P.G_CLEANCACHE_PAGES]++;
+    }
+    r.state[page] = NEVER;
+    return true;
+  }
+  if (clean) {
+    r.state[page] = STORED;
+    G[P.G_STORED]++;
+    r.stats[P.R_STORED]++;
+    G[P.G_EVICT_NO_COMPRESS]++;
+    return true;
+  }
+  return storeAnon(r, page, off);
+}
+
+function storeAnon(r: RegionState, page: number, off: number): boolean {
+  const word = sameFilled(stagingWords, off / 4);
+  if (word >= 0) {
+    r.state[page] = SAME;
+    r.aux[page] = word;
+    G[P.G_SAME]++;
+    r.stats[P.R_SAME]++;
+    return true;
+  }
+  if (poolFull()) {
+    G[P.G_REFUSED_POOL_LIMIT]++;
+    return false;
+  }
+  const len = codec.compress(stagingBytes, off, objBuf);
+  if (!backends.frontswap.store(r.id, page, objBuf, len)) {
+    G[P.G_REFUSED_ALLOC]++;
+    return false;
+  }
+  if (objBuf[0] === CODEC_RAW) G[P.G_HUGE]++;
+  r.state[page] = STORED;
+  G[P.G_STORED]++;
+  r.stats[P.R_STORED]++;
+  return true;
+}
+
+/** zswap's max_pool_percent with accept_thr_percent hysteresis. */
+function poolFull(): boolean {
+  const used = backends.poolBytes();
+  if (refuseUntilBelow) {
+    if (used < (opts.poolLimitBytes * opts.acceptThresholdPercent) / 100) refuseUntilBelow = false;
+    else return true;
+  }
+  if (used + 2 * PAGE > opts.poolLimitBytes) {
+    refuseUntilBelow = true;
+    return true;
+  }
+  return false;
+}
+
+function writeToFile(r: RegionState, page: number, src: Uint8Array, off: number): void {
+  const pos = page * PAGE;
+  const len = Math.min(PAGE, (r.spec.fileSize ?? 0) - pos);
+  if (len > 0) {
+    let done = 0;
+    while (done < len) done += fs.writeSync(r.spec.fd!, src, off + done, len - done, pos + done);
+    G[P.G_FILE_WRITES]++;
+  }
+  r.stats[P.R_DIRTY] = Math.max(0, r.stats[P.R_DIRTY] - 1);
+}
+
+function queueRelease(slot: number): void {
+  slotPending[slot] = 1;
+  const addr = staging.address + slot * PAGE;
+  if (releaseCount > 0) {
+    const k = 2 * (releaseCount - 1);
+    if (release[k] + release[k + 1] === addr) {
+      release[k + 1] += PAGE;
+      return;
+    }
+  }
+  if (releaseCount === 64) flushReleases();
+  release[2 * releaseCount] = addr;
+  release[2 * releaseCount + 1] = PAGE;
+  releaseCount++;
+}
+
+function flushReleases(): void {
+  if (releaseCount === 0) return;
+  native.madvise(release, releaseCount, MADV_DONTNEED);
+  releaseCount = 0;
+  slotPending.fill(0);
+}
+
+/** One slice of background eviction. */
+function evictSlice(budget: number): void {
+  const stagingTarget = Math.min(S, Math.max(16, opts.residentLimitPages >> 3));
+  for (let i = 0; i < budget; i++) {
+    if (resident <= opts.lowWatermarkPages) {
+      evicting = false;
+      break;
+    }
+    if (staged < stagingTarget && slotUsed < S && fifoLen > 0 && stageVictim()) continue;
+    if (slotUsed > 0) finalizeOldest();
+    else if (!stageVictim()) {
+      evicting = false; // nothing left that can be evicted
+      break;
+    }
+  }
+  flushReleases();
+}
+
+/** Pushes every resident and staged page of a region out now (region.evict()). */
+function evictRegion(r: RegionState): number {
+  let n = 0;
+  // Drain the ring first so staged pages of this region are stored too.
+  while (slotUsed > 0) finalizeOldest();
+  flushReleases();
+  for (let page = 0; page < r.pages; page++) {
+    const st = r.state[page];
+    if (st !== ACTIVE && st !== CLEAN) continue;
+    if (!stageOne(r, page)) continue;
+    finalizeOldest();
+    n++;
+    if (releaseCount >= 32) flushReleases();
+    if ((n & 15) === 0) serveAvailableFaults();
+  }
+  flushReleases();
+  return n;
+}
+
+/** Flushes a writable file region's dirty pages to its file (msync). */
+function flushRegion(r: RegionState): number {
+  if (!r.isFile || !r.spec.writable) return 0;
+  let n = 0;
+  for (let page = 0; page < r.pages; page++) {
+    const st = r.state[page];
+    if (st === ACTIVE) {
+      // Move it out (writers now fault and wait), write it, move it back protected.
+      const addr = r.base + page * PAGE;
+      if (slotUsed === S) finalizeOldest();
+      const slot = slotTail;
+      if (slotPending[slot]) flushReleases();
+      const res = uffd.move(staging.address + slot * PAGE, addr, PAGE, 1);
+      if (res !== PAGE) continue;
+      writeToFile(r, page, stagingBytes, slot * PAGE);
+      const back = uffd.move(addr, staging.address + slot * PAGE, PAGE, 1);
+      if (back !== PAGE) throw new Error(`tmem: could not return flushed page ${page} (errno ${-back})`);
+      uffd.writeProtect(addr, PAGE, true, 0);
+      uffd.wake(addr, PAGE);
+      r.state[page] = CLEAN;
+      n++;
+    } else if (st === STAGED && (r.aux[page] & STAGED_CLEAN) === 0) {
+      const slot = r.aux[page] & 0x7fffffff;
+      writeToFile(r, page, stagingBytes, slot * PAGE);
+      r.aux[page] |= STAGED_CLEAN;
+      n++;
+    }
+  }
+  fs.fsyncSync(r.spec.fd!);
+  return n;
+}
+
+function closeRegion(r: RegionState): void {
+  flushRegion(r);
+  // Staged pages of this region are dropped with their slots.
+  for (let i = 0, slot = slotHead; i < slotUsed; i++, slot = (slot + 1) % S) {
+    if (slotRegion[slot] === r.id) {
+      slotRegion[slot] = -1;
+      staged--;
+      resident--;
+      queueRelease(slot);
+    }
+  }
+  flushReleases();
+  for (let page = 0; page < r.pages; page++) {
+    const st = r.state[page];
+    if (st === ACTIVE || st === CLEAN) resident--;
+    else if (st === STORED) G[P.G_STORED]--;
+    else if (st === SAME) G[P.G_SAME]--;
+  }
+  G[P.G_RESIDENT] = resident;
+  G[P.G_STAGED] = staged;
+  // frontswap's invalidate_area / cleancache's invalidate_inode
+  backends.frontswap.invalidateArea(r.id);
+  if (r.isFile) backends.cleancache.invalidateInode(r.id);
+  r.closed = true;
+  byId.delete(r.id);
+  regions.splice(regions.indexOf(r), 1);
+  if (lastRegion === r) lastRegion = undefined;
+}
+
+// ---- requests and the loop ----------------------------------------------------------
+
+function reply(reqId: number, ok: boolean, value?: number, error?: string): void {
+  const m: P.Reply = { reqId, ok, value, error };
+  port.postMessage(m);
+}
+
+function handle(req: P.Request): boolean {
+  try {
+    switch (req.op) {
+      case 'addRegion': {
+        const r = new RegionState(req.region);
+        regions.push(r);
+        byId.set(r.id, r);
+        reply(req.reqId, true);
+        return true;
+      }
+      case 'evict': {
+        const r = byId.get(req.id);
+        reply(req.reqId, true, r ? evictRegion(r) : 0);
+        return true;
+      }
+      case 'flush': {
+        const r = byId.get(req.id);
+        reply(req.reqId, true, r ? flushRegion(r) : 0);
+        return true;
+      }
+      case 'closeRegion': {
+        const r = byId.get(req.id);
+        if (r) closeRegion(r);
+        reply(req.reqId, true);
+        return true;
+      }
+      case 'stop':
+        flushReleases();
+        reply(req.reqId, true);
+        return false;
+    }
+  } catch (e) {
+    reply(req.reqId, false, undefined, e instanceof Error ? e.message : String(e));
+  }
+  return true;
+}
+
+let running = true;
+function drainRequests(): void {
+  for (;;) {
+    const m = receiveMessageOnPort(port);
+    if (!m) return;
+    if (!handle(m.message as P.Request)) running = false;
+  }
+}
+
+const retryAddr = new Float64Array(64);
+const retryFlags = new Float64Array(64);
+let retries = 0;
+
+function serveBatch(n: number): void {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const k = i * EVENT_SLOTS;
+    if (events[k] !== UFFD_EVENT_PAGEFAULT) continue;
+    if (!serveFault(events[k + 2], events[k + 1]) && retries < 64) {
+      retryAddr[retries] = events[k + 2];
+      retryFlags[retries] = events[k + 1];
+      retries++;
+    }
+  }
+  const us = ((performance.now() - t0) * 1000) / n;
+  hist[P.bucketOf(us)] += n;
+}
+
+function serveAvailableFaults(): void {
+  const n = uffd.read(events, 0);
+  if (n > 0) serveBatch(n);
+  else if (n < 0) drainRequests();
+}
+
+function retryPending(): void {
+  const k = retries;
+  retries = 0;
+  for (let i = 0; i < k; i++) {
+    G[P.G_RETRIES]++;
+    if (!serveFault(retryAddr[i], retryFlags[i]) && retries < 64) {
+      retryAddr[retries] = retryAddr[i];
+      retryFlags[retries] = retryFlags[i];
+      retries++;
+    }
+  }
+}
+
+function loop(): void {
+  Atomics.store(ctl, P.CTL_READY, 1);
+  Atomics.notify(ctl, P.CTL_READY);
+  while (running) {
+    const exiting = Atomics.load(ctl, P.CTL_EXITING) !== 0;
+    const busy = evicting || retries > 0;
+    const n = uffd.read(events, busy ? 0 : exiting ? 20 : -1);
+    if (n > 0) serveBatch(n);
+    else if (n < 0) drainRequests();
+    if (retries > 0) retryPending();
+    if (evicting) evictSlice(2);
+    if (exiting && n === 0) {
+      // The process is exiting: give control back so the Worker can be stopped.
+      setImmediate(loop);
+      return;
+    }
+  }
+  uffd.disarmDeadman();
+  staging.close();
+  port.close();
+}
+
+drainRequests();
+loop();

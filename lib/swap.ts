@@ -1,0 +1,500 @@
+/**
+ * The public API: open() a swap, get regions (frontswap) and mapped files
+ * (cleancache) as ArrayBuffers, read stats, close.
+ *
+ * Main-thread side only. Faults are served by the dispatcher Worker
+ * (lib/dispatcher/worker.ts); this side creates regions (mmap + register),
+ * tells the dispatcher about them, and reads the shared counters.
+ */
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { native, REGISTER_MODE_MISSING, REGISTER_MODE_WP, type Uffd, type Region as NativeRegion } from './native';
+import { parseSize, pageAlign } from './size';
+import * as P from './dispatcher/protocol';
+import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
+
+/** Options of {@link open}. Sizes are bytes or strings like '256MiB'. */
+export interface OpenOptions {
+  /** Bytes of region pages kept resident, over all regions (default '256MiB'). */
+  residentLimit?: number | string;
+  /** Eviction stops when resident bytes fall under this fraction of residentLimit (default 0.9). */
+  lowWatermark?: number;
+  /** Bytes the compressed pool may use, zswap's max pool (default '1GiB'). */
+  poolLimit?: number | string;
+  /** After the pool was full, stores resume below this percentage of poolLimit (zswap accept_thr_percent, default 90). */
+  acceptThreshold?: number;
+  /** 'lz4' (default) or 'zstd'. */
+  compressor?: 'lz4' | 'zstd';
+  /** zpool driver for the persistent (frontswap) pool: 'zsmalloc' (default) or 'zbud'. */
+  allocator?: 'zsmalloc' | 'zbud';
+  /**
+   * Pin the main thread and the dispatcher to the CPU the main thread runs on
+   * (default true). Serving a fault from another CPU costs a cross-CPU wake-up
+   * (about 50 us against 6 us here); see README "Thread placement".
+   */
+  pin?: boolean;
+  /** Size of the staging area that gives evicted pages a second chance (default residentLimit/8, at most 32MiB). */
+  stagingSize?: number | string;
+  /**
+   * 'auto' (default): full mode where permitted, else user-mode-only with a
+   * warning; true forces user-mode-only; false requires full mode.
+   */
+  userModeOnly?: boolean | 'auto';
+}
+
+/** Fault service time percentiles in microseconds (time in the dispatcher, wake-up not included). */
+export interface LatencyStats {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+}
+
+/** zswap-like figures for a whole swap. */
+export interface SwapStats {
+  /** Region pages mapped now (including pages waiting in the staging area). */
+  residentPages: number;
+  residentBytes: number;
+  /** Pages in the staging area (evicted, second chance, not yet compressed). */
+  stagedPages: number;
+  /** Pages held compressed in the persistent pool (frontswap). */
+  storedPages: number;
+  /** Same-filled pages held as one word (zswap same_filled_pages). */
+  samePages: number;
+  /** Bytes of pages out of residency: (stored + same) * 4096. */
+  logicalBytes: number;
+  /** Bytes of compressed objects in the pools. */
+  compressedBytes: number;
+  /** Arena bytes the pools occupy (zswap pool_total_size). */
+  poolBytes: number;
+  /** storedPages * 4096 / compressedBytes. */
+  compressionRatio: number;
+  /** Pages stored raw because they compressed worse than 3/4 of a page. */
+  hugePages: number;
+  faults: { zero: number; pool: number; same: number; staged: number; file: number; cleancache: number; writeProtect: number };
+  evictions: number;
+  /** Evictions of clean pages whose compressed copy was kept (no compression, no store). */
+  evictionsWithoutCompression: number;
+  /** Stores refused, by reason; a refused page stays resident. */
+  refused: { poolLimit: number; alloc: number };
+  /** Staged pages touched again and moved back. */
+  secondChance: number;
+  cleancache: { puts: number; hits: number; misses: number; pages: number };
+  /** Pages written back to mapped files. */
+  fileWrites: number;
+  latency: LatencyStats;
+  /** Whether the kernel hands kernel-mode faults (syscalls on region memory) to tmem. */
+  userModeOnly: boolean;
+}
+
+/** Per-region figures. */
+export interface RegionStats {
+  size: number;
+  residentPages: number;
+  storedPages: number;
+  samePages: number;
+  faults: { zero: number; pool: number; file: number };
+  evictions: number;
+  dirtyPages: number;
+}
+
+let nextRegionId = 1;
+const liveSwaps = new Set<Swap>();
+process.on('exit', () => {
+  for (const s of liveSwaps) s._exiting();
+});
+
+/**
+ * Opens a swap: a userfaultfd, a compressed store and the dispatcher Worker.
+ * @throws TypeError / RangeError for bad options, before anything is created
+ */
+export async function open(options: OpenOptions = {}): Promise<Swap> {
+  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+  const known = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin', 'stagingSize', 'userModeOnly'];
+  for (const k of Object.keys(options)) {
+    if (!known.includes(k)) throw new TypeError(`unknown option '${k}'; accepted: ${known.join(', ')}`);
+  }
+  const residentLimit = parseSize(options.residentLimit ?? '256MiB', 'residentLimit');
+  if (residentLimit < 16 * 4096) throw new RangeError(`residentLimit must be at least 64KiB (16 pages), got ${residentLimit}`);
+  const poolLimit = parseSize(options.poolLimit ?? '1GiB', 'poolLimit');
+  if (poolLimit < 16 * 4096) throw new RangeError(`poolLimit must be at least 64KiB, got ${poolLimit}`);
+  if (poolLimit > 16 * 2 ** 30) throw new RangeError(`poolLimit must be at most 16GiB (SharedArrayBuffer limit), got ${poolLimit}`);
+  const low = options.lowWatermark ?? 0.9;
+  if (typeof low !== 'number' || !(low > 0 && low < 1)) throw new RangeError(`lowWatermark must be a fraction between 0 and 1, got ${String(low)}`);
+  const accept = options.acceptThreshold ?? 90;
+  if (typeof accept !== 'number' || !(accept > 0 && accept <= 100)) throw new RangeError(`acceptThreshold must be a percentage in (0, 100], got ${String(accept)}`);
+  const compressor = options.compressor ?? 'lz4';
+  if (compressor !== 'lz4' && compressor !== 'zstd') throw new RangeError(`compressor must be 'lz4' or 'zstd', got '${String(compressor)}'`);
+  const allocator = options.allocator ?? 'zsmalloc';
+  if (allocator !== 'zsmalloc' && allocator !== 'zbud') throw new RangeError(`allocator must be 'zsmalloc' or 'zbud', got '${String(allocator)}'`);
+  const pin = options.pin ?? true;
+  if (typeof pin !== 'boolean') throw new TypeError(`pin must be a boolean, got ${typeof pin}`);
+  const stagingBytes = options.stagingSize === undefined
+    ? Math.min(32 * 2 ** 20, Math.max(64 * 4096, residentLimit / 8))
+    : parseSize(options.stagingSize, 'stagingSize');
+  if (stagingBytes < 16 * 4096) throw new RangeError(`stagingSize must be at least 64KiB, got ${stagingBytes}`);
+  const umo = options.userModeOnly ?? 'auto';
+  if (umo !== 'auto' && typeof umo !== 'boolean') throw new TypeError(`userModeOnly must be 'auto' or a boolean`);
+
+  const uffd = new native.Uffd(umo === 'auto' ? 0 : umo ? 2 : 1);
+  if (umo === 'auto' && uffd.describe().userModeOnly) {
+    process.emitWarning(
+      'tmem: userfaultfd is in user-mode-only mode (no root, CAP_SYS_PTRACE or /dev/userfaultfd access): ' +
+        'syscalls that read region memory that is not resident (fs.writeSync from a region buffer) fail with EFAULT',
+      { code: 'TMEM_USER_MODE_ONLY' },
+    );
+  }
+  const swap = new Swap(uffd, {
+    residentLimitPages: Math.floor(residentLimit / 4096),
+    lowWatermarkPages: Math.floor((residentLimit / 4096) * low),
+    poolLimitBytes: poolLimit,
+    acceptThresholdPercent: accept,
+    compressor,
+    allocator,
+    stagingPages: Math.floor(stagingBytes / 4096),
+    cpu: -1,
+  }, pin);
+  await swap._start();
+  return swap;
+}
+
+/** A swap: the set of regions served by one dispatcher over one compressed store. */
+export class Swap {
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(P.CTL_SLOTS * 4));
+  private readonly statsBuf = new SharedArrayBuffer(P.G_SLOTS * 8);
+  private readonly G = new Float64Array(this.statsBuf);
+  private readonly histBuf = new SharedArrayBuffer(P.HIST_BUCKETS * 8);
+  private readonly hist = new Float64Array(this.histBuf);
+  private readonly port: MessagePort;
+  private readonly workerPort: MessagePort;
+  private worker?: Worker;
+  private store?: StoreHandle;
+  private readonly pending = new Map<number, { resolve: (v: number) => void; reject: (e: Error) => void }>();
+  private reqId = 1;
+  private dead?: Error;
+  private closed = false;
+  private stopping = false;
+  private readonly regions = new Set<Region>();
+  private savedAffinity?: number[];
+
+  /** @internal use {@link open} */
+  constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions, private readonly pin: boolean) {
+    const ch = new MessageChannel();
+    this.port = ch.port1;
+    this.workerPort = ch.port2;
+  }
+
+  /** @internal */
+  async _start(): Promise<void> {
+    if (this.pin) {
+      this.savedAffinity = native.getAffinity();
+      const cpu = native.currentCpu();
+      native.setAffinity([cpu]);
+      this.opts.cpu = cpu;
+    }
+    this.store = createStore(this.opts);
+    const worker = new Worker(path.join(__dirname, 'dispatcher', 'worker.js'), {
+      workerData: {
+        uffd: this.uffd.describe(), port: this.workerPort, ctl: this.ctl.buffer, stats: this.statsBuf,
+        hist: this.histBuf, store: this.store.handle, options: this.opts,
+      },
+      transferList: [this.workerPort],
+      stdout: false,
+      stderr: false,
+    });
+    this.worker = worker;
+    this.port.on('message', (m: P.Reply) => {
+      const p = this.pending.get(m.reqId);
+      if (!p) return;
+      this.pending.delete(m.reqId);
+      if (m.ok) p.resolve(m.value ?? 0);
+      else p.reject(new Error(`tmem dispatcher: ${m.error}`));
+    });
+    this.port.unref();
+    worker.on('error', (e) => this.die(new Error(`tmem: the dispatcher failed: ${e.message}`)));
+    worker.on('exit', (code) => {
+      if (!this.closed && !this.stopping) this.die(new Error(`tmem: the dispatcher exited unexpectedly (code ${code})`));
+    });
+    await new Promise<void>((resolve, reject) => {
+      const onErr = (e: Error): void => reject(e);
+      worker.once('error', onErr);
+      worker.once('online', () => {
+        worker.off('error', onErr);
+        resolve();
+      });
+    });
+    worker.unref();
+    liveSwaps.add(this);
+  }
+
+  private die(e: Error): void {
+    if (this.dead) return;
+    this.dead = e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  /** @internal */
+  _exiting(): void {
+    Atomics.store(this.ctl, P.CTL_EXITING, 1);
+    try { this.uffd.wakeReader(); } catch { /* closed */ }
+  }
+
+  private check(): void {
+    if (this.closed) throw new Error('tmem: swap is closed');
+    if (this.dead) throw this.dead;
+  }
+
+  /** @internal sends a request to the dispatcher and wakes it. */
+  _request(req: P.Request): Promise<number> {
+    this.check();
+    return new Promise<number>((resolve, reject) => {
+      this.pending.set(req.reqId, { resolve, reject });
+      this.port.postMessage(req);
+      this.uffd.wakeReader();
+      this.port.ref();
+    }).finally(() => {
+      if (this.pending.size === 0) this.port.unref();
+    });
+  }
+
+  /** @internal */
+  _nextReq(): number {
+    return this.reqId++;
+  }
+
+  /**
+   * Anonymous memory (frontswap): an ArrayBuffer-backed region of `size`
+   * bytes, rounded up to whole pages. Pages read as zero until written.
+   * @param size bytes (a number or a string like '4GiB'), > 0
+   */
+  region(size: number | string): Region {
+    this.check();
+    const bytes = parseSize(size, 'size');
+    if (bytes === 0) throw new RangeError('size must be > 0');
+    const r = new Region(this, this.uffd, pageAlign(bytes), bytes, 'anon');
+    this.regions.add(r);
+    return r;
+  }
+
+  /**
+   * A file mapped into memory through tmem (cleancache): pages come from the
+   * file on first touch; clean pages evicted go to an ephemeral pool and may be
+   * dropped. With `writable`, written pages go back to the file on flush(),
+   * on eviction and on close().
+   * @param file path of an existing regular file
+   */
+  mapFile(file: string, options: { writable?: boolean } = {}): FileRegion {
+    this.check();
+    if (typeof file !== 'string' || file.length === 0) throw new TypeError('file must be a non-empty path string');
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    const writable = options.writable ?? false;
+    if (typeof writable !== 'boolean') throw new TypeError('options.writable must be a boolean');
+    const fd = fs.openSync(file, writable ? 'r+' : 'r');
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new TypeError(`file must be a regular file: ${file}`);
+      if (st.size === 0) throw new RangeError(`file is empty, nothing to map: ${file}`);
+      const r = new FileRegion(this, this.uffd, pageAlign(st.size), st.size, fd, file, writable);
+      this.regions.add(r);
+      return r;
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** @internal */
+  _forget(r: Region): void {
+    this.regions.delete(r);
+  }
+
+  /** @internal */
+  _statsBuffer(): Float64Array {
+    return this.G;
+  }
+
+  /** Swap-wide figures (zswap's debugfs counters, zram's mm_stat). */
+  stats(): SwapStats {
+    const G = this.G;
+    const s = this.store ? storeStats(this.store) : { poolBytes: 0, compressedBytes: 0 };
+    const stored = G[P.G_STORED];
+    return {
+      residentPages: G[P.G_RESIDENT],
+      residentBytes: G[P.G_RESIDENT] * 4096,
+      stagedPages: G[P.G_STAGED],
+      storedPages: stored,
+      samePages: G[P.G_SAME],
+      logicalBytes: (stored + G[P.G_SAME]) * 4096,
+      compressedBytes: s.compressedBytes,
+      poolBytes: s.poolBytes,
+      compressionRatio: s.compressedBytes > 0 ? (stored * 4096) / s.compressedBytes : 0,
+      hugePages: G[P.G_HUGE],
+      faults: {
+        zero: G[P.G_FAULTS_ZERO], pool: G[P.G_FAULTS_POOL], same: G[P.G_FAULTS_SAME], staged: G[P.G_FAULTS_STAGED],
+        file: G[P.G_FAULTS_FILE], cleancache: G[P.G_CLEANCACHE_HITS], writeProtect: G[P.G_FAULTS_WP],
+      },
+      evictions: G[P.G_EVICTIONS],
+      evictionsWithoutCompression: G[P.G_EVICT_NO_COMPRESS],
+      refused: { poolLimit: G[P.G_REFUSED_POOL_LIMIT], alloc: G[P.G_REFUSED_ALLOC] },
+      secondChance: G[P.G_SECOND_CHANCE],
+      cleancache: { puts: G[P.G_CLEANCACHE_PUTS], hits: G[P.G_CLEANCACHE_HITS], misses: G[P.G_CLEANCACHE_MISSES], pages: G[P.G_CLEANCACHE_PAGES] },
+      fileWrites: G[P.G_FILE_WRITES],
+      latency: latencyFrom(this.hist),
+      userModeOnly: this.uffd.closed ? false : this.uffd.describe().userModeOnly,
+    };
+  }
+
+  /** Closes every region (flushing writable files), stops the dispatcher and frees the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (!this.dead) {
+      for (const r of [...this.regions]) await r.close();
+      this.stopping = true;
+      await this._request({ op: 'stop', reqId: this._nextReq() }).catch(() => undefined);
+    }
+    this.closed = true;
+    liveSwaps.delete(this);
+    if (this.worker) await this.worker.terminate().catch(() => undefined);
+    for (const r of [...this.regions]) r._abandon();
+    this.port.close();
+    this.uffd.close();
+    if (this.savedAffinity) native.setAffinity(this.savedAffinity);
+    if (this.dead) throw this.dead;
+  }
+}
+
+function latencyFrom(hist: Float64Array): LatencyStats {
+  let total = 0;
+  for (let i = 0; i < hist.length; i++) total += hist[i];
+  const at = (q: number): number => {
+    if (total === 0) return 0;
+    const want = q * total;
+    let acc = 0;
+    for (let i = 0; i < hist.length; i++) {
+      acc += hist[i];
+      if (acc >= want) return Math.round(P.bucketLow(i + 1) * 100) / 100;
+    }
+    return P.bucketLow(hist.length);
+  };
+  return { count: total, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999) };
+}
+
+/** Anonymous memory served by tmem (a frontswap "type"). */
+export class Region {
+  readonly id = nextRegionId++;
+  /** Bytes of the region (whole pages). */
+  readonly size: number;
+  protected readonly statsBuf = new SharedArrayBuffer(P.R_SLOTS * 8);
+  private readonly R = new Float64Array(this.statsBuf);
+  protected native?: NativeRegion;
+  private closing?: Promise<void>;
+  protected readonly added: Promise<number>;
+
+  /** @internal use {@link Swap.region} */
+  constructor(protected readonly swap: Swap, uffd: Uffd, size: number, readonly requested: number,
+    kind: P.RegionKind, file?: { fd: number; fileSize: number; writable: boolean }) {
+    this.size = size;
+    this.native = new native.Region(uffd, size, REGISTER_MODE_MISSING | REGISTER_MODE_WP);
+    const spec: P.RegionSpec = { id: this.id, address: this.native.address, size, kind, stats: this.statsBuf, ...file };
+    this.added = swap._request({ op: 'addRegion', reqId: swap._nextReq(), region: spec });
+    this.added.catch(() => undefined);
+  }
+
+  /** The region's memory. Use it like any ArrayBuffer; close() detaches it. */
+  get buffer(): ArrayBuffer {
+    if (!this.native || this.closing) throw new Error(`tmem: region ${this.id} is closed`);
+    return this.native.buffer;
+  }
+
+  /** True once close() was called. */
+  get closed(): boolean {
+    return !!this.closing || !this.native;
+  }
+
+  /**
+   * Pushes this region's resident pages out now (compressed into the pool, or
+   * written back for files). Resolves with the number of pages evicted.
+   */
+  async evict(): Promise<number> {
+    this.checkOpen();
+    await this.added;
+    return this.swap._request({ op: 'evict', reqId: this.swap._nextReq(), id: this.id });
+  }
+
+  /** This region's figures. */
+  stats(): RegionStats {
+    const R = this.R;
+    return {
+      size: this.size,
+      residentPages: R[P.R_RESIDENT],
+      storedPages: R[P.R_STORED],
+      samePages: R[P.R_SAME],
+      faults: { zero: R[P.R_FAULTS_ZERO], pool: R[P.R_FAULTS_POOL], file: R[P.R_FAULTS_FILE] },
+      evictions: R[P.R_EVICTIONS],
+      dirtyPages: R[P.R_DIRTY],
+    };
+  }
+
+  protected checkOpen(): void {
+    if (this.closed) throw new Error(`tmem: region ${this.id} is closed`);
+  }
+
+  /**
+   * Frees the region: its pool entries are invalidated (frontswap
+   * invalidate_area), its ArrayBuffer detached. A file region is flushed first.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      try {
+        await this.added;
+        await this.swap._request({ op: 'closeRegion', reqId: this.swap._nextReq(), id: this.id });
+      } finally {
+        this._abandon();
+      }
+    })();
+    return this.closing;
+  }
+
+  /** @internal releases the native side without asking the dispatcher. */
+  _abandon(): void {
+    this.closing ??= Promise.resolve();
+    if (this.native) {
+      this.native.close();
+      this.native = undefined;
+    }
+    this.swap._forget(this);
+    this.afterClose();
+  }
+
+  protected afterClose(): void {}
+}
+
+/** A file mapped through tmem (cleancache for clean pages). */
+export class FileRegion extends Region {
+  /** @internal use {@link Swap.mapFile} */
+  constructor(swap: Swap, uffd: Uffd, size: number, fileSize: number, private readonly fd: number,
+    /** The mapped file's path. */ readonly path: string, /** Written pages go back to the file. */ readonly writable: boolean) {
+    super(swap, uffd, size, fileSize, 'file', { fd, fileSize, writable });
+  }
+
+  /** Bytes of the file (the buffer is rounded up to whole pages; bytes past the end read as zero). */
+  get fileSize(): number {
+    return this.requested;
+  }
+
+  /** Writes dirty pages to the file and fsyncs it. Resolves with the number of pages written. */
+  async flush(): Promise<number> {
+    this.checkOpen();
+    if (!this.writable) return 0;
+    await this.added;
+    return this.swap._request({ op: 'flush', reqId: this.swap._nextReq(), id: this.id });
+  }
+
+  protected override afterClose(): void {
+    try { fs.closeSync(this.fd); } catch { /* already closed */ }
+  }
+}
