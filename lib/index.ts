@@ -7,6 +7,6 @@
  * memory are real hardware faults served by a dispatcher Worker through
  * userfaultfd.
  */
-export { open, Swap, Region, FileRegion } from './swap';
-export type { OpenOptions, SwapStats, RegionStats, LatencyStats } from './swap';
+export { open, attachRegion, Swap, Region, FileRegion } from './swap';
+export type { SharedRegion, OpenOptions, SwapStats, RegionStats, LatencyStats } from './swap';
 export { parseSize } from './size';

@@ -169,6 +169,12 @@ export interface RegionConstructor {
 export interface NativeBinding {
   Uffd: UffdConstructor;
   Region: RegionConstructor;
+  /**
+   * An ArrayBuffer in the calling thread over the open region starting at
+   * `address` (regions are created in one thread, used from many). Not detached
+   * by the region's close(): after close it reads zeros; unmapped when collected.
+   */
+  attachBuffer(address: number): ArrayBuffer;
   /** UFFDIO_API probe: which features and ioctls the kernel has. */
   probe(): UffdProbe;
   /** madvise(2) over `count` (address, length) pairs, each inside an open region. */

@@ -100,6 +100,25 @@ export interface RegionStats {
   dirtyPages: number;
 }
 
+/** What {@link Region.share} hands to a Worker. */
+export interface SharedRegion {
+  id: number;
+  address: number;
+  size: number;
+}
+
+/**
+ * In a Worker: an ArrayBuffer over a region another thread created (from its
+ * share()). Faults on it are served by the same dispatcher. It is not detached
+ * when the region closes: after close it reads zeros; stop using it first.
+ */
+export function attachRegion(shared: SharedRegion): ArrayBuffer {
+  if (shared === null || typeof shared !== 'object' || typeof shared.address !== 'number') {
+    throw new TypeError('shared must be the object returned by region.share()');
+  }
+  return native.attachBuffer(shared.address);
+}
+
 let nextRegionId = 1;
 const liveSwaps = new Set<Swap>();
 process.on('exit', () => {
@@ -407,6 +426,15 @@ export class Region {
   get buffer(): ArrayBuffer {
     if (!this.native || this.closing) throw new Error(`tmem: region ${this.id} is closed`);
     return this.native.buffer;
+  }
+
+  /**
+   * A structured-cloneable description of this region for a Worker: pass it
+   * with postMessage or workerData, then call {@link attachRegion} there.
+   */
+  share(): SharedRegion {
+    if (!this.native || this.closing) throw new Error(`tmem: region ${this.id} is closed`);
+    return { id: this.id, address: this.native.address, size: this.size };
   }
 
   /** True once close() was called. */

@@ -610,6 +610,20 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
 
 // ---- free functions -------------------------------------------------------------
 
+// attachBuffer(address): an ArrayBuffer, in the calling thread's environment,
+// over the open region that starts at `address` (for Workers that use a region
+// created by the main thread). The memory stays mapped while it is reachable;
+// it cannot be detached by the region's close(): after close it reads as zeros.
+Napi::Value AttachBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t addr = addr_arg(info, 0, "address");
+  auto m = find_region(addr);
+  if (!m || !m->open.load() || m->addr != addr) range_error(env, "address must be the start of an open tmem region");
+  auto* hold = new std::shared_ptr<Mapping>(m);
+  return Napi::ArrayBuffer::New(
+      env, reinterpret_cast<void*>(m->addr), m->len, [](Napi::Env, void*, std::shared_ptr<Mapping>* h) { delete h; }, hold);
+}
+
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   tmem::UffdProbe p;
@@ -745,6 +759,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Uffd", uffd);
   exports.Set("Region", RegionWrap::Init(env));
   exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
+  exports.Set("attachBuffer", Napi::Function::New<AttachBuffer>(env, "attachBuffer"));
   exports.Set("madvise", Napi::Function::New<Madvise>(env, "madvise"));
   exports.Set("setAffinity", Napi::Function::New<SetAffinity>(env, "setAffinity"));
   exports.Set("getAffinity", Napi::Function::New<GetAffinity>(env, "getAffinity"));
