@@ -13,6 +13,7 @@ import { native, REGISTER_MODE_MISSING, REGISTER_MODE_WP, type Uffd, type Region
 import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
+import { openSwapFile } from './swapfile';
 
 /** Options of {@link open}. Sizes are bytes or strings like '256MiB'. */
 export interface OpenOptions {
@@ -41,6 +42,30 @@ export interface OpenOptions {
    * warning; true forces user-mode-only; false requires full mode.
    */
   userModeOnly?: boolean | 'auto';
+  /**
+   * The swap file tier under the pool: pages the pool refuses (full, or they do
+   * not compress) and the pool's oldest entries when it is full go to this file.
+   * `path` is a file (created or truncated, mode 0600, removed on close) or a
+   * directory (an unlinked O_TMPFILE in it); the file never grows past `size`.
+   */
+  swapFile?: { path: string; size: number | string };
+}
+
+/** Swap file figures. */
+export interface SwapFileStats {
+  /** Slots (pages) the file may hold. */
+  slots: number;
+  /** Pages in the file now. */
+  pages: number;
+  bytes: number;
+  /** Pages written to the file: refused by the pool, or written back from it. */
+  writtenBack: number;
+  /** Faults served from the file. */
+  swapIns: number;
+  readaheadHits: number;
+  checksumErrors: number;
+  /** Writes or reads that failed (ENOSPC, EIO); the pages stayed where they were. */
+  ioErrors: number;
 }
 
 /** Fault service time percentiles in microseconds (time in the dispatcher, wake-up not included). */
@@ -85,8 +110,10 @@ export interface SwapStats {
   /** Pages written back to mapped files. */
   fileWrites: number;
   latency: LatencyStats;
-  /** Whether the kernel hands kernel-mode faults (syscalls on region memory) to tmem. */
+  /** True when syscalls that read non-resident region memory fail with EFAULT (user-mode-only uffd). */
   userModeOnly: boolean;
+  /** The swap file tier, when configured. */
+  swapFile?: SwapFileStats;
 }
 
 /** Per-region figures. */
@@ -131,7 +158,7 @@ process.on('exit', () => {
  */
 export async function open(options: OpenOptions = {}): Promise<Swap> {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-  const known = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin', 'stagingSize', 'userModeOnly'];
+  const known = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin', 'stagingSize', 'userModeOnly', 'swapFile'];
   for (const k of Object.keys(options)) {
     if (!known.includes(k)) throw new TypeError(`unknown option '${k}'; accepted: ${known.join(', ')}`);
   }
@@ -157,7 +184,24 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   const umo = options.userModeOnly ?? 'auto';
   if (umo !== 'auto' && typeof umo !== 'boolean') throw new TypeError(`userModeOnly must be 'auto' or a boolean`);
 
-  const uffd = new native.Uffd(umo === 'auto' ? 0 : umo ? 2 : 1);
+  let swapFile: { fd: number; size: number; path: string; unlink: boolean } | undefined;
+  if (options.swapFile !== undefined) {
+    const sf = options.swapFile;
+    if (sf === null || typeof sf !== 'object') throw new TypeError('swapFile must be an object { path, size }');
+    if (typeof sf.path !== 'string' || sf.path.length === 0) throw new TypeError('swapFile.path must be a non-empty path string');
+    const size = Math.floor(parseSize(sf.size, 'swapFile.size') / 4096) * 4096;
+    if (size < 4096) throw new RangeError(`swapFile.size must be at least 4KiB, got ${String(sf.size)}`);
+    const { fd, unlink } = openSwapFile(sf.path);
+    swapFile = { fd, size, path: sf.path, unlink };
+  }
+
+  let uffd: Uffd;
+  try {
+    uffd = new native.Uffd(umo === 'auto' ? 0 : umo ? 2 : 1);
+  } catch (e) {
+    if (swapFile) closeSwapFile(swapFile);
+    throw e;
+  }
   if (umo === 'auto' && uffd.describe().userModeOnly) {
     process.emitWarning(
       'tmem: userfaultfd is in user-mode-only mode (no root, CAP_SYS_PTRACE or /dev/userfaultfd access): ' +
@@ -174,7 +218,9 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     allocator,
     stagingPages: Math.floor(stagingBytes / 4096),
     cpu: -1,
-  }, pin);
+    swapFileFd: swapFile ? swapFile.fd : -1,
+    swapFileSize: swapFile ? swapFile.size : 0,
+  }, pin, swapFile);
   await swap._start();
   return swap;
 }
@@ -199,7 +245,8 @@ export class Swap {
   private savedAffinity?: number[];
 
   /** @internal use {@link open} */
-  constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions, private readonly pin: boolean) {
+  constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions, private readonly pin: boolean,
+    private readonly swapFile?: { fd: number; size: number; path: string; unlink: boolean }) {
     const ch = new MessageChannel();
     this.port = ch.port1;
     this.workerPort = ch.port2;
@@ -363,6 +410,11 @@ export class Swap {
       fileWrites: G[P.G_FILE_WRITES],
       latency: latencyFrom(this.hist),
       userModeOnly: this.uffd.closed ? false : this.uffd.describe().userModeOnly,
+      swapFile: this.swapFile ? {
+        slots: G[P.G_SWAP_SLOTS], pages: G[P.G_SWAP_PAGES], bytes: G[P.G_SWAP_PAGES] * 4096,
+        writtenBack: G[P.G_SWAP_WRITEBACK], swapIns: G[P.G_SWAP_INS], readaheadHits: G[P.G_SWAP_READAHEAD_HITS],
+        checksumErrors: G[P.G_SWAP_CSUM_ERRORS], ioErrors: G[P.G_SWAP_IO_ERRORS],
+      } : undefined,
     };
   }
 
@@ -380,8 +432,16 @@ export class Swap {
     for (const r of [...this.regions]) r._abandon();
     this.port.close();
     this.uffd.close();
+    if (this.swapFile) closeSwapFile(this.swapFile);
     if (this.savedAffinity) native.setAffinity(this.savedAffinity);
     if (this.dead) throw this.dead;
+  }
+}
+
+function closeSwapFile(f: { fd: number; path: string; unlink: boolean }): void {
+  try { fs.closeSync(f.fd); } catch { /* closed */ }
+  if (f.unlink) {
+    try { fs.unlinkSync(f.path); } catch { /* gone */ }
   }
 }
 

@@ -28,6 +28,8 @@ export interface Backends {
   cleancache: Cleancache;
   /** Arena bytes both pools hold. */
   poolBytes(): number;
+  /** zsmalloc compaction of the persistent pool (frees zspages after write-back). */
+  compact(): number;
 }
 
 const CHUNK = 16 * 2 ** 20;
@@ -66,5 +68,6 @@ export function openBackends(init: unknown, _o: DispatcherOptions): Backends {
     frontswap: new Frontswap(store, i.frontswapPool),
     cleancache: new Cleancache(store, i.cleancachePool),
     poolBytes: () => fsPool.totalSize() + ccPool.totalSize(),
+    compact: () => fsPool.compact(),
   };
 }

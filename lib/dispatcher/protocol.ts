@@ -40,7 +40,14 @@ export const G_FILE_WRITES = 21;
 export const G_SECOND_CHANCE = 22; // staged pages touched again and moved back
 export const G_RETRIES = 23; // EAGAIN from the kernel
 export const G_CLEANCACHE_PAGES = 24;
-export const G_SLOTS = 32;
+export const G_SWAP_SLOTS = 25; // slots of the swap file
+export const G_SWAP_PAGES = 26; // pages in the swap file now
+export const G_SWAP_WRITEBACK = 27; // pages written to the swap file (refused by the pool or written back)
+export const G_SWAP_INS = 28; // faults served from the swap file
+export const G_SWAP_READAHEAD_HITS = 29;
+export const G_SWAP_CSUM_ERRORS = 30;
+export const G_SWAP_IO_ERRORS = 31;
+export const G_SLOTS = 48;
 
 // Per-region counters.
 export const R_RESIDENT = 0;
@@ -102,4 +109,6 @@ export interface DispatcherOptions {
   allocator: 'zsmalloc' | 'zbud';
   stagingPages: number;
   cpu: number; // -1: not pinned
+  swapFileFd: number; // -1: no swap file
+  swapFileSize: number;
 }

@@ -18,6 +18,7 @@
  *            moves it back at no copy. aux[page] = slot, flag bit says clean
  *   STORED   in the persistent pool (frontswap)
  *   SAME     same-filled; aux[page] = the 32-bit word
+ *   SWAPPED  in the swap file; aux[page] = its slot (lib/swapfile.ts)
  *
  * Eviction policy (README "Eviction"): FIFO by load order with a second
  * chance. When resident pages pass residentLimit, the oldest resident pages
@@ -27,6 +28,12 @@
  * released in batches with one madvise(MADV_DONTNEED) per contiguous run.
  * A clean page (compressed copy kept, write-protected since its load) needs
  * no compression: its slot is just released.
+ *
+ * With a swap file: a page the pool refuses (full, or it does not compress)
+ * goes to the file instead of staying resident, and while the pool is over
+ * its accept threshold its oldest entries are written back to the file
+ * (zswap's shrinker). Both go through one write-back batch, written with one
+ * pwrite per contiguous run of slots before the dispatcher polls again.
  */
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as fs from 'node:fs';
@@ -37,8 +44,10 @@ import {
 import { PageCodec, PAGE, sameFilled, CODEC_RAW } from '../compress';
 import * as P from './protocol';
 import { openBackends, type Backends } from './backends';
+import { PageFifo } from './fifo';
+import { SwapFile, SwapFileError } from '../swapfile';
 
-const NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5;
+const NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5, SWAPPED = 6;
 const STAGED_CLEAN = 0x80000000; // flag in aux[] of a STAGED page
 
 interface Init {
@@ -58,6 +67,7 @@ class RegionState {
   readonly seq: Int32Array;
   readonly stats: Float64Array;
   closed = false;
+  lastSwapIn = -2;
   constructor(readonly spec: P.RegionSpec) {
     this.pages = spec.size / PAGE;
     this.state = new Uint8Array(this.pages);
@@ -103,14 +113,24 @@ const slotPending = new Uint8Array(S); // released, madvise not yet issued
 const release = new Float64Array(2 * 64);
 let releaseCount = 0;
 
-// Resident FIFO with lazy deletion: an entry is live iff its page is ACTIVE or
-// CLEAN and seq[page] still equals the entry's stamp.
-let fifoCap = 1024;
-let fifoRegion = new Int32Array(fifoCap);
-let fifoPage = new Uint32Array(fifoCap);
-let fifoSeq = new Int32Array(fifoCap);
-let fifoHead = 0, fifoLen = 0;
+// Resident FIFO (live entries: ACTIVE or CLEAN pages) and stored FIFO (live
+// entries: STORED pages, oldest first for write-back), lazily deleted through
+// seq[page] stamps.
+const fifo = new PageFifo();
+const storedFifo = new PageFifo();
 let stamp = 1;
+
+// Swap file tier and its write-back batch.
+const swap = opts.swapFileFd >= 0 ? new SwapFile(opts.swapFileFd, opts.swapFileSize) : undefined;
+const WB = 32;
+const wbBuf = new Uint8Array(WB * PAGE);
+const wbOwner = new Int32Array(WB);
+const wbPage = new Uint32Array(WB);
+const wbFrom = new Int32Array(WB); // staging slot, or -1: the page comes from the pool
+let wbCount = 0;
+const runOut = new Int32Array(1);
+let swapBackoffUntil = 0;
+if (swap) G[P.G_SWAP_SLOTS] = swap.slots;
 
 const regions: RegionState[] = [];
 const byId = new Map<number, RegionState>();
@@ -120,20 +140,15 @@ let evicting = false;
 let refuseUntilBelow = false; // zswap accept-threshold hysteresis
 
 function fifoPush(r: RegionState, page: number): void {
-  if (fifoLen === fifoCap) {
-    const cap = fifoCap * 2;
-    const nr = new Int32Array(cap), np = new Uint32Array(cap), ns = new Int32Array(cap);
-    for (let i = 0; i < fifoLen; i++) {
-      const j = (fifoHead + i) % fifoCap;
-      nr[i] = fifoRegion[j]; np[i] = fifoPage[j]; ns[i] = fifoSeq[j];
-    }
-    fifoRegion = nr; fifoPage = np; fifoSeq = ns; fifoCap = cap; fifoHead = 0;
-  }
-  const j = (fifoHead + fifoLen) % fifoCap;
-  const s = stamp++ | 0;
+  const s = (stamp = (stamp + 1) | 0);
   r.seq[page] = s;
-  fifoRegion[j] = r.id; fifoPage[j] = page; fifoSeq[j] = s;
-  fifoLen++;
+  fifo.push(r.id, page, s);
+}
+
+function storedPush(r: RegionState, page: number): void {
+  const s = (stamp = (stamp + 1) | 0);
+  r.seq[page] = s;
+  storedFifo.push(r.id, page, s);
 }
 
 function findRegion(addr: number): RegionState | undefined {
@@ -253,11 +268,51 @@ function serveFault(addr: number, flags: number): boolean {
       fifoPush(r, page); // second chance: back to the tail
       return true;
     }
+    case SWAPPED:
+      return swapIn(r, page, addr);
     default:
       // ACTIVE or CLEAN: another thread faulted on the same page and was served.
       uffd.wake(addr, PAGE);
       return true;
   }
+}
+
+/** A fault on a page in the swap file: read, check, copy in. */
+function swapIn(r: RegionState, page: number, addr: number): boolean {
+  const slot = r.aux[page];
+  const sequential = r.lastSwapIn === page - 1;
+  let ok: boolean;
+  try {
+    ok = swap!.read(slot, pageBuf, 0, sequential);
+  } catch (e) {
+    G[P.G_SWAP_IO_ERRORS]++;
+    return unrecoverable(r, page, addr, (e as Error).message);
+  }
+  if (!ok) {
+    G[P.G_SWAP_CSUM_ERRORS]++;
+    return unrecoverable(r, page, addr, `checksum mismatch in swap file slot ${slot}`);
+  }
+  const res = uffd.copy(addr, pageBuf, 0, 0);
+  if (res < 0) return res !== -11;
+  r.lastSwapIn = page;
+  swap!.freeSlot(slot);
+  G[P.G_SWAP_PAGES] = swap!.usedCount;
+  G[P.G_SWAP_INS]++;
+  G[P.G_SWAP_READAHEAD_HITS] = swap!.readaheadHits;
+  becomeResident(r, page, ACTIVE);
+  return true;
+}
+
+/**
+ * A page that cannot be restored: never hand back wrong bytes. Say which page
+ * on stderr (synchronously: the process may die next) and poison it, so the
+ * faulting thread gets SIGBUS at that address.
+ */
+function unrecoverable(r: RegionState, page: number, addr: number, why: string): boolean {
+  fs.writeSync(2, `tmem: region ${r.id} page ${page} cannot be restored: ${why}; raising SIGBUS in the faulting thread\n`);
+  const res = uffd.poison(addr, PAGE);
+  if (res < 0 && res !== -17) process.abort();
+  return true;
 }
 
 function fileFault(r: RegionState, page: number, addr: number, write: boolean): boolean {
@@ -300,14 +355,12 @@ function dropPoolCopy(r: RegionState, page: number): void {
 
 /** Moves the oldest live resident page into a staging slot. False if none could be staged. */
 function stageVictim(): boolean {
-  while (fifoLen > 0) {
+  while (fifo.length > 0) {
     if (slotUsed === S) return false;
-    const j = fifoHead;
-    const rid = fifoRegion[j], page = fifoPage[j], s = fifoSeq[j];
-    fifoHead = (fifoHead + 1) % fifoCap;
-    fifoLen--;
-    const r = byId.get(rid);
-    if (!r || r.closed || r.seq[page] !== s) continue;
+    fifo.shift();
+    const r = byId.get(fifo.outRegion);
+    const page = fifo.outPage;
+    if (!r || r.closed || r.seq[page] !== fifo.outStamp) continue;
     const st = r.state[page];
     if (st !== ACTIVE && st !== CLEAN) continue;
     if (stageOne(r, page)) return true;
@@ -360,7 +413,9 @@ function finalizeOldest(): void {
   slotRegion[slot] = -1;
   const r = byId.get(rid)!;
   const page = slotPage[slot];
-  if (!finalizePage(r, page, slot)) {
+  const done = finalizePage(r, page, slot);
+  if (done === DEFERRED) return; // in the write-back batch; settled by flushWriteback()
+  if (done === REFUSED) {
     // Refused: the page goes back where it was, resident.
     const res = uffd.move(r.base + page * PAGE, staging.address + slot * PAGE, PAGE);
     if (res !== PAGE) throw new Error(`tmem: could not return a refused page to region ${r.id} (errno ${-res})`);
@@ -378,8 +433,10 @@ function finalizeOldest(): void {
   queueRelease(slot);
 }
 
-/** Stores the page in slot `slot`. Returns false if it must stay resident. */
-function finalizePage(r: RegionState, page: number, slot: number): boolean {
+const REFUSED = 0, DONE = 1, DEFERRED = 2;
+
+/** Stores the page in staging slot `slot`: DONE, REFUSED (it must stay resident) or DEFERRED (swap file batch). */
+function finalizePage(r: RegionState, page: number, slot: number): number {
   const clean = (r.aux[page] & STAGED_CLEAN) !== 0;
   const off = slot * PAGE;
   if (r.isFile) {
@@ -387,7 +444,7 @@ function finalizePage(r: RegionState, page: number, slot: number): boolean {
       if (r.spec.writable) {
         writeToFile(r, page, stagingBytes, off);
       } else {
-        return storeAnon(r, page, off); // private changes to a read-only mapping: frontswap keeps them
+        return storeAnon(r, page, off, slot); // private changes to a read-only mapping: frontswap keeps them
       }
     }
     // Clean file page: cleancache may keep it (ephemeral), the file always has it.
@@ -397,42 +454,155 @@ function finalizePage(r: RegionState, page: number, slot: number): boolean {
       G[P.G_CLEANCACHE_PAGES]++;
     }
     r.state[page] = NEVER;
-    return true;
+    return DONE;
   }
   if (clean) {
     r.state[page] = STORED;
+    storedPush(r, page);
     G[P.G_STORED]++;
     r.stats[P.R_STORED]++;
     G[P.G_EVICT_NO_COMPRESS]++;
-    return true;
+    return DONE;
   }
-  return storeAnon(r, page, off);
+  return storeAnon(r, page, off, slot);
 }
 
-function storeAnon(r: RegionState, page: number, off: number): boolean {
+function storeAnon(r: RegionState, page: number, off: number, slot: number): number {
   const word = sameFilled(stagingWords, off / 4);
   if (word >= 0) {
     r.state[page] = SAME;
     r.aux[page] = word;
     G[P.G_SAME]++;
     r.stats[P.R_SAME]++;
-    return true;
+    return DONE;
   }
   if (poolFull()) {
     G[P.G_REFUSED_POOL_LIMIT]++;
-    return false;
+    return toSwapFile(r, page, off, slot);
   }
   const len = codec.compress(stagingBytes, off, objBuf);
+  if (objBuf[0] === CODEC_RAW && swapUsable()) {
+    G[P.G_HUGE]++;
+    return toSwapFile(r, page, off, slot); // incompressible: the file, not the pool
+  }
   if (!backends.frontswap.store(r.id, page, objBuf, len)) {
     G[P.G_REFUSED_ALLOC]++;
-    return false;
+    return toSwapFile(r, page, off, slot);
   }
   if (objBuf[0] === CODEC_RAW) G[P.G_HUGE]++;
   r.state[page] = STORED;
+  storedPush(r, page);
   G[P.G_STORED]++;
   r.stats[P.R_STORED]++;
-  return true;
+  return DONE;
 }
+
+function swapUsable(): boolean {
+  return swap !== undefined && swap.free > 0 && (swapBackoffUntil === 0 || performance.now() >= swapBackoffUntil);
+}
+
+/** Queues a staged page for the swap file (frontswap refused it). */
+function toSwapFile(r: RegionState, page: number, off: number, slot: number): number {
+  if (!swapUsable()) return REFUSED;
+  if (wbCount === WB) flushWriteback();
+  wbBuf.set(stagingBytes.subarray(off, off + PAGE), wbCount * PAGE);
+  wbOwner[wbCount] = r.id;
+  wbPage[wbCount] = page;
+  wbFrom[wbCount] = slot;
+  wbCount++;
+  return DEFERRED;
+}
+
+/** zswap's shrinker: writes the oldest pool entries back to the swap file. */
+function writebackFromPool(max: number): number {
+  let n = 0;
+  while (n < max && storedFifo.shift()) {
+    const r = byId.get(storedFifo.outRegion);
+    const page = storedFifo.outPage;
+    if (!r || r.closed || r.seq[page] !== storedFifo.outStamp || r.state[page] !== STORED) continue;
+    const len = backends.frontswap.load(r.id, page, objBuf);
+    if (len < 0) continue;
+    if (wbCount === WB) flushWriteback();
+    codec.decompress(objBuf, 0, len, wbBuf, wbCount * PAGE);
+    wbOwner[wbCount] = r.id;
+    wbPage[wbCount] = page;
+    wbFrom[wbCount] = -1;
+    wbCount++;
+    n++;
+  }
+  flushWriteback();
+  return n;
+}
+
+/** Writes the batch: one pwrite per run of free slots; settles every entry. */
+function flushWriteback(): void {
+  let i = 0;
+  while (i < wbCount) {
+    const n = swap!.allocRun(wbCount - i, runOut);
+    if (n === 0) {
+      settleFailed(i, wbCount - i, 'the swap file is full');
+      break;
+    }
+    try {
+      swap!.writeRun(runOut[0], i === 0 ? wbBuf : wbBuf.subarray(i * PAGE), n, wbOwner, wbPage, i);
+    } catch (e) {
+      swap!.release(runOut[0], n);
+      settleFailed(i, n, e instanceof SwapFileError ? e.message : String(e));
+      i += n;
+      continue;
+    }
+    for (let k = 0; k < n; k++) settleWritten(i + k, runOut[0] + k);
+    i += n;
+  }
+  wbCount = 0;
+  G[P.G_SWAP_PAGES] = swap ? swap.usedCount : 0;
+  flushReleases();
+}
+
+function settleWritten(k: number, fileSlot: number): void {
+  const r = byId.get(wbOwner[k]);
+  const page = wbPage[k];
+  const from = wbFrom[k];
+  if (!r || r.closed) {
+    swap!.freeSlot(fileSlot);
+    return;
+  }
+  if (from >= 0) {
+    staged--;
+    G[P.G_STAGED] = staged;
+    leaveResidency(r);
+    G[P.G_EVICTIONS]++;
+    r.stats[P.R_EVICTIONS]++;
+    queueRelease(from);
+  } else {
+    backends.frontswap.invalidatePage(r.id, page);
+    G[P.G_STORED]--;
+    r.stats[P.R_STORED]--;
+  }
+  r.state[page] = SWAPPED;
+  r.aux[page] = fileSlot;
+  G[P.G_SWAP_WRITEBACK]++;
+}
+
+function settleFailed(from: number, n: number, why: string): void {
+  G[P.G_SWAP_IO_ERRORS]++;
+  swapBackoffUntil = performance.now() + 1000;
+  lastSwapError = why;
+  for (let k = from; k < from + n; k++) {
+    const r = byId.get(wbOwner[k]);
+    const slot = wbFrom[k];
+    if (slot < 0 || !r || r.closed) continue; // pool entries simply stay in the pool
+    // The page goes back where it was, resident: nothing is lost.
+    const page = wbPage[k];
+    const res = uffd.move(r.base + page * PAGE, staging.address + slot * PAGE, PAGE);
+    if (res !== PAGE) throw new Error(`tmem: could not return page ${page} of region ${r.id} after a swap file error (errno ${-res})`);
+    staged--;
+    G[P.G_STAGED] = staged;
+    r.state[page] = ACTIVE;
+    fifoPush(r, page);
+  }
+}
+let lastSwapError = '';
 
 /** zswap's max_pool_percent with accept_thr_percent hysteresis. */
 function poolFull(): boolean {
@@ -490,15 +660,27 @@ function evictSlice(budget: number): void {
       evicting = false;
       break;
     }
-    if (staged < stagingTarget && slotUsed < S && fifoLen > 0 && stageVictim()) continue;
+    if (staged < stagingTarget && slotUsed < S && fifo.length > 0 && stageVictim()) continue;
     if (slotUsed > 0) finalizeOldest();
     else if (!stageVictim()) {
       evicting = false; // nothing left that can be evicted
       break;
     }
   }
+  if (wbCount > 0) flushWriteback();
   flushReleases();
 }
+
+/** While the pool is over its accept threshold, write its oldest entries back (a slice). */
+function shrinkSlice(): boolean {
+  if (!swapUsable() || storedFifo.length === 0) return false;
+  const used = backends.poolBytes();
+  if (used < (opts.poolLimitBytes * opts.acceptThresholdPercent) / 100) return false;
+  writebackFromPool(8);
+  if (++shrinkRounds % 16 === 0) backends.compact();
+  return true;
+}
+let shrinkRounds = 0;
 
 /** Pushes every resident and staged page of a region out now (region.evict()). */
 function evictRegion(r: RegionState): number {
@@ -511,10 +693,15 @@ function evictRegion(r: RegionState): number {
     if (st !== ACTIVE && st !== CLEAN) continue;
     if (!stageOne(r, page)) continue;
     finalizeOldest();
+    if (wbCount === WB) flushWriteback();
     n++;
     if (releaseCount >= 32) flushReleases();
-    if ((n & 15) === 0) serveAvailableFaults();
+    if ((n & 15) === 0) {
+      if (wbCount > 0) flushWriteback();
+      serveAvailableFaults();
+    }
   }
+  if (wbCount > 0) flushWriteback();
   flushReleases();
   return n;
 }
@@ -568,7 +755,9 @@ function closeRegion(r: RegionState): void {
     if (st === ACTIVE || st === CLEAN) resident--;
     else if (st === STORED) G[P.G_STORED]--;
     else if (st === SAME) G[P.G_SAME]--;
+    else if (st === SWAPPED) swap!.freeSlot(r.aux[page]);
   }
+  G[P.G_SWAP_PAGES] = swap ? swap.usedCount : 0;
   G[P.G_RESIDENT] = resident;
   G[P.G_STAGED] = staged;
   // frontswap's invalidate_area / cleancache's invalidate_inode
@@ -625,6 +814,7 @@ function handle(req: P.Request): boolean {
 }
 
 let running = true;
+let shrinking = false;
 function drainRequests(): void {
   for (;;) {
     const m = receiveMessageOnPort(port);
@@ -676,12 +866,13 @@ function loop(): void {
   Atomics.notify(ctl, P.CTL_READY);
   while (running) {
     const exiting = Atomics.load(ctl, P.CTL_EXITING) !== 0;
-    const busy = evicting || retries > 0;
+    const busy = evicting || retries > 0 || shrinking;
     const n = uffd.read(events, busy ? 0 : exiting ? 20 : -1);
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
     if (retries > 0) retryPending();
     if (evicting) evictSlice(2);
+    else shrinking = swap !== undefined && refuseUntilBelow && shrinkSlice();
     if (exiting && n === 0) {
       // The process is exiting: give control back so the Worker can be stopped.
       setImmediate(loop);

@@ -1,0 +1,200 @@
+/**
+ * The swap file tier: the "real swap device" under frontswap.
+ *
+ * Layout: the file is an array of 4 KiB slots, one page per slot, stored
+ * uncompressed (as zswap writes back: decompressed pages). Per slot the
+ * dispatcher keeps, in memory:
+ *
+ *   used[slot]   0 free, 1 holds a page
+ *   crc[slot]    CRC-32 of the page as written; checked on every read
+ *   owner[slot]  region id, page[slot] page index (to name them in errors)
+ *
+ *   file:  | slot 0 | slot 1 | slot 2 | ... | slot N-1 |     N = size / 4096
+ *
+ * Why one uncompressed page per slot rather than packed compressed objects:
+ * a swap-in is then one pread and a CRC, with no decompression, which keeps it
+ * close to the kernel's own swap-in; slots never fragment; and a batch of
+ * write-backs lands in one contiguous run, written with one pwrite. The pool
+ * above keeps the compressed copies of what is warm; the file is for what is
+ * cold or does not compress.
+ *
+ * Allocation is next-fit over the used[] map, looking for a run of the batch
+ * length and falling back to shorter runs, so the file never grows past
+ * `size`. Readahead: a swap-in that follows its predecessor page reads a
+ * cluster of slots (8, like the kernel's page-cluster 3) in one pread and keeps
+ * it for the next faults.
+ */
+import * as fs from 'node:fs';
+import { crc32 } from 'node:zlib';
+
+export const SLOT = 4096;
+export const READAHEAD = 8;
+
+/** An I/O failure on the swap file; the page stays where it was. */
+export class SwapFileError extends Error {
+  constructor(message: string, readonly code?: string) {
+    super(message);
+  }
+}
+
+export class SwapFile {
+  readonly slots: number;
+  readonly used: Uint8Array;
+  readonly crc: Uint32Array;
+  readonly owner: Int32Array;
+  readonly page: Uint32Array;
+  usedCount = 0;
+  private next = 0;
+  // Readahead cache: slots [raFirst, raFirst + raCount) as read, valid[i] until freed.
+  private readonly ra = new Uint8Array(READAHEAD * SLOT);
+  private readonly raValid = new Uint8Array(READAHEAD);
+  private raFirst = -1;
+  private raCount = 0;
+  readaheadHits = 0;
+
+  constructor(readonly fd: number, size: number) {
+    this.slots = Math.floor(size / SLOT);
+    this.used = new Uint8Array(this.slots);
+    this.crc = new Uint32Array(this.slots);
+    this.owner = new Int32Array(this.slots);
+    this.page = new Uint32Array(this.slots);
+  }
+
+  /** Free slots. */
+  get free(): number {
+    return this.slots - this.usedCount;
+  }
+
+  /**
+   * Finds up to `n` free slots, contiguous if possible. Writes the first slot
+   * in `out[0]` and returns the run length (0 if the file is full).
+   */
+  allocRun(n: number, out: Int32Array): number {
+    if (this.usedCount === this.slots) return 0;
+    let best = -1, bestLen = 0;
+    let i = this.next, scanned = 0;
+    while (scanned < this.slots) {
+      if (i >= this.slots) i = 0;
+      if (this.used[i]) {
+        i++;
+        scanned++;
+        continue;
+      }
+      let len = 0;
+      while (i + len < this.slots && len < n && !this.used[i + len]) len++;
+      if (len > bestLen) {
+        best = i;
+        bestLen = len;
+        if (len === n) break;
+      }
+      i += len;
+      scanned += len;
+    }
+    if (bestLen === 0) return 0;
+    for (let k = 0; k < bestLen; k++) this.used[best + k] = 1;
+    this.usedCount += bestLen;
+    this.next = best + bestLen;
+    out[0] = best;
+    return bestLen;
+  }
+
+  /** Gives slots back (after a failed write, or when their page leaves). */
+  release(first: number, n: number): void {
+    for (let k = 0; k < n; k++) this.freeSlot(first + k);
+  }
+
+  freeSlot(slot: number): void {
+    if (!this.used[slot]) return;
+    this.used[slot] = 0;
+    this.usedCount--;
+    if (slot >= this.raFirst && slot < this.raFirst + this.raCount) this.raValid[slot - this.raFirst] = 0;
+  }
+
+  /**
+   * Writes `n` pages from buf (at 0) to slots [first, first + n) in one pwrite
+   * and records their checksums and owners.
+   * @throws SwapFileError (ENOSPC, EIO...): nothing is recorded, the caller keeps the pages
+   */
+  writeRun(first: number, buf: Uint8Array, n: number, owners: Int32Array, pages: Uint32Array, from: number): void {
+    const len = n * SLOT;
+    let done = 0;
+    try {
+      while (done < len) done += fs.writeSync(this.fd, buf, done, len - done, first * SLOT + done);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new SwapFileError(`tmem: writing ${n} page(s) to the swap file failed: ${err.code ?? err.message}`, err.code);
+    }
+    for (let k = 0; k < n; k++) {
+      const slot = first + k;
+      this.crc[slot] = crc32(buf.subarray(k * SLOT, (k + 1) * SLOT));
+      this.owner[slot] = owners[from + k];
+      this.page[slot] = pages[from + k];
+      if (slot >= this.raFirst && slot < this.raFirst + this.raCount) this.raValid[slot - this.raFirst] = 0;
+    }
+  }
+
+  /**
+   * Reads slot `slot` into dst[dstOff..+4096), from the readahead cluster when
+   * it is there, else with one pread (a cluster of READAHEAD slots when
+   * `sequential`). Returns false if the checksum does not match.
+   * @throws SwapFileError on an I/O error
+   */
+  read(slot: number, dst: Uint8Array, dstOff: number, sequential: boolean): boolean {
+    const i = slot - this.raFirst;
+    if (i >= 0 && i < this.raCount && this.raValid[i]) {
+      this.readaheadHits++;
+      this.raValid[i] = 0;
+      dst.set(this.ra.subarray(i * SLOT, (i + 1) * SLOT), dstOff);
+    } else if (sequential) {
+      let n = 1;
+      while (n < READAHEAD && slot + n < this.slots && this.used[slot + n]) n++;
+      this.preadFully(this.ra, n * SLOT, slot * SLOT);
+      this.raFirst = slot;
+      this.raCount = n;
+      this.raValid.fill(1, 0, n);
+      this.raValid[0] = 0;
+      dst.set(this.ra.subarray(0, SLOT), dstOff);
+    } else {
+      this.preadFully(dst.subarray(dstOff, dstOff + SLOT), SLOT, slot * SLOT);
+    }
+    return crc32(dst.subarray(dstOff, dstOff + SLOT)) === this.crc[slot];
+  }
+
+  private preadFully(buf: Uint8Array, len: number, pos: number): void {
+    let got = 0;
+    try {
+      while (got < len) {
+        const k = fs.readSync(this.fd, buf, got, len - got, pos + got);
+        if (k === 0) {
+          buf.fill(0, got, len); // a slot past the end of a short file reads as zeros: the CRC tells
+          break;
+        }
+        got += k;
+      }
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new SwapFileError(`tmem: reading the swap file failed: ${err.code ?? err.message}`, err.code);
+    }
+  }
+}
+
+/**
+ * Opens the swap file for `path`: a directory gives an unlinked O_TMPFILE in
+ * it; otherwise the file is created (or truncated) with mode 0600.
+ * Returns the fd and whether it must be unlinked on close.
+ */
+export function openSwapFile(path: string): { fd: number; unlink: boolean } {
+  let isDir = false;
+  try {
+    isDir = fs.statSync(path).isDirectory();
+  } catch {
+    /* a new file */
+  }
+  if (isDir) {
+    const O_TMPFILE = 0o20000000 | fs.constants.O_DIRECTORY;
+    return { fd: fs.openSync(path, O_TMPFILE | fs.constants.O_RDWR, 0o600), unlink: false };
+  }
+  const fd = fs.openSync(path, fs.constants.O_CREAT | fs.constants.O_RDWR | fs.constants.O_TRUNC, 0o600);
+  fs.fchmodSync(fd, 0o600);
+  return { fd, unlink: true };
+}
