@@ -14,6 +14,10 @@
 //   g_uffds     uffd fd -> the owning Uffd's Deadman, so that a Worker's exit
 //               can hand the fd to the deadman (see deadman.h).
 #define NAPI_VERSION 9
+// A Worker being terminated can still be inside (or call) a method: a napi
+// call then fails and the Napi::Error cannot be thrown into JS. Without this,
+// node-addon-api throws again from ThrowAsJavaScriptException -> std::terminate.
+#define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
 #include <napi.h>
 #include <sys/mman.h>
 
