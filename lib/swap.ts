@@ -49,6 +49,16 @@ export interface OpenOptions {
    * directory (an unlinked O_TMPFILE in it); the file never grows past `size`.
    */
   swapFile?: { path: string; size: number | string };
+  /**
+   * zram's idle page handling. Stored pages not touched for `after` ms (default
+   * 60000; 0 turns it off) are idle: visited once a second, at most `budget`
+   * pages a pass (default 256), they are recompressed with zstd at
+   * `recompressLevel` (default 9) when that saves space (`recompress`, default
+   * true; a page nothing helps is marked and never retried) and, with a swap
+   * file, written back to it: `writeback` 'huge' (default: raw pages only),
+   * 'idle' (all idle pages) or false.
+   */
+  idle?: { after?: number; recompress?: boolean; recompressLevel?: number; writeback?: 'huge' | 'idle' | false; budget?: number };
 }
 
 /** Swap file figures. */
@@ -114,6 +124,8 @@ export interface SwapStats {
   userModeOnly: boolean;
   /** The swap file tier, when configured. */
   swapFile?: SwapFileStats;
+  /** zram idle handling: pages seen idle, recompressed (and bytes saved), pages no algorithm helps, idle pages written back. */
+  idle: { pages: number; recompressed: number; bytesSaved: number; noGain: number; writtenBack: number };
 }
 
 /** Per-region figures. */
@@ -158,7 +170,7 @@ process.on('exit', () => {
  */
 export async function open(options: OpenOptions = {}): Promise<Swap> {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-  const known = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin', 'stagingSize', 'userModeOnly', 'swapFile'];
+  const known = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin', 'stagingSize', 'userModeOnly', 'swapFile', 'idle'];
   for (const k of Object.keys(options)) {
     if (!known.includes(k)) throw new TypeError(`unknown option '${k}'; accepted: ${known.join(', ')}`);
   }
@@ -184,6 +196,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   const umo = options.userModeOnly ?? 'auto';
   if (umo !== 'auto' && typeof umo !== 'boolean') throw new TypeError(`userModeOnly must be 'auto' or a boolean`);
 
+  const idle = parseIdle(options.idle);
   let swapFile: { fd: number; size: number; path: string; unlink: boolean } | undefined;
   if (options.swapFile !== undefined) {
     const sf = options.swapFile;
@@ -220,6 +233,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     cpu: -1,
     swapFileFd: swapFile ? swapFile.fd : -1,
     swapFileSize: swapFile ? swapFile.size : 0,
+    idle,
   }, pin, swapFile);
   await swap._start();
   return swap;
@@ -410,6 +424,10 @@ export class Swap {
       fileWrites: G[P.G_FILE_WRITES],
       latency: latencyFrom(this.hist),
       userModeOnly: this.uffd.closed ? false : this.uffd.describe().userModeOnly,
+      idle: {
+        pages: G[P.G_IDLE], recompressed: G[P.G_RECOMPRESSED], bytesSaved: G[P.G_RECOMPRESS_SAVED],
+        noGain: G[P.G_RECOMPRESS_NO_GAIN], writtenBack: G[P.G_IDLE_WRITEBACK],
+      },
       swapFile: this.swapFile ? {
         slots: G[P.G_SWAP_SLOTS], pages: G[P.G_SWAP_PAGES], bytes: G[P.G_SWAP_PAGES] * 4096,
         writtenBack: G[P.G_SWAP_WRITEBACK], swapIns: G[P.G_SWAP_INS], readaheadHits: G[P.G_SWAP_READAHEAD_HITS],
@@ -436,6 +454,22 @@ export class Swap {
     if (this.savedAffinity) native.setAffinity(this.savedAffinity);
     if (this.dead) throw this.dead;
   }
+}
+
+function parseIdle(o: OpenOptions['idle']): P.DispatcherOptions['idle'] {
+  if (o !== undefined && (o === null || typeof o !== 'object')) throw new TypeError('idle must be an object');
+  const i = o ?? {};
+  const afterMs = i.after ?? 60000;
+  if (typeof afterMs !== 'number' || !(afterMs >= 0) || !Number.isFinite(afterMs)) throw new RangeError(`idle.after must be a number of milliseconds >= 0, got ${String(afterMs)}`);
+  const recompress = i.recompress ?? true;
+  if (typeof recompress !== 'boolean') throw new TypeError('idle.recompress must be a boolean');
+  const recompressLevel = i.recompressLevel ?? 9;
+  if (!Number.isInteger(recompressLevel) || recompressLevel < 1 || recompressLevel > 22) throw new RangeError(`idle.recompressLevel must be a zstd level 1..22, got ${String(recompressLevel)}`);
+  const writeback = i.writeback ?? 'huge';
+  if (writeback !== 'huge' && writeback !== 'idle' && writeback !== false) throw new RangeError(`idle.writeback must be 'huge', 'idle' or false, got ${String(writeback)}`);
+  const budget = i.budget ?? 256;
+  if (!Number.isInteger(budget) || budget < 1) throw new RangeError(`idle.budget must be a positive integer, got ${String(budget)}`);
+  return { afterMs, recompress, recompressLevel, writeback, budget };
 }
 
 function closeSwapFile(f: { fd: number; path: string; unlink: boolean }): void {

@@ -29,6 +29,16 @@ export class PageFifo {
     this.length++;
   }
 
+  /** Reads the oldest entry into out* without removing it; false if empty. */
+  peek(): boolean {
+    if (this.length === 0) return false;
+    const j = this.head;
+    this.outRegion = this.region[j];
+    this.outPage = this.pg[j];
+    this.outStamp = this.stamp[j];
+    return true;
+  }
+
   /** Pops the oldest entry into out*; false if empty. */
   shift(): boolean {
     if (this.length === 0) return false;

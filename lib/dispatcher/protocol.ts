@@ -47,6 +47,11 @@ export const G_SWAP_INS = 28; // faults served from the swap file
 export const G_SWAP_READAHEAD_HITS = 29;
 export const G_SWAP_CSUM_ERRORS = 30;
 export const G_SWAP_IO_ERRORS = 31;
+export const G_IDLE = 32; // stored pages seen idle (not touched for idle.after)
+export const G_RECOMPRESSED = 33;
+export const G_RECOMPRESS_SAVED = 34; // bytes saved by recompression
+export const G_RECOMPRESS_NO_GAIN = 35; // pages no algorithm helps (never retried)
+export const G_IDLE_WRITEBACK = 36; // idle pages written back to the swap file
 export const G_SLOTS = 48;
 
 // Per-region counters.
@@ -111,4 +116,5 @@ export interface DispatcherOptions {
   cpu: number; // -1: not pinned
   swapFileFd: number; // -1: no swap file
   swapFileSize: number;
+  idle: { afterMs: number; recompress: boolean; recompressLevel: number; writeback: 'huge' | 'idle' | false; budget: number };
 }

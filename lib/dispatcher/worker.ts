@@ -16,7 +16,9 @@
  *             file: the file itself)
  *   STAGED   moved out (UFFDIO_MOVE) to a staging slot: second chance; a touch
  *            moves it back at no copy. aux[page] = slot, flag bit says clean
- *   STORED   in the persistent pool (frontswap)
+ *   STORED   in the persistent pool (frontswap); aux[page] = store time in
+ *            seconds (bits 0-29), IDLE_SEEN (bit 30), NO_GAIN (bit 31:
+ *            recompression was tried and did not help; never retried)
  *   SAME     same-filled; aux[page] = the 32-bit word
  *   SWAPPED  in the swap file; aux[page] = its slot (lib/swapfile.ts)
  *
@@ -34,6 +36,12 @@
  * its accept threshold its oldest entries are written back to the file
  * (zswap's shrinker). Both go through one write-back batch, written with one
  * pwrite per contiguous run of slots before the dispatcher polls again.
+ *
+ * Idle pages (zram): once a second, while nothing else is pending, the oldest
+ * stored pages not touched for `idle.after` ms are visited (a budget per
+ * pass): recompressed with zstd at a high level when that saves space (lz4
+ * hot, zstd cold), marked NO_GAIN when it does not, and with a swap file
+ * written back per `idle.writeback` ('huge': raw pages only, 'idle': all).
  */
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as fs from 'node:fs';
@@ -41,7 +49,7 @@ import {
   native, EVENT_SLOTS, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, UFFD_EVENT_PAGEFAULT, COPY_WP,
   REGISTER_MODE_MISSING, MADV_DONTNEED, type UffdDescriptor,
 } from '../native';
-import { PageCodec, PAGE, sameFilled, CODEC_RAW } from '../compress';
+import { PageCodec, PAGE, sameFilled, CODEC_RAW, CODEC_ZSTD } from '../compress';
 import * as P from './protocol';
 import { openBackends, type Backends } from './backends';
 import { PageFifo } from './fifo';
@@ -49,6 +57,11 @@ import { SwapFile, SwapFileError } from '../swapfile';
 
 const NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5, SWAPPED = 6;
 const STAGED_CLEAN = 0x80000000; // flag in aux[] of a STAGED page
+const IDLE_SEEN = 0x40000000, NO_GAIN = 0x80000000, TIME_MASK = 0x3fffffff; // aux[] of a STORED page
+const t0 = Date.now();
+function nowSec(): number {
+  return Math.floor((Date.now() - t0) / 1000);
+}
 
 interface Init {
   uffd: UffdDescriptor;
@@ -146,6 +159,7 @@ function fifoPush(r: RegionState, page: number): void {
 }
 
 function storedPush(r: RegionState, page: number): void {
+  r.aux[page] = nowSec();
   const s = (stamp = (stamp + 1) | 0);
   r.seq[page] = s;
   storedFifo.push(r.id, page, s);
@@ -342,7 +356,8 @@ function fileFault(r: RegionState, page: number, addr: number, write: boolean): 
   return true;
 }
 
-function storedLeaves(r: RegionState, _page: number): void {
+function storedLeaves(r: RegionState, page: number): void {
+  if (r.aux[page] & IDLE_SEEN) G[P.G_IDLE]--;
   G[P.G_STORED]--;
   r.stats[P.R_STORED]--;
 }
@@ -576,8 +591,7 @@ function settleWritten(k: number, fileSlot: number): void {
     queueRelease(from);
   } else {
     backends.frontswap.invalidatePage(r.id, page);
-    G[P.G_STORED]--;
-    r.stats[P.R_STORED]--;
+    storedLeaves(r, page);
   }
   r.state[page] = SWAPPED;
   r.aux[page] = fileSlot;
@@ -671,6 +685,73 @@ function evictSlice(budget: number): void {
   flushReleases();
 }
 
+const zstdCold = opts.idle.recompress ? new PageCodec('zstd', opts.idle.recompressLevel) : undefined;
+
+/** One pass over idle stored pages (zram idle recompression and writeback). */
+function idlePass(): void {
+  const now = nowSec();
+  const after = opts.idle.afterMs / 1000;
+  let budget = opts.idle.budget;
+  while (budget > 0 && storedFifo.peek()) {
+    const r = byId.get(storedFifo.outRegion);
+    const page = storedFifo.outPage;
+    if (!r || r.closed || r.seq[page] !== storedFifo.outStamp || r.state[page] !== STORED) {
+      storedFifo.shift();
+      continue;
+    }
+    const a = r.aux[page];
+    if (now - (a & TIME_MASK) < after) break; // the rest are younger
+    storedFifo.shift();
+    budget--;
+    if (!(a & IDLE_SEEN)) G[P.G_IDLE]++;
+    let flags = (a | IDLE_SEEN) >>> 0;
+    const len = backends.frontswap.load(r.id, page, objBuf);
+    if (len < 0) continue;
+    const raw = objBuf[0] === CODEC_RAW;
+    if (swapUsable() && (opts.idle.writeback === 'idle' || (opts.idle.writeback === 'huge' && raw))) {
+      if (wbCount === WB) flushWriteback();
+      codec.decompress(objBuf, 0, len, wbBuf, wbCount * PAGE);
+      wbOwner[wbCount] = r.id;
+      wbPage[wbCount] = page;
+      wbFrom[wbCount] = -1;
+      wbCount++;
+      G[P.G_IDLE_WRITEBACK]++;
+      continue;
+    }
+    if (zstdCold && !(a & NO_GAIN) && objBuf[0] !== CODEC_ZSTD) {
+      codec.decompress(objBuf, 0, len, pageBuf, 0);
+      const n = zstdCold.compress(pageBuf, 0, recompBuf);
+      if (recompBuf[0] !== CODEC_RAW && n + 32 <= len) {
+        // A put that replaces and is refused drops the old copy too (tmem's
+        // rule): then put the old object back, else bring the page back in.
+        if (backends.frontswap.store(r.id, page, recompBuf, n)) {
+          G[P.G_RECOMPRESSED]++;
+          G[P.G_RECOMPRESS_SAVED] += len - n;
+        } else if (!backends.frontswap.store(r.id, page, objBuf, len)) {
+          storedLeaves(r, page);
+          bringBack(r, page, pageBuf);
+          continue;
+        }
+      } else {
+        flags = (flags | NO_GAIN) >>> 0; // nothing helps this page: never again
+        G[P.G_RECOMPRESS_NO_GAIN]++;
+      }
+    }
+    storedPush(r, page); // to the tail: visited
+    r.aux[page] = ((r.aux[page] & TIME_MASK) | (flags & ~TIME_MASK)) >>> 0;
+  }
+  if (wbCount > 0) flushWriteback();
+}
+const recompBuf = new Uint8Array(PAGE + 64);
+
+/** Installs a page's bytes back into its region (it becomes resident): the last resort, never a loss. */
+function bringBack(r: RegionState, page: number, bytes: Uint8Array): void {
+  const res = uffd.copy(r.base + page * PAGE, bytes, 0, 0);
+  if (res < 0 && res !== -3) throw new Error(`tmem: could not bring page ${page} of region ${r.id} back (errno ${-res})`);
+  becomeResident(r, page, ACTIVE);
+}
+let nextIdlePass = 0;
+
 /** While the pool is over its accept threshold, write its oldest entries back (a slice). */
 function shrinkSlice(): boolean {
   if (!swapUsable() || storedFifo.length === 0) return false;
@@ -753,7 +834,7 @@ function closeRegion(r: RegionState): void {
   for (let page = 0; page < r.pages; page++) {
     const st = r.state[page];
     if (st === ACTIVE || st === CLEAN) resident--;
-    else if (st === STORED) G[P.G_STORED]--;
+    else if (st === STORED) storedLeaves(r, page);
     else if (st === SAME) G[P.G_SAME]--;
     else if (st === SWAPPED) swap!.freeSlot(r.aux[page]);
   }
@@ -814,6 +895,7 @@ function handle(req: P.Request): boolean {
 }
 
 let running = true;
+const idleEnabled = opts.idle.afterMs > 0 && (opts.idle.recompress || (opts.idle.writeback !== false && opts.swapFileFd >= 0));
 let shrinking = false;
 function drainRequests(): void {
   for (;;) {
@@ -867,12 +949,19 @@ function loop(): void {
   while (running) {
     const exiting = Atomics.load(ctl, P.CTL_EXITING) !== 0;
     const busy = evicting || retries > 0 || shrinking;
-    const n = uffd.read(events, busy ? 0 : exiting ? 20 : -1);
+    let timeout = busy ? 0 : exiting ? 20 : -1;
+    const idleWork = idleEnabled && storedFifo.length > 0;
+    if (timeout < 0 && idleWork) timeout = Math.max(0, Math.ceil(nextIdlePass - performance.now()));
+    const n = uffd.read(events, timeout);
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
     if (retries > 0) retryPending();
     if (evicting) evictSlice(2);
     else shrinking = swap !== undefined && refuseUntilBelow && shrinkSlice();
+    if (idleWork && !evicting && n === 0 && performance.now() >= nextIdlePass) {
+      idlePass();
+      nextIdlePass = performance.now() + 1000;
+    }
     if (exiting && n === 0) {
       // The process is exiting: give control back so the Worker can be stopped.
       setImmediate(loop);
