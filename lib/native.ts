@@ -66,29 +66,28 @@ export interface UffdProbe {
 /** What a Worker needs to use a uffd opened elsewhere (structured-cloneable). */
 export interface UffdDescriptor {
   fd: number;
-  wakeFd: number;
   features: number;
   ioctls: number;
   userModeOnly: boolean;
   viaDev: boolean;
 }
 
-/** One userfaultfd plus an eventfd that wakes its reader. */
+/** One userfaultfd plus the doorbell that wakes its reader (see native/uffd.cc). */
 export interface Uffd {
   /** The uffd file descriptor; -1 once closed. */
   readonly fd: number;
   readonly closed: boolean;
-  /** fd, wake eventfd, negotiated features; pass it to `Uffd.attach` in a Worker. */
+  /** fd and negotiated features; pass it to `Uffd.attach` in a Worker of this process. */
   describe(): UffdDescriptor;
   /**
-   * poll() on the uffd and the wake eventfd, then read(2) a batch of uffd_msg.
+   * read(2) a batch of uffd_msg (blocking; poll() first when timeoutMs >= 0).
    * Fills `out` with 4 slots per event: kind, flags (REMAP: length), address,
    * arg (page fault: thread id; REMAP: new address; REMOVE/UNMAP: end; FORK: fd).
    * Returns the number of events, 0 on timeout, -1 when woken by wakeReader().
    * @param timeoutMs -1 blocks (default), 0 polls.
    */
   read(out: Float64Array, timeoutMs?: number): number;
-  /** write(2) to the eventfd: the current or next read() returns -1. */
+  /** Rings the doorbell: the current or next read() returns -1 (from any thread). */
   wakeReader(): void;
   /**
    * ioctl(UFFDIO_COPY) of `length` bytes (default one page) from src at srcOffset
@@ -122,7 +121,7 @@ export interface Uffd {
   armDeadman(why?: string): void;
   /** The dispatcher is stopping on purpose. */
   disarmDeadman(): void;
-  /** close(2) the uffd and the eventfd (owning instance only); stops the deadman. */
+  /** close(2) the uffd (owning instance only); stops the deadman and the doorbell. */
   close(): void;
 }
 

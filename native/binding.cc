@@ -62,6 +62,16 @@ std::mutex g_mu;
 std::map<uint64_t, std::shared_ptr<Mapping>> g_regions;  // by start address
 std::map<int, std::shared_ptr<tmem::Deadman>> g_deadmen;  // by uffd fd
 
+// Bumped whenever a region is added, closed or dropped: invalidates every
+// thread's lookup cache, so that the fault path checks its destination without
+// a lock or a reference count.
+std::atomic<uint64_t> g_regions_gen{1};
+struct RegionCache {
+  uint64_t gen = 0, addr = 0, len = 0;
+  int fd = -1;
+};
+thread_local RegionCache t_region_cache;
+
 std::shared_ptr<Mapping> find_region(uint64_t addr) {
   std::lock_guard<std::mutex> lock(g_mu);
   auto it = g_regions.upper_bound(addr);
@@ -117,14 +127,16 @@ uint32_t flags_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return static_cast<uint32_t>(v);
 }
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
+using tmem::hex;
 
 /** Checks that [addr, addr+len) lies inside one open region registered with `fd`. */
 void check_in_region(Napi::Env env, int fd, uint64_t addr, uint64_t len, const char* name) {
+  const RegionCache& c = t_region_cache;
+  const uint64_t gen = g_regions_gen.load(std::memory_order_acquire);
+  if (c.gen == gen && c.fd == fd && addr >= c.addr &&
+      addr + len <= c.addr + c.len && addr + len > addr) {
+    return;
+  }
   auto m = find_region(addr);
   if (!m || !m->open.load()) {
     range_error(env, std::string(name) + " (" + hex(addr) + ") is not inside an open tmem region");
@@ -134,6 +146,7 @@ void check_in_region(Napi::Env env, int fd, uint64_t addr, uint64_t len, const c
     range_error(env, std::string(name) + " + length runs past the end of its region (region is " +
                          std::to_string(m->len) + " bytes)");
   }
+  t_region_cache = RegionCache{gen, m->addr, m->len, m->uffd_fd};  // the generation read before the lookup
 }
 
 /** Bytes of a TypedArray, DataView, ArrayBuffer or SharedArrayBuffer. */
@@ -236,12 +249,11 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     if (info.Length() >= 2 && info[1].IsBoolean() && info[1].As<Napi::Boolean>()) {
       if (!info[0].IsObject()) type_error(env, "descriptor must be the object from uffd.describe()");
       Napi::Object d = info[0].As<Napi::Object>();
-      for (const char* key : {"fd", "wakeFd", "features", "ioctls"}) {
+      for (const char* key : {"fd", "features", "ioctls"}) {
         if (!d.Get(key).IsNumber()) type_error(env, std::string("descriptor.") + key + " must be a number (pass the object from uffd.describe())");
       }
       if (!d.Get("userModeOnly").IsBoolean()) type_error(env, "descriptor.userModeOnly must be a boolean (pass the object from uffd.describe())");
       int fd = d.Get("fd").As<Napi::Number>().Int32Value();
-      int wake_fd = d.Get("wakeFd").As<Napi::Number>().Int32Value();
       uint64_t features = static_cast<uint64_t>(d.Get("features").As<Napi::Number>().Int64Value());
       uint64_t ioctls = static_cast<uint64_t>(d.Get("ioctls").As<Napi::Number>().Int64Value());
       bool umo = d.Get("userModeOnly").As<Napi::Boolean>();
@@ -249,7 +261,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
         std::lock_guard<std::mutex> lock(g_mu);
         if (!g_deadmen.count(fd)) range_error(env, "descriptor.fd is not an open tmem userfaultfd");
       }
-      uffd_ = std::make_unique<tmem::Uffd>(fd, wake_fd, features, ioctls, umo);
+      SYSCALL_GUARD({ uffd_ = std::make_unique<tmem::Uffd>(fd, features, ioctls, umo); })
       return;
     }
     uint32_t mode = info.Length() > 0 && !info[0].IsUndefined() ? static_cast<uint32_t>(number_arg(info, 0, "mode")) : 0;
@@ -282,7 +294,6 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     tmem::Uffd* u = uffd(info.Env());
     Napi::Object d = Napi::Object::New(info.Env());
     d.Set("fd", u->fd());
-    d.Set("wakeFd", u->wake_fd());
     d.Set("features", static_cast<double>(u->features()));
     d.Set("ioctls", static_cast<double>(u->ioctls() & 0xffffffffu));
     d.Set("userModeOnly", u->user_mode_only());
@@ -531,6 +542,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     uffd_ref_ = Napi::Persistent(uo);
     std::lock_guard<std::mutex> lock(g_mu);
     g_regions[addr] = mapping_;
+    g_regions_gen.fetch_add(1, std::memory_order_acq_rel);
   }
 
   ~RegionWrap() override {
@@ -540,6 +552,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     if (mapping_) {
       std::lock_guard<std::mutex> lock(g_mu);
       g_regions.erase(mapping_->addr);
+      g_regions_gen.fetch_add(1, std::memory_order_acq_rel);
     }
   }
 
@@ -579,6 +592,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     {
       std::lock_guard<std::mutex> lock(g_mu);
       g_regions.erase(mapping_->addr);
+      g_regions_gen.fetch_add(1, std::memory_order_acq_rel);
     }
     UffdWrap* uw = nullptr;
     if (!uffd_ref_.IsEmpty() && napi_unwrap(env, uffd_ref_.Value(), reinterpret_cast<void**>(&uw)) == napi_ok && uw) {

@@ -32,8 +32,14 @@ void Deadman::run() {
     int n;
     try {
       n = uffd_->read_events(ev, 16, 1000);
-    } catch (...) {
-      return;
+    } catch (const std::exception& e) {
+      // Nobody could serve faults any more: dying loudly beats hanging forever.
+      char line[512];
+      int len = std::snprintf(line, sizeof line, "tmem: the fault dispatcher is gone (%s) and its fallback cannot read the userfaultfd: %s\n",
+                              why_.c_str(), e.what());
+      ssize_t w = ::write(2, line, static_cast<size_t>(len));
+      (void)w;
+      std::abort();
     }
     for (int i = 0; i < n; i++) {
       if (ev[i].kind != UFFD_EVENT_PAGEFAULT) continue;

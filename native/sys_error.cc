@@ -1,6 +1,7 @@
 #include "sys_error.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace tmem {
@@ -18,6 +19,12 @@ const char* errno_name(int err) {
     default:
       return "EUNKNOWN";
   }
+}
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
 }
 
 static std::string format(const std::string& syscall, int err, const std::string& detail) {

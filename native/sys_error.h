@@ -5,12 +5,16 @@
 // ('ioctl(UFFDIO_REGISTER)'), as Node's own fs errors do.
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
 namespace tmem {
 
-/** Symbolic name of an errno value ("EAGAIN"), or "E<number>" if unknown. */
+/** "0x7f12..." for messages. */
+std::string hex(uint64_t v);
+
+/** Symbolic name of an errno value ("EAGAIN"), or "EUNKNOWN". */
 const char* errno_name(int err);
 
 class SysError : public std::runtime_error {

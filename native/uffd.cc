@@ -2,23 +2,114 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "sys_error.h"
 
 namespace tmem {
 
+// The doorbell: one page registered MISSING with the uffd, and a thread that
+// reads it when rung. The read faults, the fault is an ordinary uffd event,
+// and whoever is blocked in read(2) on the uffd returns with it. read_events()
+// resolves that event itself (UFFDIO_ZEROPAGE), the thread then discards the
+// page again (MADV_DONTNEED; no EVENT_REMOVE is requested, so this never waits
+// on the reader), and the next ring faults anew. Rings while the reader is busy
+// coalesce, like an eventfd counter.
+class Doorbell {
+ public:
+  Doorbell(int uffd_fd) : fd_(uffd_fd) {
+    void* p = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw SysError("mmap", errno, "doorbell page");
+    page_ = reinterpret_cast<uint64_t>(p);
+    struct uffdio_register r = {};
+    r.range.start = page_;
+    r.range.len = kPageSize;
+    r.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (::ioctl(fd_, UFFDIO_REGISTER, &r) < 0) {
+      int err = errno;
+      ::munmap(p, kPageSize);
+      throw SysError("ioctl(UFFDIO_REGISTER)", err, "doorbell page");
+    }
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~Doorbell() { shutdown(); }
+
+  /** Stops the thread and unmaps the page; later rings do nothing. Idempotent. */
+  void shutdown() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      stop_ = true;
+    }
+    cv_.notify_all();
+    // If the thread is inside a fault nobody serves, unregistering wakes it.
+    struct uffdio_range r = {page_, kPageSize};
+    ::ioctl(fd_, UFFDIO_UNREGISTER, &r);
+    if (thread_.joinable()) thread_.join();
+    ::munmap(reinterpret_cast<void*>(page_), kPageSize);
+  }
+
+  void ring() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      rung_ = true;
+    }
+    cv_.notify_one();
+  }
+
+  uint64_t page() const { return page_; }
+
+  // O_NONBLOCK of the uffd's file description (shared by every Uffd on the fd):
+  // read(2) blocks only without it, and poll(2) on a uffd without it returns
+  // POLLERR, so read_events() switches it when it changes between the two.
+  std::atomic<int> nonblocking{0};
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return rung_ || stop_; });
+      if (stop_) return;
+      rung_ = false;
+      lock.unlock();
+      (void)*reinterpret_cast<volatile char*>(page_);  // the ring: a fault on a registered page
+      ::madvise(reinterpret_cast<void*>(page_), kPageSize, MADV_DONTNEED);
+      lock.lock();
+    }
+  }
+
+  int fd_;
+  uint64_t page_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool rung_ = false;
+  bool stop_ = false;
+};
+
 namespace {
+
+std::mutex g_doorbells_mu;
+std::map<int, std::weak_ptr<Doorbell>> g_doorbells;  // uffd fd -> its doorbell
 
 // Opens a raw userfaultfd, /dev/userfaultfd first. Returns -errno on failure.
 int open_raw(bool user_only, bool* via_dev) {
-  const int flags = O_CLOEXEC | O_NONBLOCK | (user_only ? UFFD_USER_MODE_ONLY : 0);
+  // Blocking: read_events() waits in read(2) itself; timeouts go through poll().
+  const int flags = O_CLOEXEC | (user_only ? UFFD_USER_MODE_ONLY : 0);
   int dev = ::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
   if (dev >= 0) {
     int fd = ::ioctl(dev, USERFAULTFD_IOC_NEW, flags);
@@ -42,7 +133,7 @@ void api(int fd, uint64_t features, uint64_t* got_features, uint64_t* got_ioctls
   a.features = features;
   if (::ioctl(fd, UFFDIO_API, &a) < 0) {
     int err = errno;
-    throw SysError("ioctl(UFFDIO_API)", err, "features 0x" + std::to_string(features));
+    throw SysError("ioctl(UFFDIO_API)", err, "features " + hex(features));
   }
   *got_features = a.features;
   *got_ioctls = a.ioctls;
@@ -113,8 +204,9 @@ Uffd::Uffd(UffdMode mode, uint64_t extra_features) {
     uint64_t offered = 0;
     api(fd_, requested, &offered, &ioctls_);
     features_ = requested;  // the kernel answers with all it offers; in force is what we asked for
-    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd_ < 0) throw SysError("eventfd", errno);
+    doorbell_ = std::make_shared<Doorbell>(fd_);
+    std::lock_guard<std::mutex> lock(g_doorbells_mu);
+    g_doorbells[fd_] = doorbell_;
   } catch (...) {
     ::close(fd_);
     fd_ = -1;
@@ -122,15 +214,26 @@ Uffd::Uffd(UffdMode mode, uint64_t extra_features) {
   }
 }
 
-Uffd::Uffd(int fd, int wake_fd, uint64_t features, uint64_t ioctls, bool user_mode_only)
-    : fd_(fd), wake_fd_(wake_fd), features_(features), ioctls_(ioctls),
-      user_mode_only_(user_mode_only), owned_(false) {}
+Uffd::Uffd(int fd, uint64_t features, uint64_t ioctls, bool user_mode_only)
+    : fd_(fd), features_(features), ioctls_(ioctls), user_mode_only_(user_mode_only), owned_(false) {
+  std::lock_guard<std::mutex> lock(g_doorbells_mu);
+  auto it = g_doorbells.find(fd);
+  if (it != g_doorbells.end()) doorbell_ = it->second.lock();
+  if (!doorbell_) throw SysError("userfaultfd", EBADF, "fd " + std::to_string(fd) + " is not an open tmem userfaultfd");
+}
 
 Uffd::~Uffd() {
   if (!owned_) return;
-  if (wake_fd_ >= 0) ::close(wake_fd_);
+  {
+    std::lock_guard<std::mutex> lock(g_doorbells_mu);
+    g_doorbells.erase(fd_);
+  }
+  if (doorbell_) doorbell_->shutdown();  // attached instances may still hold it: their rings become no-ops
+  doorbell_.reset();
   if (fd_ >= 0) ::close(fd_);
 }
+
+uint64_t Uffd::doorbell_address() const { return doorbell_ ? doorbell_->page() : 0; }
 
 uint64_t Uffd::register_range(uint64_t addr, uint64_t len, uint64_t mode) {
   struct uffdio_register r = {};
@@ -139,7 +242,7 @@ uint64_t Uffd::register_range(uint64_t addr, uint64_t len, uint64_t mode) {
   r.mode = mode;
   if (::ioctl(fd_, UFFDIO_REGISTER, &r) < 0) {
     throw SysError("ioctl(UFFDIO_REGISTER)", errno,
-                   "start 0x" + std::to_string(addr) + " len " + std::to_string(len));
+                   "start " + hex(addr) + " len " + std::to_string(len));
   }
   return r.ioctls;
 }
@@ -149,27 +252,54 @@ void Uffd::unregister_range(uint64_t addr, uint64_t len) {
   if (::ioctl(fd_, UFFDIO_UNREGISTER, &r) < 0) throw SysError("ioctl(UFFDIO_UNREGISTER)", errno);
 }
 
-int Uffd::read_events(UffdEvent* out, int max, int timeout_ms) {
-  struct pollfd pfd[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-  int n = ::poll(pfd, 2, timeout_ms);
-  if (n < 0) {
-    if (errno == EINTR) return 0;
-    throw SysError("poll", errno, "waiting for userfaultfd events");
+void Uffd::set_nonblocking(bool on) {
+  if (!doorbell_ || doorbell_->nonblocking.load(std::memory_order_relaxed) == static_cast<int>(on)) return;
+  int fl = ::fcntl(fd_, F_GETFL);
+  if (fl < 0 || ::fcntl(fd_, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK)) < 0) {
+    throw SysError("fcntl", errno, "setting O_NONBLOCK on the userfaultfd");
   }
-  if (n == 0) return 0;
-  if (pfd[0].revents & POLLIN) {
-    constexpr int kBatch = 64;
-    struct uffd_msg msgs[kBatch];
-    if (max > kBatch) max = kBatch;
-    ssize_t r = ::read(fd_, msgs, sizeof(msgs[0]) * max);
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EINTR) return 0;
-      throw SysError("read", errno, "reading userfaultfd events");
+  doorbell_->nonblocking.store(on, std::memory_order_relaxed);
+}
+
+int Uffd::read_events(UffdEvent* out, int max, int timeout_ms) {
+  if (pending_wake_) {
+    pending_wake_ = false;
+    return -1;
+  }
+  set_nonblocking(timeout_ms >= 0);
+  if (timeout_ms >= 0) {
+    struct pollfd pfd = {fd_, POLLIN, 0};
+    int n = ::poll(&pfd, 1, timeout_ms);
+    if (n < 0) {
+      if (errno == EINTR) return 0;
+      throw SysError("poll", errno, "waiting for userfaultfd events");
     }
-    int count = static_cast<int>(r / sizeof(msgs[0]));
-    for (int i = 0; i < count; i++) {
+    if (n == 0) return 0;
+    if (pfd.revents & (POLLERR | POLLHUP) && !(pfd.revents & POLLIN)) {
+      throw SysError("poll", EIO, "userfaultfd reported an error or hang-up");
+    }
+  }
+  constexpr int kBatch = 64;
+  struct uffd_msg msgs[kBatch];
+  if (max > kBatch) max = kBatch;
+  ssize_t r = ::read(fd_, msgs, sizeof(msgs[0]) * max);
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EINTR) return 0;
+    throw SysError("read", errno, "reading userfaultfd events");
+  }
+  const uint64_t bell = doorbell_address();
+  bool woken = false;
+  int count = 0;
+  {
+    int got = static_cast<int>(r / sizeof(msgs[0]));
+    for (int i = 0; i < got; i++) {
       const uffd_msg& m = msgs[i];
-      UffdEvent& e = out[i];
+      if (m.event == UFFD_EVENT_PAGEFAULT && (m.arg.pagefault.address & ~(kPageSize - 1)) == bell) {
+        woken = true;
+        zeropage(bell, kPageSize, false);  // lets the doorbell thread go on
+        continue;
+      }
+      UffdEvent& e = out[count++];
       e.kind = m.event;
       e.flags = 0;
       e.address = 0;
@@ -198,24 +328,14 @@ int Uffd::read_events(UffdEvent* out, int max, int timeout_ms) {
           break;
       }
     }
-    return count;
   }
-  if (pfd[0].revents & (POLLERR | POLLHUP)) {
-    throw SysError("poll", EIO, "userfaultfd reported an error or hang-up");
-  }
-  if (pfd[1].revents & POLLIN) {
-    uint64_t v;
-    while (::read(wake_fd_, &v, sizeof v) < 0 && errno == EINTR) {
-    }
-    return -1;
-  }
-  return 0;
+  if (count == 0 && woken) return -1;
+  if (woken) pending_wake_ = true;  // reported by the next call
+  return count;
 }
 
 void Uffd::wake_reader() {
-  uint64_t one = 1;
-  ssize_t r = ::write(wake_fd_, &one, sizeof one);
-  (void)r;  // EAGAIN means the counter is already non-zero: the reader will wake anyway
+  if (doorbell_) doorbell_->ring();
 }
 
 int64_t Uffd::copy(uint64_t dst, const void* src, uint64_t len, bool write_protect, bool dont_wake) {
@@ -238,7 +358,7 @@ int64_t Uffd::copy(uint64_t dst, const void* src, uint64_t len, bool write_prote
       continue;
     }
     if (err == EAGAIN || err == ESRCH) return -err;
-    throw SysError("ioctl(UFFDIO_COPY)", err, "dst 0x" + std::to_string(dst + done) + " len " + std::to_string(len - done));
+    throw SysError("ioctl(UFFDIO_COPY)", err, "dst " + hex(dst + done) + " len " + std::to_string(len - done));
   }
   return static_cast<int64_t>(len);
 }
@@ -262,7 +382,7 @@ int64_t Uffd::zeropage(uint64_t dst, uint64_t len, bool dont_wake) {
       continue;
     }
     if (err == EAGAIN || err == ESRCH) return -err;
-    throw SysError("ioctl(UFFDIO_ZEROPAGE)", err, "dst 0x" + std::to_string(dst + done));
+    throw SysError("ioctl(UFFDIO_ZEROPAGE)", err, "dst " + hex(dst + done));
   }
   return static_cast<int64_t>(len);
 }
@@ -285,7 +405,7 @@ int64_t Uffd::move(uint64_t dst, uint64_t src, uint64_t len, bool allow_src_hole
     if (done > 0) return static_cast<int64_t>(done);
     if (err == EAGAIN || err == ESRCH || err == ENOENT || err == EBUSY || err == EEXIST) return -err;
     throw SysError("ioctl(UFFDIO_MOVE)", err,
-                   "dst 0x" + std::to_string(dst) + " src 0x" + std::to_string(src) + " len " + std::to_string(len));
+                   "dst " + hex(dst) + " src " + hex(src) + " len " + std::to_string(len));
   }
   return static_cast<int64_t>(len);
 }
@@ -302,7 +422,7 @@ void Uffd::write_protect(uint64_t addr, uint64_t len, bool protect, bool dont_wa
   w.mode = (protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0) | (dont_wake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
   if (::ioctl(fd_, UFFDIO_WRITEPROTECT, &w) < 0) {
     throw SysError("ioctl(UFFDIO_WRITEPROTECT)", errno,
-                   std::string(protect ? "protect" : "unprotect") + " 0x" + std::to_string(addr));
+                   std::string(protect ? "protect" : "unprotect") + " " + hex(addr));
   }
 }
 

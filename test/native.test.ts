@@ -426,7 +426,7 @@ test('bad arguments throw TypeError/RangeError naming the argument', (t) => {
     bad(() => native.Uffd.attach(5 as unknown as never), TypeError, /descriptor/);
     bad(() => native.Uffd.attach({ ...uffd.describe(), fd: 1 << 20 }), RangeError, /descriptor\.fd/);
     bad(() => native.Uffd.attach({} as never), TypeError, /descriptor\.fd/);
-    bad(() => native.Uffd.attach({ ...uffd.describe(), wakeFd: '3' } as never), TypeError, /descriptor\.wakeFd/);
+    bad(() => native.Uffd.attach({ ...uffd.describe(), ioctls: '3' } as never), TypeError, /descriptor\.ioctls/);
     bad(() => native.Uffd.attach({ ...uffd.describe(), userModeOnly: 0 } as never), TypeError, /descriptor\.userModeOnly/);
     // Region
     bad(() => new native.Region({} as never, PAGE_SIZE), TypeError, /uffd/);

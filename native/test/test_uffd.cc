@@ -26,6 +26,17 @@
 using namespace tmem;
 
 static int g_failed = 0, g_passed = 0;
+
+// A thread joined on scope exit, so that a failed check reports instead of std::terminate.
+struct Joined {
+  std::thread t;
+  template <class F>
+  explicit Joined(F f) : t(f) {}
+  ~Joined() {
+    if (t.joinable()) t.join();
+  }
+  void join() { t.join(); }
+};
 #define CHECK(cond)                                                              \
   do {                                                                           \
     if (!(cond)) {                                                               \
@@ -35,6 +46,7 @@ static int g_failed = 0, g_passed = 0;
   } while (0)
 
 static void run(const char* name, const std::function<void()>& fn) {
+  std::fflush(stdout);
   try {
     fn();
     g_passed++;
@@ -74,7 +86,7 @@ int main() {
     u.register_range(addr, len, UFFDIO_REGISTER_MODE_MISSING);
     std::atomic<uint64_t> sum{0};
     int64_t faulter_tid = 0;
-    std::thread t([&] {
+    Joined t([&] {
       faulter_tid = current_tid();
       uint64_t s = 0;
       auto* p = reinterpret_cast<volatile uint8_t*>(addr);
@@ -126,7 +138,7 @@ int main() {
     alignas(4096) static uint8_t page[kPageSize];
     std::memset(page, 9, kPageSize);
     CHECK(u.copy(addr, page, kPageSize, true, false) == static_cast<int64_t>(kPageSize));  // present, protected
-    std::thread t([&] { reinterpret_cast<volatile uint8_t*>(addr)[100] = 42; });
+    Joined t([&] { reinterpret_cast<volatile uint8_t*>(addr)[100] = 42; });
     serve(u, 1, [&](const UffdEvent& e) {
       CHECK(e.flags & UFFD_PAGEFAULT_FLAG_WP);
       CHECK(e.flags & UFFD_PAGEFAULT_FLAG_WRITE);
@@ -149,7 +161,7 @@ int main() {
     CHECK(u.move(staging, region, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
     CHECK(std::memcmp(reinterpret_cast<void*>(staging), page, kPageSize) == 0);
     std::atomic<int> seen{-1};
-    std::thread t([&] { seen = reinterpret_cast<volatile uint8_t*>(region)[5]; });
+    Joined t([&] { seen = reinterpret_cast<volatile uint8_t*>(region)[5]; });
     serve(u, 1, [&](const UffdEvent& e) {
       CHECK(e.address == region);
       CHECK(u.move(region, staging, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
@@ -165,7 +177,7 @@ int main() {
 
   run("wake_reader interrupts a blocking read", [] {
     Uffd u(UffdMode::kAuto, 0);
-    std::thread t([&] {
+    Joined t([&] {
       usleep(20000);
       u.wake_reader();
     });
@@ -173,6 +185,14 @@ int main() {
     CHECK(u.read_events(ev, 1, 5000) == -1);
     t.join();
     CHECK(u.read_events(ev, 1, 0) == 0);  // the wake was consumed
+    // The same for a read blocked in read(2) with no timeout (the doorbell).
+    Joined t2([&] {
+      usleep(20000);
+      u.wake_reader();
+    });
+    CHECK(u.read_events(ev, 1, -1) == -1);
+    t2.join();
+    CHECK(u.read_events(ev, 1, 0) == 0);
   });
 
   run("user-mode-only: a syscall reading a missing page gets EFAULT", [] {
