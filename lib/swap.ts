@@ -14,6 +14,7 @@ import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
 import { openSwapFile } from './swapfile';
+import { publishStats } from './stats-server';
 
 /** Options of {@link open}. Sizes are bytes or strings like '256MiB'. */
 export interface OpenOptions {
@@ -59,6 +60,11 @@ export interface OpenOptions {
    * 'idle' (all idle pages) or false.
    */
   idle?: { after?: number; recompress?: boolean; recompressLevel?: number; writeback?: 'huge' | 'idle' | false; budget?: number };
+  /**
+   * Serve stats() on a Unix socket for `tmem stats <pid>` (default: true when
+   * the environment has TMEM_STATS=1). See lib/stats-server.ts.
+   */
+  statsSocket?: boolean;
 }
 
 /** Swap file figures. */
@@ -170,7 +176,7 @@ process.on('exit', () => {
  */
 export async function open(options: OpenOptions = {}): Promise<Swap> {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-  const known = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin', 'stagingSize', 'userModeOnly', 'swapFile', 'idle'];
+  const known = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin', 'stagingSize', 'userModeOnly', 'swapFile', 'idle', 'statsSocket'];
   for (const k of Object.keys(options)) {
     if (!known.includes(k)) throw new TypeError(`unknown option '${k}'; accepted: ${known.join(', ')}`);
   }
@@ -197,6 +203,8 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   if (umo !== 'auto' && typeof umo !== 'boolean') throw new TypeError(`userModeOnly must be 'auto' or a boolean`);
 
   const idle = parseIdle(options.idle);
+  const statsSocket = options.statsSocket ?? process.env.TMEM_STATS === '1';
+  if (typeof statsSocket !== 'boolean') throw new TypeError('statsSocket must be a boolean');
   let swapFile: { fd: number; size: number; path: string; unlink: boolean } | undefined;
   if (options.swapFile !== undefined) {
     const sf = options.swapFile;
@@ -236,6 +244,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     idle,
   }, pin, swapFile);
   await swap._start();
+  if (statsSocket) swap._unpublish = publishStats(() => swap.stats());
   return swap;
 }
 
@@ -257,6 +266,8 @@ export class Swap {
   private stopping = false;
   private readonly regions = new Set<Region>();
   private savedAffinity?: number[];
+  /** @internal */
+  _unpublish?: () => void;
 
   /** @internal use {@link open} */
   constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions, private readonly pin: boolean,
@@ -446,6 +457,7 @@ export class Swap {
     }
     this.closed = true;
     liveSwaps.delete(this);
+    this._unpublish?.();
     if (this.worker) await this.worker.terminate().catch(() => undefined);
     for (const r of [...this.regions]) r._abandon();
     this.port.close();
