@@ -123,6 +123,9 @@ const slotPage = new Uint32Array(S);
 let slotHead = 0, slotTail = 0, slotUsed = 0; // used = tail - head (ring distance)
 let staged = 0; // occupied slots
 const slotPending = new Uint8Array(S); // released, madvise not yet issued
+// Finalized but its page still sits in the slot, queued in the swap file write-back batch:
+// the slot must not be reused (a MOVE into it fails with EEXIST) until flushWriteback() settles it.
+const slotDeferred = new Uint8Array(S);
 const release = new Float64Array(2 * 64);
 let releaseCount = 0;
 
@@ -370,7 +373,9 @@ function dropPoolCopy(r: RegionState, page: number): void {
 
 /** Moves the oldest live resident page into a staging slot. False if none could be staged. */
 function stageVictim(): boolean {
-  while (fifo.length > 0) {
+  // At most one pass over the FIFO: a page that cannot be moved now is pushed back to
+  // the tail, and looping until one can would spin forever if none can.
+  for (let tries = fifo.length; tries > 0 && fifo.length > 0; tries--) {
     if (slotUsed === S) return false;
     fifo.shift();
     const r = byId.get(fifo.outRegion);
@@ -387,6 +392,7 @@ function stageVictim(): boolean {
 function stageOne(r: RegionState, page: number): boolean {
   const st = r.state[page];
   const slot = slotTail;
+  if (slotDeferred[slot]) flushWriteback();
   if (slotPending[slot]) flushReleases();
   const res = uffd.move(staging.address + slot * PAGE, r.base + page * PAGE, PAGE);
   if (res === PAGE) {
@@ -524,6 +530,7 @@ function toSwapFile(r: RegionState, page: number, off: number, slot: number): nu
   wbOwner[wbCount] = r.id;
   wbPage[wbCount] = page;
   wbFrom[wbCount] = slot;
+  slotDeferred[slot] = 1;
   wbCount++;
   return DEFERRED;
 }
@@ -569,6 +576,7 @@ function flushWriteback(): void {
     for (let k = 0; k < n; k++) settleWritten(i + k, runOut[0] + k);
     i += n;
   }
+  for (let k = 0; k < wbCount; k++) if (wbFrom[k] >= 0) slotDeferred[wbFrom[k]] = 0;
   wbCount = 0;
   G[P.G_SWAP_PAGES] = swap ? swap.usedCount : 0;
   flushReleases();
@@ -798,6 +806,7 @@ function flushRegion(r: RegionState): number {
       const addr = r.base + page * PAGE;
       if (slotUsed === S) finalizeOldest();
       const slot = slotTail;
+      if (slotDeferred[slot]) flushWriteback();
       if (slotPending[slot]) flushReleases();
       const res = uffd.move(staging.address + slot * PAGE, addr, PAGE, 1);
       if (res !== PAGE) continue;
