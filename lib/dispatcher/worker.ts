@@ -111,6 +111,26 @@ const pageBuf = new Uint8Array(PAGE);
 const pageWords = new Uint32Array(pageBuf.buffer);
 const zeroPage = new Uint8Array(PAGE);
 const objBuf = new Uint8Array(PAGE + 64);
+const objRaw = objBuf.subarray(1, 1 + PAGE); // a CODEC_RAW object's page
+
+/**
+ * frontswap store/load of an object in the stored format (lib/compress.ts).
+ * The tmem store holds at most 4096 bytes per page, so a raw object (codec
+ * byte + 4096 bytes) is stored as the bare page, and a 4096-byte object read
+ * back is a raw page (compressed objects are at most HUGE_THRESHOLD + 1).
+ */
+function poolStore(id: number, page: number, obj: Uint8Array, len: number): boolean {
+  if (len === PAGE + 1) return backends.frontswap.store(id, page, obj === objBuf ? objRaw : obj.subarray(1, 1 + PAGE), PAGE);
+  return backends.frontswap.store(id, page, obj, len);
+}
+/** Loads into objBuf in the stored format; the object length or -1. */
+function poolLoad(id: number, page: number): number {
+  const n = backends.frontswap.load(id, page, objBuf);
+  if (n !== PAGE) return n;
+  objBuf.copyWithin(1, 0, PAGE);
+  objBuf[0] = CODEC_RAW;
+  return PAGE + 1;
+}
 
 // Staging ring: slots [head, tail) in FIFO order; a slot whose page was moved
 // back by a fault is a hole until the head passes it.
@@ -233,15 +253,18 @@ function serveFault(addr: number, flags: number): boolean {
       becomeResident(r, page, ACTIVE);
       return true;
     case STORED: {
-      const n = backends.frontswap.load(r.id, page, objBuf);
+      const n = poolLoad(r.id, page);
       if (n < 0) throw new Error(`tmem: region ${r.id} page ${page} is missing from the pool`);
       codec.decompress(objBuf, 0, n, pageBuf, 0);
-      res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
+      // A file region's stored page is a private change to a read-only
+      // mapping: CLEAN there means "the file has it", which it does not.
+      const keep = !write && !r.isFile;
+      res = uffd.copy(addr, pageBuf, 0, keep ? COPY_WP : 0);
       if (res < 0) return res !== -11;
       G[P.G_FAULTS_POOL]++;
       r.stats[P.R_FAULTS_POOL]++;
       storedLeaves(r, page);
-      if (write) {
+      if (!keep) {
         backends.frontswap.invalidatePage(r.id, page);
         becomeResident(r, page, ACTIVE);
       } else {
@@ -272,16 +295,11 @@ function serveFault(addr: number, flags: number): boolean {
       G[P.G_STAGED] = staged;
       G[P.G_FAULTS_STAGED]++;
       G[P.G_SECOND_CHANCE]++;
-      const clean = (a & STAGED_CLEAN) !== 0;
-      r.state[page] = clean ? CLEAN : ACTIVE;
-      if (clean) {
-        if (write) {
-          r.state[page] = ACTIVE;
-          if (!r.isFile) dropPoolCopy(r, page);
-        } else {
-          uffd.writeProtect(addr, PAGE, true);
-        }
-      }
+      // The moved-back page is mapped writable (MOVE does not keep the wp
+      // bit): a thread can write it before any writeProtect() here could land,
+      // so it comes back as dirty. Its kept copy (anon) is stale from now on.
+      r.state[page] = ACTIVE;
+      if ((a & STAGED_CLEAN) !== 0 && !r.isFile) dropPoolCopy(r, page);
       fifoPush(r, page); // second chance: back to the tail
       return true;
     }
@@ -506,7 +524,7 @@ function storeAnon(r: RegionState, page: number, off: number, slot: number): num
     G[P.G_HUGE]++;
     return toSwapFile(r, page, off, slot); // incompressible: the file, not the pool
   }
-  if (!backends.frontswap.store(r.id, page, objBuf, len)) {
+  if (!poolStore(r.id, page, objBuf, len)) {
     G[P.G_REFUSED_ALLOC]++;
     return toSwapFile(r, page, off, slot);
   }
@@ -542,7 +560,7 @@ function writebackFromPool(max: number): number {
     const r = byId.get(storedFifo.outRegion);
     const page = storedFifo.outPage;
     if (!r || r.closed || r.seq[page] !== storedFifo.outStamp || r.state[page] !== STORED) continue;
-    const len = backends.frontswap.load(r.id, page, objBuf);
+    const len = poolLoad(r.id, page);
     if (len < 0) continue;
     if (wbCount === WB) flushWriteback();
     codec.decompress(objBuf, 0, len, wbBuf, wbCount * PAGE);
@@ -713,7 +731,7 @@ function idlePass(): void {
     budget--;
     if (!(a & IDLE_SEEN)) G[P.G_IDLE]++;
     let flags = (a | IDLE_SEEN) >>> 0;
-    const len = backends.frontswap.load(r.id, page, objBuf);
+    const len = poolLoad(r.id, page);
     if (len < 0) continue;
     const raw = objBuf[0] === CODEC_RAW;
     if (swapUsable() && (opts.idle.writeback === 'idle' || (opts.idle.writeback === 'huge' && raw))) {
@@ -732,10 +750,10 @@ function idlePass(): void {
       if (recompBuf[0] !== CODEC_RAW && n + 32 <= len) {
         // A put that replaces and is refused drops the old copy too (tmem's
         // rule): then put the old object back, else bring the page back in.
-        if (backends.frontswap.store(r.id, page, recompBuf, n)) {
+        if (poolStore(r.id, page, recompBuf, n)) {
           G[P.G_RECOMPRESSED]++;
           G[P.G_RECOMPRESS_SAVED] += len - n;
-        } else if (!backends.frontswap.store(r.id, page, objBuf, len)) {
+        } else if (!poolStore(r.id, page, objBuf, len)) {
           storedLeaves(r, page);
           bringBack(r, page, pageBuf);
           continue;
