@@ -194,3 +194,27 @@ test('pattern helper: kinds are mixed as the tests assume', (t) => {
   for (let p = 0; p < 4096; p++) count[kindOf(p, 0)]++;
   for (const c of count) t.true(c > 300, `every kind is common: ${count.join(',')}`);
 });
+
+test.serial('pool full: with nothing left that can be stored, the dispatcher does not spin', async (t) => {
+  const swap: Swap = await withTimeout(open({ residentLimit: '1MiB', poolLimit: '256KiB' }), 10000, 'open()');
+  try {
+    const region = swap.region('4MiB');
+    const bytes = new Uint8Array(region.buffer);
+    const model = randomBytes(region.size);
+    touch('write random pages', () => bytes.set(model));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const refused = swap.stats().refused.poolLimit;
+    t.true(refused > 0, 'the pool is full');
+    // Nothing touches the region now: the process should be (nearly) idle.
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const cpu = process.cpuUsage(cpu0);
+    const busy = (cpu.user + cpu.system) / 1000 / (performance.now() - t0);
+    const again = swap.stats().refused.poolLimit - refused;
+    t.true(busy < 0.3, `process CPU while idle: ${(busy * 100).toFixed(0)}% of one CPU; ${again} more refusals in 500 ms`);
+    t.is(touch('read back', () => firstWrongPage(bytes, model)), -1);
+  } finally {
+    await withTimeout(swap.close(), 10000, 'swap.close()');
+  }
+});
