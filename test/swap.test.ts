@@ -227,7 +227,7 @@ async function settle(read: () => SwapStats, ms: number): Promise<SwapStats> {
   while (Date.now() < end) {
     await new Promise((resolve) => setTimeout(resolve, 20));
     const n = read();
-    if (n.evictions === s.evictions && n.stagedPages === 0) return n;
+    if (n.evictions === s.evictions) return n; // eviction has stopped (under the low watermark)
     s = n;
   }
   return read();
