@@ -180,9 +180,9 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   for (const k of Object.keys(options)) {
     if (!known.includes(k)) throw new TypeError(`unknown option '${k}'; accepted: ${known.join(', ')}`);
   }
-  const residentLimit = parseSize(options.residentLimit ?? '256MiB', 'residentLimit');
+  const residentLimit = parseSize(options.residentLimit === undefined ? '256MiB' : options.residentLimit, 'residentLimit');
   if (residentLimit < 16 * 4096) throw new RangeError(`residentLimit must be at least 64KiB (16 pages), got ${residentLimit}`);
-  const poolLimit = parseSize(options.poolLimit ?? '1GiB', 'poolLimit');
+  const poolLimit = parseSize(options.poolLimit === undefined ? '1GiB' : options.poolLimit, 'poolLimit');
   if (poolLimit < 16 * 4096) throw new RangeError(`poolLimit must be at least 64KiB, got ${poolLimit}`);
   if (poolLimit > 16 * 2 ** 30) throw new RangeError(`poolLimit must be at most 16GiB (SharedArrayBuffer limit), got ${poolLimit}`);
   const low = options.lowWatermark ?? 0.9;

@@ -27,6 +27,15 @@ void Deadman::stop() {
 }
 
 void Deadman::run() {
+  // The dispatcher may have read fault events it never served: those threads
+  // sleep on faults nobody will report again. Wake every waiter of this uffd
+  // (UFFDIO_WAKE takes any user range; it only matches waiting addresses) so
+  // that they fault anew and reach us.
+  try {
+    const uint64_t lo = 1ull << 16, hi = (1ull << 47) - kPageSize;
+    uffd_->wake(lo, hi - lo);
+  } catch (...) {
+  }
   UffdEvent ev[16];
   while (!stop_.load()) {
     int n;

@@ -285,21 +285,30 @@ function serveFault(addr: number, flags: number): boolean {
     case STAGED: {
       const a = r.aux[page];
       const slot = a & 0x7fffffff;
-      res = uffd.move(addr, staging.address + slot * PAGE, PAGE);
-      if (res < 0) {
-        if (res === -11) return false;
-        throw new Error(`tmem: moving staged page back failed with errno ${-res}`);
+      const clean = (a & STAGED_CLEAN) !== 0;
+      if (clean && !write) {
+        // Read of a clean page: copy it in already write-protected (one atomic
+        // step: no write can slip in unseen) and keep its clean copy. MOVE
+        // would map it writable, and a writeProtect() after it comes too late.
+        res = uffd.copy(addr, stagingBytes, slot * PAGE, COPY_WP);
+        if (res < 0) return res !== -11;
+        queueRelease(slot);
+        r.state[page] = CLEAN;
+      } else {
+        res = uffd.move(addr, staging.address + slot * PAGE, PAGE);
+        if (res < 0) {
+          if (res === -11) return false;
+          throw new Error(`tmem: moving staged page back failed with errno ${-res}`);
+        }
+        // Mapped writable now: dirty. An anon page's kept copy is stale.
+        r.state[page] = ACTIVE;
+        if (clean && !r.isFile) dropPoolCopy(r, page);
       }
       slotRegion[slot] = -1;
       staged--;
       G[P.G_STAGED] = staged;
       G[P.G_FAULTS_STAGED]++;
       G[P.G_SECOND_CHANCE]++;
-      // The moved-back page is mapped writable (MOVE does not keep the wp
-      // bit): a thread can write it before any writeProtect() here could land,
-      // so it comes back as dirty. Its kept copy (anon) is stale from now on.
-      r.state[page] = ACTIVE;
-      if ((a & STAGED_CLEAN) !== 0 && !r.isFile) dropPoolCopy(r, page);
       fifoPush(r, page); // second chance: back to the tail
       return true;
     }
@@ -462,6 +471,9 @@ function finalizeOldest(): void {
     G[P.G_STAGED] = staged;
     r.state[page] = ACTIVE;
     fifoPush(r, page);
+    // Nothing will take pages for a while: pause background eviction rather
+    // than spin refusing on the CPU the application runs on.
+    evictBackoffUntil = performance.now() + EVICT_BACKOFF_MS;
     return;
   }
   staged--;
@@ -791,6 +803,7 @@ let shrinkRounds = 0;
 
 /** Pushes every resident and staged page of a region out now (region.evict()). */
 function evictRegion(r: RegionState): number {
+  const before = r.stats[P.R_EVICTIONS];
   let n = 0;
   // Drain the ring first so staged pages of this region are stored too.
   while (slotUsed > 0) finalizeOldest();
@@ -810,7 +823,7 @@ function evictRegion(r: RegionState): number {
   }
   if (wbCount > 0) flushWriteback();
   flushReleases();
-  return n;
+  return r.stats[P.R_EVICTIONS] - before; // pages that really left (refused ones stayed)
 }
 
 /** Flushes a writable file region's dirty pages to its file (msync). */
@@ -829,10 +842,12 @@ function flushRegion(r: RegionState): number {
       const res = uffd.move(staging.address + slot * PAGE, addr, PAGE, 1);
       if (res !== PAGE) continue;
       writeToFile(r, page, stagingBytes, slot * PAGE);
-      const back = uffd.move(addr, staging.address + slot * PAGE, PAGE, 1);
+      // Back write-protected in one step (COPY_WP): a write after this faults
+      // and marks it dirty again; none can land unseen in between.
+      const back = uffd.copy(addr, stagingBytes, slot * PAGE, COPY_WP);
       if (back !== PAGE) throw new Error(`tmem: could not return flushed page ${page} (errno ${-back})`);
-      uffd.writeProtect(addr, PAGE, true, 0);
-      uffd.wake(addr, PAGE);
+      queueRelease(slot);
+      flushReleases();
       r.state[page] = CLEAN;
       n++;
     } else if (st === STAGED && (r.aux[page] & STAGED_CLEAN) === 0) {
@@ -922,6 +937,8 @@ function handle(req: P.Request): boolean {
 }
 
 let running = true;
+const EVICT_BACKOFF_MS = 50;
+let evictBackoffUntil = 0;
 const idleEnabled = opts.idle.afterMs > 0 && (opts.idle.recompress || (opts.idle.writeback !== false && opts.swapFileFd >= 0));
 let shrinking = false;
 function drainRequests(): void {
@@ -975,15 +992,19 @@ function loop(): void {
   Atomics.notify(ctl, P.CTL_READY);
   while (running) {
     const exiting = Atomics.load(ctl, P.CTL_EXITING) !== 0;
-    const busy = evicting || retries > 0 || shrinking;
-    let timeout = busy ? 0 : exiting ? 20 : -1;
+    const now = performance.now();
+    const backingOff = evicting && now < evictBackoffUntil;
+    const busy = (evicting && !backingOff) || retries > 0 || shrinking;
+    let timeout = busy ? 0 : exiting ? 20 : backingOff ? Math.ceil(evictBackoffUntil - now) : -1;
     const idleWork = idleEnabled && storedFifo.length > 0;
     if (timeout < 0 && idleWork) timeout = Math.max(0, Math.ceil(nextIdlePass - performance.now()));
     const n = uffd.read(events, timeout);
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
     if (retries > 0) retryPending();
-    if (evicting) evictSlice(2);
+    if (evicting) {
+      if (performance.now() >= evictBackoffUntil) evictSlice(2);
+    }
     else shrinking = swap !== undefined && refuseUntilBelow && shrinkSlice();
     if (idleWork && !evicting && n === 0 && performance.now() >= nextIdlePass) {
       idlePass();
@@ -999,6 +1020,13 @@ function loop(): void {
   staging.close();
   port.close();
 }
+
+process.on('uncaughtException', (e) => {
+  // Say why before the Worker ends: the main thread may be blocked in a fault
+  // and never see the 'error' event (the deadman then takes over).
+  fs.writeSync(2, `tmem: the dispatcher failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});
 
 drainRequests();
 loop();
