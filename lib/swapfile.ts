@@ -122,6 +122,9 @@ export class SwapFile {
       while (done < len) done += fs.writeSync(this.fd, buf, done, len - done, first * SLOT + done);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
+      // The file may not be able to grow (ENOSPC, EDQUOT, EFBIG): next time, look from the
+      // start, where slots freed by swap-ins already have blocks, not further into the hole.
+      this.next = 0;
       throw new SwapFileError(`tmem: writing ${n} page(s) to the swap file failed: ${err.code ?? err.message}`, err.code);
     }
     for (let k = 0; k < n; k++) {
