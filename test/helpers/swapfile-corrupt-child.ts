@@ -1,0 +1,87 @@
+/**
+ * Child process for the swap file corruption test:
+ *   node swapfile-corrupt-child.js DIR ORDER SEED      ORDER = seq | random
+ *
+ * Opens a swap with a swap file at DIR/swap.bin, fills a region with
+ * incompressible pages (they go to the file), pushes every page out with
+ * region.evict(), then flips one byte of a slot that holds data, on disk
+ * (fs.writeSync at that offset: the dispatcher's pread sees it through the
+ * page cache). Then it touches every page in ORDER, checking each one byte for
+ * byte, and writes `ok P` to stderr after each good page. The expected end is
+ * death by SIGBUS at the corrupted page, with the dispatcher's
+ * "cannot be restored: checksum mismatch" line on stderr.
+ *
+ * Exit codes when it does not die: 3 = a page read back wrong (the worst
+ * outcome), 4 = every page read back right (the corruption went unnoticed),
+ * 5 = setup failed. Progress goes to stderr with write(2), nothing buffered.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { open } from '../../lib';
+import { PAGE, fillPage, PageChecker, shuffled } from './swapfile-pattern';
+
+export const CHILD_PAGES = 512;
+
+/** The order the child touches its pages in (the test recomputes it to know which page died). */
+export function touchOrder(order: string, seed: number): Uint32Array {
+  return order === 'random' ? shuffled(CHILD_PAGES, seed ^ 0x5eed) : Uint32Array.from({ length: CHILD_PAGES }, (_, i) => i);
+}
+
+const say = (s: string): void => { fs.writeSync(2, `${s}\n`); };
+
+async function main(): Promise<void> {
+  const [dir, order, seedArg] = process.argv.slice(2);
+  const seed = Number(seedArg) | 0;
+  const file = path.join(dir, 'swap.bin');
+  const swap = await open({ residentLimit: '64KiB', poolLimit: '64KiB', swapFile: { path: file, size: '8MiB' } });
+  const region = swap.region(CHILD_PAGES * PAGE);
+  const bytes = new Uint8Array(region.buffer);
+  for (let p = 0; p < CHILD_PAGES; p++) fillPage(bytes, p * PAGE, p, 0, seed, 'random');
+  await region.evict();
+  const s = swap.stats();
+  const sf = s.swapFile!;
+  say(`child: region ${region.id}, ${sf.pages} pages in the swap file, ${s.residentPages} resident, ${s.storedPages} in the pool`);
+  if (sf.pages < CHILD_PAGES / 2) {
+    say(`child: setup failed: too few pages reached the swap file: ${JSON.stringify(sf)}`);
+    process.exit(5);
+  }
+
+  // A slot that holds data: the first non-zero block from the middle of the file on.
+  const image = fs.readFileSync(file);
+  const slots = Math.floor(image.length / PAGE);
+  let victim = -1;
+  for (let k = 0; k < slots && victim < 0; k++) {
+    const slot = (Math.floor(slots / 2) + k) % slots;
+    const block = image.subarray(slot * PAGE, (slot + 1) * PAGE);
+    if (block.some((b) => b !== 0)) victim = slot;
+  }
+  if (victim < 0) {
+    say('child: setup failed: the swap file holds no data');
+    process.exit(5);
+  }
+  const at = victim * PAGE + 1234;
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.of(image[at] ^ 0x5a), 0, 1, at);
+  fs.closeSync(fd);
+  say(`child: flipped byte ${at} (slot ${victim}) of a ${image.length}-byte swap file`);
+
+  const check = new PageChecker(seed);
+  const pages = touchOrder(order, seed);
+  for (const p of pages) {
+    const bad = check.mismatch(bytes, p, 0, 'random'); // the fault happens here
+    if (bad >= 0) {
+      say(`child: WRONG BYTES: ${check.describe(bytes, p, 0, bad, 'random')}`);
+      process.exit(3);
+    }
+    say(`ok ${p}`);
+  }
+  say(`child: every page read back right; the corruption was not detected: ${JSON.stringify(swap.stats().swapFile)}`);
+  process.exit(4);
+}
+
+if (require.main === module) {
+  main().catch((e: unknown) => {
+    say(`child: setup failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    process.exit(5);
+  });
+}
