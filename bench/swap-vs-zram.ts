@@ -81,7 +81,7 @@ const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 const ratio = (a: number | undefined, b: number | undefined): number | null =>
   a === undefined || b === undefined || !(b > 0) ? null : r3(a / b);
 
-function fmtLat(s: Summary | undefined): string {
+function fmtLat(s: Omit<Summary, 'max'> | undefined): string {
   return s ? `p50 ${s.p50.toFixed(2)}  p90 ${s.p90.toFixed(2)}  p99 ${s.p99.toFixed(2)}  p99.9 ${s.p999.toFixed(2)}` : '(not measured)';
 }
 
