@@ -28,6 +28,22 @@ export class Frontswap {
     return this.tmem.get(this.pool, type, 0, 0, offset, dst, false);
   }
 
+  /**
+   * Zero-copy load: the object's length (or -1), its bytes at
+   * viewBytes[viewOffset ..]. Valid until the next call on this thread's store
+   * and while no other thread flushes, replaces or compacts (the dispatcher is
+   * the pool's only writer).
+   */
+  view(type: number, offset: number): number {
+    return this.tmem.getView(this.pool, type, 0, 0, offset);
+  }
+  get viewBytes(): Uint8Array {
+    return this.tmem.viewBytes;
+  }
+  get viewOffset(): number {
+    return this.tmem.viewOffset;
+  }
+
   /** frontswap_invalidate_page. */
   invalidatePage(type: number, offset: number): void {
     this.tmem.flushPage(this.pool, type, 0, 0, offset);

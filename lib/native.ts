@@ -96,6 +96,14 @@ export interface Uffd {
    * @param flags COPY_DONTWAKE | COPY_WP
    */
   copy(dst: number, src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset?: number, flags?: number, length?: number): number;
+  /**
+   * The fault path of a stored page in one call: decode a stored object
+   * (lib/compress.ts format: 4096 bytes is a raw page, else byte 0 is the codec:
+   * 1 LZ4 block via liblz4, 2 zstd frame via libzstd, 3 raw) into a per-thread
+   * staging page, then ioctl(UFFDIO_COPY) it to dst. Returns as copy().
+   * @throws Error if the object does not decode to exactly one page
+   */
+  copyObject(dst: number, src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number, flags?: number): number;
   /** ioctl(UFFDIO_ZEROPAGE): map the zero page. Returns bytes, or -EAGAIN / -ESRCH. */
   zeropage(dst: number, length: number, flags?: number): number;
   /**
@@ -196,6 +204,8 @@ export interface NativeBinding {
     dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): number;
   /** liblz4.so.1 was found. */
   lz4Available: boolean;
+  /** libzstd.so.1 was found (copyObject decodes zstd objects natively). */
+  zstdAvailable: boolean;
 }
 
 function load(): NativeBinding {

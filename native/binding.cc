@@ -229,6 +229,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
             InstanceMethod<&UffdWrap::Read>("read"),
             InstanceMethod<&UffdWrap::WakeReader>("wakeReader"),
             InstanceMethod<&UffdWrap::Copy>("copy"),
+            InstanceMethod<&UffdWrap::CopyObject>("copyObject"),
             InstanceMethod<&UffdWrap::Zeropage>("zeropage"),
             InstanceMethod<&UffdWrap::Move>("move"),
             InstanceMethod<&UffdWrap::Wake>("wake"),
@@ -350,6 +351,51 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     check_in_region(env, u->fd(), dst, len, "dst");
     int64_t r = 0;
     SYSCALL_GUARD({ r = u->copy(dst, src.data + static_cast<size_t>(off), len, flags & 2, flags & 1); })
+    return Napi::Number::New(env, static_cast<double>(r));
+  }
+
+  // copyObject(dst, src, srcOffset, srcLength, flags: 1 dontwake | 2 write-protect)
+  // The fault path for a stored page in one call: decode the object (the format
+  // of lib/compress.ts: 4096 bytes = a raw page; else byte 0 is the codec, 1 LZ4
+  // block, 2 zstd frame) into this thread's staging page and UFFDIO_COPY it.
+  Napi::Value CopyObject(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t dst = addr_arg(info, 0, "dst");
+    Bytes src = bytes_arg(info, 1, "src");
+    double off = number_arg(info, 2, "srcOffset");
+    double len = number_arg(info, 3, "srcLength");
+    if (off < 0 || len < 2 || len > kPageSize + 1 || off + len > static_cast<double>(src.len)) {
+      range_error(env, "srcOffset/srcLength must lie inside src (an object of 2..4097 bytes)");
+    }
+    uint32_t flags = flags_arg(info, 4, "flags");
+    tmem::Uffd* u = uffd(env);
+    check_in_region(env, u->fd(), dst, kPageSize, "dst");
+    const uint8_t* obj = src.data + static_cast<size_t>(off);
+    const size_t n = static_cast<size_t>(len);
+    alignas(4096) static thread_local char stage[kPageSize];
+    const void* page = nullptr;
+    long got = -1;
+    if (n == kPageSize) {
+      page = obj;  // raw: copy straight from the pool
+      got = kPageSize;
+    } else if (obj[0] == 1 && tmem::lz4::available()) {
+      got = tmem::lz4::decompress(reinterpret_cast<const char*>(obj + 1), stage, static_cast<int>(n - 1), kPageSize);
+      page = stage;
+    } else if (obj[0] == 2 && tmem::zstd::available()) {
+      got = tmem::zstd::decompress(reinterpret_cast<const char*>(obj + 1), n - 1, stage, kPageSize);
+      page = stage;
+    } else if (obj[0] == 3 && n == kPageSize + 1) {
+      page = obj + 1;
+      got = kPageSize;
+    } else {
+      throw Napi::Error::New(env, "tmem: stored object has codec " + std::to_string(obj[0]) +
+                                      (obj[0] == 1 || obj[0] == 2 ? " but its library is not available" : ", which is unknown"));
+    }
+    if (got != static_cast<long>(kPageSize)) {
+      throw Napi::Error::New(env, "tmem: stored object decodes to " + std::to_string(got) + " bytes, not a page: corrupt");
+    }
+    int64_t r = 0;
+    SYSCALL_GUARD({ r = u->copy(dst, page, kPageSize, flags & 2, flags & 1); })
     return Napi::Number::New(env, static_cast<double>(r));
   }
 
@@ -787,6 +833,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("lz4Decompress", Napi::Function::New<Lz4Decompress>(env, "lz4Decompress"));
   exports.Set("lz4Compress", Napi::Function::New<Lz4Compress>(env, "lz4Compress"));
   exports.Set("lz4Available", Napi::Boolean::New(env, tmem::lz4::available()));
+  exports.Set("zstdAvailable", Napi::Boolean::New(env, tmem::zstd::available()));
   return exports;
 }
 

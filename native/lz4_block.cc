@@ -38,4 +38,33 @@ int compress(const char* src, char* dst, int src_len, int dst_capacity) {
 }
 
 }  // namespace lz4
+
+namespace zstd {
+namespace {
+using DecompressFn = size_t (*)(void*, size_t, const void*, size_t);
+using IsErrorFn = unsigned (*)(size_t);
+DecompressFn g_decompress = nullptr;
+IsErrorFn g_is_error = nullptr;
+std::once_flag g_once;
+void load() {
+  void* h = ::dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) return;
+  g_decompress = reinterpret_cast<DecompressFn>(::dlsym(h, "ZSTD_decompress"));
+  g_is_error = reinterpret_cast<IsErrorFn>(::dlsym(h, "ZSTD_isError"));
+  if (!g_is_error) g_decompress = nullptr;
+}
+}  // namespace
+
+bool available() {
+  std::call_once(g_once, load);
+  return g_decompress != nullptr;
+}
+
+long decompress(const char* src, size_t src_len, char* dst, size_t dst_capacity) {
+  if (!available()) return -1;
+  size_t r = g_decompress(dst, dst_capacity, src, src_len);
+  if (g_is_error(r)) return -1;
+  return static_cast<long>(r);
+}
+}  // namespace zstd
 }  // namespace tmem

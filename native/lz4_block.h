@@ -1,4 +1,4 @@
-// LZ4 block decoding on the fault path, from the system's liblz4.so.1.
+// Page decoding on the fault path, from the system's liblz4.so.1 and libzstd.so.1.
 //
 // lz4-napi (used to compress) writes a plain LZ4 block behind a 4-byte
 // little-endian length, but its uncompressSync allocates a Buffer per call,
@@ -23,4 +23,11 @@ int decompress(const char* src, char* dst, int src_len, int dst_capacity);
 int compress(const char* src, char* dst, int src_len, int dst_capacity);
 
 }  // namespace lz4
+
+namespace zstd {
+/** True if libzstd.so.1 was found and exports ZSTD_decompress. */
+bool available();
+/** ZSTD_decompress of one frame: bytes written, or < 0 on error. */
+long decompress(const char* src, size_t src_len, char* dst, size_t dst_capacity);
+}  // namespace zstd
 }  // namespace tmem

@@ -112,6 +112,8 @@ const pageWords = new Uint32Array(pageBuf.buffer);
 const zeroPage = new Uint8Array(PAGE);
 const objBuf = new Uint8Array(PAGE + 64);
 const objRaw = objBuf.subarray(1, 1 + PAGE); // a CODEC_RAW object's page
+/** Stored pages are decoded and copied in by one native call (liblz4 and libzstd found). */
+const nativeDecode = native.lz4Available && native.zstdAvailable;
 
 /**
  * frontswap store/load of an object in the stored format (lib/compress.ts).
@@ -253,13 +255,21 @@ function serveFault(addr: number, flags: number): boolean {
       becomeResident(r, page, ACTIVE);
       return true;
     case STORED: {
-      const n = poolLoad(r.id, page);
-      if (n < 0) throw new Error(`tmem: region ${r.id} page ${page} is missing from the pool`);
-      codec.decompress(objBuf, 0, n, pageBuf, 0);
       // A file region's stored page is a private change to a read-only
       // mapping: CLEAN there means "the file has it", which it does not.
       const keep = !write && !r.isFile;
-      res = uffd.copy(addr, pageBuf, 0, keep ? COPY_WP : 0);
+      if (nativeDecode) {
+        // One native call: decode straight from the arena, copy in.
+        const fsw = backends.frontswap;
+        const n = fsw.view(r.id, page);
+        if (n < 0) throw new Error(`tmem: region ${r.id} page ${page} is missing from the pool`);
+        res = uffd.copyObject(addr, fsw.viewBytes, fsw.viewOffset, n, keep ? COPY_WP : 0);
+      } else {
+        const n = poolLoad(r.id, page);
+        if (n < 0) throw new Error(`tmem: region ${r.id} page ${page} is missing from the pool`);
+        codec.decompress(objBuf, 0, n, pageBuf, 0);
+        res = uffd.copy(addr, pageBuf, 0, keep ? COPY_WP : 0);
+      }
       if (res < 0) return res !== -11;
       G[P.G_FAULTS_POOL]++;
       r.stats[P.R_FAULTS_POOL]++;
@@ -273,8 +283,12 @@ function serveFault(addr: number, flags: number): boolean {
       return true;
     }
     case SAME: {
-      pageWords.fill(r.aux[page]);
-      res = uffd.copy(addr, pageBuf, 0, 0);
+      if (r.aux[page] === 0 && !write) {
+        res = uffd.zeropage(addr, PAGE); // a zero page: map the shared one
+      } else {
+        pageWords.fill(r.aux[page]);
+        res = uffd.copy(addr, pageBuf, 0, 0);
+      }
       if (res < 0) return res !== -11;
       G[P.G_FAULTS_SAME]++;
       G[P.G_SAME]--;
