@@ -186,6 +186,12 @@ export interface NativeBinding {
   probe(): UffdProbe;
   /** madvise(2) over `count` (address, length) pairs, each inside an open region. */
   madvise(ranges: Float64Array, count: number, advice: number): void;
+  /**
+   * madvise(MADV_DONTNEED) over the whole pages inside [offset, offset + length)
+   * of a (Shared)ArrayBuffer: they go back to the OS and read as zeros.
+   * Returns the bytes discarded.
+   */
+  discardBuffer(buffer: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, offset: number, length: number): number;
   /** sched_setaffinity(0, ...): pin the calling thread. */
   setAffinity(cpus: number[]): void;
   /** sched_getaffinity(0, ...). */

@@ -746,6 +746,26 @@ Napi::Value Madvise(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// discardBuffer(buffer, offset, length) -> bytes: madvise(MADV_DONTNEED) over
+// the whole pages inside [offset, offset + length) of a (Shared)ArrayBuffer:
+// gives the arena's free frames back to the OS; they read as zeros afterwards.
+Napi::Value DiscardBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes b = bytes_arg(info, 0, "buffer");
+  double off = number_arg(info, 1, "offset");
+  double len = number_arg(info, 2, "length");
+  if (off < 0 || len <= 0 || off + len > static_cast<double>(b.len)) range_error(env, "offset/length must lie inside buffer");
+  // Only whole pages inside the range (a buffer's data need not be page aligned).
+  uint64_t first = reinterpret_cast<uint64_t>(b.data) + static_cast<uint64_t>(off);
+  uint64_t start = (first + kPageSize - 1) & ~(kPageSize - 1);
+  uint64_t end = (first + static_cast<uint64_t>(len)) & ~(kPageSize - 1);
+  if (end <= start) return Napi::Number::New(env, 0);
+  if (::madvise(reinterpret_cast<void*>(start), static_cast<size_t>(end - start), MADV_DONTNEED) < 0) {
+    throw sys_error(env, tmem::SysError("madvise", errno, "discarding " + std::to_string(end - start) + " bytes"));
+  }
+  return Napi::Number::New(env, static_cast<double>(end - start));
+}
+
 Napi::Value SetAffinity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArray()) type_error(env, "cpus must be an array of CPU numbers");
@@ -825,6 +845,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
   exports.Set("attachBuffer", Napi::Function::New<AttachBuffer>(env, "attachBuffer"));
   exports.Set("madvise", Napi::Function::New<Madvise>(env, "madvise"));
+  exports.Set("discardBuffer", Napi::Function::New<DiscardBuffer>(env, "discardBuffer"));
   exports.Set("setAffinity", Napi::Function::New<SetAffinity>(env, "setAffinity"));
   exports.Set("getAffinity", Napi::Function::New<GetAffinity>(env, "getAffinity"));
   exports.Set("currentCpu", Napi::Function::New<CurrentCpu>(env, "currentCpu"));

@@ -9,6 +9,7 @@ import { Store, type StoreHandle as TmemHandle } from '../tmem';
 import { Frontswap } from '../frontswap';
 import { Cleancache } from '../cleancache';
 import type { DispatcherOptions } from './protocol';
+import { native } from '../native';
 
 /** What crosses to the dispatcher. */
 export interface StoreInit {
@@ -62,6 +63,12 @@ export function storeStats(h: StoreHandle): { poolBytes: number; compressedBytes
 export function openBackends(init: unknown, _o: DispatcherOptions): Backends {
   const i = init as StoreInit;
   const store = Store.attach(i.store);
+  // Frames the allocators free for good go back to the OS (the dispatcher is
+  // the thread that frees them).
+  const arena = store.arena;
+  arena.onRelease = (chunk, frame, count) => {
+    native.discardBuffer(arena.bytes[chunk], frame * 4096, count * 4096);
+  };
   const fsPool = store.zpool(i.frontswapPool);
   const ccPool = store.zpool(i.cleancachePool);
   return {
