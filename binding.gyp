@@ -9,7 +9,7 @@
         "native/memory.cc",
         "native/thread.cc",
         "native/deadman.cc",
-        "native/lz4_block.cc"
+        "native/page_codec.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

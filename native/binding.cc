@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "deadman.h"
-#include "lz4_block.h"
+#include "page_codec.h"
 #include "memory.h"
 #include "sys_error.h"
 #include "thread.h"
@@ -373,27 +373,9 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     const uint8_t* obj = src.data + static_cast<size_t>(off);
     const size_t n = static_cast<size_t>(len);
     alignas(4096) static thread_local char stage[kPageSize];
-    const void* page = nullptr;
-    long got = -1;
-    if (n == kPageSize) {
-      page = obj;  // raw: copy straight from the pool
-      got = kPageSize;
-    } else if (obj[0] == 1 && tmem::lz4::available()) {
-      got = tmem::lz4::decompress(reinterpret_cast<const char*>(obj + 1), stage, static_cast<int>(n - 1), kPageSize);
-      page = stage;
-    } else if (obj[0] == 2 && tmem::zstd::available()) {
-      got = tmem::zstd::decompress(reinterpret_cast<const char*>(obj + 1), n - 1, stage, kPageSize);
-      page = stage;
-    } else if (obj[0] == 3 && n == kPageSize + 1) {
-      page = obj + 1;
-      got = kPageSize;
-    } else {
-      throw Napi::Error::New(env, "tmem: stored object has codec " + std::to_string(obj[0]) +
-                                      (obj[0] == 1 || obj[0] == 2 ? " but its library is not available" : ", which is unknown"));
-    }
-    if (got != static_cast<long>(kPageSize)) {
-      throw Napi::Error::New(env, "tmem: stored object decodes to " + std::to_string(got) + " bytes, not a page: corrupt");
-    }
+    std::string err;
+    const void* page = tmem::decode_page(obj, n, stage, &err);
+    if (!page) throw Napi::Error::New(env, "tmem: " + err);
     int64_t r = 0;
     SYSCALL_GUARD({ r = u->copy(dst, page, kPageSize, flags & 2, flags & 1); })
     return Napi::Number::New(env, static_cast<double>(r));

@@ -490,6 +490,11 @@ function finalizeOldest(): void {
     evictBackoffUntil = performance.now() + EVICT_BACKOFF_MS;
     return;
   }
+  evicted(r, slot);
+}
+
+/** A staged page left residency for good: count it, free its staging slot. */
+function evicted(r: RegionState, slot: number): void {
   staged--;
   G[P.G_STAGED] = staged;
   leaveResidency(r);
@@ -635,12 +640,7 @@ function settleWritten(k: number, fileSlot: number): void {
     return;
   }
   if (from >= 0) {
-    staged--;
-    G[P.G_STAGED] = staged;
-    leaveResidency(r);
-    G[P.G_EVICTIONS]++;
-    r.stats[P.R_EVICTIONS]++;
-    queueRelease(from);
+    evicted(r, from);
   } else {
     backends.frontswap.invalidatePage(r.id, page);
     storedLeaves(r, page);

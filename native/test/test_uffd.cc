@@ -19,6 +19,7 @@
 
 #include "deadman.h"
 #include "memory.h"
+#include "page_codec.h"
 #include "sys_error.h"
 #include "thread.h"
 #include "uffd.h"
@@ -250,6 +251,26 @@ int main() {
     set_affinity({0});
     CHECK(current_cpu() == 0);
     CHECK(thread_cpu(current_tid()) == 0);
+  });
+
+  run("decode_page: LZ4 objects, raw pages, corrupt and unknown objects", [] {
+    CHECK(lz4::available());
+    static uint8_t page[kPageSize], obj[kPageSize + 64];
+    alignas(4096) static char stage[kPageSize];
+    for (size_t i = 0; i < kPageSize; i++) page[i] = static_cast<uint8_t>((i / 7) ^ (i % 13));
+    int n = lz4::compress(reinterpret_cast<const char*>(page), reinterpret_cast<char*>(obj + 1), kPageSize, kPageSize);
+    CHECK(n > 0);
+    obj[0] = 1;
+    std::string err;
+    const void* out = decode_page(obj, n + 1, stage, &err);
+    CHECK(out == stage && std::memcmp(out, page, kPageSize) == 0);
+    CHECK(decode_page(page, kPageSize, stage, &err) == page);  // raw
+    CHECK(decode_page(obj, n / 2 + 1, stage, &err) == nullptr);  // truncated: not a whole page
+    CHECK(err.find("corrupt") != std::string::npos);
+    obj[0] = 9;
+    CHECK(decode_page(obj, n + 1, stage, &err) == nullptr);
+    CHECK(err.find("unknown codec") != std::string::npos);
+    CHECK(decode_page(obj, 1, stage, &err) == nullptr);
   });
 
   std::printf("%d passed, %d failed\n", g_passed, g_failed);

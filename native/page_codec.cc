@@ -1,4 +1,4 @@
-#include "lz4_block.h"
+#include "page_codec.h"
 
 #include <dlfcn.h>
 
@@ -67,4 +67,42 @@ long decompress(const char* src, size_t src_len, char* dst, size_t dst_capacity)
   return static_cast<long>(r);
 }
 }  // namespace zstd
+const void* decode_page(const uint8_t* obj, size_t n, char* stage, std::string* err) {
+  constexpr size_t kPage = 4096;
+  long got = -1;
+  const void* page = nullptr;
+  if (n == kPage) return obj;  // raw
+  if (n < 2 || n > kPage + 1) {
+    *err = "stored object has " + std::to_string(n) + " bytes (2..4097 expected)";
+    return nullptr;
+  }
+  switch (obj[0]) {
+    case 1:
+      if (!lz4::available()) break;
+      got = lz4::decompress(reinterpret_cast<const char*>(obj + 1), stage, static_cast<int>(n - 1), kPage);
+      page = stage;
+      break;
+    case 2:
+      if (!zstd::available()) break;
+      got = zstd::decompress(reinterpret_cast<const char*>(obj + 1), n - 1, stage, kPage);
+      page = stage;
+      break;
+    case 3:
+      if (n == kPage + 1) return obj + 1;
+      break;
+    default:
+      *err = "stored object has unknown codec " + std::to_string(obj[0]);
+      return nullptr;
+  }
+  if (!page) {
+    *err = "stored object has codec " + std::to_string(obj[0]) + " but its library is not available or its length is wrong";
+    return nullptr;
+  }
+  if (got != static_cast<long>(kPage)) {
+    *err = "stored object decodes to " + std::to_string(got) + " bytes, not a page: corrupt";
+    return nullptr;
+  }
+  return page;
+}
+
 }  // namespace tmem

@@ -1,4 +1,11 @@
-// Page decoding on the fault path, from the system's liblz4.so.1 and libzstd.so.1.
+// Page codecs for the fault path, from the system's liblz4.so.1 and libzstd.so.1.
+//
+// Stored object format (lib/compress.ts), as the tmem pool holds it:
+//
+//   exactly 4096 bytes   a raw page
+//   byte 0 = 1           LZ4 block follows
+//   byte 0 = 2           zstd frame follows
+//   byte 0 = 3           raw page follows (4097 bytes in all)
 //
 // lz4-napi (used to compress) writes a plain LZ4 block behind a 4-byte
 // little-endian length, but its uncompressSync allocates a Buffer per call,
@@ -11,6 +18,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 
 namespace tmem {
 namespace lz4 {
@@ -23,6 +32,14 @@ int decompress(const char* src, char* dst, int src_len, int dst_capacity);
 int compress(const char* src, char* dst, int src_len, int dst_capacity);
 
 }  // namespace lz4
+
+/**
+ * Decodes a stored object into one page. Returns a pointer to the page's bytes:
+ * `obj` itself for a raw object, else `stage` (4096 bytes, caller-owned).
+ * Returns nullptr and sets *err if the object is unknown or does not decode to
+ * exactly one page.
+ */
+const void* decode_page(const uint8_t* obj, size_t n, char* stage, std::string* err);
 
 namespace zstd {
 /** True if libzstd.so.1 was found and exports ZSTD_decompress. */
