@@ -1,0 +1,171 @@
+/**
+ * The baselines of `tmem bench`, run as child processes (their last stdout line
+ * is JSON):
+ *
+ *   build-cmake/bench/native/uffd_min_handler   the minimal C userfaultfd handler
+ *   build-cmake/bench/native/kernel_swapin      the kernel's zram / swap file pageout and swap-in (root)
+ *
+ * When the programs are missing they are built with cmake (the targets only);
+ * when that is not possible every baseline says so, with the command to run.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Summary } from '../../bench/scenarios';
+
+/** The package root (holds package.json and bench/native). */
+export function packageRoot(): string {
+  let d = __dirname;
+  for (let i = 0; i < 6; i++) {
+    if (fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'lib'))) return d;
+    d = path.dirname(d);
+  }
+  return path.resolve(__dirname, '..', '..', '..');
+}
+
+export function binDir(): string {
+  return path.join(packageRoot(), 'build-cmake', 'bench', 'native');
+}
+
+const PROGRAMS = ['uffd_min_handler', 'kernel_swapin'];
+
+/**
+ * Makes sure the baseline programs exist, building them with cmake if needed.
+ * Returns null when they are there, else why they are not (with what to run).
+ */
+export function ensureBaselinePrograms(say: (s: string) => void): string | null {
+  const dir = binDir();
+  const missing = PROGRAMS.filter((p) => !fs.existsSync(path.join(dir, p)));
+  if (missing.length === 0) return null;
+  const root = packageRoot();
+  const how = 'run `npm run build:native` in the tmem package (needs cmake and a C++17 compiler)';
+  if (!fs.existsSync(path.join(root, 'bench', 'native', 'CMakeLists.txt'))) {
+    return `baseline programs not built (${missing.join(', ')}) and their sources are not in this package: ${how}`;
+  }
+  const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
+  if (cmake.error || cmake.status !== 0) {
+    return `baseline programs not built (${missing.join(', ')}) and cmake is not installed: install cmake and g++, then ${how}`;
+  }
+  say(`baseline programs missing (${missing.join(', ')}): building them with cmake ...`);
+  const build = path.join(root, 'build-cmake');
+  const steps: string[][] = [
+    ['-S', root, '-B', build, '-DCMAKE_BUILD_TYPE=Release'],
+    ['--build', build, '-j2', '--target', ...PROGRAMS],
+  ];
+  for (const args of steps) {
+    const r = spawnSync('cmake', args, { encoding: 'utf8', timeout: 300_000 });
+    if (r.status !== 0) {
+      const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-3).join(' | ');
+      return `baseline programs not built: cmake ${args[0]} failed (${tail}); ${how}`;
+    }
+  }
+  const still = PROGRAMS.filter((p) => !fs.existsSync(path.join(dir, p)));
+  return still.length === 0 ? null : `baseline programs not built (${still.join(', ')} missing after cmake): ${how}`;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+interface ChildResult { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+function run(bin: string, args: string[], timeoutMs: number): Promise<ChildResult> {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ status: null, signal: null, stdout, stderr: stderr + e.message });
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr });
+    });
+  });
+}
+
+function lastJson(r: ChildResult): Record<string, unknown> | null {
+  const lines = r.stdout.trim().split('\n');
+  const last = lines[lines.length - 1] ?? '';
+  if (!last.startsWith('{')) return null;
+  try {
+    return JSON.parse(last) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+function why(r: ChildResult, name: string): string {
+  const text = `${r.stderr}\n${r.stdout}`.trim().split('\n').filter((l) => l.trim().length > 0);
+  return `${name} failed (status ${r.status}${r.signal ? `, signal ${r.signal}` : ''}): ${text.slice(-1)[0] ?? 'no output'}`;
+}
+
+export type Quantiles = Omit<Summary, 'max'> & { max?: number };
+export interface MinHandlerResult { skipped?: string; mode?: 'same_cpu' | 'cross_cpu'; summary?: Quantiles }
+
+/** uffd_min_handler in one mode (same CPU when tmem is pinned, else cross CPU), random order. */
+export async function minHandler(pages: number, seed: number, mode: 'same_cpu' | 'cross_cpu'): Promise<MinHandlerResult> {
+  const bin = path.join(binDir(), 'uffd_min_handler');
+  if (!fs.existsSync(bin)) return { skipped: `${bin} is missing: run \`npm run build:native\`` };
+  const r = await run(bin, [mode === 'same_cpu' ? '--same-cpu' : '--cross-cpu', '--pages', String(pages), '--warmup', String(Math.min(2000, pages)), '--seed', String(seed)], 120_000);
+  const j = lastJson(r);
+  if (r.status !== 0 || !j) {
+    const text = `${r.stderr}`;
+    if (/userfaultfd unavailable/.test(text)) return { skipped: `the minimal C handler cannot open a userfaultfd (${text.trim().split('\n')[0]}): run as root, or set vm.unprivileged_userfaultfd=1` };
+    return { skipped: why(r, 'uffd_min_handler') };
+  }
+  const s = j[mode] as Quantiles | null;
+  if (!s) return { skipped: `uffd_min_handler measured no ${mode.replace('_', ' ')} case (only one CPU allowed?)` };
+  return { mode, summary: s };
+}
+
+export interface KernelPass extends Quantiles { majflt: number; major_p50?: number }
+export interface KernelResult {
+  skipped?: string;
+  backend?: 'zram' | 'swapfile';
+  algorithm?: string;
+  pages?: number;
+  swappedOut?: number;
+  random?: KernelPass;
+  sequential?: KernelPass;
+  pageoutUsPerPage?: number;
+  pageoutPagesPerSecond?: number;
+  bytesPerPage?: number;
+  bytesPerZramPage?: number;
+  zramPagesStored?: number;
+}
+
+/** kernel_swapin --backend zram|swapfile on the corpus file (root). */
+export async function kernelSwapin(o: { backend: 'zram' | 'swapfile'; corpusFile: string; algorithm?: string; dir?: string; seed: number }): Promise<KernelResult> {
+  const label = o.backend === 'zram' ? 'the kernel zram baseline' : 'the kernel swap file baseline';
+  if (!isRoot()) return { skipped: `not root: ${label} needs root (swapon${o.backend === 'zram' ? ', zram hot_add' : ''}); run as root to measure it` };
+  if (o.backend === 'zram' && !fs.existsSync('/sys/class/zram-control')) {
+    return { skipped: `no zram on this kernel (/sys/class/zram-control is missing; modprobe zram): ${label} not measured` };
+  }
+  const bin = path.join(binDir(), 'kernel_swapin');
+  if (!fs.existsSync(bin)) return { skipped: `${bin} is missing: run \`npm run build:native\`` };
+  const args = ['--backend', o.backend, '--corpus', o.corpusFile, '--seed', String(o.seed)];
+  if (o.algorithm) args.push('--algorithm', o.algorithm);
+  if (o.dir) args.push('--dir', o.dir);
+  const r = await run(bin, args, 300_000);
+  const j = lastJson(r);
+  if (r.status === 2) return { skipped: `${label} not available here: ${`${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean).pop()}` };
+  if (r.status !== 0 || !j) return { skipped: why(r, `kernel_swapin --backend ${o.backend}`) };
+  const us = j.pageout_us_per_page as number;
+  return {
+    backend: o.backend,
+    algorithm: j.algorithm as string,
+    pages: j.pages as number,
+    swappedOut: j.swapped_out as number,
+    random: j.random as KernelPass,
+    sequential: j.sequential as KernelPass,
+    pageoutUsPerPage: us,
+    pageoutPagesPerSecond: us > 0 ? Math.round(1e6 / us) : undefined,
+    bytesPerPage: j.bytes_per_page as number | undefined,
+    bytesPerZramPage: j.bytes_per_zram_page as number | undefined,
+    zramPagesStored: j.zram_pages_stored as number | undefined,
+  };
+}

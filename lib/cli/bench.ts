@@ -1,0 +1,378 @@
+/**
+ * `tmem bench`: runs the scenarios and their baselines in one run, on one
+ * corpus, and returns one result document (BenchResult) that the table, the
+ * JSON output and the HTML report are all made from.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { evictionThroughput, writeCorpusFile, removeCorpusFile, type EvictionResult } from '../../bench/scenarios';
+import type { BenchOptions } from './args';
+import { buildCorpus } from './corpus';
+import { tmemLatency, plainFirstTouch, touchOrder, defaultSwapDir, type TouchRun } from './measure';
+import { ensureBaselinePrograms, minHandler, kernelSwapin, packageRoot, type KernelResult, type Quantiles, type KernelPass } from './baselines';
+import { Progress } from './progress';
+
+/** Percentiles in us. */
+export interface Stat { p50: number; p90: number; p99: number; p999: number; mean: number; max?: number; n: number }
+
+export interface Series {
+  label: string;
+  /** tmem: measured here; baseline: the ratio is against it; reference: context only. */
+  role: 'tmem' | 'baseline' | 'reference';
+  summary: Stat | null;
+  /** [us, cumulative fraction]: from every sample ('samples') or the program's percentiles only ('quantiles'). */
+  cdf: [number, number][] | null;
+  cdfKind: 'samples' | 'quantiles';
+  /** Counts per histogram bin (BenchResult.histogramEdgesUs), for series with samples. */
+  hist?: number[];
+  skipped?: string;
+  note?: string;
+}
+
+export interface LatencyScenario {
+  kind: 'latency';
+  id: string;
+  scenario: 'zero' | 'pool' | 'swapfile';
+  title: string;
+  status: 'ok' | 'failed';
+  error?: string;
+  series: Series[];
+  /** Label of the series ratios are against, null when it was not measured. */
+  baseline: string | null;
+  /** tmem / baseline at each percentile (lower is better). */
+  ratio: { p50: number; p90: number; p99: number; p999: number } | null;
+  faults?: TouchRun['faults'];
+  badPages?: number;
+  notes: string[];
+}
+
+export interface Bar { label: string; role: 'tmem' | 'baseline' | 'reference'; value: number | null; note?: string }
+
+export interface BarScenario {
+  kind: 'bars';
+  id: 'eviction' | 'density';
+  title: string;
+  unit: string;
+  better: 'higher' | 'lower';
+  status: 'ok' | 'failed';
+  error?: string;
+  bars: Bar[];
+  /** First tmem bar / first baseline bar. */
+  ratio: number | null;
+  detail?: Record<string, unknown>;
+  notes: string[];
+}
+
+export type ScenarioResult = LatencyScenario | BarScenario;
+
+export interface BenchResult {
+  tool: 'tmem bench';
+  version: string;
+  startedAt: string;
+  durationMs: number;
+  host: { kernel: string; cpus: number; cpuModel: string; node: string; root: boolean; memoryGiB: number };
+  options: Omit<BenchOptions, 'help' | 'json' | 'report'> & { dir: string };
+  corpus: { source: string; pages: number; kinds: Record<string, number> };
+  histogramEdgesUs: number[];
+  scenarios: ScenarioResult[];
+  /** Host limits and skipped baselines, one line each. */
+  notes: string[];
+  /** No scenario failed and every page read back right. */
+  ok: boolean;
+}
+
+const r2 = (x: number): number => Math.round(x * 100) / 100;
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** log-spaced histogram bin edges, us: 10 per decade from 0.25 us to 100 ms. */
+export function histogramEdges(): number[] {
+  const e: number[] = [];
+  for (let k = -6; k <= 50; k++) e.push(+Math.pow(10, k / 10).toPrecision(3));
+  return e;
+}
+
+function fromSamples(label: string, role: Series['role'], ns: Float64Array, edges: number[], note?: string): Series {
+  const s = Float64Array.from(ns).sort();
+  const n = s.length;
+  const at = (q: number): number => s[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))] / 1000;
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += s[i];
+  const summary: Stat = { p50: r2(at(0.5)), p90: r2(at(0.9)), p99: r2(at(0.99)), p999: r2(at(0.999)), mean: r2(sum / n / 1000), max: r2(s[n - 1] / 1000), n };
+  const qs: number[] = [];
+  for (let i = 1; i <= 396; i++) qs.push(i / 400);
+  for (let i = 991; i <= 999; i++) qs.push(i / 1000);
+  qs.push(0.9995, 0.9999, 1);
+  const cdf: [number, number][] = [[r3(s[0] / 1000), 0]];
+  for (const q of qs) cdf.push([r3(at(q)), q]);
+  const hist = new Array(edges.length - 1).fill(0) as number[];
+  for (let i = 0; i < n; i++) {
+    const us = s[i] / 1000;
+    let b = 0;
+    while (b < hist.length - 1 && us >= edges[b + 1]) b++;
+    hist[b]++;
+  }
+  return { label, role, summary, cdf, cdfKind: 'samples', hist, ...(note ? { note } : {}) };
+}
+
+function fromQuantiles(label: string, q: Quantiles, note?: string): Series {
+  const summary: Stat = { p50: q.p50, p90: q.p90, p99: q.p99, p999: q.p999, mean: q.mean, n: q.n, ...(q.max !== undefined ? { max: q.max } : {}) };
+  return { label, role: 'baseline', summary, cdf: [[q.p50, 0.5], [q.p90, 0.9], [q.p99, 0.99], [q.p999, 0.999]], cdfKind: 'quantiles', ...(note ? { note } : {}) };
+}
+
+function skippedSeries(label: string, why: string): Series {
+  return { label, role: 'baseline', summary: null, cdf: null, cdfKind: 'quantiles', skipped: why };
+}
+
+function ratioOf(t: Stat | null, b: Stat | null): LatencyScenario['ratio'] {
+  if (!t || !b || !(b.p50 > 0)) return null;
+  const q = (x: number, y: number): number => (y > 0 ? r3(x / y) : 0);
+  return { p50: q(t.p50, b.p50), p90: q(t.p90, b.p90), p99: q(t.p99, b.p99), p999: q(t.p999, b.p999) };
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function version(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Runs `tmem bench` with parsed options. */
+export async function runBench(o: BenchOptions, progress: Progress): Promise<BenchResult> {
+  const t0 = Date.now();
+  const dir = o.dir ?? defaultSwapDir();
+  const edges = histogramEdges();
+  const notes: string[] = [];
+  const note = (s: string): void => {
+    if (!notes.includes(s)) {
+      notes.push(s);
+      progress.note(s);
+    }
+  };
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+
+  progress.start(`corpus: ${o.corpus}, ${o.pages} pages`, 0);
+  const bc = buildCorpus(o.corpus, o.pages, o.seed);
+  const corpus = bc.corpus;
+  progress.end(Object.entries(bc.counts).map(([k, v]) => `${k} ${v}`).join(', '));
+
+  const wants = new Set(o.scenarios);
+  let corpusFile: string | null = null;
+  if (o.baselines) {
+    const missing = ensureBaselinePrograms((s) => progress.note(s));
+    if (missing) note(missing);
+    if (!root) note('not root: the kernel baselines (zram swap-in, swap file swap-in, pageout, density) need root and are skipped; run as root to measure them');
+    corpusFile = writeCorpusFile(corpus);
+  } else {
+    note('--no-baselines: no baseline was run; ratios are not computed');
+  }
+  const kernelCache = new Map<string, Promise<KernelResult>>();
+  const kernel = (backend: 'zram' | 'swapfile', algorithm?: string): Promise<KernelResult> => {
+    const key = `${backend}/${algorithm ?? ''}`;
+    let p = kernelCache.get(key);
+    if (!p) {
+      const label = backend === 'zram' ? `kernel zram (${algorithm}) swap-in` : 'kernel swap file swap-in';
+      progress.startTimed(`baseline: ${label}`, 600 + corpus.pages * (backend === 'zram' ? 0.05 : 0.2));
+      p = kernelSwapin({ backend, corpusFile: corpusFile!, algorithm, dir: backend === 'swapfile' ? dir : undefined, seed: o.seed })
+        .then((r) => {
+          progress.end(r.skipped ? 'skipped' : `p50 ${kernelPass(r)?.p50} us`);
+          return r;
+        });
+      kernelCache.set(key, p);
+    }
+    return p;
+  };
+  const kernelPass = (r: KernelResult): KernelPass | undefined => (o.pattern === 'sequential' ? r.sequential : r.random);
+  const kernelOrderNote = o.pattern === 'zipfian' ? 'the kernel baseline touches its pages in random order (it has no zipfian order)' : undefined;
+
+  const scenarios: ScenarioResult[] = [];
+  const measure = { corpus, pattern: o.pattern, seed: o.seed, allocator: o.allocator, pin: o.pin, threads: o.threads, dir, progress };
+  const threadNote = o.threads > 1 ? `${o.threads} faulting Workers (attachRegion(region.share())), each timing its own touches` : undefined;
+
+  try {
+    // ---- zero: first touch
+    if (wants.has('zero')) {
+      const sc: LatencyScenario = {
+        kind: 'latency', id: 'zero', scenario: 'zero', title: 'first touch of a never-written page (zero fault)',
+        status: 'ok', series: [], baseline: null, ratio: null, notes: [],
+      };
+      try {
+        const run = await tmemLatency('zero', { ...measure, compressor: o.compressors[0], label: 'zero fault' });
+        const t = fromSamples('tmem', 'tmem', run.ns, edges, threadNote);
+        progress.end(`tmem p50 ${t.summary!.p50} us`);
+        sc.series.push(t);
+        sc.faults = run.faults;
+        sc.badPages = run.badPages;
+        if (o.baselines) {
+          const mode = o.pin && o.threads === 1 ? 'same_cpu' : 'cross_cpu';
+          progress.startTimed('baseline: minimal C handler', 300 + corpus.pages * 0.02);
+          const c = await minHandler(corpus.pages, o.seed, mode);
+          progress.end(c.skipped ? 'skipped' : `p50 ${c.summary!.p50} us`);
+          const label = `minimal C handler (${mode === 'same_cpu' ? 'same CPU' : 'other CPU'})`;
+          if (c.skipped) {
+            sc.series.push(skippedSeries(label, c.skipped));
+            note(`zero: ${c.skipped}`);
+          } else {
+            sc.series.push(fromQuantiles(label, c.summary!, `blocking read + UFFDIO_COPY in C, random order${o.pattern !== 'random' ? ' (its only order)' : ''}`));
+            sc.baseline = label;
+          }
+        }
+        const plain = plainFirstTouch(corpus.pages, touchOrder(o.pattern, corpus.pages, o.seed + 11));
+        sc.series.push(fromSamples('kernel first touch, no userfaultfd', 'reference', plain, edges, 'plain anonymous memory: the kernel maps its zero page; what a fault costs without a handler'));
+        sc.ratio = ratioOf(sc.series[0].summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
+      } catch (e) {
+        sc.status = 'failed';
+        sc.error = errText(e);
+        progress.end('FAILED');
+      }
+      scenarios.push(sc);
+    }
+
+    // ---- pool: lz4, zstd
+    if (wants.has('pool')) {
+      for (const c of o.compressors) {
+        const sc: LatencyScenario = {
+          kind: 'latency', id: `pool-${c}`, scenario: 'pool', title: `fault from the pool (${c}, ${o.allocator})`,
+          status: 'ok', series: [], baseline: null, ratio: null, notes: [],
+        };
+        try {
+          const run = await tmemLatency('pool', { ...measure, compressor: c, label: `pool ${c}` });
+          const t = fromSamples('tmem', 'tmem', run.ns, edges, threadNote);
+          progress.end(`tmem p50 ${t.summary!.p50} us`);
+          sc.series.push(t);
+          sc.faults = run.faults;
+          sc.badPages = run.badPages;
+          if (run.evictionsDuringTouches > 0) sc.notes.push(`${run.evictionsDuringTouches} evictions happened during the timed touches`);
+          if (o.baselines) {
+            const k = await kernel('zram', c);
+            const label = `kernel zram (${k.algorithm ?? c})`;
+            if (k.skipped || !kernelPass(k)) {
+              sc.series.push(skippedSeries(label, k.skipped ?? 'no pass measured'));
+              note(`pool ${c}: ${k.skipped ?? 'the zram baseline measured nothing'}`);
+            } else {
+              sc.series.push(fromQuantiles(label, kernelPass(k)!, kernelOrderNote));
+              sc.baseline = label;
+              if (k.algorithm && k.algorithm !== c) sc.notes.push(`this kernel's zram has no ${c}: the baseline used ${k.algorithm}`);
+            }
+          }
+          sc.ratio = ratioOf(t.summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
+        } catch (e) {
+          sc.status = 'failed';
+          sc.error = errText(e);
+          progress.end('FAILED');
+        }
+        scenarios.push(sc);
+      }
+    }
+
+    // ---- swapfile
+    if (wants.has('swapfile')) {
+      const sc: LatencyScenario = {
+        kind: 'latency', id: 'swapfile', scenario: 'swapfile', title: 'fault from the swap file',
+        status: 'ok', series: [], baseline: null, ratio: null, notes: [],
+      };
+      try {
+        const run = await tmemLatency('swapfile', { ...measure, compressor: o.compressors[0], label: 'swap file' });
+        const t = fromSamples('tmem', 'tmem', run.ns, edges, [run.cold ? 'page cache dropped before the touches' : 'warm page cache', threadNote].filter(Boolean).join('; '));
+        progress.end(`tmem p50 ${t.summary!.p50} us`);
+        sc.series.push(t);
+        sc.faults = run.faults;
+        sc.badPages = run.badPages;
+        if (run.coldNote) note(`swapfile: ${run.coldNote}`);
+        if (o.baselines) {
+          const k = await kernel('swapfile');
+          const label = 'kernel swap file';
+          if (k.skipped || !kernelPass(k)) {
+            sc.series.push(skippedSeries(label, k.skipped ?? 'no pass measured'));
+            note(`swapfile: ${k.skipped ?? 'the swap file baseline measured nothing'}`);
+          } else {
+            sc.series.push(fromQuantiles(label, kernelPass(k)!, kernelOrderNote));
+            sc.baseline = label;
+          }
+        }
+        sc.ratio = ratioOf(t.summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
+      } catch (e) {
+        sc.status = 'failed';
+        sc.error = errText(e);
+        progress.end('FAILED');
+      }
+      scenarios.push(sc);
+    }
+
+    // ---- eviction throughput and density (one set of rounds)
+    if (wants.has('eviction') || wants.has('density')) {
+      const c = o.compressors[0];
+      let ev: EvictionResult | null = null;
+      let evError: string | undefined;
+      progress.start(`eviction: ${o.rounds} round(s) of fill + evict()`, 0);
+      try {
+        ev = await evictionThroughput({ corpus, pin: o.pin, compressor: c, allocator: o.allocator, rounds: o.rounds, seed: o.seed });
+        progress.end(`${ev.median} pages/s`);
+      } catch (e) {
+        evError = errText(e);
+        progress.end('FAILED');
+      }
+      const k: KernelResult = o.baselines ? await kernel('zram', c) : { skipped: '--no-baselines' };
+      if (o.baselines && k.skipped) note(`eviction/density: ${k.skipped}`);
+      const zl = `kernel zram (${k.algorithm ?? c})`;
+      if (wants.has('eviction')) {
+        const bars: Bar[] = [
+          { label: `tmem region.evict() (${c})`, role: 'tmem', value: ev ? ev.median : null, note: ev ? `median of ${ev.rounds} round(s): ${ev.pagesPerSecond.join(', ')} pages/s; ${ev.usPerPage} us/page` : undefined },
+          { label: `${zl} MADV_PAGEOUT`, role: 'baseline', value: k.pageoutPagesPerSecond ?? null, note: k.skipped ?? `${k.pageoutUsPerPage} us/page` },
+        ];
+        scenarios.push({
+          kind: 'bars', id: 'eviction', title: 'eviction throughput (compress + store)', unit: 'pages/s', better: 'higher',
+          status: ev ? 'ok' : 'failed', ...(evError ? { error: evError } : {}), bars,
+          ratio: ev && k.pageoutPagesPerSecond ? r3(ev.median / k.pageoutPagesPerSecond) : null,
+          detail: ev ? { rounds: ev.rounds, pagesPerSecond: ev.pagesPerSecond, usPerPage: ev.usPerPage } : undefined,
+          notes: [],
+        });
+      }
+      if (wants.has('density')) {
+        const d = ev?.density;
+        const measured = d ? d.processAnon ?? d.withMetadata : null;
+        const bars: Bar[] = [
+          { label: 'tmem (process memory growth)', role: 'tmem', value: d?.processAnon ?? null, note: 'anonymous memory of the process after evict() minus before the region, per page' },
+          { label: 'tmem pool + index + page state', role: 'reference', value: d?.withMetadata ?? null },
+          { label: 'tmem pool only', role: 'reference', value: d?.poolOnly ?? null },
+          { label: `${zl} mem_used_total`, role: 'baseline', value: k.bytesPerPage ?? null, note: k.skipped },
+        ];
+        if (d && d.processAnon === null) bars[0].note = '/proc/self/smaps_rollup unreadable: the ratio uses pool + index + page state';
+        scenarios.push({
+          kind: 'bars', id: 'density', title: 'memory per evicted page', unit: 'bytes/page', better: 'lower',
+          status: ev ? 'ok' : 'failed', ...(evError ? { error: evError } : {}), bars,
+          ratio: measured !== null && k.bytesPerPage ? r3(measured / k.bytesPerPage) : null,
+          detail: ev ? { storedPages: ev.storedPages, samePages: ev.samePages, hugePages: ev.hugePages, compressionRatio: ev.compressionRatio, poolBytes: ev.poolBytes } : undefined,
+          notes: ['every corpus page counts in both denominators, zero pages included (same-filled in tmem, the swap zeromap in the kernel)'],
+        });
+      }
+    }
+  } finally {
+    if (corpusFile) removeCorpusFile(corpusFile);
+  }
+
+  const bad = scenarios.reduce((a, s) => a + (s.kind === 'latency' ? s.badPages ?? 0 : 0), 0);
+  if (bad > 0) note(`WRONG DATA: ${bad} pages read back with contents other than written`);
+  const cpus = os.cpus();
+  return {
+    tool: 'tmem bench',
+    version: version(),
+    startedAt: new Date(t0).toISOString(),
+    durationMs: Date.now() - t0,
+    host: {
+      kernel: `${os.type()} ${os.release()}`, cpus: cpus.length, cpuModel: cpus[0]?.model ?? 'unknown', node: process.version, root,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    },
+    options: { quick: o.quick, pages: o.pages, corpus: o.corpus, pattern: o.pattern, compressors: o.compressors, allocator: o.allocator, pin: o.pin, threads: o.threads, scenarios: o.scenarios, seed: o.seed, rounds: o.rounds, dir, baselines: o.baselines },
+    corpus: { source: bc.source, pages: corpus.pages, kinds: bc.counts },
+    histogramEdgesUs: edges,
+    scenarios,
+    notes,
+    ok: bad === 0 && scenarios.every((s) => s.status === 'ok'),
+  };
+}
