@@ -22,18 +22,12 @@ export class Progress {
     this.tty = enabled && out.isTTY === true && process.env.TERM !== 'dumb';
   }
 
-  /** Starts a step of `total` units (0: an indeterminate step). */
+  /**
+   * Starts a step of `total` units, or an indeterminate one (total 0: elapsed
+   * time only, redrawn while the event loop runs).
+   */
   start(label: string, total = 0): void {
-    this.finishLine();
-    this.label = label;
-    this.total = total;
-    this.done = 0;
-    this.expectedMs = 0;
-    this.t0 = Date.now();
-    this.active = true;
-    if (!this.enabled) return;
-    if (this.tty) this.draw();
-    else this.out.write(`  ${label} ...\n`);
+    this.begin(label, total, 0);
   }
 
   /**
@@ -41,13 +35,30 @@ export class Progress {
    * bar fills with elapsed time against `expectedMs`, stopping at 95%.
    */
   startTimed(label: string, expectedMs: number): void {
-    this.start(label, 1000);
-    this.expectedMs = Math.max(1, expectedMs);
-    if (this.tty) {
+    this.begin(label, 1000, Math.max(1, expectedMs));
+  }
+
+  private begin(label: string, total: number, expectedMs: number): void {
+    this.finishLine();
+    this.label = label;
+    this.total = total;
+    this.done = 0;
+    this.expectedMs = expectedMs;
+    this.t0 = Date.now();
+    this.active = true;
+    if (!this.enabled) return;
+    if (!this.tty) {
+      this.out.write(`  ${label} ...\n`);
+      return;
+    }
+    this.draw();
+    // Counted steps are redrawn by update() only: nothing is written while touches are timed.
+    if (expectedMs > 0 || total === 0) {
       this.timer = setInterval(() => {
-        this.done = Math.min(950, Math.round((1000 * (Date.now() - this.t0)) / this.expectedMs));
+        if (expectedMs > 0) this.done = Math.min(950, Math.round((1000 * (Date.now() - this.t0)) / expectedMs));
         this.draw();
-      }, 100);
+      }, 200);
+      this.timer.unref();
     }
   }
 
