@@ -191,6 +191,7 @@ export function renderReport(r: BenchResult): string {
   tr.tmem td:first-child { color: #e8590c; font-weight: 600; }
   tr.reference td, tr.skipped td { color: #868e96; }
   td.note { color: #868e96; font-size: 12px; }
+  table.summary td:not(.note), table.summary th { white-space: nowrap; }
 </style></head>
 <body data-expected="${ids.length}">
 <h1>tmem bench</h1>
