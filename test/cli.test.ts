@@ -152,8 +152,10 @@ function checkLatency(t: import('ava').ExecutionContext, sc: LatencyScenario, pa
   else t.is(sc.ratio, null);
 }
 
+// The test suite never starts the kernel baselines (zram, swapon, dropping the page cache):
+// they change the machine. The CI browser check (npm run test:report) runs them for real.
 test('tmem bench --quick --pages 500 --json: one JSON document with every scenario', async (t) => {
-  const r = await tmem(['bench', '--quick', '--pages', '500', '--json'], { timeoutMs: 55000 });
+  const r = await tmem(['bench', '--quick', '--pages', '500', '--no-baselines', '--json'], { timeoutMs: 55000 });
   t.is(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as BenchResult;
   t.is(doc.tool, 'tmem bench');
@@ -171,7 +173,7 @@ test('tmem bench --quick --pages 500 --json: one JSON document with every scenar
   t.true(ev.bars[0].value! > 0);
   const dn = doc.scenarios.find((s) => s.id === 'density') as BarScenario;
   t.true(dn.bars[1].value! > 0 && dn.bars[1].value! < 4096, 'pool bytes per page below a page');
-  if (!doc.host.root) t.true(doc.notes.some((n) => /not root/.test(n)), 'says why the kernel baselines are missing');
+  t.true(doc.notes.some((n) => /--no-baselines/.test(n)), 'says why the baselines are missing');
   t.regex(r.stderr, /pool lz4: touch/, 'progress on stderr');
 });
 
@@ -188,7 +190,7 @@ test('tmem bench --report writes a self-contained page with Chart.js inlined; th
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-cli-report-'));
   try {
     const file = path.join(dir, 'report.html');
-    const r = await tmem(['bench', '--quick', '--pages', '500', '--scenarios', 'zero,eviction,density', '--corpus', 'json=70,zero=30', '--report', file], { timeoutMs: 40000 });
+    const r = await tmem(['bench', '--quick', '--pages', '500', '--scenarios', 'zero,eviction,density', '--corpus', 'json=70,zero=30', '--no-baselines', '--report', file], { timeoutMs: 40000 });
     t.is(r.code, 0, r.stderr);
     t.regex(r.stdout, /fault latency, us per touch\s+p50\s+p90\s+p99\s+p99\.9/);
     t.regex(r.stdout, /zero\s+first touch/);
