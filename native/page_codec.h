@@ -42,9 +42,9 @@ int compress(const char* src, char* dst, int src_len, int dst_capacity);
 const void* decode_page(const uint8_t* obj, size_t n, char* stage, std::string* err);
 
 namespace zstd {
-/** True if libzstd.so.1 was found and exports ZSTD_decompress. */
+/** True if libzstd.so.1 was found and exports ZSTD_createDCtx and ZSTD_decompressDCtx. */
 bool available();
-/** ZSTD_decompress of one frame: bytes written, or < 0 on error. */
+/** ZSTD_decompressDCtx of one frame with a per-thread context: bytes written, or < 0 on error. */
 long decompress(const char* src, size_t src_len, char* dst, size_t dst_capacity);
 }  // namespace zstd
 }  // namespace tmem
