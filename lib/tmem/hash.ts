@@ -32,11 +32,6 @@ export function oidHash(pool: number, lo0: number, hi0: number, lo1: number, hi1
   return mix32(h ^ hi2 ^ 0x61c88647);
 }
 
-/** 30-bit hash of (object slot, page index). */
-export function pageHash(objSlot: number, index: number): number {
-  return mix32(Math.imul(objSlot, 0x9e3779b1) ^ mix32(index ^ 0x85ebca77));
-}
-
 /** Largest object id word accepted as a number. */
 export const MAX_OID_NUMBER = Number.MAX_SAFE_INTEGER;
 

@@ -9,48 +9,57 @@
  *   stats     Float64 [pool][stripe] = (pages, bytes), each cell written under its stripe lock
  *   control   Int32 words:
  *
- *   +--------+-------------+--------------+---------------+-----------------+---------+------------+
- *   | header | pool table  | stripe table | object hashes | object records  | segment | page       |
- *   | 64 w   | maxPools x  | nStripes x 4 | nStripes x    | maxObjects x    | LOCK,   | entries    |
- *   |        | 16 w        | LOCK FREE    | ohCap (rec+1) | 12 w            | COUNT   | (12 B each,|
- *   |        |             | BUMP COUNT   |               |                 | x nSegs | pagetable) |
- *   +--------+-------------+--------------+---------------+-----------------+---------+------------+
+ *   +--------+-------------+--------------+---------------+-----------------+-----------+-------------+
+ *   | header | pool table  | stripe table | object hashes | object records  | node      | nodes       |
+ *   | 64 w   | maxPools x  | nStripes x 4 | nStripes x    | maxObjects x    | COUNTs    | (maxNodes+1)|
+ *   |        | 16 w        | LOCK FREE    | ohCap (rec+1) | 12 w            | maxNodes  | x 64 w      |
+ *   |        |             | BUMP COUNT   |               |                 | + 1 w     | (pagetable) |
+ *   +--------+-------------+--------------+---------------+-----------------+-----------+-------------+
+ *   header: MAGIC POOLS_LOCK MAX_POOLS NSTRIPES OPS OHCAP MAX_NODES MAX_PAGES | [16] PAGES |
+ *           [32] node pool LOCK FREE BUMP MAX USED
  *   pool:   STATE USERS FLAGS DRIVER GEN UUID[4] EVICTED
- *   object: POOL+1 (0 = free) OID lo/hi x 3 PAGES MIN MAX NEXTFREE HASH
+ *   object: POOL+1 (0 = free) OID lo/hi x 3 PAGES | tree ROOT BASE HEIGHT (NEXTFREE when free) | HASH
  *
  *   object slot -> stripe = slot & (nStripes - 1) (each stripe allocates its own slots)
  *   oidHash -> stripe = h & (nStripes - 1), home in the stripe's hash = (h >>> stripeBits) % ohCap
- *   pageHash(slot, index) -> segment, home (lib/tmem/pagetable.ts)
+ *   page index -> the object's radix tree of 64-slot nodes (lib/tmem/pagetable.ts)
  *
- * Index cost: 12 bytes per page-table entry; the table is sized for `maxPages` at a load of
- * 0.8, i.e. 15 bytes of index per stored page when full (plus 48 B per object record).
+ * Index cost: ~4.1 bytes per stored page when an object's pages are dense (a 256 B leaf + a
+ * 4 B count per 64 pages, ~1/64 of that above), nothing beyond the 48 B object record for an
+ * object of one page, up to a leaf and its path per page when pages are scattered. The node
+ * pool is sized for maxPages / 4 nodes (maxPages pages at >= 8 per leaf on average) but
+ * reserves only address space: nodes are taken by bump, so the memory touched follows what
+ * is stored. PAGES bounds the pages of all pools by maxPages.
  *
  * Locks and their order (never take an earlier one while holding a later one):
  *   1. pool USERS count (not a lock: ops enter/leave; destroyPool waits for zero)
- *   2. stripe lock of the object (all pages of an object are changed under it)
- *   3. page segment lock (short: lookup/insert/delete of one entry)
+ *   2. stripe lock of the object (all pages of an object are changed under it; the object's
+ *      tree is read and written only under it)
+ *   3. node pool lock (short: taking or giving back tree nodes)
  *   4. zsmalloc MIGRATE read lock (inside zpool.read)
  * The zpool ALLOC lock is never taken while a stripe lock is held: a put mallocs before it
  * locks, and frees the replaced handle after it unlocks. zbud reclaim calls the evict callback
  * with ALLOC held and that callback takes 2 then 3, so the order there is ALLOC -> 2 -> 3.
- * A get on one object waits for a put on another only when both hash to the same stripe or,
- * for one short entry operation, to the same segment.
+ * A get on one object waits for a put on another only when both hash to the same stripe; a
+ * put that needs a new node waits for another thread taking or freeing one.
  *
- * Invariants (under the stripe lock): an object record exists iff it has >= 1 page; PAGES is
- * the number of page entries with its slot; each live zpool handle of a pool is named by
- * exactly one page entry (or is owned by the thread between malloc and insert / delete and
- * free); stats cells equal the sums over the stripe's entries.
+ * Invariants (under the stripe lock): an object record exists iff it has >= 1 page; PAGES of
+ * a record is the number of pages in its tree; each live zpool handle of a pool is in exactly
+ * one tree (or is owned by the thread between malloc and insert / delete and free); stats
+ * cells equal the sums over the stripe's trees; header PAGES = sum of the records' PAGES.
  */
 
 import { Arena, ArenaHandle, ArenaOptions, FRAME_SIZE } from '../arena';
 import { Zpool, attachZpool, createZpool, zpoolMetaBytes } from '../zpool';
 import { lock, unlock } from './lock';
-import { oidHash, pageHash, isOidNumber, lo32, hi32, bigLo32, bigHi32 } from './hash';
-import { PageTable, PE_WORDS, ptFind, ptInsert, ptDelete, segOf } from './pagetable';
+import { oidHash, isOidNumber, lo32, hi32, bigLo32, bigHi32 } from './hash';
+import { RadixIndex, MAX_NODES, NODE_SLOTS, formatNodePool, nodePoolWords } from './pagetable';
 
 const MAGIC = 0x544d454d; // 'TMEM'
 const H_MAGIC = 0, H_POOLS_LOCK = 1, H_MAX_POOLS = 2, H_NSTRIPES = 3, H_OPS = 4, H_OHCAP = 5,
-  H_NSEGS = 6, H_SEGCAP = 7;
+  H_MAX_NODES = 6, H_MAX_PAGES = 7;
+const H_PAGES = 16; // pages stored in all pools (own cache line: every new page adds to it)
+const H_NODE_POOL = 32; // node pool header (own cache line), see pagetable.ts
 const HDR = 64;
 const PW = 16;
 const P_STATE = 0, P_USERS = 1, P_FLAGS = 2, P_DRIVER = 3, P_GEN = 4, P_UUID = 5, P_EVICTED = 9;
@@ -60,7 +69,8 @@ const F_PERSISTENT = 1, F_SHARED = 2;
 const SW = 4;
 const S_LOCK = 0, S_FREE = 1, S_BUMP = 2, S_COUNT = 3;
 const RW = 12;
-const R_POOL = 0, R_OID = 1, R_PAGES = 7, R_MIN = 8, R_MAX = 9, R_NEXT = 10, R_HASH = 11;
+const R_POOL = 0, R_OID = 1, R_PAGES = 7, R_TREE = 8, R_HASH = 11;
+const R_NEXT = 10; // free-list link of a free record (the tree's HEIGHT word while in use)
 const DRIVERS = ['zsmalloc', 'zbud'];
 
 /** An object id: one number/bigint (words 1 and 2 zero) or three words. */
@@ -72,7 +82,10 @@ export interface StoreOptions {
   arena?: ArenaOptions;
   /** Most pools (default 16). */
   maxPools?: number;
-  /** Pages the index is sized for (default 4 per arena frame). Puts beyond it are refused. */
+  /**
+   * Most pages stored in all pools together (default 4 per arena frame); puts of new pages
+   * beyond it are refused. Sizes the index's node pool (address space; memory is touched as used).
+   */
   maxPages?: number;
   /** Most objects alive at once (default 65536). */
   maxObjects?: number;
@@ -123,8 +136,29 @@ export interface PoolStats {
   evicted: number;
 }
 
+/** Figures of the page index (`Store.indexStats`). */
+export interface IndexStats {
+  /** Pages stored in all pools. */
+  pages: number;
+  /** Most pages (`StoreOptions.maxPages`). */
+  maxPages: number;
+  /** Radix tree nodes in use. */
+  nodes: number;
+  /** Most nodes. */
+  maxNodes: number;
+  /** Nodes ever taken from the untouched part of the node pool. */
+  touchedNodes: number;
+  /** Bytes per node (slots and count). */
+  nodeBytes: number;
+}
+
 /** Called by `getWith` with the page bytes in place: `bytes[offset .. offset + len)`. */
 export type PageReader = (bytes: Uint8Array, offset: number, len: number) => void;
+
+/** Word of node 0: after the COUNT array at `cnt`, on a 64-byte boundary. */
+function nodesBase(cnt: number, maxNodes: number): number {
+  return (cnt + nodePoolWords(maxNodes).counts + 15) & ~15;
+}
 
 function pow2ceil(n: number): number {
   return n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n));
@@ -160,7 +194,8 @@ export class Store {
   private readonly STRIPES: number;
   private readonly OH: number;
   private readonly REC: number;
-  private readonly pt: PageTable;
+  private readonly ix: RadixIndex;
+  private readonly maxPages: number;
   private readonly zps: (Zpool | undefined)[] = [];
   private readonly gens: number[] = [];
   private readonly staging = new Uint8Array(FRAME_SIZE);
@@ -180,9 +215,9 @@ export class Store {
     this.STRIPES = this.POOLS + this.maxPools * PW;
     this.OH = this.STRIPES + this.nStripes * SW;
     this.REC = this.OH + this.nStripes * this.ohCap;
-    const nSegs = c[H_NSEGS];
-    const segMeta = this.REC + this.nStripes * c[H_OPS] * RW;
-    this.pt = { c, segMeta, base: segMeta + nSegs * 2, segCap: c[H_SEGCAP], segBits: 31 - Math.clz32(nSegs) };
+    const cnt = this.REC + this.nStripes * c[H_OPS] * RW;
+    this.ix = new RadixIndex(c, H_NODE_POOL, cnt, nodesBase(cnt, c[H_MAX_NODES]));
+    this.maxPages = c[H_MAX_PAGES];
     this.viewBytes = this.staging;
     for (let p = 0; p < this.maxPools; p++) { this.zps.push(undefined); this.gens.push(-1); }
   }
@@ -205,14 +240,14 @@ export class Store {
     const nStripes = Math.min(256, pow2ceil(Math.ceil(maxObjects / 8)));
     const ops = Math.ceil(maxObjects / nStripes);
     const ohCap = pow2ceil(ops * 2);
-    const nSegs = Math.min(4096, pow2ceil(Math.ceil(maxPages / 512)));
-    const segCap = Math.max(16, Math.ceil(maxPages / nSegs / 0.8));
-    const words = HDR + maxPools * PW + nStripes * SW + nStripes * ohCap + nStripes * ops * RW +
-      nSegs * 2 + nSegs * segCap * PE_WORDS;
+    const maxNodes = Math.min(MAX_NODES, Math.ceil(maxPages / 4) + 64);
+    const cnt = HDR + maxPools * PW + nStripes * SW + nStripes * ohCap + nStripes * ops * RW;
+    const words = nodesBase(cnt, maxNodes) + nodePoolWords(maxNodes).nodes;
     const control = new SharedArrayBuffer(words * 4);
     const c = new Int32Array(control);
     c[H_MAX_POOLS] = maxPools; c[H_NSTRIPES] = nStripes; c[H_OPS] = ops; c[H_OHCAP] = ohCap;
-    c[H_NSEGS] = nSegs; c[H_SEGCAP] = segCap;
+    c[H_MAX_NODES] = maxNodes; c[H_MAX_PAGES] = maxPages;
+    formatNodePool(c, H_NODE_POOL, maxNodes);
     const stripes = HDR + maxPools * PW;
     for (let s = 0; s < nStripes; s++) c[stripes + s * SW + S_FREE] = -1;
     const metaBytes = Math.max(...DRIVERS.map((d) => zpoolMetaBytes(d, arena)));
@@ -402,6 +437,47 @@ export class Store {
     }
   }
 
+  /**
+   * Figures of the page index, over all pools: pages stored (bounded by `maxPages`), radix
+   * tree nodes in use, the most there may be, and how many were ever taken (the node memory
+   * touched is `touchedNodes * nodeBytes`).
+   */
+  indexStats(): IndexStats {
+    const n = this.ix.nodes();
+    return {
+      pages: Atomics.load(this.c, H_PAGES), maxPages: this.maxPages, nodes: n.used, maxNodes: n.max,
+      touchedNodes: n.touched, nodeBytes: NODE_SLOTS * 4 + 4,
+    };
+  }
+
+  /**
+   * Check the index (tests; takes every stripe lock in turn, so run it while the store is
+   * quiet): each object's tree is sound and holds PAGES pages, the trees use every node in
+   * use, and the pages add up to the stored total. Throws on a broken invariant.
+   */
+  checkIndex(): void {
+    const c = this.c;
+    let pages = 0, nodes = 0;
+    for (let s = 0; s < this.nStripes; s++) {
+      const sl = this.STRIPES + s * SW;
+      lock(c, sl + S_LOCK);
+      try {
+        for (let k = 0; k < c[sl + S_BUMP]; k++) {
+          const r = this.REC + (k * this.nStripes + s) * RW;
+          if (c[r + R_POOL] === 0) continue;
+          const [p, n] = this.ix.check(r + R_TREE);
+          if (p !== c[r + R_PAGES] || p === 0) throw new Error(`index: object ${k * this.nStripes + s} has ${p} pages, PAGES ${c[r + R_PAGES]}`);
+          pages += p; nodes += n;
+        }
+      } finally {
+        unlock(c, sl + S_LOCK);
+      }
+    }
+    const st = this.indexStats();
+    if (pages !== st.pages) throw new Error(`index: trees hold ${pages} pages, PAGES ${st.pages}`);
+    if (nodes !== st.nodes) throw new Error(`index: trees hold ${nodes} nodes, ${st.nodes} in use`);
+  }
+
   /** The allocator of a pool (for its own stats, `compact`, `shrink`). */
   zpool(pool: number): Zpool {
     const zp = this.enter(pool);
@@ -430,7 +506,7 @@ export class Store {
   }
 
   private newObj(stripe: number, h: number, pool: number, lo0: number, hi0: number, lo1: number, hi1: number,
-    lo2: number, hi2: number, index: number): number {
+    lo2: number, hi2: number): number {
     const c = this.c, cap = this.ohCap;
     const sl = this.STRIPES + stripe * SW;
     if (c[sl + S_COUNT] >= cap - 1) return -1;
@@ -447,7 +523,7 @@ export class Store {
     c[r + R_POOL] = pool + 1;
     c[r + R_OID] = lo0; c[r + R_OID + 1] = hi0; c[r + R_OID + 2] = lo1; c[r + R_OID + 3] = hi1;
     c[r + R_OID + 4] = lo2; c[r + R_OID + 5] = hi2;
-    c[r + R_PAGES] = 0; c[r + R_MIN] = index; c[r + R_MAX] = index; c[r + R_HASH] = h;
+    c[r + R_PAGES] = 0; c[r + R_TREE] = 0; c[r + R_TREE + 1] = 0; c[r + R_TREE + 2] = 0; c[r + R_HASH] = h;
     const hb = this.OH + stripe * cap;
     let i = (h >>> this.stripeBits) % cap;
     while (c[hb + i] !== 0) if (++i === cap) i = 0;
@@ -481,49 +557,27 @@ export class Store {
     c[sl + S_FREE] = slot;
   }
 
-  /** Remove all page entries of an object; pushes handles to `out` unless null. Stripe lock held. */
+  /**
+   * Remove every page of an object (its tree is freed); pushes the handles to `out` unless null
+   * (destroyPool: the stats are reset and the zpool emptied afterwards). Stripe lock held.
+   */
   private dropObjectPages(slot: number, out: number[] | null): number {
-    const c = this.c, t = this.pt;
+    const c = this.c;
     const r = this.REC + slot * RW;
     const pool = c[r + R_POOL] - 1;
     const stripe = slot & (this.nStripes - 1);
     const cell = (pool * this.nStripes + stripe) * 2;
+    const from = out ? out.length : 0;
+    const dropped = this.ix.drain(r + R_TREE, out);
     const zp = this.zps[pool];
-    let dropped = 0;
-    const pages = c[r + R_PAGES];
-    const lo = c[r + R_MIN] >>> 0, hi = c[r + R_MAX] >>> 0;
-    const nSegs = 1 << t.segBits;
-    const dropAt = (seg: number, e: number) => {
-      const hd = c[e + 2];
-      if (zp) this.st[cell + 1] -= zp.size(hd);
-      if (out) out.push(hd);
-      ptDelete(t, seg, e);
-      dropped++;
-    };
-    if (hi - lo + 1 <= pages * 8 + 64) {
-      for (let x = lo; x <= hi && dropped < pages; x++) {
-        const idx = x | 0;
-        const h = pageHash(slot, idx);
-        const seg = segOf(t, h);
-        lock(c, t.segMeta + seg * 2);
-        const e = ptFind(t, seg, h, slot, idx);
-        if (e >= 0) dropAt(seg, e);
-        unlock(c, t.segMeta + seg * 2);
-      }
-    } else {
-      for (let seg = 0; seg < nSegs && dropped < pages; seg++) {
-        lock(c, t.segMeta + seg * 2);
-        const sb = t.base + seg * t.segCap * PE_WORDS;
-        for (let i = 0; i < t.segCap;) {
-          const e = sb + i * PE_WORDS;
-          if (c[e] === slot + 1) dropAt(seg, e); // the run shifted back: look at i again
-          else i++;
-        }
-        unlock(c, t.segMeta + seg * 2);
-      }
+    if (out && zp) {
+      let bytes = 0;
+      for (let i = from; i < out.length; i++) bytes += zp.size(out[i]);
+      this.st[cell + 1] -= bytes;
     }
     this.st[cell] -= dropped;
     c[r + R_PAGES] -= dropped;
+    Atomics.sub(c, H_PAGES, dropped);
     return dropped;
   }
 
@@ -564,29 +618,28 @@ export class Store {
       lock(c, sl + S_LOCK);
       try {
         let slot = this.findObj(stripe, ih, pool, lo0, hi0, lo1, hi1, lo2, hi2);
-        if (slot < 0 && hd !== 0) slot = this.newObj(stripe, ih, pool, lo0, hi0, lo1, hi1, lo2, hi2, idx);
+        if (slot < 0 && hd !== 0) slot = this.newObj(stripe, ih, pool, lo0, hi0, lo1, hi1, lo2, hi2);
         if (slot >= 0) {
-          const t = this.pt;
-          const ph = pageHash(slot, idx);
-          const seg = segOf(t, ph);
-          const sm = t.segMeta + seg * 2;
+          const ix = this.ix;
           const r = this.REC + slot * RW;
+          const th = r + R_TREE;
           const cell = (pool * this.nStripes + stripe) * 2;
-          lock(c, sm);
-          const e = ptFind(t, seg, ph, slot, idx);
-          if (e >= 0) {
-            old = c[e + 2];
-            if (hd !== 0) { c[e + 2] = hd; ok = true; }
-            else { ptDelete(t, seg, e); this.st[cell]--; c[r + R_PAGES]--; }
-          } else if (hd !== 0) {
-            ok = ptInsert(t, seg, ph, slot, idx, hd) >= 0;
-            if (ok) { this.st[cell]++; c[r + R_PAGES]++; }
+          if (hd === 0) {
+            // refused: drop the old page so that a later get never returns stale data
+            old = ix.delete(th, idx);
+            if (old !== 0) { this.st[cell]--; c[r + R_PAGES]--; Atomics.sub(c, H_PAGES, 1); }
+          } else {
+            old = ix.get(th, idx);
+            if (old !== 0) {
+              ix.set(th, idx, hd); // the path exists: a replacement takes no node
+              ok = true;
+            } else if (Atomics.add(c, H_PAGES, 1) < this.maxPages) {
+              ok = ix.set(th, idx, hd) === 0;
+              if (ok) { this.st[cell]++; c[r + R_PAGES]++; } else Atomics.sub(c, H_PAGES, 1);
+            } else Atomics.sub(c, H_PAGES, 1);
           }
-          unlock(c, sm);
           if (ok) {
             this.st[cell + 1] += len;
-            if ((idx >>> 0) < (c[r + R_MIN] >>> 0)) c[r + R_MIN] = idx;
-            if ((idx >>> 0) > (c[r + R_MAX] >>> 0)) c[r + R_MAX] = idx;
             zp.setTag(hd, slot, idx);
           }
           if (old !== 0) this.st[cell + 1] -= zp.size(old);
@@ -652,14 +705,8 @@ export class Store {
       try {
         const slot = this.findObj(stripe, ih, pool, lo0, hi0, lo1, hi1, lo2, hi2);
         if (slot < 0) return -1;
-        const t = this.pt;
-        const ph = pageHash(slot, idx);
-        const seg = segOf(t, ph);
-        const sm = t.segMeta + seg * 2;
-        lock(c, sm);
-        let e = ptFind(t, seg, ph, slot, idx);
-        if (e >= 0) hd = c[e + 2];
-        unlock(c, sm);
+        const th = this.REC + slot * RW + R_TREE;
+        hd = this.ix.get(th, idx);
         if (hd === 0) return -1;
         if (mode === 0) {
           const n = zp.size(hd);
@@ -684,10 +731,8 @@ export class Store {
           } finally { zp.unpin(); }
         }
         if (remove) {
-          lock(c, sm);
-          e = ptFind(t, seg, ph, slot, idx);
-          ptDelete(t, seg, e);
-          unlock(c, sm);
+          this.ix.delete(th, idx);
+          Atomics.sub(c, H_PAGES, 1);
           const cell = (pool * this.nStripes + stripe) * 2;
           this.st[cell]--;
           this.st[cell + 1] -= len;
@@ -725,15 +770,9 @@ export class Store {
       try {
         const slot = this.findObj(stripe, ih, pool, lo0, hi0, lo1, hi1, lo2, hi2);
         if (slot < 0) return false;
-        const t = this.pt;
-        const ph = pageHash(slot, idx);
-        const seg = segOf(t, ph);
-        const sm = t.segMeta + seg * 2;
-        lock(c, sm);
-        const e = ptFind(t, seg, ph, slot, idx);
-        if (e >= 0) { hd = c[e + 2]; ptDelete(t, seg, e); }
-        unlock(c, sm);
+        hd = this.ix.delete(this.REC + slot * RW + R_TREE, idx);
         if (hd === 0) return false;
+        Atomics.sub(c, H_PAGES, 1);
         const cell = (pool * this.nStripes + stripe) * 2;
         this.st[cell]--;
         this.st[cell + 1] -= zp.size(hd);
@@ -790,16 +829,10 @@ export class Store {
     try {
       const r = this.REC + slot * RW;
       if (c[r + R_POOL] !== pool + 1) return false;
-      const t = this.pt;
-      const ph = pageHash(slot, idx);
-      const seg = segOf(t, ph);
-      const sm = t.segMeta + seg * 2;
-      lock(c, sm);
-      const e = ptFind(t, seg, ph, slot, idx);
-      const hit = e >= 0 && c[e + 2] === hd;
-      if (hit) ptDelete(t, seg, e);
-      unlock(c, sm);
-      if (!hit) return false;
+      const th = r + R_TREE;
+      if (this.ix.get(th, idx) !== hd) return false;
+      this.ix.delete(th, idx);
+      Atomics.sub(c, H_PAGES, 1);
       const cell = (pool * this.nStripes + stripe) * 2;
       this.st[cell]--;
       this.st[cell + 1] -= (this.zps[pool] as Zpool).size(hd);
