@@ -51,6 +51,25 @@ export class PageFifo {
     return true;
   }
 
+  /**
+   * Drops dead entries, keeping the order: `live(region, page, stamp)` says
+   * which stay. Called when dead entries outnumber live ones, so that pages
+   * that come and go often cannot grow the ring without bound.
+   */
+  compact(live: (regionId: number, page: number, stamp: number) => boolean): void {
+    let w = 0;
+    for (let i = 0; i < this.length; i++) {
+      const j = (this.head + i) % this.cap;
+      if (!live(this.region[j], this.pg[j], this.stamp[j])) continue;
+      const k = (this.head + w) % this.cap;
+      this.region[k] = this.region[j];
+      this.pg[k] = this.pg[j];
+      this.stamp[k] = this.stamp[j];
+      w++;
+    }
+    this.length = w;
+  }
+
   private grow(): void {
     const cap = this.cap * 2;
     const r = new Int32Array(cap), p = new Uint32Array(cap), s = new Int32Array(cap);

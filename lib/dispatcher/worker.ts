@@ -180,6 +180,7 @@ let refuseUntilBelow = false; // zswap accept-threshold hysteresis
 function fifoPush(r: RegionState, page: number): void {
   const s = (stamp = (stamp + 1) | 0);
   r.seq[page] = s;
+  if (fifo.length > 2 * resident + 4096) fifo.compact(residentEntryLive);
   fifo.push(r.id, page, s);
 }
 
@@ -187,7 +188,21 @@ function storedPush(r: RegionState, page: number): void {
   r.aux[page] = nowSec();
   const s = (stamp = (stamp + 1) | 0);
   r.seq[page] = s;
+  if (!storedFifoUsed) return; // nobody would ever pop it
+  if (storedFifo.length > 2 * G[P.G_STORED] + 4096) storedFifo.compact(storedEntryLive);
   storedFifo.push(r.id, page, s);
+}
+
+function residentEntryLive(rid: number, page: number, s: number): boolean {
+  const r = byId.get(rid);
+  if (!r || r.closed || r.seq[page] !== s) return false;
+  const st = r.state[page];
+  return st === ACTIVE || st === CLEAN;
+}
+
+function storedEntryLive(rid: number, page: number, s: number): boolean {
+  const r = byId.get(rid);
+  return !!r && !r.closed && r.seq[page] === s && r.state[page] === STORED;
 }
 
 function findRegion(addr: number): RegionState | undefined {
@@ -954,6 +969,8 @@ let running = true;
 const EVICT_BACKOFF_MS = 50;
 let evictBackoffUntil = 0;
 const idleEnabled = opts.idle.afterMs > 0 && (opts.idle.recompress || (opts.idle.writeback !== false && opts.swapFileFd >= 0));
+/** The stored FIFO feeds write-back (swap file) and the idle pass; without both it is not kept. */
+const storedFifoUsed = opts.swapFileFd >= 0 || idleEnabled;
 let shrinking = false;
 function drainRequests(): void {
   for (;;) {
