@@ -33,7 +33,10 @@ export interface Backends {
   compact(): number;
 }
 
-const CHUNK = 16 * 2 ** 20;
+// 64 MiB: above glibc's largest dynamic mmap threshold (32 MiB), so every chunk is its own
+// mmap and calloc() touches none of it (a 16 MiB chunk can come from the heap and be
+// cleared by hand, committing memory the pool never uses).
+const CHUNK = 64 * 2 ** 20;
 
 /** Creates the arena, the store and both pools, sized for `poolLimitBytes`. */
 export function createStore(o: DispatcherOptions): StoreHandle {
