@@ -599,6 +599,16 @@ function toSwapFile(r: RegionState, page: number, off: number, slot: number): nu
   return DEFERRED;
 }
 
+/** Queues a stored page (its object loaded in objBuf) for the swap file; settled by flushWriteback(). */
+function queuePoolWriteback(r: RegionState, page: number, len: number): void {
+  if (wbCount === WB) flushWriteback();
+  codec.decompress(objBuf, 0, len, wbBuf, wbCount * PAGE);
+  wbOwner[wbCount] = r.id;
+  wbPage[wbCount] = page;
+  wbFrom[wbCount] = -1;
+  wbCount++;
+}
+
 /** zswap's shrinker: writes the oldest pool entries back to the swap file. */
 function writebackFromPool(max: number): number {
   let n = 0;
@@ -608,12 +618,7 @@ function writebackFromPool(max: number): number {
     if (!r || r.closed || r.seq[page] !== storedFifo.outStamp || r.state[page] !== STORED) continue;
     const len = poolLoad(r.id, page);
     if (len < 0) continue;
-    if (wbCount === WB) flushWriteback();
-    codec.decompress(objBuf, 0, len, wbBuf, wbCount * PAGE);
-    wbOwner[wbCount] = r.id;
-    wbPage[wbCount] = page;
-    wbFrom[wbCount] = -1;
-    wbCount++;
+    queuePoolWriteback(r, page, len);
     n++;
   }
   flushWriteback();
@@ -776,12 +781,7 @@ function idlePass(): void {
     if (len < 0) continue;
     const raw = objBuf[0] === CODEC_RAW;
     if (swapUsable() && (opts.idle.writeback === 'idle' || (opts.idle.writeback === 'huge' && raw))) {
-      if (wbCount === WB) flushWriteback();
-      codec.decompress(objBuf, 0, len, wbBuf, wbCount * PAGE);
-      wbOwner[wbCount] = r.id;
-      wbPage[wbCount] = page;
-      wbFrom[wbCount] = -1;
-      wbCount++;
+      queuePoolWriteback(r, page, len);
       G[P.G_IDLE_WRITEBACK]++;
       continue;
     }
