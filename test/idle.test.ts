@@ -1,0 +1,106 @@
+/**
+ * zram's idle handling with real faults: idle stored pages are recompressed
+ * with zstd when that saves space, pages nothing helps are marked and never
+ * tried again, and with a swap file idle pages are written back to it. Every
+ * byte is read back afterwards.
+ */
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { open, type Swap, type SwapStats } from '../lib';
+import { Watchdog } from './helpers/harness';
+
+const PAGE = 4096;
+const watchdog = new Watchdog();
+
+/** Text-like pages (lz4 gains, zstd at level 9 gains more) and `randomPages` incompressible ones. */
+function content(pages: number, randomPages: number): Buffer {
+  const b = Buffer.alloc(pages * PAGE);
+  const words = ['{"id":', '"name":"', 'alpha', 'beta', 'gamma', '"tags":[', '],', 'delta', 'epsilon', '}'];
+  let x = 12345;
+  for (let p = 0; p < pages - randomPages; p++) {
+    let o = p * PAGE;
+    const end = o + PAGE;
+    while (o < end) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      const w = words[x % words.length] + String(x % 997);
+      o += b.write(w, o, Math.min(w.length, end - o), 'latin1');
+    }
+  }
+  randomBytes(randomPages * PAGE).copy(b, (pages - randomPages) * PAGE);
+  return b;
+}
+
+async function until(swap: Swap, ok: (s: SwapStats) => boolean, ms: number): Promise<SwapStats> {
+  const end = Date.now() + ms;
+  let s = swap.stats();
+  while (!ok(s) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 20));
+    s = swap.stats();
+  }
+  return s;
+}
+
+test('idle pages are recompressed with zstd when it saves space; incompressible ones are marked once and never retried', async (t) => {
+  const pages = 256, random = 32;
+  const swap = await open({ residentLimit: '4MiB', poolLimit: '16MiB', idle: { after: 150, budget: 10000 } });
+  try {
+    const region = swap.region(pages * PAGE);
+    const want = content(pages, random);
+    const bytes = new Uint8Array(region.buffer);
+    watchdog.guard('fill', 10000, () => bytes.set(want));
+    t.is(await region.evict(), pages);
+    const before = swap.stats();
+    t.is(before.storedPages, pages);
+    const s1 = await until(swap, (s) => s.idle.recompressed + s.idle.noGain >= pages, 5000);
+    t.is(s1.idle.recompressed, pages - random, 'every text page was recompressed');
+    t.is(s1.idle.noGain, random, 'every random page was tried once and marked');
+    t.true(s1.idle.bytesSaved > 0);
+    t.true(s1.compressedBytes < before.compressedBytes, `compressed bytes fell: ${before.compressedBytes} -> ${s1.compressedBytes}`);
+    t.is(s1.compressedBytes, before.compressedBytes - s1.idle.bytesSaved);
+    // Another idle period: the marked pages are visited again but not retried.
+    await new Promise((r) => setTimeout(r, 1500));
+    const s2 = swap.stats();
+    t.is(s2.idle.noGain, random, 'no page is retried');
+    t.is(s2.idle.recompressed, pages - random, 'zstd pages are not recompressed again');
+    watchdog.guard('read back', 10000, () => t.true(Buffer.from(bytes.buffer, 0, pages * PAGE).equals(want), 'every byte reads back'));
+    t.is(swap.stats().faults.pool, pages);
+  } finally {
+    await swap.close();
+  }
+});
+
+test("idle.writeback 'idle' with a swap file: idle pages go to the file and read back", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-idle-'));
+  const pages = 200;
+  const swap = await open({
+    residentLimit: '4MiB', poolLimit: '16MiB', swapFile: { path: dir, size: '4MiB' },
+    idle: { after: 150, budget: 10000, recompress: false, writeback: 'idle' },
+  });
+  try {
+    const region = swap.region(pages * PAGE);
+    const want = content(pages, 10);
+    const bytes = new Uint8Array(region.buffer);
+    watchdog.guard('fill', 10000, () => bytes.set(want));
+    await region.evict();
+    const s = await until(swap, (x) => x.idle.writtenBack >= pages - 10, 5000);
+    t.true(s.idle.writtenBack >= pages - 10, `idle pages written back: ${s.idle.writtenBack}`);
+    t.is(s.swapFile!.pages, s.idle.writtenBack + 10, 'the random pages went to the file at eviction, the rest when idle');
+    t.is(s.storedPages, 0, 'nothing idle is left in the pool');
+    watchdog.guard('read back', 10000, () => t.true(Buffer.from(bytes.buffer, 0, pages * PAGE).equals(want), 'every byte reads back'));
+    t.true(swap.stats().swapFile!.swapIns >= pages - 10);
+  } finally {
+    await swap.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('idle option validation names the field', async (t) => {
+  await t.throwsAsync(open({ idle: { after: -1 } }), { instanceOf: RangeError, message: /idle\.after/ });
+  await t.throwsAsync(open({ idle: { writeback: 'all' as never } }), { instanceOf: RangeError, message: /idle\.writeback/ });
+  await t.throwsAsync(open({ idle: { recompressLevel: 30 } }), { instanceOf: RangeError, message: /idle\.recompressLevel/ });
+  await t.throwsAsync(open({ idle: { budget: 0 } }), { instanceOf: RangeError, message: /idle\.budget/ });
+  await t.throwsAsync(open({ idle: 'soon' as never }), { instanceOf: TypeError, message: /idle/ });
+});
