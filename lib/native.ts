@@ -151,6 +151,8 @@ export interface Region {
   readonly address: number;
   readonly size: number;
   readonly closed: boolean;
+  /** The range ioctls UFFDIO_REGISTER reported for this region: 'WAKE', 'COPY', 'ZEROPAGE', 'MOVE', 'WRITEPROTECT', ... */
+  readonly ioctls: string[];
   /**
    * An external ArrayBuffer over the region. The memory stays mapped while any
    * ArrayBuffer over it is reachable; close() detaches those handed out here.

@@ -216,6 +216,17 @@ Napi::Error sys_error(Napi::Env env, const tmem::SysError& e) {
     throw sys_error(info.Env(), e);                      \
   }
 
+/** Names of the _UFFDIO_* bits in an ioctls mask. */
+Napi::Array ioctl_names(Napi::Env env, uint64_t ioctls) {
+  static const char* kIoctls[] = {"REGISTER", "UNREGISTER", "WAKE", "COPY", "ZEROPAGE", "MOVE", "WRITEPROTECT", "CONTINUE", "POISON"};
+  Napi::Array names = Napi::Array::New(env);
+  uint32_t j = 0;
+  for (int bit = 0; bit < 9; bit++)
+    if (ioctls & (uint64_t{1} << bit)) names.Set(j++, kIoctls[bit]);
+  if (ioctls & (uint64_t{1} << _UFFDIO_API)) names.Set(j++, "API");
+  return names;
+}
+
 // ---- Uffd ---------------------------------------------------------------------
 
 class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
@@ -530,6 +541,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
                            InstanceAccessor<&RegionWrap::Size>("size"),
                            InstanceAccessor<&RegionWrap::Buffer>("buffer"),
                            InstanceAccessor<&RegionWrap::Closed>("closed"),
+                           InstanceAccessor<&RegionWrap::Ioctls>("ioctls"),
                            InstanceMethod<&RegionWrap::Close>("close"),
                        });
   }
@@ -555,7 +567,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     uint64_t addr = 0;
     SYSCALL_GUARD({ addr = tmem::map_anonymous(len); })
     try {
-      u->register_range(addr, len, mode);
+      range_ioctls_ = u->register_range(addr, len, mode);
     } catch (const tmem::SysError& e) {
       try {
         tmem::unmap(addr, len);  // nothing is left half-registered
@@ -592,6 +604,8 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     return Napi::Number::New(info.Env(), mapping_ ? static_cast<double>(mapping_->len) : 0);
   }
   Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !open()); }
+  // The range ioctls UFFDIO_REGISTER reported for this region ('COPY', 'MOVE', ...).
+  Napi::Value Ioctls(const Napi::CallbackInfo& info) { return ioctl_names(info.Env(), range_ioctls_); }
   bool open() const { return mapping_ && mapping_->open.load(); }
 
   // The same ArrayBuffer while it lives; a new one over the same memory if it
@@ -649,6 +663,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
   }
 
   std::shared_ptr<Mapping> mapping_;
+  uint64_t range_ioctls_ = 0;  // what UFFDIO_REGISTER says the range supports
   Napi::ObjectReference uffd_ref_;
   Napi::Reference<Napi::ArrayBuffer> buffer_ref_;
   std::vector<Napi::Reference<Napi::ArrayBuffer>> handed_out_;
@@ -677,13 +692,7 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("features", static_cast<double>(p.features));
   o.Set("ioctls", static_cast<double>(p.ioctls & 0xffffffffu));  // _UFFDIO_API (bit 63) omitted
-  Napi::Array ioctl_names = Napi::Array::New(env);
-  static const char* kIoctls[] = {"REGISTER", "UNREGISTER", "WAKE", "COPY", "ZEROPAGE", "MOVE", "WRITEPROTECT", "CONTINUE", "POISON"};
-  uint32_t j = 0;
-  for (int bit = 0; bit < 9; bit++)
-    if (p.ioctls & (uint64_t{1} << bit)) ioctl_names.Set(j++, kIoctls[bit]);
-  if (p.ioctls & (uint64_t{1} << _UFFDIO_API)) ioctl_names.Set(j++, "API");
-  o.Set("ioctlNames", ioctl_names);
+  o.Set("ioctlNames", ioctl_names(env, p.ioctls));
   o.Set("devUserfaultfd", p.dev_userfaultfd);
   o.Set("fullMode", p.full_mode);
   Napi::Array names = Napi::Array::New(env);
