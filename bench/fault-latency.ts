@@ -35,14 +35,16 @@
  * Usage: node dist/bench/fault-latency.js [--pages N] [--warmup N] [--seed S]
  *        [--cpus A,B] [--handler PATH] [--no-c]
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { native, PAGE_SIZE } from '../lib/native';
 import type { CopyServerData } from './helpers/copy-server';
+import {
+  eachOption, nativeBenchProgram, runJsonProgram, shuffled, summarizeWithMin, summaryLine, type SummaryWithMin,
+} from './helpers/stats';
 
-interface Summary { p50: number; p90: number; p99: number; p999: number; mean: number; min: number; max: number; n: number }
+type Summary = SummaryWithMin;
 
 interface Options { pages: number; warmup: number; seed: number; cpus: [number, number]; handler: string; runC: boolean }
 
@@ -53,15 +55,10 @@ function parseArgs(argv: string[]): Options {
     warmup: 2000,
     seed: 12345,
     cpus: [allowed[0], allowed.length > 1 ? allowed[1] : -1],
-    handler: path.join(__dirname, '..', '..', 'build-cmake', 'bench', 'native', 'uffd_min_handler'),
+    handler: nativeBenchProgram('uffd_min_handler'),
     runC: true,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = (): string => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+  eachOption(argv, 'bench/fault-latency.ts', (a, next) => {
     if (a === '--pages') o.pages = Number(next());
     else if (a === '--warmup') o.warmup = Number(next());
     else if (a === '--seed') o.seed = Number(next());
@@ -70,44 +67,17 @@ function parseArgs(argv: string[]): Options {
       o.cpus = [x, y ?? -1];
     } else if (a === '--handler') o.handler = next();
     else if (a === '--no-c') o.runC = false;
-    else throw new Error(`unknown option ${a} (see the header of bench/fault-latency.ts)`);
-  }
+    else return false;
+    return true;
+  });
   if (!(Number.isInteger(o.pages) && o.pages > 0 && Number.isInteger(o.warmup) && o.warmup >= 0)) {
     throw new Error('--pages must be a positive integer and --warmup a non-negative one');
   }
   return o;
 }
 
-/** 0..n-1 in a random order (Fisher-Yates with xorshift32; deterministic per seed). */
-function shuffled(n: number, seed: number): Uint32Array {
-  const a = new Uint32Array(n);
-  for (let i = 0; i < n; i++) a[i] = i;
-  let s = (seed >>> 0) || 1;
-  for (let i = n - 1; i > 0; i--) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    const j = s % (i + 1);
-    const t = a[i]; a[i] = a[j]; a[j] = t;
-  }
-  return a;
-}
-
-/** Percentiles of samples in nanoseconds, in microseconds (nearest rank, as benchutil.h). */
-function summarize(ns: Float64Array): Summary {
-  const s = Float64Array.from(ns).sort();
-  const n = s.length;
-  const at = (q: number): number => s[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))] / 1000;
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += s[i];
-  const r2 = (x: number): number => Math.round(x * 100) / 100;
-  return { p50: r2(at(0.5)), p90: r2(at(0.9)), p99: r2(at(0.99)), p999: r2(at(0.999)), mean: r2(sum / n / 1000), min: r2(s[0] / 1000), max: r2(s[n - 1] / 1000), n };
-}
-
 function line(name: string, s: Summary | null, note = ''): string {
-  if (!s) return `${name.padEnd(26)} (not measured) ${note}`;
-  const f = (x: number): string => x.toFixed(2).padStart(8);
-  return `${name.padEnd(26)} n=${String(s.n).padStart(6)}  p50=${f(s.p50)}  p90=${f(s.p90)}  p99=${f(s.p99)}  p99.9=${f(s.p999)}  mean=${f(s.mean)} us ${note}`;
+  return summaryLine(name, s, 26, note);
 }
 
 /** (a): the C handler as a child process; its last stdout line is JSON. */
@@ -115,11 +85,9 @@ function runCHandler(o: Options): { same_cpu: Summary | null; cross_cpu: Summary
   if (!fs.existsSync(o.handler)) {
     return { same_cpu: null, cross_cpu: null, error: `${o.handler} is missing: run \`npm run build:native\`` };
   }
-  const r = spawnSync(o.handler, ['--pages', String(o.pages), '--warmup', String(o.warmup), '--seed', String(o.seed)], {
-    encoding: 'utf8', timeout: 120_000,
+  const { r, last } = runJsonProgram(o.handler, ['--pages', String(o.pages), '--warmup', String(o.warmup), '--seed', String(o.seed)], {
+    timeout: 120_000,
   });
-  const lines = (r.stdout ?? '').trim().split('\n');
-  const last = lines[lines.length - 1] ?? '';
   if (r.status !== 0 || !last.startsWith('{')) {
     return { same_cpu: null, cross_cpu: null, error: `uffd_min_handler failed (status ${r.status}, signal ${r.signal}): ${r.stderr}` };
   }
@@ -139,7 +107,7 @@ function hrtimeOverhead(n: number): Summary {
     lat[k] = Number(t1 - t0);
   }
   if (sink === -1) console.log('');
-  return summarize(lat);
+  return summarizeWithMin(lat);
 }
 
 interface JsResult { summary: Summary; workerCpu: number; mainCpu: number; served: number; retries: number; failures: number; badPages: number }
@@ -193,7 +161,7 @@ async function runJs(o: Options, mainCpu: number, workerCpu: number, seed: numbe
     const all = Buffer.from(region.buffer);
     for (let p = 0; p < total; p++) if (all.compare(expected, 0, PAGE_SIZE, p * PAGE_SIZE, (p + 1) * PAGE_SIZE) !== 0) badPages++;
     if (sink === -1) console.log('');
-    return { summary: summarize(lat), workerCpu: ready.cpu, mainCpu: native.currentCpu(), ...stats, badPages };
+    return { summary: summarizeWithMin(lat), workerCpu: ready.cpu, mainCpu: native.currentCpu(), ...stats, badPages };
   } finally {
     await worker.terminate();
     region.close();

@@ -11,45 +11,15 @@
  * Every function takes the same Corpus (bench/corpus.ts); writeCorpusFile()
  * puts it in a temporary file for the kernel baseline.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { open, type Swap, type SwapStats } from '../lib/swap';
 import { bucketLow, HIST_BUCKETS } from '../lib/dispatcher/protocol';
 import { PAGE_KINDS, type Corpus } from './corpus';
+import { nativeBenchProgram, runJsonProgram, shuffled, summarize, type Summary } from './helpers/stats';
 
 const PAGE = 4096;
-
-/** Percentiles in microseconds (nearest rank, as bench/native/benchutil.h). */
-export interface Summary { p50: number; p90: number; p99: number; p999: number; mean: number; max: number; n: number }
-
-/** Percentiles of samples given in nanoseconds, in microseconds. */
-export function summarize(ns: Float64Array | number[]): Summary {
-  const s = Float64Array.from(ns).sort();
-  const n = s.length;
-  if (n === 0) return { p50: 0, p90: 0, p99: 0, p999: 0, mean: 0, max: 0, n: 0 };
-  const at = (q: number): number => s[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))] / 1000;
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += s[i];
-  const r2 = (x: number): number => Math.round(x * 100) / 100;
-  return { p50: r2(at(0.5)), p90: r2(at(0.9)), p99: r2(at(0.99)), p999: r2(at(0.999)), mean: r2(sum / n / 1000), max: r2(s[n - 1] / 1000), n };
-}
-
-/** 0..n-1 in a random order (Fisher-Yates with xorshift32; deterministic per seed). */
-export function shuffled(n: number, seed: number): Uint32Array {
-  const a = new Uint32Array(n);
-  for (let i = 0; i < n; i++) a[i] = i;
-  let s = (seed >>> 0) || 1;
-  for (let i = n - 1; i > 0; i--) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    const j = s % (i + 1);
-    const t = a[i]; a[i] = a[j]; a[j] = t;
-  }
-  return a;
-}
 
 /** Writes the corpus pages to a new temporary file; returns its path. The caller removes it. */
 export function writeCorpusFile(corpus: Corpus): string {
@@ -389,7 +359,7 @@ export interface ZramResult {
 
 /** Default path of the kernel_swapin binary (`npm run build:native`). */
 export function defaultKernelSwapin(): string {
-  return path.join(__dirname, '..', '..', 'build-cmake', 'bench', 'native', 'kernel_swapin');
+  return nativeBenchProgram('kernel_swapin');
 }
 
 /** Runs kernel_swapin --backend zram --corpus FILE as a child; needs root. */
@@ -399,11 +369,9 @@ export function zramBaseline(o: { corpusFile: string; binary?: string; algorithm
   }
   const bin = o.binary ?? defaultKernelSwapin();
   if (!fs.existsSync(bin)) return { skipped: `${bin} is missing: run \`npm run build:native\`` };
-  const r = spawnSync(bin, ['--backend', 'zram', '--algorithm', o.algorithm ?? 'lz4', '--corpus', o.corpusFile], {
-    encoding: 'utf8', timeout: 300_000,
+  const { r, last } = runJsonProgram(bin, ['--backend', 'zram', '--algorithm', o.algorithm ?? 'lz4', '--corpus', o.corpusFile], {
+    timeout: 300_000,
   });
-  const lines = (r.stdout ?? '').trim().split('\n');
-  const last = lines[lines.length - 1] ?? '';
   if (r.status === 2) return { skipped: `kernel_swapin: ${(r.stdout + r.stderr).trim().split('\n').pop()}` };
   if (!last.startsWith('{')) {
     return { skipped: `kernel_swapin failed (status ${r.status}, signal ${r.signal}): ${r.stderr.trim()}` };

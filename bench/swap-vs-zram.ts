@@ -40,8 +40,9 @@
 import { makeCorpus, PAGE_KINDS } from './corpus';
 import {
   poolFaultLatency, evictionThroughput, zramBaseline, writeCorpusFile, removeCorpusFile, defaultKernelSwapin,
-  type PoolFaultResult, type EvictionResult, type ZramResult, type Summary,
+  type PoolFaultResult, type EvictionResult, type ZramResult,
 } from './scenarios';
+import { eachOption, type Summary } from './helpers/stats';
 
 interface Options {
   pages: number; seed: number; rounds: number; compressor: 'lz4' | 'zstd'; allocator: 'zsmalloc' | 'zbud';
@@ -53,12 +54,7 @@ function parseArgs(argv: string[]): Options {
     pages: 20000, seed: 1, rounds: 3, compressor: 'lz4', allocator: 'zsmalloc', pin: true, alsoUnpinned: false,
     zram: true, kernelSwapin: defaultKernelSwapin(),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = (): string => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+  eachOption(argv, 'bench/swap-vs-zram.ts', (a, next) => {
     if (a === '--pages') o.pages = Number(next());
     else if (a === '--seed') o.seed = Number(next());
     else if (a === '--rounds') o.rounds = Number(next());
@@ -68,8 +64,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--also-unpinned') o.alsoUnpinned = true;
     else if (a === '--no-zram') o.zram = false;
     else if (a === '--kernel-swapin') o.kernelSwapin = next();
-    else throw new Error(`unknown option ${a} (see the header of bench/swap-vs-zram.ts)`);
-  }
+    else return false;
+    return true;
+  });
   if (!(Number.isInteger(o.pages) && o.pages >= 64)) throw new Error('--pages must be an integer >= 64');
   if (!(Number.isInteger(o.rounds) && o.rounds >= 1)) throw new Error('--rounds must be a positive integer');
   if (o.compressor !== 'lz4' && o.compressor !== 'zstd') throw new Error('--compressor must be lz4 or zstd');

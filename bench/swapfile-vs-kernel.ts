@@ -50,13 +50,14 @@
  * DIR (default: the OS temp directory) must be on a filesystem that supports
  * swap files (ext4, xfs; not tmpfs) for the kernel run. Last line: JSON.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { open } from '../lib';
 import { makeCorpus } from './corpus';
 import * as P from '../lib/dispatcher/protocol';
+import { eachOption, nativeBenchProgram, runJsonProgram, shuffled, summarize as summarizeAll, summaryLine, type Summary } from './helpers/stats';
 
 const PAGE = 4096;
 
@@ -67,57 +68,29 @@ function parseArgs(argv: string[]): Options {
     pages: 20000,
     dir: os.tmpdir(),
     seed: 1,
-    kernel: path.join(__dirname, '..', '..', 'build-cmake', 'bench', 'native', 'kernel_swapin'),
+    kernel: nativeBenchProgram('kernel_swapin'),
     runKernel: true,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = (): string => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+  eachOption(argv, 'bench/swapfile-vs-kernel.ts', (a, next) => {
     if (a === '--pages') o.pages = Number(next());
     else if (a === '--dir') o.dir = next();
     else if (a === '--seed') o.seed = Number(next());
     else if (a === '--kernel') o.kernel = next();
     else if (a === '--no-kernel') o.runKernel = false;
-    else throw new Error(`unknown option ${a} (see the header of bench/swapfile-vs-kernel.ts)`);
-  }
+    else return false;
+    return true;
+  });
   if (!(Number.isInteger(o.pages) && o.pages >= 64)) throw new Error('--pages must be an integer >= 64');
   return o;
 }
 
-interface Summary { p50: number; p90: number; p99: number; p999: number; mean: number; max: number; n: number }
-
-/** Percentiles (nearest rank) of nanosecond samples, in microseconds. */
+/** Percentiles (nearest rank) of nanosecond samples, in microseconds; null when there are none. */
 function summarize(ns: ArrayLike<number>): Summary | null {
-  const n = ns.length;
-  if (n === 0) return null;
-  const s = Float64Array.from(ns).sort();
-  const at = (q: number): number => s[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))] / 1000;
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += s[i];
-  const r2 = (x: number): number => Math.round(x * 100) / 100;
-  return { p50: r2(at(0.5)), p90: r2(at(0.9)), p99: r2(at(0.99)), p999: r2(at(0.999)), mean: r2(sum / n / 1000), max: r2(s[n - 1] / 1000), n };
+  return ns.length === 0 ? null : summarizeAll(ns);
 }
 
 function line(name: string, s: Summary | null | undefined): string {
-  if (!s) return `${name.padEnd(30)} (not measured)`;
-  const f = (x: number): string => x.toFixed(2).padStart(8);
-  return `${name.padEnd(30)} n=${String(s.n).padStart(6)}  p50=${f(s.p50)}  p90=${f(s.p90)}  p99=${f(s.p99)}  p99.9=${f(s.p999)}  mean=${f(s.mean)} us`;
-}
-
-/** 0..n-1 in a random order (Fisher-Yates over xorshift32). */
-function shuffled(n: number, seed: number): Uint32Array {
-  const a = new Uint32Array(n);
-  for (let i = 0; i < n; i++) a[i] = i;
-  let x = (seed >>> 0) || 1;
-  for (let i = n - 1; i > 0; i--) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    const j = x % (i + 1);
-    const t = a[i]; a[i] = a[j]; a[j] = t;
-  }
-  return a;
+  return summaryLine(name, s, 30);
 }
 
 interface KernelResult {
@@ -130,11 +103,9 @@ interface KernelResult {
 function runKernel(o: Options, corpusFile: string): KernelResult {
   if (!o.runKernel) return { error: 'skipped (--no-kernel)' };
   if (!fs.existsSync(o.kernel)) return { error: `${o.kernel} is missing: run \`npm run build:native\`` };
-  const r = spawnSync(o.kernel, ['--backend', 'swapfile', '--dir', o.dir, '--corpus', corpusFile, '--seed', String(o.seed)], {
-    encoding: 'utf8', timeout: 300_000, killSignal: 'SIGTERM',
+  const { r, last } = runJsonProgram(o.kernel, ['--backend', 'swapfile', '--dir', o.dir, '--corpus', corpusFile, '--seed', String(o.seed)], {
+    timeout: 300_000, killSignal: 'SIGTERM',
   });
-  const lines = (r.stdout ?? '').trim().split('\n');
-  const last = lines[lines.length - 1] ?? '';
   if (r.status !== 0 || !last.startsWith('{')) {
     return { error: `kernel_swapin failed (status ${r.status}, signal ${r.signal}): ${(r.stdout ?? '').slice(-400)} ${r.stderr ?? ''}`.trim() };
   }

@@ -11,7 +11,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Summary } from '../../bench/scenarios';
+import type { Summary } from '../../bench/helpers/stats';
 
 /** The package root (holds package.json and bench/native). */
 export function packageRoot(): string {

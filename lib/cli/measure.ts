@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { open, type Swap, type SwapStats } from '../swap';
 import type { Corpus } from '../../bench/corpus';
-import { shuffled } from '../../bench/scenarios';
+import { shuffled } from '../../bench/helpers/stats';
 import type { Pattern } from './args';
 import type { Progress } from './progress';
 import type { ToucherData } from './toucher';
