@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { evictionThroughput, writeCorpusFile, removeCorpusFile, type EvictionResult } from '../../bench/scenarios';
+import { nearestRank, summarizeSorted } from '../../bench/helpers/stats';
 import type { BenchOptions } from './args';
 import { buildCorpus } from './corpus';
 import { tmemLatency, plainFirstTouch, touchOrder, defaultSwapDir, type TouchRun } from './measure';
@@ -82,7 +83,6 @@ export interface BenchResult {
   ok: boolean;
 }
 
-const r2 = (x: number): number => Math.round(x * 100) / 100;
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 /** log-spaced histogram bin edges, us: 10 per decade from 0.25 us to 100 ms. */
@@ -95,10 +95,8 @@ export function histogramEdges(): number[] {
 function fromSamples(label: string, role: Series['role'], ns: Float64Array, edges: number[], note?: string): Series {
   const s = Float64Array.from(ns).sort();
   const n = s.length;
-  const at = (q: number): number => s[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))] / 1000;
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += s[i];
-  const summary: Stat = { p50: r2(at(0.5)), p90: r2(at(0.9)), p99: r2(at(0.99)), p999: r2(at(0.999)), mean: r2(sum / n / 1000), max: r2(s[n - 1] / 1000), n };
+  const at = (q: number): number => nearestRank(s, q) / 1000;
+  const summary: Stat = summarizeSorted(s);
   const qs: number[] = [];
   for (let i = 1; i <= 396; i++) qs.push(i / 400);
   for (let i = 991; i <= 999; i++) qs.push(i / 1000);
@@ -194,114 +192,94 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
   const measure = { corpus, pattern: o.pattern, seed: o.seed, allocator: o.allocator, pin: o.pin, threads: o.threads, dir, progress };
   const threadNote = o.threads > 1 ? `${o.threads} faulting Workers (attachRegion(region.share())), each timing its own touches` : undefined;
 
+  /**
+   * One latency scenario: tmem's timed touches (series 0), then `rest` adds the
+   * baseline and reference series; the ratio is tmem against sc.baseline. A
+   * throw marks the scenario failed.
+   */
+  const latencyScenario = async (
+    head: Pick<LatencyScenario, 'id' | 'scenario' | 'title'>, compressor: BenchOptions['compressors'][number], label: string,
+    tmemNote: (run: TouchRun) => string | undefined, rest: (sc: LatencyScenario, run: TouchRun) => Promise<void>,
+  ): Promise<void> => {
+    const sc: LatencyScenario = { kind: 'latency', ...head, status: 'ok', series: [], baseline: null, ratio: null, notes: [] };
+    try {
+      const run = await tmemLatency(head.scenario, { ...measure, compressor, label });
+      const t = fromSamples('tmem', 'tmem', run.ns, edges, tmemNote(run));
+      progress.end(`tmem p50 ${t.summary!.p50} us`);
+      sc.series.push(t);
+      sc.faults = run.faults;
+      sc.badPages = run.badPages;
+      await rest(sc, run);
+      sc.ratio = ratioOf(t.summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
+    } catch (e) {
+      sc.status = 'failed';
+      sc.error = errText(e);
+      progress.end('FAILED');
+    }
+    scenarios.push(sc);
+  };
+
+  /** Adds a kernel baseline series (or why it was skipped, also as a note); true when it was measured. */
+  const kernelBaseline = (sc: LatencyScenario, label: string, k: KernelResult, what: string, nothing: string): boolean => {
+    const pass = kernelPass(k);
+    if (k.skipped || !pass) {
+      sc.series.push(skippedSeries(label, k.skipped ?? 'no pass measured'));
+      note(`${what}: ${k.skipped ?? nothing}`);
+      return false;
+    }
+    sc.series.push(fromQuantiles(label, pass, kernelOrderNote));
+    sc.baseline = label;
+    return true;
+  };
+
   try {
     // ---- zero: first touch
     if (wants.has('zero')) {
-      const sc: LatencyScenario = {
-        kind: 'latency', id: 'zero', scenario: 'zero', title: 'first touch of a never-written page (zero fault)',
-        status: 'ok', series: [], baseline: null, ratio: null, notes: [],
-      };
-      try {
-        const run = await tmemLatency('zero', { ...measure, compressor: o.compressors[0], label: 'zero fault' });
-        const t = fromSamples('tmem', 'tmem', run.ns, edges, threadNote);
-        progress.end(`tmem p50 ${t.summary!.p50} us`);
-        sc.series.push(t);
-        sc.faults = run.faults;
-        sc.badPages = run.badPages;
-        if (o.baselines) {
-          const mode = o.pin && o.threads === 1 ? 'same_cpu' : 'cross_cpu';
-          progress.startTimed('baseline: minimal C handler', 300 + corpus.pages * 0.02);
-          const c = await minHandler(corpus.pages, o.seed, mode);
-          progress.end(c.skipped ? 'skipped' : `p50 ${c.summary!.p50} us`);
-          const label = `minimal C handler (${mode === 'same_cpu' ? 'same CPU' : 'other CPU'})`;
-          if (c.skipped) {
-            sc.series.push(skippedSeries(label, c.skipped));
-            note(`zero: ${c.skipped}`);
-          } else {
-            sc.series.push(fromQuantiles(label, c.summary!, `blocking read + UFFDIO_COPY in C, random order${o.pattern !== 'random' ? ' (its only order)' : ''}`));
-            sc.baseline = label;
+      await latencyScenario({ id: 'zero', scenario: 'zero', title: 'first touch of a never-written page (zero fault)' },
+        o.compressors[0], 'zero fault', () => threadNote, async (sc) => {
+          if (o.baselines) {
+            const mode = o.pin && o.threads === 1 ? 'same_cpu' : 'cross_cpu';
+            progress.startTimed('baseline: minimal C handler', 300 + corpus.pages * 0.02);
+            const c = await minHandler(corpus.pages, o.seed, mode);
+            progress.end(c.skipped ? 'skipped' : `p50 ${c.summary!.p50} us`);
+            const label = `minimal C handler (${mode === 'same_cpu' ? 'same CPU' : 'other CPU'})`;
+            if (c.skipped) {
+              sc.series.push(skippedSeries(label, c.skipped));
+              note(`zero: ${c.skipped}`);
+            } else {
+              sc.series.push(fromQuantiles(label, c.summary!, `blocking read + UFFDIO_COPY in C, random order${o.pattern !== 'random' ? ' (its only order)' : ''}`));
+              sc.baseline = label;
+            }
           }
-        }
-        const plain = plainFirstTouch(corpus.pages, touchOrder(o.pattern, corpus.pages, o.seed + 11));
-        sc.series.push(fromSamples('kernel first touch, no userfaultfd', 'reference', plain, edges, 'plain anonymous memory: the kernel maps its zero page; what a fault costs without a handler'));
-        sc.ratio = ratioOf(sc.series[0].summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
-      } catch (e) {
-        sc.status = 'failed';
-        sc.error = errText(e);
-        progress.end('FAILED');
-      }
-      scenarios.push(sc);
+          const plain = plainFirstTouch(corpus.pages, touchOrder(o.pattern, corpus.pages, o.seed + 11));
+          sc.series.push(fromSamples('kernel first touch, no userfaultfd', 'reference', plain, edges, 'plain anonymous memory: the kernel maps its zero page; what a fault costs without a handler'));
+        });
     }
 
     // ---- pool: lz4, zstd
     if (wants.has('pool')) {
       for (const c of o.compressors) {
-        const sc: LatencyScenario = {
-          kind: 'latency', id: `pool-${c}`, scenario: 'pool', title: `fault from the pool (${c}, ${o.allocator})`,
-          status: 'ok', series: [], baseline: null, ratio: null, notes: [],
-        };
-        try {
-          const run = await tmemLatency('pool', { ...measure, compressor: c, label: `pool ${c}` });
-          const t = fromSamples('tmem', 'tmem', run.ns, edges, threadNote);
-          progress.end(`tmem p50 ${t.summary!.p50} us`);
-          sc.series.push(t);
-          sc.faults = run.faults;
-          sc.badPages = run.badPages;
-          if (run.evictionsDuringTouches > 0) sc.notes.push(`${run.evictionsDuringTouches} evictions happened during the timed touches`);
-          if (o.baselines) {
-            const k = await kernel('zram', c);
-            const label = `kernel zram (${k.algorithm ?? c})`;
-            if (k.skipped || !kernelPass(k)) {
-              sc.series.push(skippedSeries(label, k.skipped ?? 'no pass measured'));
-              note(`pool ${c}: ${k.skipped ?? 'the zram baseline measured nothing'}`);
-            } else {
-              sc.series.push(fromQuantiles(label, kernelPass(k)!, kernelOrderNote));
-              sc.baseline = label;
-              if (k.algorithm && k.algorithm !== c) sc.notes.push(`this kernel's zram has no ${c}: the baseline used ${k.algorithm}`);
+        await latencyScenario({ id: `pool-${c}`, scenario: 'pool', title: `fault from the pool (${c}, ${o.allocator})` },
+          c, `pool ${c}`, () => threadNote, async (sc, run) => {
+            if (run.evictionsDuringTouches > 0) sc.notes.push(`${run.evictionsDuringTouches} evictions happened during the timed touches`);
+            if (o.baselines) {
+              const k = await kernel('zram', c);
+              if (kernelBaseline(sc, `kernel zram (${k.algorithm ?? c})`, k, `pool ${c}`, 'the zram baseline measured nothing')) {
+                if (k.algorithm && k.algorithm !== c) sc.notes.push(`this kernel's zram has no ${c}: the baseline used ${k.algorithm}`);
+              }
             }
-          }
-          sc.ratio = ratioOf(t.summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
-        } catch (e) {
-          sc.status = 'failed';
-          sc.error = errText(e);
-          progress.end('FAILED');
-        }
-        scenarios.push(sc);
+          });
       }
     }
 
     // ---- swapfile
     if (wants.has('swapfile')) {
-      const sc: LatencyScenario = {
-        kind: 'latency', id: 'swapfile', scenario: 'swapfile', title: 'fault from the swap file',
-        status: 'ok', series: [], baseline: null, ratio: null, notes: [],
-      };
-      try {
-        const run = await tmemLatency('swapfile', { ...measure, compressor: o.compressors[0], label: 'swap file' });
-        const t = fromSamples('tmem', 'tmem', run.ns, edges, [run.cold ? 'page cache dropped before the touches' : 'warm page cache', threadNote].filter(Boolean).join('; '));
-        progress.end(`tmem p50 ${t.summary!.p50} us`);
-        sc.series.push(t);
-        sc.faults = run.faults;
-        sc.badPages = run.badPages;
-        if (run.coldNote) note(`swapfile: ${run.coldNote}`);
-        if (o.baselines) {
-          const k = await kernel('swapfile');
-          const label = 'kernel swap file';
-          if (k.skipped || !kernelPass(k)) {
-            sc.series.push(skippedSeries(label, k.skipped ?? 'no pass measured'));
-            note(`swapfile: ${k.skipped ?? 'the swap file baseline measured nothing'}`);
-          } else {
-            sc.series.push(fromQuantiles(label, kernelPass(k)!, kernelOrderNote));
-            sc.baseline = label;
-          }
-        }
-        sc.ratio = ratioOf(t.summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
-      } catch (e) {
-        sc.status = 'failed';
-        sc.error = errText(e);
-        progress.end('FAILED');
-      }
-      scenarios.push(sc);
+      await latencyScenario({ id: 'swapfile', scenario: 'swapfile', title: 'fault from the swap file' },
+        o.compressors[0], 'swap file', (run) => [run.cold ? 'page cache dropped before the touches' : 'warm page cache', threadNote].filter(Boolean).join('; '),
+        async (sc, run) => {
+          if (run.coldNote) note(`swapfile: ${run.coldNote}`);
+          if (o.baselines) kernelBaseline(sc, 'kernel swap file', await kernel('swapfile'), 'swapfile', 'the swap file baseline measured nothing');
+        });
     }
 
     // ---- eviction throughput and density (one set of rounds)
