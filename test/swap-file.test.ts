@@ -6,13 +6,12 @@
  * changing its length; private writes to a read-only mapping survive eviction
  * (frontswap keeps them) and never reach the file.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { open, type Swap, type SwapStats } from '../lib';
-import { Watchdog, withTimeout } from './helpers/harness';
+import { open } from '../lib';
+import { Watchdog, statsWhen, tempDir as tempDirFor, withTimeout } from './helpers/harness';
 import { PAGE, fillPage, KIND_TEXT } from './helpers/swap-pattern';
 
 const watchdog = new Watchdog();
@@ -20,11 +19,7 @@ const watchdog = new Watchdog();
 const touch = <T>(what: string, fn: () => T): T => watchdog.guard(what, 10000, fn);
 
 /** A temp directory per test, removed afterwards. */
-function tempDir(t: import('ava').ExecutionContext): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-file-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: ExecutionContext): string => tempDirFor(t, 'tmem-file-');
 
 /** File contents: compressible and random pages alternating, `size` bytes (not a page multiple). */
 function contents(size: number): Buffer {
@@ -40,16 +35,6 @@ function writeFile(dir: string, name: string, data: Buffer): string {
   const file = path.join(dir, name);
   fs.writeFileSync(file, data);
   return file;
-}
-
-async function statsWhen(swap: Swap, ok: (s: SwapStats) => boolean, ms = 2000): Promise<SwapStats> {
-  const end = Date.now() + ms;
-  let s = swap.stats();
-  while (!ok(s) && Date.now() < end) {
-    await new Promise((resolve) => setTimeout(resolve, 2));
-    s = swap.stats();
-  }
-  return s;
 }
 
 const view = (ab: ArrayBuffer, off: number, len: number): Buffer => Buffer.from(ab, off, len);

@@ -13,8 +13,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { open, type Swap, type SwapStats } from '../lib';
-import { Watchdog, withTimeout } from './helpers/harness';
+import { open, type SwapStats } from '../lib';
+import { Watchdog, statsWhen, withTimeout } from './helpers/harness';
 import { PAGE, fillPage, KIND_TEXT, KIND_SAME } from './helpers/swap-pattern';
 
 const watchdog = new Watchdog();
@@ -23,21 +23,6 @@ const touch = <T>(what: string, fn: () => T): T => watchdog.guard(what, 10000, f
 
 const samePage = (a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean =>
   Buffer.from(a.buffer, a.byteOffset + aOff, PAGE).equals(Buffer.from(b.buffer, b.byteOffset + bOff, PAGE));
-
-/**
- * The dispatcher bumps its counters after UFFDIO_COPY has woken the faulting
- * thread, so stats() read right after a touch may lag by a few microseconds:
- * wait (bounded) until `ok` holds, then assert on what was read.
- */
-async function statsWhen(swap: Swap, ok: (s: SwapStats) => boolean, ms = 2000): Promise<SwapStats> {
-  const end = Date.now() + ms;
-  let s = swap.stats();
-  while (!ok(s) && Date.now() < end) {
-    await new Promise((resolve) => setTimeout(resolve, 2));
-    s = swap.stats();
-  }
-  return s;
-}
 
 /** Large enough that nothing is evicted unless a test asks (region.evict()). */
 const NO_PRESSURE = { residentLimit: '64MiB', poolLimit: '16MiB' } as const;

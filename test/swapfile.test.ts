@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { open, type OpenOptions, type Swap, type SwapStats } from '../lib';
-import { Watchdog, withTimeout } from './helpers/harness';
+import { Watchdog, tempDir as tempDirFor, withTimeout } from './helpers/harness';
 import { PAGE, PageChecker, fillPage, kindOf, shuffled } from './helpers/swapfile-pattern';
 import { mountSmallFs } from './helpers/swapfile-mount';
 import { CHILD_PAGES, touchOrder } from './helpers/swapfile-corrupt-child';
@@ -29,11 +29,7 @@ const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 const seed = Number(process.env.TMEM_SEED) || (Date.now() & 0x7fffffff);
 const SLICE = 128;
 
-function tempDir(t: ExecutionContext, prefix = 'tmem-swapfile-'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: ExecutionContext, prefix = 'tmem-swapfile-'): string => tempDirFor(t, prefix);
 
 /** Writes `pages` (in that order) at their versions, in guarded slices. */
 async function writePages(bytes: Uint8Array, pages: ArrayLike<number>, versions: Int32Array, what: string): Promise<void> {

@@ -4,8 +4,12 @@
  * synchronous steps that fault with a watchdog (a blocked main thread cannot
  * run a timer).
  */
+import type { ExecutionContext } from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { Swap, SwapStats } from '../../lib';
 import type { Uffd } from '../../lib/native';
 import {
   ACTION, CTL_SLOTS, ERRORS, EVENTS, FaultServerData, LOG_EVENTS, MOVE_SRC, PARAM_SLOTS, STOP,
@@ -18,6 +22,28 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The dispatcher bumps its counters after UFFDIO_COPY has woken the faulting
+ * thread, so stats() read right after a touch may lag by a few microseconds:
+ * wait (bounded) until `ok` holds, then assert on what was read.
+ */
+export async function statsWhen(swap: Swap, ok: (s: SwapStats) => boolean, ms = 2000): Promise<SwapStats> {
+  const end = Date.now() + ms;
+  let s = swap.stats();
+  while (!ok(s) && Date.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    s = swap.stats();
+  }
+  return s;
+}
+
+/** A new temporary directory, removed when the test ends. */
+export function tempDir(t: ExecutionContext, prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 /** One page-fault (or other) event as the fault-server logged it. */
