@@ -24,15 +24,19 @@ export const KIND_SAME = 1;
 export const KIND_RANDOM = 2;
 export const KIND_TEXT = 3;
 
-/** A 32-bit hash of two integers (murmur3 finalizer over a mix). */
-export function mix(a: number, b: number): number {
-  let h = Math.imul(a ^ 0x5bd1e995, 0x85ebca6b) ^ Math.imul(b + 0x27d4eb2f, 0xc2b2ae35);
+/** The murmur3 32-bit finalizer. */
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/** A 32-bit hash of two integers (murmur3 finalizer over a mix). */
+export function mix(a: number, b: number): number {
+  return fmix32(Math.imul(a ^ 0x5bd1e995, 0x85ebca6b) ^ Math.imul(b + 0x27d4eb2f, 0xc2b2ae35));
 }
 
 /** The kind of page p at version v: 1/8 zero, 1/8 same-filled, 1/4 random, 1/2 text. */

@@ -12,16 +12,12 @@
  *   same    1/8  one non-zero 32-bit word repeated (never reaches the file)
  *   zero    1/8
  */
+import { fmix32 } from './swap-pattern';
+
 export const PAGE = 4096;
 
 function mix(a: number, b: number, c: number): number {
-  let h = Math.imul(a ^ 0x5bd1e995, 0x85ebca6b) ^ Math.imul(b + 0x27d4eb2f, 0xc2b2ae35) ^ Math.imul(c | 1, 0x165667b1);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(Math.imul(a ^ 0x5bd1e995, 0x85ebca6b) ^ Math.imul(b + 0x27d4eb2f, 0xc2b2ae35) ^ Math.imul(c | 1, 0x165667b1));
 }
 
 const WORDS = ('id name email status created updated user order item price total count tags score region ' +
