@@ -35,7 +35,7 @@
 import { Arena, FRAME_SIZE, copyIn, copyOut } from '../arena';
 import { lock, unlock } from '../tmem/lock';
 import type { Zpool, ZpoolDriver, ZpoolHandle, ZpoolOptions, ZpoolStats, EvictFn } from './index';
-import { checkSize } from './common';
+import { checkSize, positiveInt } from './common';
 
 const MAGIC = 0x5a425544; // 'ZBUD'
 const H_MAGIC = 0, H_ALLOC = 1, H_PFREE = 2, H_PBUMP = 3, H_FRAMES = 4, H_OBJECTS = 5, H_MAXP = 6,
@@ -72,9 +72,7 @@ export class Zbud implements Zpool {
     const m = this.m;
     if (init) {
       m[H_MAXP] = Math.min(arena.maxFrames, 0x3fffffff);
-      const mf = opts.maxFrames ?? arena.maxFrames;
-      if (!Number.isInteger(mf) || mf < 1) throw new RangeError(`maxFrames: expected a positive integer, got ${mf}`);
-      m[H_MAXF] = mf;
+      m[H_MAXF] = positiveInt('maxFrames', opts.maxFrames ?? arena.maxFrames);
       this.clearState();
       Atomics.store(m, H_MAGIC, MAGIC);
     } else if (Atomics.load(m, H_MAGIC) !== MAGIC) {
@@ -326,10 +324,7 @@ export class Zbud implements Zpool {
   totalSize(): number { return Atomics.load(this.m, H_FRAMES) * FRAME_SIZE; }
 
   /** Set the most frames this pool may hold. */
-  setMaxFrames(n: number): void {
-    if (!Number.isInteger(n) || n < 1) throw new RangeError(`n: expected a positive integer, got ${n}`);
-    Atomics.store(this.m, H_MAXF, n);
-  }
+  setMaxFrames(n: number): void { Atomics.store(this.m, H_MAXF, positiveInt('n', n)); }
 
   /** Figures: frames with two objects (buddied) and one (unbuddied), evictions. */
   stats(): ZpoolStats {

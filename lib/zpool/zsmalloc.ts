@@ -50,7 +50,7 @@
 import { Arena, FRAME_SIZE, FRAME_SHIFT, copyIn, copyOut } from '../arena';
 import { lock, unlock, readLock, readUnlock, writeLock, writeUnlock } from '../tmem/lock';
 import type { Zpool, ZpoolDriver, ZpoolHandle, ZpoolOptions, ZpoolStats, EvictFn } from './index';
-import { checkSize } from './common';
+import { checkSize, positiveInt } from './common';
 
 const MAGIC = 0x5a534d41; // 'ZSMA'
 const H_MAGIC = 0, H_ALLOC = 1, H_MIGRATE = 2, H_HFREE = 3, H_HBUMP = 4, H_ZFREE = 5, H_ZBUMP = 6,
@@ -122,9 +122,7 @@ export class Zsmalloc implements Zpool {
       const { maxZ, maxH } = sizes(arena, opts);
       m[H_MAXZ] = maxZ;
       m[H_MAXH] = maxH;
-      const mf = opts.maxFrames ?? arena.maxFrames;
-      if (!Number.isInteger(mf) || mf < 1) throw new RangeError(`maxFrames: expected a positive integer, got ${mf}`);
-      m[H_MAXF] = mf;
+      m[H_MAXF] = positiveInt('maxFrames', opts.maxFrames ?? arena.maxFrames);
       this.formatClasses();
       this.clearState();
       Atomics.store(m, H_MAGIC, MAGIC);
@@ -537,10 +535,7 @@ export class Zsmalloc implements Zpool {
   totalSize(): number { return Atomics.load(this.m, H_FRAMES) * FRAME_SIZE; }
 
   /** Set the most frames this pool may hold. */
-  setMaxFrames(n: number): void {
-    if (!Number.isInteger(n) || n < 1) throw new RangeError(`n: expected a positive integer, got ${n}`);
-    Atomics.store(this.m, H_MAXF, n);
-  }
+  setMaxFrames(n: number): void { Atomics.store(this.m, H_MAXF, positiveInt('n', n)); }
 
   /** Figures, including per-class objects, capacity and zspages. */
   stats(): ZpoolStats {
