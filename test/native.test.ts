@@ -233,21 +233,23 @@ test.serial('MOVE: a page moved out to a staging region faults as missing and is
   }
 });
 
-test.serial('kernel-mode access: write(2) from a missing page of a full-mode region waits for the Worker', async (t) => {
-  const uffd = new native.Uffd(1);
-  t.false(uffd.describe().userModeOnly);
+interface WriteFixture { region: InstanceType<typeof native.Region>; file: string; fd: number; server: FaultServer }
+
+/**
+ * A 2-page region of a new Uffd(mode) served with ACTION_PATTERN, and an empty
+ * temporary file open for writing; `fn` writes page 1 of the region to it with
+ * write(2). Everything is closed and removed afterwards.
+ */
+async function withWriteFixture(t: import('ava').ExecutionContext, mode: number, fn: (f: WriteFixture) => void): Promise<void> {
+  const uffd = new native.Uffd(mode);
+  t.is(uffd.describe().userModeOnly, mode === 2);
   const region = new native.Region(uffd, 2 * PAGE_SIZE);
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-native-')), 'page');
   const fd = fs.openSync(file, 'w+');
   const server = await startFaultServer(uffd);
   try {
     server.setAction(ACTION_PATTERN);
-    const n = touch('fs.writeSync from a missing page', () => fs.writeSync(fd, new Uint8Array(region.buffer, PAGE_SIZE, PAGE_SIZE)));
-    t.is(n, PAGE_SIZE);
-    onlyFault(t, server.takeEvents(), region.address + PAGE_SIZE);
-    const written = fs.readFileSync(file);
-    t.is(written.length, PAGE_SIZE);
-    assertPattern(t, written, 0, region.address + PAGE_SIZE, 'file contents');
+    fn({ region, file, fd, server });
     assertNoErrors(t, server);
   } finally {
     fs.closeSync(fd);
@@ -256,17 +258,21 @@ test.serial('kernel-mode access: write(2) from a missing page of a full-mode reg
     region.close();
     uffd.close();
   }
+}
+
+test.serial('kernel-mode access: write(2) from a missing page of a full-mode region waits for the Worker', async (t) => {
+  await withWriteFixture(t, 1, ({ region, file, fd, server }) => {
+    const n = touch('fs.writeSync from a missing page', () => fs.writeSync(fd, new Uint8Array(region.buffer, PAGE_SIZE, PAGE_SIZE)));
+    t.is(n, PAGE_SIZE);
+    onlyFault(t, server.takeEvents(), region.address + PAGE_SIZE);
+    const written = fs.readFileSync(file);
+    t.is(written.length, PAGE_SIZE);
+    assertPattern(t, written, 0, region.address + PAGE_SIZE, 'file contents');
+  });
 });
 
 test.serial('user-mode-only limitation: write(2) from a missing page fails with EFAULT (user touches still fault)', async (t) => {
-  const uffd = new native.Uffd(2);
-  t.true(uffd.describe().userModeOnly);
-  const region = new native.Region(uffd, 2 * PAGE_SIZE);
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-native-')), 'page');
-  const fd = fs.openSync(file, 'w+');
-  const server = await startFaultServer(uffd);
-  try {
-    server.setAction(ACTION_PATTERN);
+  await withWriteFixture(t, 2, ({ region, fd, server }) => {
     const err = touch('fs.writeSync from a missing page (user-mode-only)',
       () => t.throws(() => fs.writeSync(fd, new Uint8Array(region.buffer, PAGE_SIZE, PAGE_SIZE))));
     t.is((err as NodeJS.ErrnoException | undefined)?.code, 'EFAULT');
@@ -276,14 +282,7 @@ test.serial('user-mode-only limitation: write(2) from a missing page fails with 
     touch('read of the page from user mode', () => new Uint8Array(region.buffer)[PAGE_SIZE]);
     onlyFault(t, server.takeEvents(), region.address + PAGE_SIZE);
     assertPattern(t, new Uint8Array(region.buffer), PAGE_SIZE, region.address + PAGE_SIZE, 'page 1');
-    assertNoErrors(t, server);
-  } finally {
-    fs.closeSync(fd);
-    fs.rmSync(path.dirname(file), { recursive: true });
-    t.is(await server.stop(), 0);
-    region.close();
-    uffd.close();
-  }
+  });
 });
 
 // ---- shutdown and the deadman, in child processes ------------------------------------
