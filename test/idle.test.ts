@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { open, type Swap, type SwapStats } from '../lib';
-import { Watchdog } from './helpers/harness';
+import { Watchdog, statsWhen } from './helpers/harness';
 
 const PAGE = 4096;
 const watchdog = new Watchdog();
@@ -33,15 +33,7 @@ function content(pages: number, randomPages: number): Buffer {
   return b;
 }
 
-async function until(swap: Swap, ok: (s: SwapStats) => boolean, ms: number): Promise<SwapStats> {
-  const end = Date.now() + ms;
-  let s = swap.stats();
-  while (!ok(s) && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 20));
-    s = swap.stats();
-  }
-  return s;
-}
+const until = (swap: Swap, ok: (s: SwapStats) => boolean, ms: number): Promise<SwapStats> => statsWhen(swap, ok, ms, 20);
 
 test('idle pages are recompressed with zstd when it saves space; incompressible ones are marked once and never retried', async (t) => {
   const pages = 256, random = 32;

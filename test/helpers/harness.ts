@@ -27,13 +27,14 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
 /**
  * The dispatcher bumps its counters after UFFDIO_COPY has woken the faulting
  * thread, so stats() read right after a touch may lag by a few microseconds:
- * wait (bounded) until `ok` holds, then assert on what was read.
+ * wait (bounded by `ms`, polling every `pollMs`) until `ok` holds, then assert
+ * on what was read.
  */
-export async function statsWhen(swap: Swap, ok: (s: SwapStats) => boolean, ms = 2000): Promise<SwapStats> {
+export async function statsWhen(swap: Swap, ok: (s: SwapStats) => boolean, ms = 2000, pollMs = 2): Promise<SwapStats> {
   const end = Date.now() + ms;
   let s = swap.stats();
   while (!ok(s) && Date.now() < end) {
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
     s = swap.stats();
   }
   return s;
