@@ -9,7 +9,6 @@
  * process if nobody serves the fault (helpers/watchdog.ts).
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,7 +21,7 @@ import {
 import {
   ACTION_MOVE_FROM, ACTION_PATTERN, ACTION_PATTERN_WP, ACTION_ZERO, fillPattern, firstPatternMismatch,
 } from './helpers/fault-protocol';
-import { FaultServer, LoggedEvent, Watchdog, startFaultServer, withTimeout } from './helpers/harness';
+import { type ChildResult, FaultServer, LoggedEvent, Watchdog, runNodeChild, startFaultServer, withTimeout } from './helpers/harness';
 
 const watchdog = new Watchdog();
 /** Runs a step that faults; the process dies (test fails) if it is not served within 5 s. */
@@ -290,19 +289,8 @@ test.serial('user-mode-only limitation: write(2) from a missing page fails with 
 // Children normally end in 0.2 s; the generous timeout only matters on a
 // machine that is busy with other work. A child that hangs is SIGKILLed and
 // its stderr (progress lines) shows where it stopped.
-interface ChildResult { code: number | null; signal: NodeJS.Signals | null; stderr: string; ms: number }
-
 function runChild(mode: string, timeoutMs = 20_000): Promise<ChildResult> {
-  const script = path.join(__dirname, 'helpers', 'shutdown-child.js');
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, mode], { stdio: ['ignore', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (s: string) => { stderr += s; });
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - started }));
-  });
+  return runNodeChild(path.join(__dirname, 'helpers', 'shutdown-child.js'), [mode], timeoutMs);
 }
 
 test('shutdown: a Worker blocked in read(ev, -1) returns on wakeReader() and the process exits 0', async (t) => {

@@ -9,34 +9,18 @@
  * that hangs fails its test instead of stalling the suite.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { open } from '../lib';
-import { Watchdog, withTimeout } from './helpers/harness';
+import { type ChildResult, Watchdog, runNodeChild, withTimeout } from './helpers/harness';
 
 const watchdog = new Watchdog();
 const touch = <T>(what: string, fn: () => T): T => watchdog.guard(what, 10000, fn);
 
 const CHILD = path.join(__dirname, 'helpers', 'swap-child.js');
 
-interface ChildResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-  ms: number;
-}
-
 /** Runs the child in `mode`; SIGKILL after `timeoutMs`. */
 function runChild(mode: string, timeoutMs: number): Promise<ChildResult> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD, mode], { stdio: ['ignore', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => { stderr += d; });
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - t0 }));
-  });
+  return runNodeChild(CHILD, [mode], timeoutMs);
 }
 
 const show = (r: ChildResult): string => `code ${r.code}, signal ${r.signal}, ${r.ms} ms; stderr:\n${r.stderr}`;

@@ -12,12 +12,11 @@
  * hanging the suite. Children run with a timeout and SIGKILL.
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { open, type OpenOptions, type Swap, type SwapStats } from '../lib';
-import { Watchdog, tempDir as tempDirFor, withTimeout } from './helpers/harness';
+import { type ChildResult, Watchdog, runNodeChild, tempDir as tempDirFor, withTimeout } from './helpers/harness';
 import { PAGE, PageChecker, fillPage, kindOf, shuffled } from './helpers/swapfile-pattern';
 import { mountSmallFs } from './helpers/swapfile-mount';
 import { CHILD_PAGES, touchOrder } from './helpers/swapfile-corrupt-child';
@@ -238,19 +237,8 @@ test.serial('ENOSPC: a swap file larger than its filesystem; pages stay resident
   }
 });
 
-interface ChildResult { code: number | null; signal: NodeJS.Signals | null; stderr: string }
-
 function runChild(args: string[], ms: number): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(__dirname, 'helpers', 'swapfile-corrupt-child.js'), ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'], timeout: ms, killSignal: 'SIGKILL',
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => { stderr += d; });
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stderr }));
-  });
+  return runNodeChild(path.join(__dirname, 'helpers', 'swapfile-corrupt-child.js'), args, ms);
 }
 
 for (const order of ['seq', 'random'] as const) {

@@ -5,6 +5,7 @@
  * run a timer).
  */
 import type { ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -45,6 +46,22 @@ export function tempDir(t: ExecutionContext, prefix: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** How a child process ended, its stderr, and how long it ran. */
+export interface ChildResult { code: number | null; signal: NodeJS.Signals | null; stderr: string; ms: number }
+
+/** Runs `node script ...args` (stdout ignored, stderr kept); SIGKILL after `timeoutMs`. */
+export function runNodeChild(script: string, args: string[], timeoutMs: number): Promise<ChildResult> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - started }));
+  });
 }
 
 /** One page-fault (or other) event as the fault-server logged it. */
