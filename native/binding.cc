@@ -793,8 +793,14 @@ Napi::Value ThreadCpu(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), tmem::thread_cpu(static_cast<int64_t>(tid)));
 }
 
-// lz4Decompress(src, srcOffset, srcLength, dst, dstOffset) -> bytes written; throws on bad data.
-Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
+/** The arguments of lz4Compress/lz4Decompress: (src, srcOffset, srcLength, dst, dstOffset), checked. */
+struct BlockArgs {
+  const char* src;
+  int src_len;
+  char* dst;
+  int dst_capacity;
+};
+BlockArgs block_args(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Bytes src = bytes_arg(info, 0, "src");
   double so = number_arg(info, 1, "srcOffset");
@@ -804,28 +810,23 @@ Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
   if (so < 0 || sl <= 0 || so + sl > static_cast<double>(src.len)) range_error(env, "srcOffset/srcLength must lie inside src");
   if (d_off < 0 || d_off > static_cast<double>(dst.len)) range_error(env, "dstOffset must lie inside dst");
   if (!tmem::lz4::available()) throw Napi::Error::New(env, "liblz4.so.1 is not available");
-  int n = tmem::lz4::decompress(reinterpret_cast<const char*>(src.data + static_cast<size_t>(so)),
-                                reinterpret_cast<char*>(dst.data + static_cast<size_t>(d_off)), static_cast<int>(sl),
-                                static_cast<int>(dst.len - static_cast<size_t>(d_off)));
-  if (n < 0) throw Napi::Error::New(env, "lz4 block is malformed (LZ4_decompress_safe returned " + std::to_string(n) + ")");
-  return Napi::Number::New(env, n);
+  return BlockArgs{reinterpret_cast<const char*>(src.data + static_cast<size_t>(so)), static_cast<int>(sl),
+                   reinterpret_cast<char*>(dst.data + static_cast<size_t>(d_off)),
+                   static_cast<int>(dst.len - static_cast<size_t>(d_off))};
+}
+
+// lz4Decompress(src, srcOffset, srcLength, dst, dstOffset) -> bytes written; throws on bad data.
+Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
+  BlockArgs a = block_args(info);
+  int n = tmem::lz4::decompress(a.src, a.dst, a.src_len, a.dst_capacity);
+  if (n < 0) throw Napi::Error::New(info.Env(), "lz4 block is malformed (LZ4_decompress_safe returned " + std::to_string(n) + ")");
+  return Napi::Number::New(info.Env(), n);
 }
 
 // lz4Compress(src, srcOffset, srcLength, dst, dstOffset) -> bytes written, 0 if dst is too small.
 Napi::Value Lz4Compress(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Bytes src = bytes_arg(info, 0, "src");
-  double so = number_arg(info, 1, "srcOffset");
-  double sl = number_arg(info, 2, "srcLength");
-  Bytes dst = bytes_arg(info, 3, "dst");
-  double d_off = number_arg(info, 4, "dstOffset");
-  if (so < 0 || sl <= 0 || so + sl > static_cast<double>(src.len)) range_error(env, "srcOffset/srcLength must lie inside src");
-  if (d_off < 0 || d_off > static_cast<double>(dst.len)) range_error(env, "dstOffset must lie inside dst");
-  if (!tmem::lz4::available()) throw Napi::Error::New(env, "liblz4.so.1 is not available");
-  int n = tmem::lz4::compress(reinterpret_cast<const char*>(src.data + static_cast<size_t>(so)),
-                              reinterpret_cast<char*>(dst.data + static_cast<size_t>(d_off)), static_cast<int>(sl),
-                              static_cast<int>(dst.len - static_cast<size_t>(d_off)));
-  return Napi::Number::New(env, n);
+  BlockArgs a = block_args(info);
+  return Napi::Number::New(info.Env(), tmem::lz4::compress(a.src, a.dst, a.src_len, a.dst_capacity));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
