@@ -208,14 +208,22 @@ function storedEntryLive(rid: number, page: number, s: number): boolean {
 function findRegion(addr: number): RegionState | undefined {
   const l = lastRegion;
   if (l && addr >= l.base && addr < l.base + l.spec.size && !l.closed) return l;
-  for (let i = 0; i < regions.length; i++) {
-    const r = regions[i];
-    if (addr >= r.base && addr < r.base + r.spec.size) {
-      lastRegion = r;
-      return r;
+  // regions[] is sorted by base address: binary search for the last base <= addr.
+  let lo = 0, hi = regions.length - 1, found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (regions[mid].base <= addr) {
+      found = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
     }
   }
-  return undefined;
+  if (found < 0) return undefined;
+  const r = regions[found];
+  if (addr >= r.base + r.spec.size) return undefined;
+  lastRegion = r;
+  return r;
 }
 
 function becomeResident(r: RegionState, page: number, st: number): void {
@@ -933,7 +941,9 @@ function handle(req: P.Request): boolean {
     switch (req.op) {
       case 'addRegion': {
         const r = new RegionState(req.region);
-        regions.push(r);
+        let at = regions.length;
+        while (at > 0 && regions[at - 1].base > r.base) at--;
+        regions.splice(at, 0, r); // kept sorted by base address
         byId.set(r.id, r);
         reply(req.reqId, true);
         return true;
