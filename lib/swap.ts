@@ -9,7 +9,7 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { native, REGISTER_MODE_MISSING, REGISTER_MODE_WP, type Uffd, type Region as NativeRegion } from './native';
+import { native, REGISTER_MODE_MISSING, REGISTER_MODE_WP, FEATURE_MOVE, type Uffd, type Region as NativeRegion } from './native';
 import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
@@ -219,6 +219,12 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   let uffd: Uffd;
   try {
     uffd = new native.Uffd(umo === 'auto' ? 0 : umo ? 2 : 1);
+    if ((uffd.describe().features & FEATURE_MOVE) === 0) {
+      uffd.close();
+      const e = new Error('tmem needs UFFDIO_MOVE (Linux 6.8 or later): eviction moves pages out atomically') as NodeJS.ErrnoException;
+      e.code = 'ENOTSUP';
+      throw e;
+    }
   } catch (e) {
     if (swapFile) closeSwapFile(swapFile);
     throw e;
