@@ -785,6 +785,9 @@ function idlePass(): void {
     budget--;
     if (!(a & IDLE_SEEN)) G[P.G_IDLE]++;
     let flags = (a | IDLE_SEEN) >>> 0;
+    // Counted idle from now on: mark it at once, so storedLeaves() uncounts it whichever way
+    // it leaves (write-back to the swap file, bringBack), not only after the visit ends.
+    r.aux[page] = flags;
     const len = poolLoad(r.id, page);
     if (len < 0) continue;
     const raw = objBuf[0] === CODEC_RAW;
