@@ -859,6 +859,9 @@ function evictRegion(r: RegionState): number {
     if ((n & 15) === 0) {
       if (wbCount > 0) flushWriteback();
       serveAvailableFaults();
+      // That may have served requests too: a close() of this region frees its pages (and the
+      // main thread unmaps them next); staging another page of it would strand it in its slot.
+      if (r.closed) break;
     }
   }
   if (wbCount > 0) flushWriteback();
