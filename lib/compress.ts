@@ -83,7 +83,7 @@ export class PageCodec {
     let n = 0;
     if (this.name === 'lz4') {
       if (this.nativeLz4) {
-        n = native.lz4Compress(src, srcOff, PAGE, dst.subarray(1, 1 + HUGE_THRESHOLD), 0);
+        n = native.lz4Compress(src, srcOff, PAGE, dst, 1); // no view per page: nothing for the GC
       } else {
         const out = lz4napi().compressSync(Buffer.from(src.buffer, src.byteOffset + srcOff, PAGE));
         n = out.length - 4;
