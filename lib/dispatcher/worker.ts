@@ -15,7 +15,8 @@
  *            (anon: the compressed copy kept in the persistent pool;
  *             file: the file itself)
  *   STAGED   moved out (UFFDIO_MOVE) to a staging slot: second chance; a touch
- *            moves it back at no copy. aux[page] = slot, flag bit says clean
+ *            moves it back at no copy (a read of a clean one copies it back
+ *            write-protected, keeping it clean). aux[page] = slot | clean flag
  *   STORED   in the persistent pool (frontswap); aux[page] = store time in
  *            seconds (bits 0-29), IDLE_SEEN (bit 30), NO_GAIN (bit 31:
  *            recompression was tried and did not help; never retried)
