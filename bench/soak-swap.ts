@@ -20,7 +20,9 @@ const maxCommands = Number(process.argv[3] ?? 200);
 const only = process.argv[4];
 if (!Number.isInteger(numRuns) || numRuns < 1) throw new RangeError(`numRuns: expected a positive integer, got ${process.argv[2]}`);
 if (!Number.isInteger(maxCommands) || maxCommands < 1) throw new RangeError(`maxCommands: expected a positive integer, got ${process.argv[3]}`);
-const seed = process.env.TMEM_MODEL_SEED ? Number(process.env.TMEM_MODEL_SEED) : undefined;
+// A seed of our own, printed before each configuration: a run that kills the process (SIGBUS,
+// a hang the watchdog ends) can then be replayed with TMEM_MODEL_SEED (TMEM_MODEL_TRACE=1 names the step).
+const seed = process.env.TMEM_MODEL_SEED ? Number(process.env.TMEM_MODEL_SEED) : (Date.now() ^ (process.pid << 16)) | 0;
 const replayPath = process.env.TMEM_MODEL_PATH;
 
 const watchdog = new Watchdog();
@@ -35,6 +37,7 @@ async function main(): Promise<void> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-soak-'));
     const totals = new Totals();
     const t = Date.now();
+    console.log(`${cfg.name}: seed ${seed}`);
     try {
       await fc.assert(
         fc.asyncProperty(inputArb(cfg, maxCommands), async (input) => {
