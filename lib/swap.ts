@@ -249,7 +249,12 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     swapFileSize: swapFile ? swapFile.size : 0,
     idle,
   }, pin, swapFile);
-  await swap._start();
+  try {
+    await swap._start();
+  } catch (e) {
+    await swap._abort(); // nothing is left half-open: no uffd, no pinned thread, no swap file
+    throw e;
+  }
   if (statsSocket) swap._unpublish = publishStats(() => swap.stats());
   return swap;
 }
@@ -324,6 +329,17 @@ export class Swap {
     });
     worker.unref();
     liveSwaps.add(this);
+  }
+
+  /** @internal undoes a failed _start(). */
+  async _abort(): Promise<void> {
+    this.closed = true;
+    if (this.worker) await this.worker.terminate().catch(() => undefined);
+    this.port.close();
+    this.workerPort.close();
+    if (!this.uffd.closed) this.uffd.close();
+    if (this.swapFile) closeSwapFile(this.swapFile);
+    if (this.savedAffinity) native.setAffinity(this.savedAffinity);
   }
 
   private die(e: Error): void {
