@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Watchdog } from '../test/helpers/harness';
-import { CONFIGS, Totals, inputArb, runSwapModel, type Guard } from '../test/helpers/swap-model';
+import { CONFIGS, Totals, inputArb, reportFirstFailure, runSwapModel, type Guard } from '../test/helpers/swap-model';
 
 const numRuns = Number(process.argv[2] ?? 500);
 const maxCommands = Number(process.argv[3] ?? 200);
@@ -38,10 +38,11 @@ async function main(): Promise<void> {
     const totals = new Totals();
     const t = Date.now();
     console.log(`${cfg.name}: seed ${seed}`);
+    const reported = reportFirstFailure();
     try {
       await fc.assert(
         fc.asyncProperty(inputArb(cfg, maxCommands), async (input) => {
-          const r = await runSwapModel(cfg, input, dir, guard);
+          const r = await reported(input, () => runSwapModel(cfg, input, dir, guard));
           totals.add(r);
           all.add(r);
         }),

@@ -17,7 +17,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { Watchdog, tempDir } from './helpers/harness';
-import { CONFIGS, Totals, inputArb, runSwapModel, type Guard } from './helpers/swap-model';
+import { CONFIGS, Totals, inputArb, reportFirstFailure, runSwapModel, type Guard } from './helpers/swap-model';
 
 const watchdog = new Watchdog();
 const guard: Guard = (what, fn) => watchdog.guard(what, 10000, fn);
@@ -31,12 +31,13 @@ for (const cfg of CONFIGS) {
   test.serial(`model: ${cfg.name}`, async (t) => {
     const dir = tempDir(t, 'tmem-model-');
     const totals = new Totals();
+    const reported = reportFirstFailure();
     await fc.assert(
       fc.asyncProperty(inputArb(cfg, MAX_COMMANDS), async (input) => {
-        totals.add(await runSwapModel(cfg, input, dir, guard));
+        totals.add(await reported(input, () => runSwapModel(cfg, input, dir, guard)));
       }),
       // A failure is reported with what shrinking reached within the time limit (ava allows 60 s a test).
-      { numRuns: RUNS, seed, path: replayPath, endOnFailure: false, includeErrorInReport: true, interruptAfterTimeLimit: 40000 },
+      { numRuns: RUNS, seed, path: replayPath, endOnFailure: false, includeErrorInReport: true, interruptAfterTimeLimit: 30000 },
     );
     t.log(totals.line());
     t.is(totals.runs >= RUNS, true);

@@ -214,7 +214,7 @@ interface Live {
   touched: Set<number>;
 }
 
-const ASYNC_MS = 15000;
+const ASYNC_MS = 10000;
 /** TMEM_MODEL_TRACE=1: each run's regions and each command on stderr before it runs (for a crash). */
 const TRACE = process.env.TMEM_MODEL_TRACE === '1';
 
@@ -495,6 +495,26 @@ async function checkStats(swap: Swap, live: Live[], cfg: ModelConfig, fail: (m: 
     last = problems();
   }
   if (last.length > 0) fail(last.join('; '));
+}
+
+/**
+ * Runs `run` and, the first time it throws, writes the error and the input to stderr at once:
+ * shrinking a run that hangs until its timeouts can outlast the test's time limit, and the
+ * first failure is then the only trace of it.
+ */
+export function reportFirstFailure(): <T>(input: ModelInput, run: () => Promise<T>) => Promise<T> {
+  let reported = false;
+  return async (input, run) => {
+    try {
+      return await run();
+    } catch (e) {
+      if (!reported) {
+        reported = true;
+        fs.writeSync(2, `swap model: first failure: ${e instanceof Error ? e.message : String(e)}\n  input: ${JSON.stringify(input)}\n`);
+      }
+      throw e;
+    }
+  };
 }
 
 /** Aggregate figures over runs, for a summary line. */
