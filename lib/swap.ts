@@ -432,7 +432,7 @@ export class Swap {
   /** Swap-wide figures (zswap's debugfs counters, zram's mm_stat). */
   stats(): SwapStats {
     const G = this.G;
-    const s = this.store ? storeStats(this.store) : { poolBytes: 0, compressedBytes: 0 };
+    const s = this.store ? storeStats(this.store) : { poolBytes: 0, compressedBytes: 0, cleancachePages: 0 };
     const stored = G[P.G_STORED];
     return {
       residentPages: G[P.G_RESIDENT],
@@ -453,7 +453,7 @@ export class Swap {
       evictionsWithoutCompression: G[P.G_EVICT_NO_COMPRESS],
       refused: { poolLimit: G[P.G_REFUSED_POOL_LIMIT], alloc: G[P.G_REFUSED_ALLOC] },
       secondChance: G[P.G_SECOND_CHANCE],
-      cleancache: { puts: G[P.G_CLEANCACHE_PUTS], hits: G[P.G_CLEANCACHE_HITS], misses: G[P.G_CLEANCACHE_MISSES], pages: G[P.G_CLEANCACHE_PAGES] },
+      cleancache: { puts: G[P.G_CLEANCACHE_PUTS], hits: G[P.G_CLEANCACHE_HITS], misses: G[P.G_CLEANCACHE_MISSES], pages: s.cleancachePages },
       fileWrites: G[P.G_FILE_WRITES],
       latency: latencyFrom(this.hist),
       userModeOnly: this.uffd.closed ? false : this.uffd.describe().userModeOnly,

@@ -255,7 +255,6 @@ function serveFault(addr: number, flags: number): boolean {
   const write = (flags & PAGEFAULT_FLAG_WRITE) !== 0;
 
   if (flags & PAGEFAULT_FLAG_WP) {
-    G[P.G_FAULTS_WP]++;
     if (st === CLEAN) {
       uffd.writeProtect(addr, PAGE, false);
       r.state[page] = ACTIVE;
@@ -264,6 +263,7 @@ function serveFault(addr: number, flags: number): boolean {
     } else {
       uffd.wake(addr, PAGE); // stale: the page moved; the thread retries and faults as missing
     }
+    G[P.G_FAULTS_WP]++; // last: whoever sees it counted sees the page's new state too
     return true;
   }
 
@@ -402,7 +402,6 @@ function fileFault(r: RegionState, page: number, addr: number, write: boolean): 
   if (n >= 0) {
     codec.decompress(objBuf, 0, n, pageBuf, 0);
     G[P.G_CLEANCACHE_HITS]++;
-    G[P.G_CLEANCACHE_PAGES]--;
   } else {
     G[P.G_CLEANCACHE_MISSES]++;
     const pos = page * PAGE;
@@ -545,7 +544,6 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
     const len = codec.compress(stagingBytes, off, objBuf);
     if (objBuf[0] !== CODEC_RAW && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
       G[P.G_CLEANCACHE_PUTS]++;
-      G[P.G_CLEANCACHE_PAGES]++;
     }
     r.state[page] = NEVER;
     return DONE;
@@ -686,7 +684,12 @@ function settleFailed(from: number, n: number, why: string): void {
   for (let k = from; k < from + n; k++) {
     const r = byId.get(wbOwner[k]);
     const slot = wbFrom[k];
-    if (slot < 0 || !r || r.closed) continue; // pool entries simply stay in the pool
+    if (!r || r.closed) continue;
+    if (slot < 0) {
+      // From the pool: it stays there, and stays a candidate for the next write-back.
+      if (r.state[wbPage[k]] === STORED) storedPush(r, wbPage[k]);
+      continue;
+    }
     // The page goes back where it was, resident: nothing is lost.
     const page = wbPage[k];
     const res = uffd.move(r.base + page * PAGE, staging.address + slot * PAGE, PAGE);
@@ -844,6 +847,15 @@ let shrinkRounds = 0;
 
 /** Pushes every resident and staged page of a region out now (region.evict()). */
 function evictRegion(r: RegionState): number {
+  batchDepth++;
+  try {
+    return evictRegionNow(r);
+  } finally {
+    batchDepth--;
+  }
+}
+
+function evictRegionNow(r: RegionState): number {
   const before = r.stats[P.R_EVICTIONS];
   let n = 0;
   // Drain the ring first so staged pages of this region are stored too.
@@ -989,11 +1001,27 @@ const idleEnabled = opts.idle.afterMs > 0 && (opts.idle.recompress || (opts.idle
 /** The stored FIFO feeds write-back (swap file) and the idle pass; without both it is not kept. */
 const storedFifoUsed = opts.swapFileFd >= 0 || idleEnabled;
 let shrinking = false;
+// While a batch of faults is being served (or evict() polls for faults inside
+// one), only addRegion is handled at once (a fault may be for the new region):
+// evict/flush/close would read new events into the buffer the outer batch is
+// still walking, or free a region under it. They wait in `deferred`.
+let batchDepth = 0;
+const deferred: P.Request[] = [];
+
 function drainRequests(): void {
   for (;;) {
     const m = receiveMessageOnPort(port);
-    if (!m) return;
-    if (!handle(m.message as P.Request)) running = false;
+    if (!m) break;
+    const req = m.message as P.Request;
+    if (batchDepth > 0 && req.op !== 'addRegion') deferred.push(req);
+    else if (!handle(req)) running = false;
+  }
+  if (batchDepth === 0) runDeferred();
+}
+
+function runDeferred(): void {
+  while (deferred.length > 0 && batchDepth === 0) {
+    if (!handle(deferred.shift()!)) running = false;
   }
 }
 
@@ -1003,6 +1031,7 @@ let retries = 0;
 
 function serveBatch(n: number): void {
   const t0 = performance.now();
+  batchDepth++;
   for (let i = 0; i < n; i++) {
     const k = i * EVENT_SLOTS;
     if (events[k] !== UFFD_EVENT_PAGEFAULT) continue;
@@ -1012,6 +1041,7 @@ function serveBatch(n: number): void {
       retries++;
     }
   }
+  batchDepth--;
   const us = ((performance.now() - t0) * 1000) / n;
   hist[P.bucketOf(us)] += n;
 }
@@ -1049,6 +1079,7 @@ function loop(): void {
     const n = uffd.read(events, timeout);
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
+    if (deferred.length > 0) runDeferred();
     if (retries > 0) retryPending();
     if (evicting) {
       if (performance.now() >= evictBackoffUntil) evictSlice(2);
