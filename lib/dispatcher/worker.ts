@@ -94,6 +94,17 @@ class RegionState {
   get isFile(): boolean { return this.spec.kind === 'file'; }
 }
 
+process.on('uncaughtException', (e) => {
+  // Say why before the Worker ends: the main thread may be blocked in a fault
+  // and never see the 'error' event (the deadman then takes over).
+  fs.writeSync(2, `tmem: the dispatcher failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});
+let stoppedCleanly = false;
+process.on('exit', (code) => {
+  if (!stoppedCleanly) fs.writeSync(2, `tmem: the dispatcher Worker is exiting (code ${code}) without being stopped\n`);
+});
+
 const init = workerData as Init;
 const opts = init.options;
 const ctl = new Int32Array(init.ctl);
@@ -1095,17 +1106,13 @@ function loop(): void {
       return;
     }
   }
+  stoppedCleanly = true;
   uffd.disarmDeadman();
   staging.close();
   port.close();
 }
 
-process.on('uncaughtException', (e) => {
-  // Say why before the Worker ends: the main thread may be blocked in a fault
-  // and never see the 'error' event (the deadman then takes over).
-  fs.writeSync(2, `tmem: the dispatcher failed: ${e instanceof Error ? e.stack : String(e)}\n`);
-  process.exit(1);
-});
+
 
 drainRequests();
 loop();
