@@ -3,8 +3,13 @@
  *
  * Stored object format (what the tmem pool holds for one page):
  *
- *   byte 0      codec: 1 = LZ4 block, 2 = zstd frame, 3 = raw page (4096 bytes follow)
- *   bytes 1..   payload
+ *   4096 bytes     a raw page (it did not compress under HUGE_THRESHOLD): the
+ *                  page itself, so that it fits the pool's 4096-byte limit
+ *   2..3073 bytes  byte 0 is the codec (1 = LZ4 block, 2 = zstd frame), the
+ *                  payload follows
+ *
+ * The length alone tells a raw page (see isRaw). native/page_codec.cc decodes
+ * the same format on the fault path.
  *
  * LZ4 is the system's liblz4 through the addon (LZ4_compress_default and
  * LZ4_decompress_safe into caller buffers; the same plain block that lz4-napi
@@ -20,11 +25,17 @@ import { native } from './native';
 export const PAGE = 4096;
 export const CODEC_LZ4 = 1;
 export const CODEC_ZSTD = 2;
-export const CODEC_RAW = 3;
+/** Length of a stored raw page. */
+export const RAW_LENGTH = PAGE;
 /** Compressed pages larger than this are stored raw (zram's "huge" pages). */
 export const HUGE_THRESHOLD = 3072;
 
 export type CompressorName = 'lz4' | 'zstd';
+
+/** True if a stored object of this length is a raw page. */
+export function isRaw(len: number): boolean {
+  return len === RAW_LENGTH;
+}
 
 interface ZstdBinding {
   CCtx: new () => { setParameter(p: number, v: number): void; compress2(dst: Uint8Array, src: Uint8Array): number };
@@ -76,7 +87,7 @@ export class PageCodec {
   /**
    * Compresses one page src[srcOff..srcOff+4096) into dst at 0 in the stored
    * format. Returns the object length (1 + payload); a page that does not
-   * compress under HUGE_THRESHOLD is written raw (4097 bytes).
+   * compress under HUGE_THRESHOLD is written raw (4096 bytes, see isRaw).
    * `dst` must hold at least 4097 bytes.
    */
   compress(src: Uint8Array, srcOff: number, dst: Uint8Array): number {
@@ -110,9 +121,8 @@ export class PageCodec {
         return n + 1;
       }
     }
-    dst[0] = CODEC_RAW;
-    dst.set(src.subarray(srcOff, srcOff + PAGE), 1);
-    return PAGE + 1;
+    dst.set(src.subarray(srcOff, srcOff + PAGE), 0);
+    return RAW_LENGTH;
   }
 
   /**
@@ -121,6 +131,10 @@ export class PageCodec {
    * @throws Error if the object is malformed (never hands back wrong bytes)
    */
   decompress(src: Uint8Array, off: number, len: number, dst: Uint8Array, dstOff: number): void {
+    if (isRaw(len)) {
+      dst.set(src.subarray(off, off + PAGE), dstOff);
+      return;
+    }
     const codec = src[off];
     let n: number;
     if (codec === CODEC_LZ4) {
@@ -137,10 +151,6 @@ export class PageCodec {
     } else if (codec === CODEC_ZSTD) {
       this.dctx ??= new (zstd().DCtx)();
       n = this.dctx.decompress(dst.subarray(dstOff, dstOff + PAGE), src.subarray(off + 1, off + len));
-    } else if (codec === CODEC_RAW) {
-      if (len !== PAGE + 1) throw new Error(`tmem: raw page object has ${len} bytes, expected ${PAGE + 1}`);
-      dst.set(src.subarray(off + 1, off + len), dstOff);
-      n = PAGE;
     } else {
       throw new Error(`tmem: stored object has unknown codec ${codec}`);
     }

@@ -50,7 +50,7 @@ import {
   native, EVENT_SLOTS, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, UFFD_EVENT_PAGEFAULT, COPY_WP,
   REGISTER_MODE_MISSING, MADV_DONTNEED, type UffdDescriptor,
 } from '../native';
-import { PageCodec, PAGE, sameFilled, CODEC_RAW, CODEC_ZSTD } from '../compress';
+import { PageCodec, PAGE, sameFilled, isRaw, CODEC_ZSTD } from '../compress';
 import * as P from './protocol';
 import { openBackends, type Backends } from './backends';
 import { PageFifo } from './fifo';
@@ -123,28 +123,8 @@ const pageBuf = new Uint8Array(PAGE);
 const pageWords = new Uint32Array(pageBuf.buffer);
 const zeroPage = new Uint8Array(PAGE);
 const objBuf = new Uint8Array(PAGE + 64);
-const objRaw = objBuf.subarray(1, 1 + PAGE); // a CODEC_RAW object's page
 /** Stored pages are decoded and copied in by one native call (liblz4 and libzstd found). */
 const nativeDecode = native.lz4Available && native.zstdAvailable;
-
-/**
- * frontswap store/load of an object in the stored format (lib/compress.ts).
- * The tmem store holds at most 4096 bytes per page, so a raw object (codec
- * byte + 4096 bytes) is stored as the bare page, and a 4096-byte object read
- * back is a raw page (compressed objects are at most HUGE_THRESHOLD + 1).
- */
-function poolStore(id: number, page: number, obj: Uint8Array, len: number): boolean {
-  if (len === PAGE + 1) return backends.frontswap.store(id, page, obj === objBuf ? objRaw : obj.subarray(1, 1 + PAGE), PAGE);
-  return backends.frontswap.store(id, page, obj, len);
-}
-/** Loads into objBuf in the stored format; the object length or -1. */
-function poolLoad(id: number, page: number): number {
-  const n = backends.frontswap.load(id, page, objBuf);
-  if (n !== PAGE) return n;
-  objBuf.copyWithin(1, 0, PAGE);
-  objBuf[0] = CODEC_RAW;
-  return PAGE + 1;
-}
 
 // Staging ring: slots [head, tail) in FIFO order; a slot whose page was moved
 // back by a fault is a hole until the head passes it.
@@ -300,7 +280,7 @@ function serveFault(addr: number, flags: number): boolean {
         if (n < 0) throw new Error(`tmem: region ${r.id} page ${page} is missing from the pool`);
         res = uffd.copyObject(addr, fsw.viewBytes, fsw.viewOffset, n, keep ? COPY_WP : 0);
       } else {
-        const n = poolLoad(r.id, page);
+        const n = backends.frontswap.load(r.id, page, objBuf);
         if (n < 0) throw new Error(`tmem: region ${r.id} page ${page} is missing from the pool`);
         codec.decompress(objBuf, 0, n, pageBuf, 0);
         res = uffd.copy(addr, pageBuf, 0, keep ? COPY_WP : 0);
@@ -553,7 +533,7 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
     }
     // Clean file page: cleancache may keep it (ephemeral), the file always has it.
     const len = codec.compress(stagingBytes, off, objBuf);
-    if (objBuf[0] !== CODEC_RAW && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
+    if (!isRaw(len) && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
       G[P.G_CLEANCACHE_PUTS]++;
     }
     r.state[page] = NEVER;
@@ -584,15 +564,15 @@ function storeAnon(r: RegionState, page: number, off: number, slot: number): num
     return toSwapFile(r, page, off, slot);
   }
   const len = codec.compress(stagingBytes, off, objBuf);
-  if (objBuf[0] === CODEC_RAW && swapUsable()) {
+  if (isRaw(len) && swapUsable()) {
     G[P.G_HUGE]++;
     return toSwapFile(r, page, off, slot); // incompressible: the file, not the pool
   }
-  if (!poolStore(r.id, page, objBuf, len)) {
+  if (!backends.frontswap.store(r.id, page, objBuf, len)) {
     G[P.G_REFUSED_ALLOC]++;
     return toSwapFile(r, page, off, slot);
   }
-  if (objBuf[0] === CODEC_RAW) G[P.G_HUGE]++;
+  if (isRaw(len)) G[P.G_HUGE]++;
   r.state[page] = STORED;
   storedPush(r, page);
   G[P.G_STORED]++;
@@ -634,7 +614,7 @@ function writebackFromPool(max: number): number {
     const r = byId.get(storedFifo.outRegion);
     const page = storedFifo.outPage;
     if (!r || r.closed || r.seq[page] !== storedFifo.outStamp || r.state[page] !== STORED) continue;
-    const len = poolLoad(r.id, page);
+    const len = backends.frontswap.load(r.id, page, objBuf);
     if (len < 0) continue;
     queuePoolWriteback(r, page, len);
     n++;
@@ -803,24 +783,24 @@ function idlePass(): void {
     // Counted idle from now on: mark it at once, so storedLeaves() uncounts it whichever way
     // it leaves (write-back to the swap file, bringBack), not only after the visit ends.
     r.aux[page] = flags;
-    const len = poolLoad(r.id, page);
+    const len = backends.frontswap.load(r.id, page, objBuf);
     if (len < 0) continue;
-    const raw = objBuf[0] === CODEC_RAW;
+    const raw = isRaw(len);
     if (swapUsable() && (opts.idle.writeback === 'idle' || (opts.idle.writeback === 'huge' && raw))) {
       queuePoolWriteback(r, page, len);
       G[P.G_IDLE_WRITEBACK]++;
       continue;
     }
-    if (zstdCold && !(a & NO_GAIN) && objBuf[0] !== CODEC_ZSTD) {
+    if (zstdCold && !(a & NO_GAIN) && (isRaw(len) || objBuf[0] !== CODEC_ZSTD)) {
       codec.decompress(objBuf, 0, len, pageBuf, 0);
       const n = zstdCold.compress(pageBuf, 0, recompBuf);
-      if (recompBuf[0] !== CODEC_RAW && n + 32 <= len) {
+      if (!isRaw(n) && n + 32 <= len) {
         // A put that replaces and is refused drops the old copy too (tmem's
         // rule): then put the old object back, else bring the page back in.
-        if (poolStore(r.id, page, recompBuf, n)) {
+        if (backends.frontswap.store(r.id, page, recompBuf, n)) {
           G[P.G_RECOMPRESSED]++;
           G[P.G_RECOMPRESS_SAVED] += len - n;
-        } else if (!poolStore(r.id, page, objBuf, len)) {
+        } else if (!backends.frontswap.store(r.id, page, objBuf, len)) {
           storedLeaves(r, page);
           bringBack(r, page, pageBuf);
           continue;
