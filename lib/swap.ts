@@ -46,8 +46,11 @@ export interface OpenOptions {
   /**
    * The swap file tier under the pool: pages the pool refuses (full, or they do
    * not compress) and the pool's oldest entries when it is full go to this file.
-   * `path` is a file (created or truncated, mode 0600, removed on close) or a
-   * directory (an unlinked O_TMPFILE in it); the file never grows past `size`.
+   * `path` is a directory (an unnamed O_TMPFILE is made in it) or a path that
+   * must not exist yet: the file is created there (O_EXCL|O_NOFOLLOW, mode
+   * 0600) and unlinked at once, so nothing is left on disk even after SIGKILL.
+   * An existing path (file, symlink, FIFO, device) is refused with EEXIST.
+   * The file never grows past `size`. See README "Swap file security".
    */
   swapFile?: { path: string; size: number | string };
   /**
@@ -205,15 +208,15 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   const idle = parseIdle(options.idle);
   const statsSocket = options.statsSocket ?? process.env.TMEM_STATS === '1';
   if (typeof statsSocket !== 'boolean') throw new TypeError('statsSocket must be a boolean');
-  let swapFile: { fd: number; size: number; path: string; unlink: boolean } | undefined;
+  let swapFile: { fd: number; size: number; path: string } | undefined;
   if (options.swapFile !== undefined) {
     const sf = options.swapFile;
     if (sf === null || typeof sf !== 'object') throw new TypeError('swapFile must be an object { path, size }');
     if (typeof sf.path !== 'string' || sf.path.length === 0) throw new TypeError('swapFile.path must be a non-empty path string');
     const size = Math.floor(parseSize(sf.size, 'swapFile.size') / 4096) * 4096;
     if (size < 4096) throw new RangeError(`swapFile.size must be at least 4KiB, got ${String(sf.size)}`);
-    const { fd, unlink } = openSwapFile(sf.path);
-    swapFile = { fd, size, path: sf.path, unlink };
+    const { fd } = openSwapFile(sf.path);
+    swapFile = { fd, size, path: sf.path };
   }
 
   let uffd: Uffd;
@@ -282,7 +285,7 @@ export class Swap {
 
   /** @internal use {@link open} */
   constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions, private readonly pin: boolean,
-    private readonly swapFile?: { fd: number; size: number; path: string; unlink: boolean }) {
+    private readonly swapFile?: { fd: number; size: number; path: string }) {
     const ch = new MessageChannel();
     this.port = ch.port1;
     this.workerPort = ch.port2;
@@ -506,11 +509,9 @@ function parseIdle(o: OpenOptions['idle']): P.DispatcherOptions['idle'] {
   return { afterMs, recompress, recompressLevel, writeback, budget };
 }
 
-function closeSwapFile(f: { fd: number; path: string; unlink: boolean }): void {
+/** The swap file has no name (lib/swapfile.ts): closing its fd frees it. */
+function closeSwapFile(f: { fd: number }): void {
   try { fs.closeSync(f.fd); } catch { /* closed */ }
-  if (f.unlink) {
-    try { fs.unlinkSync(f.path); } catch { /* gone */ }
-  }
 }
 
 function latencyFrom(hist: Float64Array): LatencyStats {

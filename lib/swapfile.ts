@@ -182,22 +182,55 @@ export class SwapFile {
 }
 
 /**
- * Opens the swap file for `path`: a directory gives an unlinked O_TMPFILE in
- * it; otherwise the file is created (or truncated) with mode 0600.
- * Returns the fd and whether it must be unlinked on close.
+ * Opens the swap file for `path`, so that nothing but this process can reach
+ * its pages and nothing is left behind, whatever happens:
+ *
+ * - a directory: an unnamed O_TMPFILE in it (with O_EXCL: it can never be
+ *   given a name with linkat);
+ * - otherwise `path` must not exist: it is created with O_CREAT|O_EXCL|O_NOFOLLOW,
+ *   mode 0600, and unlinked at once (the fd keeps the file). A path that
+ *   already exists (a file, a symlink, a FIFO, a device node such as
+ *   /dev/null) is refused with the open(2) error EEXIST: tmem never writes
+ *   into, chmods or deletes a file it did not create, and a file another user
+ *   placed first (and may hold open) never receives a page.
+ *
+ * Either way the file has no name once open() returns: a SIGKILL or a
+ * forgotten close() leaves nothing on disk, and the kernel frees the blocks
+ * when the fd closes.
+ * @throws Error with code, errno, syscall, path (EEXIST, ENOENT, EACCES, EOPNOTSUPP...)
  */
-export function openSwapFile(path: string): { fd: number; unlink: boolean } {
+export function openSwapFile(path: string): { fd: number } {
+  const c = fs.constants;
   let isDir = false;
   try {
     isDir = fs.statSync(path).isDirectory();
   } catch {
-    /* a new file */
+    /* not there: a new file */
   }
   if (isDir) {
-    const O_TMPFILE = 0o20000000 | fs.constants.O_DIRECTORY;
-    return { fd: fs.openSync(path, O_TMPFILE | fs.constants.O_RDWR, 0o600), unlink: false };
+    // If the directory was replaced by something else since the stat, O_DIRECTORY fails (ENOTDIR).
+    const O_TMPFILE = 0o20000000 | c.O_DIRECTORY;
+    return { fd: fs.openSync(path, O_TMPFILE | c.O_RDWR | c.O_EXCL, 0o600) };
   }
-  const fd = fs.openSync(path, fs.constants.O_CREAT | fs.constants.O_RDWR | fs.constants.O_TRUNC, 0o600);
-  fs.fchmodSync(fd, 0o600);
-  return { fd, unlink: true };
+  let fd: number;
+  try {
+    fd = fs.openSync(path, c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW | c.O_RDWR, 0o600);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EEXIST') {
+      err.message = `tmem: swapFile.path '${path}' already exists: tmem creates its swap file itself (O_EXCL) and never ` +
+        `opens, truncates or removes an existing file, symlink or device; remove it, or give a directory (${err.message})`;
+    }
+    throw err;
+  }
+  // Give the name up at once, but only if it is still ours: in a directory others can write
+  // (without the sticky bit) the name may already point to another file, which stays untouched.
+  try {
+    const mine = fs.fstatSync(fd);
+    const there = fs.lstatSync(path);
+    if (there.dev === mine.dev && there.ino === mine.ino) fs.unlinkSync(path);
+  } catch {
+    /* gone already: nothing to remove */
+  }
+  return { fd };
 }

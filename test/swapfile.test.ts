@@ -19,6 +19,7 @@ import { open, type OpenOptions, type Swap, type SwapStats } from '../lib';
 import { type ChildResult, Watchdog, runNodeChild, tempDir as tempDirFor, withTimeout } from './helpers/harness';
 import { PAGE, PageChecker, fillPage, kindOf, shuffled } from './helpers/swapfile-pattern';
 import { mountSmallFs } from './helpers/swapfile-mount';
+import { openSwapFilePath } from './helpers/swapfile-fd';
 import { CHILD_PAGES, touchOrder } from './helpers/swapfile-corrupt-child';
 
 const watchdog = new Watchdog();
@@ -131,23 +132,24 @@ test.serial('swap file in a directory (O_TMPFILE): 10x residentLimit, random-ord
   t.deepEqual(fs.readdirSync(dir), [], 'nothing left in the directory');
 });
 
-test.serial('swap file at a path: mode 0600 while open (even over an existing 0644 file), never past size, removed on close', async (t) => {
+test.serial('swap file at a path: created 0600, unlinked while open (no name on disk), never past size, nothing left on close', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'tmem.swap');
-  fs.writeFileSync(file, Buffer.alloc(3 * PAGE + 17, 0x77), { mode: 0o644 });
-  fs.chmodSync(file, 0o644);
   const size = 32 * 2 ** 20;
   let sizeWhileOpen = -1;
   const s = await roundTrip(t, { ...BASE, swapFile: { path: file, size } }, PAGES, () => {
-    const st = fs.statSync(file);
+    t.false(fs.existsSync(file), 'the name is gone as soon as open() returned');
+    t.deepEqual(fs.readdirSync(dir), []);
+    const st = fs.statSync(openSwapFilePath(file));
     t.is(st.mode & 0o777, 0o600, `swap file mode ${(st.mode & 0o777).toString(8)}`);
     t.true(st.isFile());
+    t.is(st.nlink, 0, 'no link to it anywhere');
     sizeWhileOpen = st.size;
     t.true(st.size > 0 && st.size <= size, `file size ${st.size} within swapFile.size`);
   });
   t.true(sizeWhileOpen >= 0);
   t.is(s.swapFile!.ioErrors, 0);
-  t.false(fs.existsSync(file), 'the swap file is removed by swap.close()');
+  t.deepEqual(fs.readdirSync(dir), [], 'nothing left in the directory');
 });
 
 test.serial('incompressible pages only, 4x residentLimit, three random-order read passes: every page from the file, no loss', async (t) => {
@@ -230,7 +232,7 @@ test.serial('ENOSPC: a swap file larger than its filesystem; pages stay resident
     t.true(s.swapFile!.writtenBack > 0, 'what fitted went to the file');
     t.true(s.swapFile!.swapIns > 0, 'and came back from it');
     t.true(s.residentPages > 256, 'pages the file could not take stayed resident');
-    t.true(fs.statSync(file).size <= 2 ** 20 + PAGE * 64, 'the file is bounded by its filesystem');
+    t.true(fs.statSync(openSwapFilePath(file)).size <= 2 ** 20 + PAGE * 64, 'the file is bounded by its filesystem');
     await withTimeout(region.close(), 10000, 'region.close()');
   } finally {
     await withTimeout(swap.close(), 10000, 'swap.close()');

@@ -5,8 +5,8 @@
  * Opens a swap with a swap file at DIR/swap.bin, fills a region with
  * incompressible pages (they go to the file), pushes every page out with
  * region.evict(), then flips one byte of a slot that holds data, on disk
- * (fs.writeSync at that offset: the dispatcher's pread sees it through the
- * page cache). Then it touches every page in ORDER, checking each one byte for
+ * (fs.writeSync at that offset, through /proc/self/fd since the file has no
+ * name: the dispatcher's pread sees it through the page cache). Then it touches every page in ORDER, checking each one byte for
  * byte, and writes `ok P` to stderr after each good page. The expected end is
  * death by SIGBUS at the corrupted page, with the dispatcher's
  * "cannot be restored: checksum mismatch" line on stderr.
@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { open } from '../../lib';
 import { PAGE, fillPage, PageChecker, shuffled } from './swapfile-pattern';
+import { openSwapFilePath } from './swapfile-fd';
 
 export const CHILD_PAGES = 512;
 
@@ -47,7 +48,8 @@ async function main(): Promise<void> {
   }
 
   // A slot that holds data: the first non-zero block from the middle of the file on.
-  const image = fs.readFileSync(file);
+  const onDisk = openSwapFilePath(file); // it has no name any more: reach it through our fd
+  const image = fs.readFileSync(onDisk);
   const slots = Math.floor(image.length / PAGE);
   let victim = -1;
   for (let k = 0; k < slots && victim < 0; k++) {
@@ -60,7 +62,7 @@ async function main(): Promise<void> {
     process.exit(5);
   }
   const at = victim * PAGE + 1234;
-  const fd = fs.openSync(file, 'r+');
+  const fd = fs.openSync(onDisk, 'r+');
   fs.writeSync(fd, Buffer.of(image[at] ^ 0x5a), 0, 1, at);
   fs.closeSync(fd);
   say(`child: flipped byte ${at} (slot ${victim}) of a ${image.length}-byte swap file`);
