@@ -14,8 +14,12 @@
  * LZ4 is the system's liblz4 through the addon (LZ4_compress_default and
  * LZ4_decompress_safe into caller buffers; the same plain block that lz4-napi
  * writes behind its 4-byte length). When liblz4.so.1 is missing, lz4-napi is
- * used (it allocates a Buffer per call). zstd goes through zstd-napi's
- * low-level CCtx/DCtx, which write into caller buffers.
+ * used (it allocates a Buffer per call). zstd is the system's libzstd the
+ * same way (ZSTD_compressCCtx / ZSTD_decompressDCtx with per-thread contexts);
+ * only where libzstd.so.1 is missing is zstd-napi used (an optional
+ * dependency; its low-level CCtx/DCtx write into caller buffers too). With
+ * neither, the 'zstd' compressor is refused with ERR_TMEM_NO_ZSTD and idle
+ * recompression is off by default.
  *
  * Same-filled pages (zswap/zram): a page whose 32-bit words are all equal is
  * not compressed at all; the caller keeps the word.
@@ -47,11 +51,34 @@ interface Lz4Napi {
   uncompressSync(b: Buffer): Buffer;
 }
 
-let zstdMod: ZstdBinding | undefined;
-function zstd(): ZstdBinding {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  zstdMod ??= require('zstd-napi/binding') as ZstdBinding;
+let zstdMod: ZstdBinding | null | undefined;
+/** zstd-napi's binding, or null when the optional dependency is not installed. */
+function zstdNapi(): ZstdBinding | null {
+  if (zstdMod === undefined) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      zstdMod = require('zstd-napi/binding') as ZstdBinding;
+    } catch {
+      zstdMod = null;
+    }
+  }
   return zstdMod;
+}
+function zstd(): ZstdBinding {
+  const z = zstdNapi();
+  if (!z) {
+    const err = new Error(
+      "tmem: zstd is not available: libzstd.so.1 was not found (install the system's zstd library, e.g. Debian's libzstd1) and the optional dependency zstd-napi is not installed",
+    );
+    (err as NodeJS.ErrnoException).code = 'ERR_TMEM_NO_ZSTD';
+    throw err;
+  }
+  return z;
+}
+
+/** True if pages can be compressed with zstd here (libzstd.so.1, else zstd-napi). */
+export function zstdAvailable(): boolean {
+  return native.zstdCompressAvailable || zstdNapi() !== null;
 }
 let lz4Mod: Lz4Napi | undefined;
 function lz4napi(): Lz4Napi {
@@ -77,11 +104,14 @@ export class PageCodec {
   private cctx?: InstanceType<ZstdBinding['CCtx']>;
   private dctx?: InstanceType<ZstdBinding['DCtx']>;
   private readonly nativeLz4 = native.lz4Available;
+  private readonly nativeZstd = native.zstdCompressAvailable;
+  private readonly nativeUnzstd = native.zstdAvailable;
 
   constructor(name: CompressorName, level = 3) {
     if (name !== 'lz4' && name !== 'zstd') throw new RangeError(`compressor must be 'lz4' or 'zstd', got '${String(name)}'`);
     this.name = name;
     this.level = level;
+    if (name === 'zstd' && !this.nativeZstd) zstd(); // throws ERR_TMEM_NO_ZSTD now, not on the first page
   }
 
   /**
@@ -103,6 +133,12 @@ export class PageCodec {
       }
       if (n > 0 && n <= HUGE_THRESHOLD) {
         dst[0] = CODEC_LZ4;
+        return n + 1;
+      }
+    } else if (this.nativeZstd) {
+      n = native.zstdCompress(src, srcOff, PAGE, dst.subarray(0, 1 + HUGE_THRESHOLD), 1, this.level);
+      if (n > 0 && n <= HUGE_THRESHOLD) {
+        dst[0] = CODEC_ZSTD;
         return n + 1;
       }
     } else {
@@ -148,6 +184,8 @@ export class PageCodec {
         dst.set(out, dstOff);
         n = out.length;
       }
+    } else if (codec === CODEC_ZSTD && this.nativeUnzstd) {
+      n = native.zstdDecompress(src, off + 1, len - 1, dst.subarray(dstOff, dstOff + PAGE), 0);
     } else if (codec === CODEC_ZSTD) {
       this.dctx ??= new (zstd().DCtx)();
       n = this.dctx.decompress(dst.subarray(dstOff, dstOff + PAGE), src.subarray(off + 1, off + len));

@@ -214,22 +214,40 @@ export interface NativeBinding {
   lz4Available: boolean;
   /** libzstd.so.1 was found (copyObject decodes zstd objects natively). */
   zstdAvailable: boolean;
+  /** libzstd.so.1 also compresses (ZSTD_compressCCtx): zstdCompress() works. */
+  zstdCompressAvailable: boolean;
+  /**
+   * ZSTD_compressCCtx at `level` (1..22) from libzstd.so.1 with a per-thread
+   * context into dst; returns bytes written, 0 if dst is too small.
+   */
+  zstdCompress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number, level: number): number;
+  /** ZSTD_decompressDCtx of one frame into dst; returns bytes written, throws on bad data. */
+  zstdDecompress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): number;
 }
 
+/**
+ * node-gyp-build picks build/Release (a source build: `npm run build`, or the
+ * install script's fallback) over prebuilds/linux-<arch>/ (the prebuilt
+ * binaries the package ships, `npm run prebuild`).
+ */
 function load(): NativeBinding {
   const root = path.join(__dirname, '..', '..');
-  const candidates = [path.join(root, 'build', 'Release', 'tmem.node'), path.join(root, 'build', 'Debug', 'tmem.node')];
-  let last: unknown;
-  for (const file of candidates) {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return require(file) as NativeBinding;
-    } catch (e) {
-      last = e;
-      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
-    }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    return nodeGypBuild(root) as NativeBinding;
+  } catch (e) {
+    const err = new Error(
+      `tmem: no native addon for ${process.platform}-${process.arch} (${String((e as Error).message ?? e)}); ` +
+        'the package ships prebuilt binaries for linux-x64 and linux-arm64 (glibc); elsewhere it builds from source ' +
+        'at install time, which needs python3, make and a C++17 compiler: install them and run `npm rebuild tmem`',
+      { cause: e },
+    );
+    (err as NodeJS.ErrnoException).code = 'ERR_TMEM_NO_ADDON';
+    throw err;
   }
-  throw new Error(`tmem: the native addon is not built (run \`npm install\` or \`npx node-gyp rebuild\`): ${String(last)}`);
 }
 
 /** The loaded addon. */

@@ -14,6 +14,7 @@ import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
 import { openSwapFile } from './swapfile';
+import { PageCodec, zstdAvailable } from './compress';
 import { publishStats } from './stats-server';
 
 /** Options of {@link open}. Sizes are bytes or strings like '256MiB'. */
@@ -194,6 +195,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   if (typeof accept !== 'number' || !(accept > 0 && accept <= 100)) throw new RangeError(`acceptThreshold must be a percentage in (0, 100], got ${String(accept)}`);
   const compressor = options.compressor ?? 'lz4';
   if (compressor !== 'lz4' && compressor !== 'zstd') throw new RangeError(`compressor must be 'lz4' or 'zstd', got '${String(compressor)}'`);
+  if (compressor === 'zstd') new PageCodec('zstd'); // throws ERR_TMEM_NO_ZSTD where neither libzstd nor zstd-napi is found
   const allocator = options.allocator ?? 'zsmalloc';
   if (allocator !== 'zsmalloc' && allocator !== 'zbud') throw new RangeError(`allocator must be 'zsmalloc' or 'zbud', got '${String(allocator)}'`);
   const pin = options.pin ?? true;
@@ -498,7 +500,7 @@ function parseIdle(o: OpenOptions['idle']): P.DispatcherOptions['idle'] {
   const i = o ?? {};
   const afterMs = i.after ?? 60000;
   if (typeof afterMs !== 'number' || !(afterMs >= 0) || !Number.isFinite(afterMs)) throw new RangeError(`idle.after must be a number of milliseconds >= 0, got ${String(afterMs)}`);
-  const recompress = i.recompress ?? true;
+  const recompress = i.recompress ?? zstdAvailable(); // zstd from libzstd.so.1 or zstd-napi
   if (typeof recompress !== 'boolean') throw new TypeError('idle.recompress must be a boolean');
   const recompressLevel = i.recompressLevel ?? 9;
   if (!Number.isInteger(recompressLevel) || recompressLevel < 1 || recompressLevel > 22) throw new RangeError(`idle.recompressLevel must be a zstd level 1..22, got ${String(recompressLevel)}`);

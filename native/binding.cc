@@ -793,15 +793,16 @@ Napi::Value ThreadCpu(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), tmem::thread_cpu(static_cast<int64_t>(tid)));
 }
 
-/** The arguments of lz4Compress/lz4Decompress: (src, srcOffset, srcLength, dst, dstOffset), checked. */
+/** The arguments of lz4Compress/lz4Decompress/zstd*: (src, srcOffset, srcLength, dst, dstOffset), checked. */
 struct BlockArgs {
   const char* src;
   int src_len;
   char* dst;
   int dst_capacity;
 };
-BlockArgs block_args(const Napi::CallbackInfo& info) {
+BlockArgs block_args(const Napi::CallbackInfo& info, bool lib_available, const char* lib) {
   Napi::Env env = info.Env();
+  if (!lib_available) throw Napi::Error::New(env, std::string(lib) + " is not available");
   Bytes src = bytes_arg(info, 0, "src");
   double so = number_arg(info, 1, "srcOffset");
   double sl = number_arg(info, 2, "srcLength");
@@ -809,7 +810,6 @@ BlockArgs block_args(const Napi::CallbackInfo& info) {
   double d_off = number_arg(info, 4, "dstOffset");
   if (so < 0 || sl <= 0 || so + sl > static_cast<double>(src.len)) range_error(env, "srcOffset/srcLength must lie inside src");
   if (d_off < 0 || d_off > static_cast<double>(dst.len)) range_error(env, "dstOffset must lie inside dst");
-  if (!tmem::lz4::available()) throw Napi::Error::New(env, "liblz4.so.1 is not available");
   return BlockArgs{reinterpret_cast<const char*>(src.data + static_cast<size_t>(so)), static_cast<int>(sl),
                    reinterpret_cast<char*>(dst.data + static_cast<size_t>(d_off)),
                    static_cast<int>(dst.len - static_cast<size_t>(d_off))};
@@ -817,7 +817,7 @@ BlockArgs block_args(const Napi::CallbackInfo& info) {
 
 // lz4Decompress(src, srcOffset, srcLength, dst, dstOffset) -> bytes written; throws on bad data.
 Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
-  BlockArgs a = block_args(info);
+  BlockArgs a = block_args(info, tmem::lz4::available(), "liblz4.so.1");
   int n = tmem::lz4::decompress(a.src, a.dst, a.src_len, a.dst_capacity);
   if (n < 0) throw Napi::Error::New(info.Env(), "lz4 block is malformed (LZ4_decompress_safe returned " + std::to_string(n) + ")");
   return Napi::Number::New(info.Env(), n);
@@ -825,8 +825,26 @@ Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
 
 // lz4Compress(src, srcOffset, srcLength, dst, dstOffset) -> bytes written, 0 if dst is too small.
 Napi::Value Lz4Compress(const Napi::CallbackInfo& info) {
-  BlockArgs a = block_args(info);
+  BlockArgs a = block_args(info, tmem::lz4::available(), "liblz4.so.1");
   return Napi::Number::New(info.Env(), tmem::lz4::compress(a.src, a.dst, a.src_len, a.dst_capacity));
+}
+
+// zstdCompress(src, srcOffset, srcLength, dst, dstOffset, level) -> bytes written, 0 if dst is too small.
+Napi::Value ZstdCompress(const Napi::CallbackInfo& info) {
+  BlockArgs a = block_args(info, tmem::zstd::compress_available(), "libzstd.so.1 (ZSTD_compressCCtx)");
+  double level = number_arg(info, 5, "level");
+  if (level != static_cast<int>(level) || level < 1 || level > 22) range_error(info.Env(), "level must be an integer 1..22");
+  long n = tmem::zstd::compress(a.src, static_cast<size_t>(a.src_len), a.dst, static_cast<size_t>(a.dst_capacity), static_cast<int>(level));
+  if (n < 0) throw Napi::Error::New(info.Env(), "zstd: could not create a compression context");
+  return Napi::Number::New(info.Env(), static_cast<double>(n));
+}
+
+// zstdDecompress(src, srcOffset, srcLength, dst, dstOffset) -> bytes written; throws on bad data.
+Napi::Value ZstdDecompress(const Napi::CallbackInfo& info) {
+  BlockArgs a = block_args(info, tmem::zstd::available(), "libzstd.so.1");
+  long n = tmem::zstd::decompress(a.src, static_cast<size_t>(a.src_len), a.dst, static_cast<size_t>(a.dst_capacity));
+  if (n < 0) throw Napi::Error::New(info.Env(), "zstd frame is malformed or does not fit dst");
+  return Napi::Number::New(info.Env(), static_cast<double>(n));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -847,6 +865,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("lz4Compress", Napi::Function::New<Lz4Compress>(env, "lz4Compress"));
   exports.Set("lz4Available", Napi::Boolean::New(env, tmem::lz4::available()));
   exports.Set("zstdAvailable", Napi::Boolean::New(env, tmem::zstd::available()));
+  exports.Set("zstdCompress", Napi::Function::New<ZstdCompress>(env, "zstdCompress"));
+  exports.Set("zstdDecompress", Napi::Function::New<ZstdDecompress>(env, "zstdDecompress"));
+  exports.Set("zstdCompressAvailable", Napi::Boolean::New(env, tmem::zstd::compress_available()));
   return exports;
 }
 

@@ -44,9 +44,12 @@ namespace {
 using CreateFn = void* (*)();
 using DecompressDCtxFn = size_t (*)(void*, void*, size_t, const void*, size_t);
 using IsErrorFn = unsigned (*)(size_t);
+using CompressCCtxFn = size_t (*)(void*, void*, size_t, const void*, size_t, int);
 CreateFn g_create = nullptr;
 DecompressDCtxFn g_decompress = nullptr;
 IsErrorFn g_is_error = nullptr;
+CreateFn g_create_cctx = nullptr;
+CompressCCtxFn g_compress = nullptr;
 std::once_flag g_once;
 void load() {
   void* h = ::dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -55,6 +58,9 @@ void load() {
   g_decompress = reinterpret_cast<DecompressDCtxFn>(::dlsym(h, "ZSTD_decompressDCtx"));
   g_is_error = reinterpret_cast<IsErrorFn>(::dlsym(h, "ZSTD_isError"));
   if (!g_create || !g_is_error) g_decompress = nullptr;
+  g_create_cctx = reinterpret_cast<CreateFn>(::dlsym(h, "ZSTD_createCCtx"));
+  g_compress = reinterpret_cast<CompressCCtxFn>(::dlsym(h, "ZSTD_compressCCtx"));
+  if (!g_create_cctx || !g_decompress) g_compress = nullptr;
 }
 }  // namespace
 
@@ -71,6 +77,21 @@ long decompress(const char* src, size_t src_len, char* dst, size_t dst_capacity)
   if (!dctx) return -1;
   size_t r = g_decompress(dctx, dst, dst_capacity, src, src_len);
   if (g_is_error(r)) return -1;
+  return static_cast<long>(r);
+}
+
+bool compress_available() {
+  std::call_once(g_once, load);
+  return g_compress != nullptr;
+}
+
+long compress(const char* src, size_t src_len, char* dst, size_t dst_capacity, int level) {
+  if (!compress_available()) return -1;
+  // One context per thread, kept: it holds the level's tables between pages.
+  static thread_local void* cctx = g_create_cctx();
+  if (!cctx) return -1;
+  size_t r = g_compress(cctx, dst, dst_capacity, src, src_len, level);
+  if (g_is_error(r)) return 0;  // dstSize_tooSmall (or a bad level, checked by the caller)
   return static_cast<long>(r);
 }
 }  // namespace zstd

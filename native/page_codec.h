@@ -14,7 +14,9 @@
 // caller-owned staging page. If the library is absent, available() is false
 // and callers fall back to lz4-napi. Eviction compresses with the same library
 // (LZ4_compress_default, 2x faster than lz4-napi's compressSync and without a
-// Buffer per page); both write the same plain LZ4 block.
+// Buffer per page); both write the same plain LZ4 block. zstd is opened the
+// same way (libzstd.so.1) and compresses too, so that zstd-napi is only a
+// fallback where the system library is missing.
 #pragma once
 
 #include <cstddef>
@@ -46,5 +48,12 @@ namespace zstd {
 bool available();
 /** ZSTD_decompressDCtx of one frame with a per-thread context: bytes written, or < 0 on error. */
 long decompress(const char* src, size_t src_len, char* dst, size_t dst_capacity);
+/** True if libzstd.so.1 also exports ZSTD_createCCtx and ZSTD_compressCCtx. */
+bool compress_available();
+/**
+ * ZSTD_compressCCtx of one frame at `level` with a per-thread context: bytes
+ * written, 0 if dst is too small, < 0 if the library is missing.
+ */
+long compress(const char* src, size_t src_len, char* dst, size_t dst_capacity, int level);
 }  // namespace zstd
 }  // namespace tmem

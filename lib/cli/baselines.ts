@@ -5,11 +5,19 @@
  *   build-cmake/bench/native/uffd_min_handler   the minimal C userfaultfd handler
  *   build-cmake/bench/native/kernel_swapin      the kernel's zram / swap file pageout and swap-in (root)
  *
- * When the programs are missing they are built with cmake (the targets only);
- * when that is not possible every baseline says so, with the command to run.
+ * When the programs are missing they are built with cmake (the targets only)
+ * into a user cache directory, never into the package (node_modules may be
+ * read-only, and is replaced on every install):
+ *
+ *   $XDG_CACHE_HOME/tmem/baselines-<version>   (default ~/.cache/tmem/...)
+ *
+ * A developer's `npm run build:native` (build-cmake/bench/native in the
+ * repository) is used when it is there. When building is not possible every
+ * baseline says so, with the command to run.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Summary } from '../../bench/helpers/stats';
 
@@ -23,33 +31,62 @@ export function packageRoot(): string {
   return path.resolve(__dirname, '..', '..', '..');
 }
 
-export function binDir(): string {
-  return path.join(packageRoot(), 'build-cmake', 'bench', 'native');
-}
-
 const PROGRAMS = ['uffd_min_handler', 'kernel_swapin'];
 
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version?: string }).version ?? '0';
+  } catch {
+    return '0';
+  }
+}
+
+/** Where `tmem bench` builds its baselines: $XDG_CACHE_HOME/tmem (or ~/.cache/tmem)/baselines-<version>. */
+export function cacheDir(): string {
+  const xdg = process.env.XDG_CACHE_HOME;
+  const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache');
+  return path.join(base, 'tmem', `baselines-${packageVersion()}`);
+}
+
+/** The folder holding the baseline programs: the repository's build-cmake when built there, else the cache. */
+export function binDir(): string {
+  const dev = path.join(packageRoot(), 'build-cmake', 'bench', 'native');
+  if (PROGRAMS.every((p) => fs.existsSync(path.join(dev, p)))) return dev;
+  return path.join(cacheDir(), 'build', 'bench_native');
+}
+
 /**
- * Makes sure the baseline programs exist, building them with cmake if needed.
- * Returns null when they are there, else why they are not (with what to run).
+ * Makes sure the baseline programs exist, building them with cmake into
+ * cacheDir() if needed. Returns null when they are there, else why they are
+ * not (with what to run).
  */
 export function ensureBaselinePrograms(say: (s: string) => void): string | null {
   const dir = binDir();
   const missing = PROGRAMS.filter((p) => !fs.existsSync(path.join(dir, p)));
   if (missing.length === 0) return null;
   const root = packageRoot();
-  const how = 'run `npm run build:native` in the tmem package (needs cmake and a C++17 compiler)';
-  if (!fs.existsSync(path.join(root, 'bench', 'native', 'CMakeLists.txt'))) {
-    return `baseline programs not built (${missing.join(', ')}) and their sources are not in this package: ${how}`;
+  const sources = path.join(root, 'bench', 'native');
+  const how = 'install cmake and a C++17 compiler (Debian: apt-get install cmake g++) and run `tmem bench` again';
+  if (!fs.existsSync(path.join(sources, 'CMakeLists.txt'))) {
+    return `baseline programs not built (${missing.join(', ')}) and their sources are not in this package`;
   }
   const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
   if (cmake.error || cmake.status !== 0) {
-    return `baseline programs not built (${missing.join(', ')}) and cmake is not installed: install cmake and g++, then ${how}`;
+    return `baseline programs not built (${missing.join(', ')}) and cmake is not installed: ${how}`;
   }
-  say(`baseline programs missing (${missing.join(', ')}): building them with cmake ...`);
-  const build = path.join(root, 'build-cmake');
+  const cache = cacheDir();
+  say(`baseline programs missing (${missing.join(', ')}): building them with cmake in ${cache} ...`);
+  // bench/native is a subdirectory project: a two-line top level pulls it in.
+  const top = path.join(cache, 'src');
+  fs.mkdirSync(top, { recursive: true });
+  fs.writeFileSync(
+    path.join(top, 'CMakeLists.txt'),
+    'cmake_minimum_required(VERSION 3.16)\nproject(tmem_baselines CXX)\n' +
+      `add_subdirectory(${JSON.stringify(sources)} bench_native)\n`,
+  );
+  const build = path.join(cache, 'build');
   const steps: string[][] = [
-    ['-S', root, '-B', build, '-DCMAKE_BUILD_TYPE=Release'],
+    ['-S', top, '-B', build, '-DCMAKE_BUILD_TYPE=Release'],
     ['--build', build, '-j2', '--target', ...PROGRAMS],
   ];
   for (const args of steps) {
@@ -59,8 +96,9 @@ export function ensureBaselinePrograms(say: (s: string) => void): string | null 
       return `baseline programs not built: cmake ${args[0]} failed (${tail}); ${how}`;
     }
   }
-  const still = PROGRAMS.filter((p) => !fs.existsSync(path.join(dir, p)));
-  return still.length === 0 ? null : `baseline programs not built (${still.join(', ')} missing after cmake): ${how}`;
+  const out = path.join(build, 'bench_native');
+  const still = PROGRAMS.filter((p) => !fs.existsSync(path.join(out, p)));
+  return still.length === 0 ? null : `baseline programs not built (${still.join(', ')} missing after cmake in ${cache})`;
 }
 
 function isRoot(): boolean {
