@@ -114,6 +114,15 @@ export interface Uffd {
    * @param flags MOVE_DONTWAKE | MOVE_ALLOW_SRC_HOLES
    */
   move(dst: number, src: number, length: number, flags?: number): number;
+  /**
+   * Makes the present pages of the range exclusive to this process again without
+   * changing a byte and without blocking (native/memory.h unshare_pages: the kernel
+   * adds 0 to a word of each page, futex FUTEX_WAKE_OP waking nobody). After a fork
+   * the process's resident pages are shared copy-on-write until written, and
+   * UFFDIO_MOVE refuses them with EBUSY. A missing or write-protected page is
+   * never waited for: -14 (EFAULT). Returns bytes made exclusive, or -errno.
+   */
+  unshare(address: number, length: number): number;
   /** ioctl(UFFDIO_WAKE): wake threads waiting on faults in the range. */
   wake(address: number, length: number): void;
   /** ioctl(UFFDIO_WRITEPROTECT): set or clear write protection. */

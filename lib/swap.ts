@@ -75,12 +75,19 @@ export interface OpenOptions {
 export interface SwapFileStats {
   /** Slots (pages) the file may hold. */
   slots: number;
-  /** Pages in the file now. */
+  /** Pages held by the file and not resident, now. */
   pages: number;
+  /**
+   * Resident pages whose slot is kept, now (the kernel's SwapCached): read since
+   * their swap-in and not written, so evicting them again writes nothing. A write
+   * frees the slot. Slots are kept only while the file is at most half full.
+   */
+  cached: number;
+  /** Bytes of the file in use: (pages + cached) * 4096. */
   bytes: number;
-  /** Pages written to the file: refused by the pool, or written back from it. */
+  /** Pages written to the file (each write of a page counts): refused by the pool, or written back from it. */
   writtenBack: number;
-  /** Faults served from the file. */
+  /** Faults served from the file (the same count as `faults.swapFile`). */
   swapIns: number;
   readaheadHits: number;
   checksumErrors: number;
@@ -104,24 +111,52 @@ export interface SwapStats {
   residentBytes: number;
   /** Pages in the staging area (evicted, second chance, not yet compressed). */
   stagedPages: number;
-  /** Pages held compressed in the persistent pool (frontswap). */
+  /** Pages held compressed in the persistent pool (frontswap) and not resident, now. */
   storedPages: number;
-  /** Same-filled pages held as one word (zswap same_filled_pages). */
+  /**
+   * Resident pages whose compressed copy the persistent pool also keeps, now: loaded
+   * by a read and not written since, so evicting them again compresses and stores
+   * nothing. With `storedPages`, the objects of the persistent pool.
+   */
+  cleanCopies: number;
+  /** Same-filled pages held as one word (zswap same_filled_pages), now. */
   samePages: number;
-  /** Bytes of pages out of residency: (stored + same) * 4096. */
+  /** Bytes of pages out of residency in memory: (storedPages + samePages) * 4096. */
   logicalBytes: number;
-  /** Bytes of compressed objects in the pools. */
+  /** Bytes of compressed objects in the pools (stored pages, clean copies, cleancache pages). */
   compressedBytes: number;
   /** Arena bytes the pools occupy (zswap pool_total_size). */
   poolBytes: number;
-  /** storedPages * 4096 / compressedBytes. */
+  /**
+   * Bytes the pools' objects stand for over the bytes they take: (storedPages + cleanCopies
+   * + cleancache.pages) * 4096 / compressedBytes; at least 1 (a page that does not compress
+   * is stored raw), 0 while the pools are empty.
+   */
   compressionRatio: number;
-  /** Pages stored raw because they compressed worse than 3/4 of a page. */
+  /** Objects of the persistent pool stored raw (they compressed worse than 3/4 of a page: zram's huge pages), now. */
   hugePages: number;
-  faults: { zero: number; pool: number; same: number; staged: number; file: number; cleancache: number; writeProtect: number };
+  /**
+   * Faults served, by source (each fault counts once): the zero page (never written), the
+   * pool, a same-filled page, the staging area, the mapped file, cleancache, the swap file;
+   * `writeProtect`: first writes to clean pages (not a page coming in).
+   */
+  faults: { zero: number; pool: number; same: number; staged: number; file: number; cleancache: number; swapFile: number; writeProtect: number };
+  /** Pages that left residency (to the pool, as a same-filled word, to the swap file, or dropped). */
   evictions: number;
-  /** Evictions of clean pages whose compressed copy was kept (no compression, no store). */
+  /** Evictions of clean pages whose copy was kept (pool object or swap file slot): no compression, no store, no write. */
   evictionsWithoutCompression: number;
+  /**
+   * Pages eviction found shared copy-on-write with a child process (resident when the
+   * process forked: child_process, cluster) and made exclusive again, unchanged, to
+   * move them out.
+   */
+  unsharedPages: number;
+  /**
+   * Pages eviction set aside, now, because the kernel would not let them go (pinned, as
+   * during direct I/O into them): they stay resident and are retried after a second,
+   * without being scanned in between.
+   */
+  unevictablePages: number;
   /** Stores refused, by reason; a refused page stays resident. */
   refused: { poolLimit: number; alloc: number };
   /** Staged pages touched again and moved back. */
@@ -140,12 +175,19 @@ export interface SwapStats {
 
 /** Per-region figures. */
 export interface RegionStats {
+  /** Bytes of the region (whole pages). */
   size: number;
+  /** Pages of this region mapped now (including pages in the staging area). */
   residentPages: number;
+  /** Pages of this region held compressed in the persistent pool and not resident, now. */
   storedPages: number;
+  /** Pages of this region held as a same-filled word, now. */
   samePages: number;
-  faults: { zero: number; pool: number; file: number };
+  /** Faults served for this region: zero page, pool, the mapped file (read from it), the swap file. */
+  faults: { zero: number; pool: number; file: number; swapFile: number };
+  /** Pages of this region that left residency. */
   evictions: number;
+  /** A writable file mapping: pages written since they were last written to the file, now (0 for other regions). */
   dirtyPages: number;
 }
 
@@ -437,25 +479,29 @@ export class Swap {
   /** Swap-wide figures (zswap's debugfs counters, zram's mm_stat). */
   stats(): SwapStats {
     const G = this.G;
-    const s = this.store ? storeStats(this.store) : { poolBytes: 0, compressedBytes: 0, cleancachePages: 0 };
+    const s = this.store ? storeStats(this.store) : { poolBytes: 0, compressedBytes: 0, frontswapPages: 0, cleancachePages: 0 };
     const stored = G[P.G_STORED];
+    const cached = G[P.G_SWAP_CACHED];
     return {
       residentPages: G[P.G_RESIDENT],
       residentBytes: G[P.G_RESIDENT] * 4096,
       stagedPages: G[P.G_STAGED],
       storedPages: stored,
+      cleanCopies: Math.max(0, s.frontswapPages - stored),
       samePages: G[P.G_SAME],
       logicalBytes: (stored + G[P.G_SAME]) * 4096,
       compressedBytes: s.compressedBytes,
       poolBytes: s.poolBytes,
-      compressionRatio: s.compressedBytes > 0 ? (stored * 4096) / s.compressedBytes : 0,
+      compressionRatio: s.compressedBytes > 0 ? ((s.frontswapPages + s.cleancachePages) * 4096) / s.compressedBytes : 0,
       hugePages: G[P.G_HUGE],
       faults: {
         zero: G[P.G_FAULTS_ZERO], pool: G[P.G_FAULTS_POOL], same: G[P.G_FAULTS_SAME], staged: G[P.G_FAULTS_STAGED],
-        file: G[P.G_FAULTS_FILE], cleancache: G[P.G_CLEANCACHE_HITS], writeProtect: G[P.G_FAULTS_WP],
+        file: G[P.G_FAULTS_FILE], cleancache: G[P.G_CLEANCACHE_HITS], swapFile: G[P.G_SWAP_INS], writeProtect: G[P.G_FAULTS_WP],
       },
       evictions: G[P.G_EVICTIONS],
       evictionsWithoutCompression: G[P.G_EVICT_NO_COMPRESS],
+      unsharedPages: G[P.G_UNSHARED],
+      unevictablePages: G[P.G_UNEVICTABLE],
       refused: { poolLimit: G[P.G_REFUSED_POOL_LIMIT], alloc: G[P.G_REFUSED_ALLOC] },
       secondChance: G[P.G_SECOND_CHANCE],
       cleancache: { puts: G[P.G_CLEANCACHE_PUTS], hits: G[P.G_CLEANCACHE_HITS], misses: G[P.G_CLEANCACHE_MISSES], pages: s.cleancachePages },
@@ -467,7 +513,7 @@ export class Swap {
         noGain: G[P.G_RECOMPRESS_NO_GAIN], writtenBack: G[P.G_IDLE_WRITEBACK],
       },
       swapFile: this.swapFile ? {
-        slots: G[P.G_SWAP_SLOTS], pages: G[P.G_SWAP_PAGES], bytes: G[P.G_SWAP_PAGES] * 4096,
+        slots: G[P.G_SWAP_SLOTS], pages: Math.max(0, G[P.G_SWAP_PAGES] - cached), cached, bytes: G[P.G_SWAP_PAGES] * 4096,
         writtenBack: G[P.G_SWAP_WRITEBACK], swapIns: G[P.G_SWAP_INS], readaheadHits: G[P.G_SWAP_READAHEAD_HITS],
         checksumErrors: G[P.G_SWAP_CSUM_ERRORS], ioErrors: G[P.G_SWAP_IO_ERRORS],
       } : undefined,
@@ -591,7 +637,7 @@ export class Region {
       residentPages: R[P.R_RESIDENT],
       storedPages: R[P.R_STORED],
       samePages: R[P.R_SAME],
-      faults: { zero: R[P.R_FAULTS_ZERO], pool: R[P.R_FAULTS_POOL], file: R[P.R_FAULTS_FILE] },
+      faults: { zero: R[P.R_FAULTS_ZERO], pool: R[P.R_FAULTS_POOL], file: R[P.R_FAULTS_FILE], swapFile: R[P.R_FAULTS_SWAP] },
       evictions: R[P.R_EVICTIONS],
       dirtyPages: R[P.R_DIRTY],
     };

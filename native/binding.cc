@@ -244,6 +244,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
             InstanceMethod<&UffdWrap::Zeropage>("zeropage"),
             InstanceMethod<&UffdWrap::Move>("move"),
             InstanceMethod<&UffdWrap::Wake>("wake"),
+            InstanceMethod<&UffdWrap::Unshare>("unshare"),
             InstanceMethod<&UffdWrap::WriteProtect>("writeProtect"),
             InstanceMethod<&UffdWrap::Poison>("poison"),
             InstanceMethod<&UffdWrap::ArmDeadman>("armDeadman"),
@@ -421,6 +422,16 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     int64_t r = 0;
     SYSCALL_GUARD({ r = u->move(dst, src, len, flags & 2, flags & 1); })
     return Napi::Number::New(env, static_cast<double>(r));
+  }
+
+  // unshare(addr, len) -> bytes made exclusive, or -errno (see tmem::unshare_pages)
+  Napi::Value Unshare(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t addr = addr_arg(info, 0, "address");
+    uint64_t len = len_arg(info, 1, "length");
+    tmem::Uffd* u = uffd(env);
+    check_in_region(env, u->fd(), addr, len, "address");
+    return Napi::Number::New(env, static_cast<double>(tmem::unshare_pages(addr, len)));
   }
 
   Napi::Value Wake(const Napi::CallbackInfo& info) {

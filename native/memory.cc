@@ -1,6 +1,9 @@
 #include "memory.h"
 
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <string>
@@ -27,6 +30,18 @@ void madvise_ranges(const uint64_t* ranges, size_t count, int advice) {
                                            std::to_string(len) + " bytes)");
     }
   }
+}
+
+int64_t unshare_pages(uint64_t addr, uint64_t len) {
+  // FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0): *uaddr2 += 0, then a compare that only decides
+  // whether nr_wake2 (0) waiters on uaddr2 are woken. Both keys are private: no page lookup.
+  constexpr uint32_t kAddZero = (FUTEX_OP_ADD << 28) | (FUTEX_OP_CMP_EQ << 24);
+  for (uint64_t off = 0; off < len; off += 4096) {
+    auto* word = reinterpret_cast<uint32_t*>(addr + off);
+    long r = ::syscall(SYS_futex, word, FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG, 0, nullptr, word, kAddZero);
+    if (r < 0) return off > 0 ? static_cast<int64_t>(off) : -static_cast<int64_t>(errno);
+  }
+  return static_cast<int64_t>(len);
 }
 
 }  // namespace tmem

@@ -219,8 +219,10 @@ test.serial('ENOSPC: a swap file larger than its filesystem; pages stay resident
     await withTimeout(region.evict(), 20000, 'region.evict()');
     const again = swap.stats();
     t.log(`evict() after the back-off: ${fileStats(again)}`);
-    t.true(again.swapFile!.writtenBack > full.swapFile!.writtenBack,
-      `the file takes pages again after ENOSPC, in freed slots: before ${fileStats(full)}, after ${fileStats(again)}`);
+    // Pages read back keep their slots (swap cache) and go back to them with no write;
+    // slots freed by writes are reused: either way the file holds pages again.
+    t.true(again.swapFile!.pages > full.swapFile!.pages,
+      `the file takes pages again after ENOSPC, in its slots with blocks: before ${fileStats(full)}, after ${fileStats(again)}`);
     t.deepEqual(await checkPages(bytes, shuffled(pages, seed ^ 8), versions, 'read back after evict()'), [], 'every byte after evict()');
     const rewrite = shuffled(pages, seed ^ 6).subarray(0, pages / 2);
     for (const p of rewrite) versions[p] = 1;

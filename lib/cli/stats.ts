@@ -30,7 +30,7 @@ export interface StatsSample { pid: number; time: number; swaps: SwapSample[] }
 
 function totalFaults(s: SwapStats): number {
   const f = s.faults;
-  return f.zero + f.pool + f.same + f.staged + f.file + f.cleancache + f.writeProtect + (s.swapFile?.swapIns ?? 0);
+  return f.zero + f.pool + f.same + f.staged + f.file + f.cleancache + (f.swapFile ?? s.swapFile?.swapIns ?? 0) + f.writeProtect;
 }
 
 /** Turns a raw answer into samples, with rates against the previous answer. */

@@ -32,7 +32,7 @@ export const G_EVICTIONS = 13; // pages that left residency (stored, same-filled
 export const G_EVICT_NO_COMPRESS = 14; // evictions of clean pages whose compressed copy was kept
 export const G_REFUSED_POOL_LIMIT = 15;
 export const G_REFUSED_ALLOC = 16;
-export const G_HUGE = 17; // pages stored raw (compressed worse than 3/4 page)
+export const G_HUGE = 17; // objects in the persistent pool stored raw (compressed worse than 3/4 page), now
 export const G_CLEANCACHE_PUTS = 18;
 export const G_CLEANCACHE_HITS = 19;
 export const G_CLEANCACHE_MISSES = 20;
@@ -52,6 +52,9 @@ export const G_RECOMPRESSED = 33;
 export const G_RECOMPRESS_SAVED = 34; // bytes saved by recompression
 export const G_RECOMPRESS_NO_GAIN = 35; // pages no algorithm helps (never retried)
 export const G_IDLE_WRITEBACK = 36; // idle pages written back to the swap file
+export const G_SWAP_CACHED = 37; // resident clean pages whose swap file slot is kept (swap cache)
+export const G_UNSHARED = 38; // pages eviction made exclusive again (shared copy-on-write since a fork)
+export const G_UNEVICTABLE = 39; // pages set aside by eviction because the kernel holds them (pinned), now
 export const G_SLOTS = 48;
 
 // Per-region counters.
@@ -63,6 +66,7 @@ export const R_FAULTS_POOL = 4;
 export const R_FAULTS_FILE = 5;
 export const R_EVICTIONS = 6;
 export const R_DIRTY = 7;
+export const R_FAULTS_SWAP = 8;
 export const R_SLOTS = 16;
 
 export const HIST_BUCKETS = 96;

@@ -12,8 +12,9 @@
  *   NEVER    never resident. anon: zero on fault; file: cleancache, else the file
  *   ACTIVE   mapped, possibly written since it was loaded (dirty)
  *   CLEAN    mapped and write-protected; its copy elsewhere is current
- *            (anon: the compressed copy kept in the persistent pool;
- *             file: the file itself)
+ *            (anon: the compressed copy kept in the persistent pool, or,
+ *             aux[page] = KEPT_SLOT | slot, its swap file slot, kept as the
+ *             kernel's swap cache keeps it; file: the file itself)
  *   STAGED   moved out (UFFDIO_MOVE) to a staging slot: second chance; a touch
  *            moves it back at no copy (a read of a clean one copies it back
  *            write-protected, keeping it clean). aux[page] = slot | clean flag
@@ -31,6 +32,17 @@
  * released in batches with one madvise(MADV_DONTNEED) per contiguous run.
  * A clean page (compressed copy kept, write-protected since its load) needs
  * no compression: its slot is just released.
+ *
+ * After a fork (child_process, cluster: fork then exec) every page resident
+ * at that moment is shared copy-on-write, even once the child has exec'd, and
+ * UFFDIO_MOVE refuses it (EBUSY) until it is written. Eviction then makes the
+ * page exclusive again without changing it (uffd.unshare: the kernel's own
+ * write fault, atomic against the program's writes, never waiting on a
+ * userfaultfd) and moves it; a clean page (write-protected: no write can land
+ * unseen) is simply dropped from the page table, its copy being current. A
+ * page the kernel still refuses is pinned (direct I/O in flight): it is set
+ * aside off the FIFO and retried after a second, so it never costs eviction
+ * a scan (the kernel's unevictable list).
  *
  * With a swap file: a page the pool refuses (full, or it does not compress)
  * goes to the file instead of staying resident, and while the pool is over
@@ -58,6 +70,9 @@ import { SwapFile, SwapFileError } from '../swapfile';
 
 const NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5, SWAPPED = 6;
 const STAGED_CLEAN = 0x80000000; // flag in aux[] of a STAGED page
+const KEPT_SLOT = 0x80000000; // flag in aux[] of a CLEAN page: its copy is swap file slot aux & SLOT_MASK
+const SLOT_MASK = 0x7fffffff;
+const ENOENT = -2, EAGAIN = -11, EBUSY = -16;
 const IDLE_SEEN = 0x40000000, NO_GAIN = 0x80000000, TIME_MASK = 0x3fffffff; // aux[] of a STORED page
 const t0 = Date.now();
 function nowSec(): number {
@@ -79,6 +94,8 @@ class RegionState {
   readonly state: Uint8Array;
   readonly aux: Uint32Array;
   readonly seq: Int32Array;
+  /** 1: the page's object in the persistent pool is stored raw (counted in G_HUGE). */
+  readonly raw: Uint8Array;
   readonly stats: Float64Array;
   closed = false;
   lastSwapIn = -2;
@@ -87,6 +104,7 @@ class RegionState {
     this.state = new Uint8Array(this.pages);
     this.aux = new Uint32Array(this.pages);
     this.seq = new Int32Array(this.pages);
+    this.raw = new Uint8Array(this.pages);
     this.stats = new Float64Array(spec.stats);
   }
   get base(): number { return this.spec.address; }
@@ -134,6 +152,8 @@ const stagingBytes = new Uint8Array(staging.buffer);
 const stagingWords = new Uint32Array(staging.buffer);
 const slotRegion = new Int32Array(S).fill(-1);
 const slotPage = new Uint32Array(S);
+// The swap file slot kept by the clean page in a staging slot (-1: none; its copy is in the pool or the file).
+const slotKept = new Int32Array(S).fill(-1);
 let slotHead = 0, slotTail = 0, slotUsed = 0; // used = tail - head (ring distance)
 let staged = 0; // occupied slots
 const slotPending = new Uint8Array(S); // released, madvise not yet issued
@@ -149,6 +169,10 @@ let releaseCount = 0;
 const fifo = new PageFifo();
 const storedFifo = new PageFifo();
 let stamp = 1;
+// Pages the kernel would not let eviction take (pinned): off the FIFO, retried after ASIDE_MS.
+const aside = new PageFifo();
+const ASIDE_MS = 1000;
+let asideRetryAt = 0;
 
 // Swap file tier and its write-back batch.
 const swap = opts.swapFileFd >= 0 ? new SwapFile(opts.swapFileFd, opts.swapFileSize) : undefined;
@@ -218,8 +242,9 @@ function findRegion(addr: number): RegionState | undefined {
   return r;
 }
 
-function becomeResident(r: RegionState, page: number, st: number): void {
+function becomeResident(r: RegionState, page: number, st: number, aux = 0): void {
   r.state[page] = st;
+  r.aux[page] = aux;
   resident++;
   r.stats[P.R_RESIDENT]++;
   G[P.G_RESIDENT] = resident;
@@ -249,8 +274,8 @@ function serveFault(addr: number, flags: number): boolean {
     if (st === CLEAN) {
       uffd.writeProtect(addr, PAGE, false);
       r.state[page] = ACTIVE;
-      r.stats[P.R_DIRTY]++;
-      if (!r.isFile) dropPoolCopy(r, page);
+      if (r.isFile && r.spec.writable) r.stats[P.R_DIRTY]++;
+      dropCleanCopy(r, page);
     } else {
       uffd.wake(addr, PAGE); // stale: the page moved; the thread retries and faults as missing
     }
@@ -290,7 +315,7 @@ function serveFault(addr: number, flags: number): boolean {
       r.stats[P.R_FAULTS_POOL]++;
       storedLeaves(r, page);
       if (!keep) {
-        backends.frontswap.invalidatePage(r.id, page);
+        dropPoolCopy(r, page);
         becomeResident(r, page, ACTIVE);
       } else {
         becomeResident(r, page, CLEAN); // the compressed copy stays: evicting it again is free
@@ -323,16 +348,19 @@ function serveFault(addr: number, flags: number): boolean {
         if (res < 0) return res !== -11;
         queueRelease(slot);
         r.state[page] = CLEAN;
+        r.aux[page] = slotKept[slot] >= 0 ? (KEPT_SLOT | slotKept[slot]) >>> 0 : 0;
       } else {
-        res = uffd.move(addr, staging.address + slot * PAGE, PAGE);
+        res = unstage(addr, slot);
         if (res < 0) {
-          if (res === -11) return false;
+          if (res === EAGAIN) return false;
           throw new Error(`tmem: moving staged page back failed with errno ${-res}`);
         }
         // Mapped writable now: dirty. An anon page's kept copy is stale.
         r.state[page] = ACTIVE;
-        if (clean && !r.isFile) dropPoolCopy(r, page);
+        r.aux[page] = slotKept[slot] >= 0 ? (KEPT_SLOT | slotKept[slot]) >>> 0 : 0;
+        if (clean) dropCleanCopy(r, page);
       }
+      slotKept[slot] = -1;
       slotRegion[slot] = -1;
       staged--;
       G[P.G_STAGED] = staged;
@@ -342,7 +370,7 @@ function serveFault(addr: number, flags: number): boolean {
       return true;
     }
     case SWAPPED:
-      return swapIn(r, page, addr);
+      return swapIn(r, page, addr, write);
     default:
       // ACTIVE or CLEAN: another thread faulted on the same page and was served.
       uffd.wake(addr, PAGE);
@@ -350,8 +378,15 @@ function serveFault(addr: number, flags: number): boolean {
   }
 }
 
-/** A fault on a page in the swap file: read, check, copy in. */
-function swapIn(r: RegionState, page: number, addr: number): boolean {
+/**
+ * A fault on a page in the swap file: read, check, copy in. A read of an anon
+ * page keeps its slot (the kernel's swap cache) and maps the page write-protected:
+ * until a write-protect fault says it was written, evicting it again writes
+ * nothing. As the kernel does (vm_swap_full), slots are kept only while the file
+ * is at most half full (and not failing writes); a write, or a fuller file, frees
+ * the slot at once.
+ */
+function swapIn(r: RegionState, page: number, addr: number, write: boolean): boolean {
   const slot = r.aux[page];
   const sequential = r.lastSwapIn === page - 1;
   let ok: boolean;
@@ -365,14 +400,22 @@ function swapIn(r: RegionState, page: number, addr: number): boolean {
     G[P.G_SWAP_CSUM_ERRORS]++;
     return unrecoverable(r, page, addr, `checksum mismatch in swap file slot ${slot}`);
   }
-  const res = uffd.copy(addr, pageBuf, 0, 0);
+  // A file region's swapped page is a private change: CLEAN there would mean "the file has it".
+  const keep = !write && !r.isFile && 2 * swap!.usedCount <= swap!.slots && swapUsable();
+  const res = uffd.copy(addr, pageBuf, 0, keep ? COPY_WP : 0);
   if (res < 0) return res !== -11;
   r.lastSwapIn = page;
-  swap!.freeSlot(slot);
-  G[P.G_SWAP_PAGES] = swap!.usedCount;
   G[P.G_SWAP_INS]++;
+  r.stats[P.R_FAULTS_SWAP]++;
   G[P.G_SWAP_READAHEAD_HITS] = swap!.readaheadHits;
-  becomeResident(r, page, ACTIVE);
+  if (keep) {
+    G[P.G_SWAP_CACHED]++;
+    becomeResident(r, page, CLEAN, (KEPT_SLOT | slot) >>> 0);
+  } else {
+    swap!.freeSlot(slot);
+    G[P.G_SWAP_PAGES] = swap!.usedCount;
+    becomeResident(r, page, ACTIVE);
+  }
   return true;
 }
 
@@ -409,7 +452,7 @@ function fileFault(r: RegionState, page: number, addr: number, write: boolean): 
   }
   const res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
   if (res < 0) return res !== -11;
-  if (write) r.stats[P.R_DIRTY]++;
+  if (write && r.spec.writable) r.stats[P.R_DIRTY]++;
   becomeResident(r, page, write ? ACTIVE : CLEAN);
   return true;
 }
@@ -422,14 +465,70 @@ function storedLeaves(r: RegionState, page: number): void {
 /** The page was written: its compressed copy is stale (frontswap_invalidate_page). */
 function dropPoolCopy(r: RegionState, page: number): void {
   backends.frontswap.invalidatePage(r.id, page);
+  poolObjectGone(r, page);
+}
+
+/** The page's object in the persistent pool is now `len` bytes long (hugePages counts the raw ones). */
+function poolObjectIs(r: RegionState, page: number, len: number): void {
+  const raw = isRaw(len) ? 1 : 0;
+  G[P.G_HUGE] += raw - r.raw[page];
+  r.raw[page] = raw;
+}
+
+/** The page has no object in the persistent pool any more. */
+function poolObjectGone(r: RegionState, page: number): void {
+  if (r.raw[page]) G[P.G_HUGE]--;
+  r.raw[page] = 0;
+}
+
+/**
+ * A clean page (r.aux[page] as a CLEAN page's) is written or gone: its copy is
+ * stale. Anon: the kept swap file slot is freed, else the pool's copy dropped;
+ * a file page's copy is the file itself.
+ */
+function dropCleanCopy(r: RegionState, page: number): void {
+  const a = r.aux[page];
+  r.aux[page] = 0;
+  if (a & KEPT_SLOT) {
+    swap!.freeSlot(a & SLOT_MASK);
+    G[P.G_SWAP_PAGES] = swap!.usedCount;
+    G[P.G_SWAP_CACHED]--;
+  } else if (!r.isFile) {
+    dropPoolCopy(r, page);
+  }
+}
+
+/**
+ * UFFDIO_MOVE of one page that survives a fork: after any fork the page is shared
+ * copy-on-write (until written, even once the child exec'd) and MOVE refuses it
+ * with EBUSY; make it exclusive again (uffd.unshare: the kernel's write fault,
+ * bytes unchanged, never waiting on a userfaultfd) and move once more. EBUSY
+ * after that: the kernel holds the page (pinned for I/O); it stays where it is.
+ */
+function moveUnshared(dst: number, src: number, flags = 0): number {
+  const res = uffd.move(dst, src, PAGE, flags);
+  if (res !== EBUSY || uffd.unshare(src, PAGE) !== PAGE) return res;
+  G[P.G_UNSHARED]++;
+  return uffd.move(dst, src, PAGE, flags);
+}
+
+/** Puts the page in staging slot `slot` back at `addr`: moved, or copied if the kernel will not move it. */
+function unstage(addr: number, slot: number): number {
+  const res = moveUnshared(addr, staging.address + slot * PAGE);
+  if (res !== EBUSY) return res;
+  const c = uffd.copy(addr, stagingBytes, slot * PAGE, 0);
+  if (c === PAGE) queueRelease(slot);
+  return c;
 }
 
 // ---- eviction ---------------------------------------------------------------------
 
-/** Moves the oldest live resident page into a staging slot. False if none could be staged. */
+/** Moves (or drops) the oldest live resident page. False if none could be taken. */
 function stageVictim(): boolean {
-  // At most one pass over the FIFO: a page that cannot be moved now is pushed back to
-  // the tail, and looping until one can would spin forever if none can.
+  retryAside();
+  // At most one pass over the FIFO: a page that cannot be moved now (EAGAIN) is pushed
+  // back to the tail, and looping until one can would spin forever if none can. A
+  // pinned page leaves the FIFO for the aside list: it is not met again for a while.
   for (let tries = fifo.length; tries > 0 && fifo.length > 0; tries--) {
     if (slotUsed === S) return false;
     fifo.shift();
@@ -438,39 +537,114 @@ function stageVictim(): boolean {
     if (!r || r.closed || r.seq[page] !== fifo.outStamp) continue;
     const st = r.state[page];
     if (st !== ACTIVE && st !== CLEAN) continue;
-    if (stageOne(r, page)) return true;
+    if (stageOne(r, page) !== NOT_TAKEN) return true;
   }
   return false;
 }
 
-/** Moves one resident page to the tail slot. */
-function stageOne(r: RegionState, page: number): boolean {
+const NOT_TAKEN = 0, STAGED_NOW = 1, DROPPED = 2;
+
+/**
+ * Moves one resident page to the tail slot: STAGED_NOW; or, for a clean page the
+ * kernel will not move, drops it (its copy is current): DROPPED, evicted already;
+ * NOT_TAKEN if it stays resident (set aside if pinned).
+ */
+function stageOne(r: RegionState, page: number): number {
   const st = r.state[page];
   const slot = slotTail;
   if (slotDeferred[slot]) flushWriteback();
   if (slotPending[slot]) flushReleases();
-  const res = uffd.move(staging.address + slot * PAGE, r.base + page * PAGE, PAGE);
+  const addr = r.base + page * PAGE;
+  // A clean page is write-protected: unshare() cannot write it, and needs not.
+  let res = st === CLEAN ? uffd.move(staging.address + slot * PAGE, addr, PAGE) : moveUnshared(staging.address + slot * PAGE, addr);
+  if (res === EBUSY && st === CLEAN) {
+    dropClean(r, page, addr);
+    return DROPPED;
+  }
   if (res === PAGE) {
     slotRegion[slot] = r.id;
     slotPage[slot] = page;
+    slotKept[slot] = st === CLEAN && (r.aux[page] & KEPT_SLOT) ? r.aux[page] & SLOT_MASK : -1;
     slotTail = (slotTail + 1) % S;
     slotUsed++;
     staged++;
     G[P.G_STAGED] = staged;
     r.state[page] = STAGED;
     r.aux[page] = slot | (st === CLEAN ? STAGED_CLEAN : 0);
-    return true;
+    return STAGED_NOW;
   }
-  if (res === -2) {
-    // ENOENT: nothing mapped there (the program discarded it): it reads as zeros now.
+  if (res === ENOENT) {
+    // Nothing mapped there (the program discarded it): it reads as zeros now.
+    if (st === CLEAN) dropCleanCopy(r, page);
     r.state[page] = NEVER;
     leaveResidency(r);
-    if (st === CLEAN && !r.isFile) dropPoolCopy(r, page);
-    return false;
+    return NOT_TAKEN;
   }
-  // EBUSY (page pinned or shared after fork) or EAGAIN: keep it resident, try later.
+  if (res === EBUSY) {
+    // Exclusive and still refused: pinned (direct I/O in flight). Set it aside.
+    setAside(r, page);
+    return NOT_TAKEN;
+  }
+  // EAGAIN: keep it resident, try later.
   fifoPush(r, page);
-  return false;
+  return NOT_TAKEN;
+}
+
+/**
+ * Evicts a clean page the kernel will not move (shared since a fork, or pinned
+ * for reading) by dropping it from the page table: it is write-protected, so its
+ * copy (pool, kept swap slot, file) is current, and a write racing with this is
+ * held in a write-protect fault, retried as a missing-page fault once the page
+ * is gone and served from that copy. Nothing is copied or compressed.
+ */
+function dropClean(r: RegionState, page: number, addr: number): void {
+  dropRange[0] = addr;
+  dropRange[1] = PAGE;
+  native.madvise(dropRange, 1, MADV_DONTNEED);
+  const a = r.aux[page];
+  if (r.isFile) {
+    r.state[page] = NEVER;
+  } else if (a & KEPT_SLOT) {
+    r.state[page] = SWAPPED;
+    r.aux[page] = a & SLOT_MASK;
+    G[P.G_SWAP_CACHED]--;
+    G[P.G_EVICT_NO_COMPRESS]++;
+  } else {
+    cleanCopyStored(r, page);
+  }
+  leaveResidency(r);
+  G[P.G_EVICTIONS]++;
+  r.stats[P.R_EVICTIONS]++;
+}
+const dropRange = new Float64Array(2);
+
+/** A clean anon page's kept pool copy is now the page (it left residency): frontswap holds it. */
+function cleanCopyStored(r: RegionState, page: number): void {
+  r.state[page] = STORED;
+  storedPush(r, page);
+  G[P.G_STORED]++;
+  r.stats[P.R_STORED]++;
+  G[P.G_EVICT_NO_COMPRESS]++;
+}
+
+/** A page eviction cannot take (pinned): off the FIFO until the aside list is retried. */
+function setAside(r: RegionState, page: number): void {
+  const s = (stamp = (stamp + 1) | 0);
+  r.seq[page] = s;
+  if (aside.length === 0) asideRetryAt = performance.now() + ASIDE_MS;
+  aside.push(r.id, page, s);
+  G[P.G_UNEVICTABLE]++;
+}
+
+/** Every ASIDE_MS, the pages set aside go back to the FIFO's tail for another try. */
+function retryAside(): void {
+  if (aside.length === 0 || performance.now() < asideRetryAt) return;
+  G[P.G_UNEVICTABLE] = 0;
+  while (aside.shift()) {
+    const r = byId.get(aside.outRegion);
+    const page = aside.outPage;
+    if (r && residentEntryLive(aside.outRegion, page, aside.outStamp)) fifoPush(r, page);
+  }
 }
 
 function leaveResidency(r: RegionState): void {
@@ -493,7 +667,7 @@ function finalizeOldest(): void {
   if (done === DEFERRED) return; // in the write-back batch; settled by flushWriteback()
   if (done === REFUSED) {
     // Refused: the page goes back where it was, resident.
-    const res = uffd.move(r.base + page * PAGE, staging.address + slot * PAGE, PAGE);
+    const res = unstage(r.base + page * PAGE, slot);
     if (res !== PAGE) throw new Error(`tmem: could not return a refused page to region ${r.id} (errno ${-res})`);
     staged--;
     G[P.G_STAGED] = staged;
@@ -540,11 +714,17 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
     return DONE;
   }
   if (clean) {
-    r.state[page] = STORED;
-    storedPush(r, page);
-    G[P.G_STORED]++;
-    r.stats[P.R_STORED]++;
-    G[P.G_EVICT_NO_COMPRESS]++;
+    const kept = slotKept[slot];
+    slotKept[slot] = -1;
+    if (kept >= 0) {
+      // Unchanged since its swap-in: its slot still holds it. Nothing is written.
+      r.state[page] = SWAPPED;
+      r.aux[page] = kept;
+      G[P.G_SWAP_CACHED]--;
+      G[P.G_EVICT_NO_COMPRESS]++;
+    } else {
+      cleanCopyStored(r, page);
+    }
     return DONE;
   }
   return storeAnon(r, page, off, slot);
@@ -565,14 +745,13 @@ function storeAnon(r: RegionState, page: number, off: number, slot: number): num
   }
   const len = codec.compress(stagingBytes, off, objBuf);
   if (isRaw(len) && swapUsable()) {
-    G[P.G_HUGE]++;
     return toSwapFile(r, page, off, slot); // incompressible: the file, not the pool
   }
   if (!backends.frontswap.store(r.id, page, objBuf, len)) {
     G[P.G_REFUSED_ALLOC]++;
     return toSwapFile(r, page, off, slot);
   }
-  if (isRaw(len)) G[P.G_HUGE]++;
+  poolObjectIs(r, page, len);
   r.state[page] = STORED;
   storedPush(r, page);
   G[P.G_STORED]++;
@@ -660,7 +839,7 @@ function settleWritten(k: number, fileSlot: number): void {
   if (from >= 0) {
     evicted(r, from);
   } else {
-    backends.frontswap.invalidatePage(r.id, page);
+    dropPoolCopy(r, page);
     storedLeaves(r, page);
   }
   r.state[page] = SWAPPED;
@@ -683,7 +862,7 @@ function settleFailed(from: number, n: number, why: string): void {
     }
     // The page goes back where it was, resident: nothing is lost.
     const page = wbPage[k];
-    const res = uffd.move(r.base + page * PAGE, staging.address + slot * PAGE, PAGE);
+    const res = unstage(r.base + page * PAGE, slot);
     if (res !== PAGE) throw new Error(`tmem: could not return page ${page} of region ${r.id} after a swap file error (errno ${-res})`);
     staged--;
     G[P.G_STAGED] = staged;
@@ -798,9 +977,11 @@ function idlePass(): void {
         // A put that replaces and is refused drops the old copy too (tmem's
         // rule): then put the old object back, else bring the page back in.
         if (backends.frontswap.store(r.id, page, recompBuf, n)) {
+          poolObjectIs(r, page, n);
           G[P.G_RECOMPRESSED]++;
           G[P.G_RECOMPRESS_SAVED] += len - n;
         } else if (!backends.frontswap.store(r.id, page, objBuf, len)) {
+          poolObjectGone(r, page);
           storedLeaves(r, page);
           bringBack(r, page, pageBuf);
           continue;
@@ -855,8 +1036,9 @@ function evictRegionNow(r: RegionState): number {
   for (let page = 0; page < r.pages; page++) {
     const st = r.state[page];
     if (st !== ACTIVE && st !== CLEAN) continue;
-    if (!stageOne(r, page)) continue;
-    finalizeOldest();
+    const taken = stageOne(r, page);
+    if (taken === NOT_TAKEN) continue;
+    if (taken === STAGED_NOW) finalizeOldest();
     if (wbCount === WB) flushWriteback();
     n++;
     if (releaseCount >= 32) flushReleases();
@@ -886,7 +1068,7 @@ function flushRegion(r: RegionState): number {
       const slot = slotTail;
       if (slotDeferred[slot]) flushWriteback();
       if (slotPending[slot]) flushReleases();
-      const res = uffd.move(staging.address + slot * PAGE, addr, PAGE, 1);
+      const res = moveUnshared(staging.address + slot * PAGE, addr, 1);
       if (res !== PAGE) continue;
       writeToFile(r, page, stagingBytes, slot * PAGE);
       // Back write-protected in one step (COPY_WP): a write after this faults
@@ -914,6 +1096,11 @@ function closeRegion(r: RegionState): void {
   for (let i = 0, slot = slotHead; i < slotUsed; i++, slot = (slot + 1) % S) {
     if (slotRegion[slot] === r.id) {
       slotRegion[slot] = -1;
+      if (slotKept[slot] >= 0) {
+        swap!.freeSlot(slotKept[slot]);
+        G[P.G_SWAP_CACHED]--;
+        slotKept[slot] = -1;
+      }
       staged--;
       resident--;
       queueRelease(slot);
@@ -922,8 +1109,14 @@ function closeRegion(r: RegionState): void {
   flushReleases();
   for (let page = 0; page < r.pages; page++) {
     const st = r.state[page];
-    if (st === ACTIVE || st === CLEAN) resident--;
-    else if (st === STORED) storedLeaves(r, page);
+    if (r.raw[page]) G[P.G_HUGE]--; // invalidateArea below drops every pool object
+    if (st === ACTIVE || st === CLEAN) {
+      resident--;
+      if (st === CLEAN && (r.aux[page] & KEPT_SLOT)) {
+        swap!.freeSlot(r.aux[page] & SLOT_MASK);
+        G[P.G_SWAP_CACHED]--;
+      }
+    } else if (st === STORED) storedLeaves(r, page);
     else if (st === SAME) G[P.G_SAME]--;
     else if (st === SWAPPED) swap!.freeSlot(r.aux[page]);
   }
