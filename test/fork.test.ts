@@ -19,7 +19,8 @@ import { open } from '../lib';
 import { runNodeChild } from './helpers/harness';
 
 const CHILD = path.join(__dirname, 'helpers', 'fork-child.js');
-const HANG_GUARD_MS = 90000;
+// Under ava's 60 s timeout, so that a hung child is killed by the test, never left behind.
+const HANG_GUARD_MS = 45000;
 
 interface Figures { resident: number; staged: number; evictions: number; unshared: number; unevictable: number; stored: number; secondChance: number; regionResident: number }
 interface Result {
@@ -40,7 +41,7 @@ async function run(t: ExecutionContext, scenario: string, how: string): Promise<
 }
 
 for (const how of ['execSync', 'spawnSync', 'spawn', 'fork', 'cluster']) {
-  test(`after a child process (${how}), evict() takes every resident page and every byte reads back`, async (t) => {
+  test.serial(`after a child process (${how}), evict() takes every resident page and every byte reads back`, async (t) => {
     const r = await run(t, 'evict', how);
     t.is(r.before.resident, r.pages, 'every page was resident when the child was made');
     t.is(r.evicted, r.pages, 'evict() evicted every page');
@@ -53,7 +54,7 @@ for (const how of ['execSync', 'spawnSync', 'spawn', 'fork', 'cluster']) {
 }
 
 for (const how of ['execSync', 'fork']) {
-  test(`after a child process (${how}), background eviction keeps resident pages at residentLimit (no rescans)`, async (t) => {
+  test.serial(`after a child process (${how}), background eviction keeps resident pages at residentLimit (no rescans)`, async (t) => {
     const r = await run(t, 'pressure', how);
     const grown = r.pages - r.limitPages;
     t.is(r.before.evictions, 0, 'nothing was evicted before the child');
@@ -69,14 +70,14 @@ for (const how of ['execSync', 'fork']) {
   });
 }
 
-test('pages in the staging area at a fork come back by reads and writes, every byte intact', async (t) => {
+test.serial('pages in the staging area at a fork come back by reads and writes, every byte intact', async (t) => {
   const r = await run(t, 'staged', 'execSync');
   t.true(r.before.staged > 0, `pages were staged at the fork: ${r.before.staged}`);
   t.true(r.after.secondChance >= r.before.staged / 2, `staged pages were touched again: ${r.after.secondChance}`);
   t.deepEqual(r.wrong, [], 'every byte of every page reads back');
 });
 
-test('a child made while the dispatcher evicts runs normally and inherits no tmem descriptor', async (t) => {
+test.serial('a child made while the dispatcher evicts runs normally and inherits no tmem descriptor', async (t) => {
   const swap = await open({ residentLimit: '1MiB', pin: false });
   t.teardown(() => swap.close());
   const region = swap.region('8MiB');

@@ -455,7 +455,9 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
  * every anonymous page touched is in exactly one place (resident, pool, same-filled, swap
  * file), file pages may also have left for the file or cleancache; staged pages are resident
  * pages, idle pages stored ones; the regions' resident pages add up to the swap's; no checksum
- * error; no I/O error unless the config fills its swap file.
+ * error; no I/O error unless the config fills its swap file; swap-cached pages are resident;
+ * compressionRatio >= 1 (0 with empty pools); hugePages within the pool's objects; dirtyPages
+ * only in writable file mappings.
  *
  * The dispatcher may still be evicting (the final reads faulted pages in) and moves its
  * counters one at a time, after it wakes the faulting thread: a snapshot can be torn. So the
@@ -478,11 +480,18 @@ async function checkStats(swap: Swap, live: Live[], cfg: ModelConfig, fail: (m: 
     if (s.stagedPages > s.residentPages) out.push(`stagedPages ${s.stagedPages} > residentPages ${s.residentPages}`);
     if (s.swapFile && s.swapFile.checksumErrors !== 0) out.push(`swap file checksum errors: ${s.swapFile.checksumErrors}`);
     if (s.swapFile && s.swapFile.ioErrors !== 0 && !cfg.expectIoErrors) out.push(`swap file I/O errors: ${s.swapFile.ioErrors}`);
-    if (s.swapFile && s.swapFile.pages > s.swapFile.slots) out.push(`swap file pages ${s.swapFile.pages} > slots ${s.swapFile.slots}`);
+    if (s.swapFile && s.swapFile.pages + s.swapFile.cached > s.swapFile.slots) out.push(`swap file pages ${s.swapFile.pages} + cached ${s.swapFile.cached} > slots ${s.swapFile.slots}`);
+    if (s.swapFile && s.swapFile.cached > s.residentPages) out.push(`swap file cached ${s.swapFile.cached} > residentPages ${s.residentPages} (cached pages are resident)`);
+    if (s.swapFile && s.faults.swapFile !== s.swapFile.swapIns) out.push(`faults.swapFile ${s.faults.swapFile} != swapFile.swapIns ${s.swapFile.swapIns}`);
+    if (s.compressedBytes > 0 ? !(s.compressionRatio >= 1) : s.compressionRatio !== 0) out.push(`compressionRatio ${s.compressionRatio} with ${s.compressedBytes} compressed bytes`);
+    if (s.hugePages < 0 || s.hugePages > s.storedPages + s.cleanCopies) out.push(`hugePages ${s.hugePages} not within the pool's ${s.storedPages} + ${s.cleanCopies} objects`);
+    if (s.cleanCopies > s.residentPages) out.push(`cleanCopies ${s.cleanCopies} > residentPages ${s.residentPages}`);
+    if (s.unevictablePages !== 0) out.push(`unevictablePages ${s.unevictablePages}: nothing pins region pages here`);
     let regionPages = 0;
     for (const l of live) {
       const rs = l.region.stats();
-      if (rs.residentPages < 0 || rs.storedPages < 0 || rs.samePages < 0) out.push(`region ${l.no} gauges negative: ${JSON.stringify(rs)}`);
+      if (rs.residentPages < 0 || rs.storedPages < 0 || rs.samePages < 0 || rs.dirtyPages < 0) out.push(`region ${l.no} gauges negative: ${JSON.stringify(rs)}`);
+      if (l.kind !== 'rw' && rs.dirtyPages !== 0) out.push(`region ${l.no} (${l.kind}) has dirtyPages ${rs.dirtyPages}: only a writable file mapping owes pages to its file`);
       regionPages += rs.residentPages;
     }
     if (regionPages !== s.residentPages) out.push(`region residentPages sum to ${regionPages}, swap says ${s.residentPages}`);
