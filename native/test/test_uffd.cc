@@ -176,6 +176,43 @@ int main() {
     unmap(staging, 4 * kPageSize);
   });
 
+  run("after a fork MOVE refuses a resident page (EBUSY); unshare_pages makes it movable, bytes unchanged", [] {
+    Uffd u(UffdMode::kAuto, 0);
+    uint64_t region = map_anonymous(4 * kPageSize), staging = map_anonymous(4 * kPageSize);
+    u.register_range(region, 4 * kPageSize, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
+    u.register_range(staging, 4 * kPageSize, UFFDIO_REGISTER_MODE_MISSING);
+    alignas(4096) static uint8_t page[kPageSize];
+    for (uint64_t i = 0; i < kPageSize; i++) page[i] = static_cast<uint8_t>(i * 13 + 1);
+    CHECK(u.copy(region, page, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
+    CHECK(u.copy(region + kPageSize, page, kPageSize, true, false) == static_cast<int64_t>(kPageSize));  // write-protected
+    // The child lives on while the parent unshares: the page is copied for the parent.
+    int go[2];
+    CHECK(::pipe(go) == 0);
+    pid_t child = ::fork();
+    if (child == 0) {
+      char c;
+      ssize_t r = ::read(go[0], &c, 1);
+      _exit(r == 1 && reinterpret_cast<volatile uint8_t*>(region)[7] == page[7] ? 0 : 3);
+    }
+    CHECK(child > 0);
+    CHECK(u.move(staging, region, kPageSize, false, false) == -EBUSY);
+    CHECK(unshare_pages(region, kPageSize) == static_cast<int64_t>(kPageSize));
+    CHECK(u.move(staging, region, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
+    CHECK(std::memcmp(reinterpret_cast<void*>(staging), page, kPageSize) == 0);
+    // Never waits on the userfaultfd: a write-protected page and a missing one give EFAULT.
+    CHECK(unshare_pages(region + kPageSize, kPageSize) == -EFAULT);
+    CHECK(unshare_pages(region, kPageSize) == -EFAULT);  // moved out: missing now
+    CHECK(unshare_pages(region + 2 * kPageSize, kPageSize) == -EFAULT);
+    CHECK(::write(go[1], "x", 1) == 1);  // the child still sees its copy
+    int status = 0;
+    CHECK(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ::close(go[0]);
+    ::close(go[1]);
+    unmap(region, 4 * kPageSize);
+    unmap(staging, 4 * kPageSize);
+  });
+
   run("wake_reader interrupts a blocking read", [] {
     Uffd u(UffdMode::kAuto, 0);
     Joined t([&] {
