@@ -14,9 +14,14 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import * as cp from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { open } from '../lib';
-import { runNodeChild } from './helpers/harness';
+import { runNodeChild, withTimeout } from './helpers/harness';
+
+const PAGE = 4096;
 
 const CHILD = path.join(__dirname, 'helpers', 'fork-child.js');
 // Under ava's 60 s timeout, so that a hung child is killed by the test, never left behind.
@@ -93,4 +98,47 @@ test.serial('a child made while the dispatcher evicts runs normally and inherits
   for (let i = 0; i < words.length; i += 1024) if (words[i] !== i + 1 || words[i + 1023] !== i + 1) bad++;
   t.is(bad, 0, 'the parent\'s pages are intact');
   await region.close();
+});
+
+test.serial('direct I/O into region pages while they are evicted: a pinned page is never taken, no byte is lost', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-odirect-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'data');
+  const filePages = 64;
+  const content = Buffer.alloc(filePages * PAGE);
+  for (let k = 0; k < filePages; k++) for (let i = 0; i < PAGE; i += 4) content.writeUInt32LE((k * 0x9e3779b1 + i) >>> 0, k * PAGE + i);
+  fs.writeFileSync(file, content);
+  try {
+    fs.closeSync(fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_DIRECT));
+  } catch (e) {
+    t.log(`no O_DIRECT on ${os.tmpdir()} (${(e as Error).message}), skipping`);
+    t.pass();
+    return;
+  }
+  const swap = await open({ residentLimit: '64MiB', pin: false });
+  t.teardown(() => swap.close());
+  const pages = 16;
+  const region = swap.region(pages * PAGE);
+  const last = new Int32Array(new SharedArrayBuffer(4 * pages));
+  const worker = new Worker(path.join(__dirname, 'helpers', 'direct-io-worker.js'), {
+    workerData: { shared: region.share(), file, pages, filePages, rounds: 150, last: last.buffer },
+  });
+  const done = new Promise<number>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+  let finished = false;
+  void done.finally(() => { finished = true; });
+  let evictions = 0, setAside = 0;
+  while (!finished) {
+    evictions += await withTimeout(region.evict(), 20000, 'evict()');
+    setAside = Math.max(setAside, swap.stats().unevictablePages);
+  }
+  const reads = await withTimeout(done, 30000, 'the direct I/O worker');
+  t.log(`${reads} O_DIRECT reads, ${evictions} pages evicted meanwhile, at most ${setAside} page(s) set aside as pinned at once`);
+  const bytes = new Uint8Array(region.buffer);
+  const wrong: number[] = [];
+  for (let p = 0; p < pages; p++) {
+    const k = last[p];
+    if (!Buffer.from(bytes.buffer, p * PAGE, PAGE).equals(content.subarray(k * PAGE, (k + 1) * PAGE))) wrong.push(p);
+  }
+  t.deepEqual(wrong, [], 'every page holds the file page read into it last');
+  await worker.terminate();
 });

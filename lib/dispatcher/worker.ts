@@ -73,6 +73,7 @@ const STAGED_CLEAN = 0x80000000; // flag in aux[] of a STAGED page
 const KEPT_SLOT = 0x80000000; // flag in aux[] of a CLEAN page: its copy is swap file slot aux & SLOT_MASK
 const SLOT_MASK = 0x7fffffff;
 const ENOENT = -2, EAGAIN = -11, EBUSY = -16;
+const RAW = 1, ASIDE = 2; // RegionState.flags
 const IDLE_SEEN = 0x40000000, NO_GAIN = 0x80000000, TIME_MASK = 0x3fffffff; // aux[] of a STORED page
 const t0 = Date.now();
 function nowSec(): number {
@@ -94,8 +95,8 @@ class RegionState {
   readonly state: Uint8Array;
   readonly aux: Uint32Array;
   readonly seq: Int32Array;
-  /** 1: the page's object in the persistent pool is stored raw (counted in G_HUGE). */
-  readonly raw: Uint8Array;
+  /** Per page: RAW (its persistent pool object is stored raw, counted in G_HUGE), ASIDE (counted in G_UNEVICTABLE). */
+  readonly flags: Uint8Array;
   readonly stats: Float64Array;
   closed = false;
   lastSwapIn = -2;
@@ -104,7 +105,7 @@ class RegionState {
     this.state = new Uint8Array(this.pages);
     this.aux = new Uint32Array(this.pages);
     this.seq = new Int32Array(this.pages);
-    this.raw = new Uint8Array(this.pages);
+    this.flags = new Uint8Array(this.pages);
     this.stats = new Float64Array(spec.stats);
   }
   get base(): number { return this.spec.address; }
@@ -470,15 +471,15 @@ function dropPoolCopy(r: RegionState, page: number): void {
 
 /** The page's object in the persistent pool is now `len` bytes long (hugePages counts the raw ones). */
 function poolObjectIs(r: RegionState, page: number, len: number): void {
-  const raw = isRaw(len) ? 1 : 0;
-  G[P.G_HUGE] += raw - r.raw[page];
-  r.raw[page] = raw;
+  const raw = isRaw(len) ? RAW : 0;
+  G[P.G_HUGE] += (raw - (r.flags[page] & RAW)) / RAW;
+  r.flags[page] = (r.flags[page] & ~RAW) | raw;
 }
 
 /** The page has no object in the persistent pool any more. */
 function poolObjectGone(r: RegionState, page: number): void {
-  if (r.raw[page]) G[P.G_HUGE]--;
-  r.raw[page] = 0;
+  if (r.flags[page] & RAW) G[P.G_HUGE]--;
+  r.flags[page] &= ~RAW;
 }
 
 /**
@@ -550,6 +551,7 @@ const NOT_TAKEN = 0, STAGED_NOW = 1, DROPPED = 2;
  * NOT_TAKEN if it stays resident (set aside if pinned).
  */
 function stageOne(r: RegionState, page: number): number {
+  leaveAside(r, page); // tried again now: set aside again below if still refused
   const st = r.state[page];
   const slot = slotTail;
   if (slotDeferred[slot]) flushWriteback();
@@ -633,17 +635,25 @@ function setAside(r: RegionState, page: number): void {
   r.seq[page] = s;
   if (aside.length === 0) asideRetryAt = performance.now() + ASIDE_MS;
   aside.push(r.id, page, s);
+  r.flags[page] |= ASIDE;
   G[P.G_UNEVICTABLE]++;
+}
+
+function leaveAside(r: RegionState, page: number): void {
+  if (!(r.flags[page] & ASIDE)) return;
+  r.flags[page] &= ~ASIDE;
+  G[P.G_UNEVICTABLE]--;
 }
 
 /** Every ASIDE_MS, the pages set aside go back to the FIFO's tail for another try. */
 function retryAside(): void {
   if (aside.length === 0 || performance.now() < asideRetryAt) return;
-  G[P.G_UNEVICTABLE] = 0;
   while (aside.shift()) {
     const r = byId.get(aside.outRegion);
     const page = aside.outPage;
-    if (r && residentEntryLive(aside.outRegion, page, aside.outStamp)) fifoPush(r, page);
+    if (!r || r.closed || !residentEntryLive(aside.outRegion, page, aside.outStamp)) continue;
+    leaveAside(r, page);
+    fifoPush(r, page);
   }
 }
 
@@ -1109,7 +1119,8 @@ function closeRegion(r: RegionState): void {
   flushReleases();
   for (let page = 0; page < r.pages; page++) {
     const st = r.state[page];
-    if (r.raw[page]) G[P.G_HUGE]--; // invalidateArea below drops every pool object
+    if (r.flags[page] & RAW) G[P.G_HUGE]--; // invalidateArea below drops every pool object
+    if (r.flags[page] & ASIDE) G[P.G_UNEVICTABLE]--;
     if (st === ACTIVE || st === CLEAN) {
       resident--;
       if (st === CLEAN && (r.aux[page] & KEPT_SLOT)) {

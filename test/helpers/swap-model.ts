@@ -5,6 +5,9 @@
  * real eviction, pool, swap file, idle pass) and against a model that is one
  * Uint8Array per region. Every read compares every byte of what it touched.
  *
+ * A command makes a child process (fork, then exec), after which the pages resident at that
+ * moment can no longer be moved by UFFDIO_MOVE until written (README "Child processes").
+ *
  * Commands name regions and pages by plain integers taken modulo what is live
  * when they run, so any shrunk subsequence is still a valid program.
  *
@@ -16,6 +19,7 @@
  * hold them, cleancache may or may not).
  */
 import fc from 'fast-check';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { open, type OpenOptions, type Region, type FileRegion, type Swap, type SwapStats } from '../../lib';
@@ -79,7 +83,12 @@ export type Cmd =
   /** flush() of a writable file region (the file must equal the model); a read-only one must be unchanged. */
   | { t: 'flush'; r: number }
   /** A pause: 60 ms (background eviction, write-back) or 1100 ms (long enough for an idle pass). */
-  | { t: 'wait'; ms: number };
+  | { t: 'wait'; ms: number }
+  /**
+   * A child process (spawnSync: fork, then exec): every page resident now is shared
+   * copy-on-write from here on, until written, and UFFDIO_MOVE refuses it.
+   */
+  | { t: 'spawn' };
 
 export interface ModelInput {
   init: Extract<Cmd, { t: 'create' }>[];
@@ -177,6 +186,7 @@ export function cmdArb(waits: boolean): fc.Arbitrary<Cmd> {
     { weight: 2, arbitrary: fc.record({ t: fc.constant('close' as const), r: R }) },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('evictClose' as const), r: R, r2: R, spin: fc.constantFrom(0, 0.3, 1, 2) }) },
     { weight: 4, arbitrary: fc.record({ t: fc.constant('flush' as const), r: R }) },
+    { weight: 3, arbitrary: fc.constant({ t: 'spawn' as const }) },
   ];
   if (waits) {
     arbs.push({ weight: 4, arbitrary: fc.constant({ t: 'wait' as const, ms: 60 }) });
@@ -340,6 +350,11 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
       }
       if (c.t === 'wait') {
         await new Promise((resolve) => setTimeout(resolve, c.ms));
+        continue;
+      }
+      if (c.t === 'spawn') {
+        const child = spawnSync('true');
+        if (child.status !== 0) fail(`the child exited with ${String(child.status)} (${String(child.error)})`);
         continue;
       }
       const l = pick(c.r);
