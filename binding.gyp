@@ -9,6 +9,7 @@
         "native/memory.cc",
         "native/thread.cc",
         "native/deadman.cc",
+        "native/file_io.cc",
         "native/page_codec.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -184,9 +184,48 @@ export interface RegionConstructor {
   new (uffd: Uffd, size: number, mode?: number): Region;
 }
 
+/** FileIo job kinds, as take() reports them. */
+export const FILEIO_READ = 0;
+export const FILEIO_WRITE = 1;
+export const FILEIO_SYNC = 2;
+
+/**
+ * Mapped-file I/O off the thread that serves faults (native/file_io.h): a
+ * writer thread (pwrite, clipped to the file's current size, and fdatasync, in
+ * order) and a reader thread (pread), whose completions ring the reader of the
+ * uffd given to the constructor. Jobs copy their bytes; files are dup()ed.
+ */
+export interface FileIo {
+  /** fcntl(F_DUPFD_CLOEXEC) of fd; returns a handle for the other calls. */
+  openFile(fd: number): number;
+  /** Drops the handle; its descriptor is closed when no queued job needs it. */
+  closeFile(handle: number): void;
+  /** Queues pwrite of `length` (<= 4096) bytes of src (copied now) at `position`. Returns the job id. */
+  write(handle: number, src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, length: number, position: number): number;
+  /** Queues fdatasync behind the writes queued before it. Returns the job id. */
+  sync(handle: number): number;
+  /** Queues pread of `length` (<= 4096) bytes at `position` on the reader thread. Returns the job id. */
+  read(handle: number, length: number, position: number): number;
+  /**
+   * preadv2(RWF_NOWAIT) now, in the calling thread: bytes read (short only at
+   * end of file) or -errno: -11 (EAGAIN) when it would wait for I/O or a lock,
+   * -95 (EOPNOTSUPP) when the filesystem cannot say.
+   */
+  tryRead(handle: number, dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number, length: number, position: number): number;
+  /** The next completion into out ([id, FILEIO_*, bytes or -errno]); a read's bytes into dst at dstOffset. False if none. */
+  take(out: Float64Array, dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): boolean;
+  /** statx of the file against its last snapshot (size, mtime, ctime, inode, device): the generation, bumped when someone else changed it. */
+  generation(handle: number): number;
+  /** Jobs queued, running or not yet taken. */
+  readonly pending: number;
+  /** Stops the threads (a thread inside a syscall finishes it alone); queued jobs are dropped. */
+  close(): void;
+}
+
 export interface NativeBinding {
   Uffd: UffdConstructor;
   Region: RegionConstructor;
+  FileIo: new (uffd: Uffd) => FileIo;
   /**
    * An ArrayBuffer in the calling thread over the open region starting at
    * `address` (regions are created in one thread, used from many). Not detached

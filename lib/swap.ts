@@ -164,6 +164,8 @@ export interface SwapStats {
   cleancache: { puts: number; hits: number; misses: number; pages: number };
   /** Pages written back to mapped files. */
   fileWrites: number;
+  /** Write-backs to mapped files that failed (ENOSPC, EIO): the pages stayed dirty and are written again later. */
+  fileWriteErrors: number;
   latency: LatencyStats;
   /** True when syscalls that read non-resident region memory fail with EFAULT (user-mode-only uffd). */
   userModeOnly: boolean;
@@ -359,7 +361,7 @@ export class Swap {
       if (!p) return;
       this.pending.delete(m.reqId);
       if (m.ok) p.resolve(m.value ?? 0);
-      else p.reject(new Error(`tmem dispatcher: ${m.error}`));
+      else p.reject(replyError(m));
     });
     this.port.unref();
     worker.on('error', (e) => this.die(new Error(`tmem: the dispatcher failed: ${e.message}`)));
@@ -407,6 +409,11 @@ export class Swap {
     if (this.dead) throw this.dead;
   }
 
+  /** @internal the dispatcher is running and the swap is not closed. */
+  _usable(): boolean {
+    return !this.closed && !this.dead;
+  }
+
   /** @internal sends a request to the dispatcher and wakes it. */
   _request(req: P.Request): Promise<number> {
     this.check();
@@ -452,10 +459,21 @@ export class Swap {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const writable = options.writable ?? false;
     if (typeof writable !== 'boolean') throw new TypeError('options.writable must be a boolean');
-    const fd = fs.openSync(file, writable ? 'r+' : 'r');
+    // Anything but a regular file is refused before it is opened (opening a
+    // device can have effects, opening a FIFO blocks until a writer comes);
+    // the open is non-blocking in case the path is swapped in between, and the
+    // descriptor is checked to be the file that was looked at.
+    const before = fs.statSync(file);
+    if (!before.isFile()) throw notRegular(file, before);
+    const fd = fs.openSync(file, (writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY) | fs.constants.O_NONBLOCK);
     try {
       const st = fs.fstatSync(fd);
-      if (!st.isFile()) throw new TypeError(`file must be a regular file: ${file}`);
+      if (!st.isFile()) throw notRegular(file, st);
+      if (st.ino !== before.ino || st.dev !== before.dev) {
+        const e = new Error(`mapFile: ${JSON.stringify(file)} was replaced while it was being opened`) as NodeJS.ErrnoException;
+        e.code = 'ERR_TMEM_FILE_CHANGED';
+        throw e;
+      }
       if (st.size === 0) throw new RangeError(`file is empty, nothing to map: ${file}`);
       const r = new FileRegion(this, this.uffd, pageAlign(st.size), st.size, fd, file, writable);
       this.regions.add(r);
@@ -506,6 +524,7 @@ export class Swap {
       secondChance: G[P.G_SECOND_CHANCE],
       cleancache: { puts: G[P.G_CLEANCACHE_PUTS], hits: G[P.G_CLEANCACHE_HITS], misses: G[P.G_CLEANCACHE_MISSES], pages: s.cleancachePages },
       fileWrites: G[P.G_FILE_WRITES],
+      fileWriteErrors: G[P.G_FILE_WRITE_ERRORS],
       latency: latencyFrom(this.hist),
       userModeOnly: this.uffd.closed ? false : this.uffd.describe().userModeOnly,
       idle: {
@@ -524,7 +543,12 @@ export class Swap {
   async close(): Promise<void> {
     if (this.closed) return;
     if (!this.dead) {
-      for (const r of [...this.regions]) await r.close();
+      // A writable mapping whose file cannot be written (ENOSPC) rejects its
+      // close(): then this close() rejects too and everything stays open, so
+      // that no dirty page is lost; fix the cause and close again.
+      let failed: unknown;
+      for (const r of [...this.regions]) await r.close().catch((e: unknown) => { failed ??= e; });
+      if (failed !== undefined && !this.dead) throw failed;
       this.stopping = true;
       await this._request({ op: 'stop', reqId: this._nextReq() }).catch(() => undefined);
     }
@@ -555,6 +579,33 @@ function parseIdle(o: OpenOptions['idle']): P.DispatcherOptions['idle'] {
   const budget = i.budget ?? 256;
   if (!Number.isInteger(budget) || budget < 1) throw new RangeError(`idle.budget must be a positive integer, got ${String(budget)}`);
   return { afterMs, recompress, recompressLevel, writeback, budget };
+}
+
+/** The Error of a failed request; one caused by a syscall carries Node's code, errno and syscall. */
+function replyError(m: P.Reply): Error {
+  const e = new Error(`tmem: ${m.error}`) as NodeJS.ErrnoException;
+  if (m.code !== undefined) {
+    e.code = m.code;
+    e.errno = m.errno;
+    e.syscall = m.syscall;
+  }
+  return e;
+}
+
+/** What a non-regular file is, for the error. */
+function fileKind(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a regular file';
+}
+
+function notRegular(file: string, st: fs.Stats): Error {
+  const e = new Error(`mapFile: file must be a regular file; ${JSON.stringify(file)} is ${fileKind(st)}`) as NodeJS.ErrnoException;
+  e.code = 'ERR_TMEM_NOT_REGULAR_FILE';
+  return e;
 }
 
 /** The swap file has no name (lib/swapfile.ts): closing its fd frees it. */
@@ -591,7 +642,7 @@ export class Region {
 
   /** @internal use {@link Swap.region} */
   constructor(protected readonly swap: Swap, uffd: Uffd, size: number, readonly requested: number,
-    kind: P.RegionKind, file?: { fd: number; fileSize: number; writable: boolean }) {
+    kind: P.RegionKind, file?: { fd: number; fileSize: number; writable: boolean; path: string }) {
     this.size = size;
     this.native = new native.Region(uffd, size, REGISTER_MODE_MISSING | REGISTER_MODE_WP);
     const spec: P.RegionSpec = { id: this.id, address: this.native.address, size, kind, stats: this.statsBuf, ...file };
@@ -657,9 +708,18 @@ export class Region {
       try {
         await this.added;
         await this.swap._request({ op: 'closeRegion', reqId: this.swap._nextReq(), id: this.id });
-      } finally {
+      } catch (e) {
+        // The dispatcher could not finish (a writable file that cannot be
+        // written): the region stays open and usable, and close() can be
+        // called again. Only a dead dispatcher leaves nothing to retry.
+        if (this.swap._usable()) {
+          this.closing = undefined;
+          throw e;
+        }
         this._abandon();
+        throw e;
       }
+      this._abandon();
     })();
     return this.closing;
   }
@@ -683,7 +743,7 @@ export class FileRegion extends Region {
   /** @internal use {@link Swap.mapFile} */
   constructor(swap: Swap, uffd: Uffd, size: number, fileSize: number, private readonly fd: number,
     /** The mapped file's path. */ readonly path: string, /** Written pages go back to the file. */ readonly writable: boolean) {
-    super(swap, uffd, size, fileSize, 'file', { fd, fileSize, writable });
+    super(swap, uffd, size, fileSize, 'file', { fd, fileSize, writable, path });
   }
 
   /** Bytes of the file (the buffer is rounded up to whole pages; bytes past the end read as zero). */

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "deadman.h"
+#include "file_io.h"
 #include "page_codec.h"
 #include "memory.h"
 #include "sys_error.h"
@@ -858,11 +859,154 @@ Napi::Value ZstdDecompress(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(n));
 }
 
+// ---- FileIo -------------------------------------------------------------------
+
+/** Mapped-file I/O off the fault thread (native/file_io.h); completions ring the uffd's doorbell. */
+class FileIoWrap : public Napi::ObjectWrap<FileIoWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "FileIo",
+                       {
+                           InstanceMethod<&FileIoWrap::OpenFile>("openFile"),
+                           InstanceMethod<&FileIoWrap::CloseFile>("closeFile"),
+                           InstanceMethod<&FileIoWrap::Write>("write"),
+                           InstanceMethod<&FileIoWrap::Sync>("sync"),
+                           InstanceMethod<&FileIoWrap::Read>("read"),
+                           InstanceMethod<&FileIoWrap::TryRead>("tryRead"),
+                           InstanceMethod<&FileIoWrap::Take>("take"),
+                           InstanceMethod<&FileIoWrap::Generation>("generation"),
+                           InstanceMethod<&FileIoWrap::Close>("close"),
+                           InstanceAccessor<&FileIoWrap::Pending>("pending"),
+                       });
+  }
+
+  // new FileIo(uffd): completions wake uffd's reader (its doorbell).
+  FileIoWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FileIoWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) type_error(env, "uffd must be a Uffd");
+    UffdWrap* uw = nullptr;
+    napi_status st = napi_unwrap(env, info[0], reinterpret_cast<void**>(&uw));
+    if (st != napi_ok || !uw) type_error(env, "uffd must be a Uffd");
+    io_ = std::make_unique<tmem::FileIo>(uw->uffd(env)->waker());
+  }
+
+ private:
+  tmem::FileIo* io(Napi::Env env) {
+    if (!io_) throw Napi::Error::New(env, "FileIo is closed");
+    return io_.get();
+  }
+  int handle_arg(const Napi::CallbackInfo& info) {
+    double h = number_arg(info, 0, "handle");
+    if (h < 1 || h > 2147483647.0) range_error(info.Env(), "handle must be a handle from openFile()");
+    return static_cast<int>(h);
+  }
+  size_t page_len_arg(const Napi::CallbackInfo& info, size_t i) {
+    double n = number_arg(info, i, "length");
+    if (n < 0 || n > static_cast<double>(kPageSize)) range_error(info.Env(), "length must be 0..4096");
+    return static_cast<size_t>(n);
+  }
+  int64_t position_arg(const Napi::CallbackInfo& info, size_t i) {
+    double p = number_arg(info, i, "position");
+    if (p < 0 || p > 9007199254740991.0) range_error(info.Env(), "position must be a file offset >= 0");
+    return static_cast<int64_t>(p);
+  }
+  /** A byte range [offset, offset + len) of a buffer argument, checked. */
+  uint8_t* range_arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t len) {
+    Bytes b = bytes_arg(info, i, name);
+    double off = number_arg(info, i + 1, "offset");
+    if (off < 0 || off + static_cast<double>(len) > static_cast<double>(b.len)) {
+      range_error(info.Env(), std::string(name) + ": offset + length must lie inside it");
+    }
+    return b.data + static_cast<size_t>(off);
+  }
+
+  // openFile(fd) -> handle (the fd is dup()ed)
+  Napi::Value OpenFile(const Napi::CallbackInfo& info) {
+    double fd = number_arg(info, 0, "fd");
+    if (fd < 0 || fd > 2147483647.0) range_error(info.Env(), "fd must be a file descriptor");
+    int h = 0;
+    SYSCALL_GUARD({ h = io(info.Env())->open_file(static_cast<int>(fd)); })
+    return Napi::Number::New(info.Env(), h);
+  }
+  Napi::Value CloseFile(const Napi::CallbackInfo& info) {
+    io(info.Env())->close_file(handle_arg(info));
+    return info.Env().Undefined();
+  }
+  // write(handle, src, srcOffset, length, position) -> job id
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    int h = handle_arg(info);
+    size_t len = page_len_arg(info, 3);
+    uint8_t* src = range_arg(info, 1, "src", len);
+    int64_t pos = position_arg(info, 4);
+    uint64_t id = 0;
+    SYSCALL_GUARD({ id = io(info.Env())->write(h, src, len, pos); })
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
+  }
+  // sync(handle) -> job id
+  Napi::Value Sync(const Napi::CallbackInfo& info) {
+    int h = handle_arg(info);
+    uint64_t id = 0;
+    SYSCALL_GUARD({ id = io(info.Env())->sync(h); })
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
+  }
+  // read(handle, length, position) -> job id
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    int h = handle_arg(info);
+    size_t len = page_len_arg(info, 1);
+    int64_t pos = position_arg(info, 2);
+    uint64_t id = 0;
+    SYSCALL_GUARD({ id = io(info.Env())->read(h, len, pos); })
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
+  }
+  // tryRead(handle, dst, dstOffset, length, position) -> bytes, or -errno (-EAGAIN: it would wait)
+  Napi::Value TryRead(const Napi::CallbackInfo& info) {
+    int h = handle_arg(info);
+    size_t len = page_len_arg(info, 3);
+    uint8_t* dst = range_arg(info, 1, "dst", len);
+    int64_t pos = position_arg(info, 4);
+    int64_t n = 0;
+    SYSCALL_GUARD({ n = io(info.Env())->try_read(h, dst, len, pos); })
+    return Napi::Number::New(info.Env(), static_cast<double>(n));
+  }
+  // take(out: Float64Array(3) [id, op, result], dst, dstOffset) -> false when nothing finished
+  Napi::Value Take(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[0].As<Napi::Float64Array>().ElementLength() < 3) {
+      type_error(env, "out must be a Float64Array of at least 3 elements");
+    }
+    Napi::Float64Array out = info[0].As<Napi::Float64Array>();
+    uint8_t* dst = range_arg(info, 1, "dst", kPageSize);
+    tmem::FileIo::Completion c;
+    if (!io(env)->take(&c, dst)) return Napi::Boolean::New(env, false);
+    out[0] = static_cast<double>(c.id);
+    out[1] = c.op;
+    out[2] = static_cast<double>(c.result);
+    return Napi::Boolean::New(env, true);
+  }
+  Napi::Value Generation(const Napi::CallbackInfo& info) {
+    int h = handle_arg(info);
+    uint32_t g = 0;
+    SYSCALL_GUARD({ g = io(info.Env())->generation(h); })
+    return Napi::Number::New(info.Env(), g);
+  }
+  Napi::Value Pending(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), io_ ? static_cast<double>(io_->pending()) : 0);
+  }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    io_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<tmem::FileIo> io_;
+};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function uffd = UffdWrap::Init(env);
   env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(uffd)));
   exports.Set("Uffd", uffd);
   exports.Set("Region", RegionWrap::Init(env));
+  exports.Set("FileIo", FileIoWrap::Init(env));
   exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
   exports.Set("attachBuffer", Napi::Function::New<AttachBuffer>(env, "attachBuffer"));
   exports.Set("madvise", Napi::Function::New<Madvise>(env, "madvise"));

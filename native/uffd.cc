@@ -338,6 +338,13 @@ void Uffd::wake_reader() {
   if (doorbell_) doorbell_->ring();
 }
 
+std::function<void()> Uffd::waker() const {
+  std::weak_ptr<Doorbell> bell = doorbell_;
+  return [bell] {
+    if (auto d = bell.lock()) d->ring();
+  };
+}
+
 int64_t Uffd::copy(uint64_t dst, const void* src, uint64_t len, bool write_protect, bool dont_wake) {
   uint64_t done = 0;
   while (done < len) {

@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "uffd_abi.h"
@@ -105,6 +106,8 @@ class Uffd {
   int read_events(UffdEvent* out, int max, int timeout_ms);
   /** Makes a (current or next) read_events return -1. */
   void wake_reader();
+  /** wake_reader() as a function any thread may call at any time: it does nothing once the uffd is closed. */
+  std::function<void()> waker() const;
   /** The doorbell page's address (never a region's). */
   uint64_t doorbell_address() const;
 

@@ -55,6 +55,7 @@ export const G_IDLE_WRITEBACK = 36; // idle pages written back to the swap file
 export const G_SWAP_CACHED = 37; // resident clean pages whose swap file slot is kept (swap cache)
 export const G_UNSHARED = 38; // pages eviction made exclusive again (shared copy-on-write since a fork)
 export const G_UNEVICTABLE = 39; // pages set aside by eviction because the kernel holds them (pinned), now
+export const G_FILE_WRITE_ERRORS = 40; // write-backs to mapped files that failed (the pages stayed dirty)
 export const G_SLOTS = 48;
 
 // Per-region counters.
@@ -89,10 +90,11 @@ export interface RegionSpec {
   size: number;
   kind: RegionKind;
   stats: SharedArrayBuffer;
-  /** File regions: an fd open in this process, the file's size, writable or not. */
+  /** File regions: an fd open in this process, the file's size, writable or not, its path (for messages). */
   fd?: number;
   fileSize?: number;
   writable?: boolean;
+  path?: string;
 }
 
 export type Request =
@@ -106,6 +108,10 @@ export interface Reply {
   reqId: number;
   ok: boolean;
   error?: string;
+  /** A failed syscall behind the error (a mapped file's write-back): Node's error fields. */
+  code?: string;
+  errno?: number;
+  syscall?: string;
   value?: number;
 }
 

@@ -23,6 +23,15 @@
  *            recompression was tried and did not help; never retried)
  *   SAME     same-filled; aux[page] = the 32-bit word
  *   SWAPPED  in the swap file; aux[page] = its slot (lib/swapfile.ts)
+ *   READING  a file page being read on the FileIo reader thread; the faulting
+ *            threads wait until the read completes and the page is copied in
+ *
+ * Mapped files (the "mapped files" section below): every file syscall that
+ * can sleep on a filesystem lock runs on native FileIo threads, never here (a
+ * write(2) into the file holds its inode lock while it faults on region
+ * memory this thread must serve). A dirty page written back keeps its bytes
+ * in a write slot until the write completes: a fault on it is served from
+ * there, and a failed write makes it dirty again (resident).
  *
  * Eviction policy (README "Eviction"): FIFO by load order with a second
  * chance. When resident pages pass residentLimit, the oldest resident pages
@@ -58,9 +67,10 @@
  */
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as fs from 'node:fs';
+import { getSystemErrorMap } from 'node:util';
 import {
   native, EVENT_SLOTS, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, UFFD_EVENT_PAGEFAULT, COPY_WP,
-  REGISTER_MODE_MISSING, MADV_DONTNEED, type UffdDescriptor,
+  REGISTER_MODE_MISSING, MADV_DONTNEED, FILEIO_READ, FILEIO_WRITE, type UffdDescriptor, type FileIo,
 } from '../native';
 import { PageCodec, PAGE, sameFilled, isRaw, CODEC_ZSTD } from '../compress';
 import * as P from './protocol';
@@ -68,7 +78,7 @@ import { openBackends, type Backends } from './backends';
 import { PageFifo } from './fifo';
 import { SwapFile, SwapFileError } from '../swapfile';
 
-const NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5, SWAPPED = 6;
+const NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5, SWAPPED = 6, READING = 7;
 const STAGED_CLEAN = 0x80000000; // flag in aux[] of a STAGED page
 const KEPT_SLOT = 0x80000000; // flag in aux[] of a CLEAN page: its copy is swap file slot aux & SLOT_MASK
 const SLOT_MASK = 0x7fffffff;
@@ -100,6 +110,27 @@ class RegionState {
   readonly stats: Float64Array;
   closed = false;
   lastSwapIn = -2;
+  // Mapped files only:
+  /** FileIo handle of the file (a dup of spec.fd). */
+  file = -1;
+  /** preadv2(RWF_NOWAIT) works on this file: page-cache hits are read inline. */
+  nowait = true;
+  /** page -> the newest write job of that page still in flight. */
+  readonly inflight = new Map<number, number>();
+  /** page -> its read in flight (state READING). */
+  readonly reads = new Map<number, ReadJob>();
+  /** Write-backs that failed, and the last failure. */
+  writeErrors = 0;
+  lastWriteError?: { errno: number; syscall: string };
+  /** After a failed write-back, eviction leaves the dirty pages alone until then (ms). */
+  writeBackoffUntil = 0;
+  /** The file's generation (FileIo.generation) that cleancache's pages belong to, and when it was checked. */
+  gen = 0;
+  genEpoch = -1;
+  /** The generation each resident page was read at: only a page as new as the file goes to cleancache. */
+  readonly loadGen: Uint32Array;
+  /** A close() is flushing the file. */
+  closing = false;
   constructor(readonly spec: P.RegionSpec) {
     this.pages = spec.size / PAGE;
     this.state = new Uint8Array(this.pages);
@@ -107,6 +138,7 @@ class RegionState {
     this.seq = new Int32Array(this.pages);
     this.flags = new Uint8Array(this.pages);
     this.stats = new Float64Array(spec.stats);
+    this.loadGen = new Uint32Array(spec.kind === 'file' ? this.pages : 0);
   }
   get base(): number { return this.spec.address; }
   get id(): number { return this.spec.id; }
@@ -372,6 +404,12 @@ function serveFault(addr: number, flags: number): boolean {
     }
     case SWAPPED:
       return swapIn(r, page, addr, write);
+    case READING: {
+      // Another thread faulted on a page being read: the copy at completion wakes it too.
+      const rd = r.reads.get(page);
+      if (rd && write) rd.write = true;
+      return true;
+    }
     default:
       // ACTIVE or CLEAN: another thread faulted on the same page and was served.
       uffd.wake(addr, PAGE);
@@ -432,30 +470,369 @@ function unrecoverable(r: RegionState, page: number, addr: number, why: string):
   return true;
 }
 
+// ---- mapped files ---------------------------------------------------------------
+//
+// Reads: a page-cache hit is read inline with preadv2(RWF_NOWAIT), which never
+// sleeps on I/O or a lock; anything else (not cached, a lock held, a filesystem
+// without RWF_NOWAIT such as tmpfs) is read on the FileIo reader thread while
+// this thread goes on serving faults (the page is READING meanwhile).
+// Writes: a dirty page's bytes are copied into a write slot and queued on the
+// FileIo writer thread; the slot keeps them until the write completes. A fault
+// on the page meanwhile is served from the slot; a failed write makes the page
+// dirty again (resident), counts the error and leaves the file's dirty pages
+// alone for a second; flush()/close() report it. flush() is a FlushOp: its
+// writes, then an fdatasync behind them, then the reply.
+// Cleancache: a page goes in only if it was read at the file's current
+// generation, and a hit is used only after checking the generation (statx:
+// size, mtime, ctime, inode, device) once per batch; a change drops the file's
+// cleancache pages (invalidate_inode), as the kernel's page cache is never
+// older than the file.
+
+interface ReadJob { id: number; r: RegionState; page: number; write: boolean }
+interface FlushOp {
+  r: RegionState;
+  reqId: number;
+  close: boolean;
+  /** Next page to look at; the fdatasync is queued once it reaches the end. */
+  page: number;
+  written: number;
+  errorsAtStart: number;
+  rounds: number;
+}
+
+let io: FileIo | undefined;
+function fileIo(): FileIo {
+  io ??= new native.FileIo(uffd);
+  return io;
+}
+const WSLOTS = 256; // write-back in flight, in pages (1 MiB)
+let wslotBytes = new Uint8Array(0); // allocated with the first writable mapping
+const wslotRegion = new Int32Array(WSLOTS);
+const wslotPage = new Uint32Array(WSLOTS);
+const wslotFree: number[] = [];
+const writeJobs = new Map<number, number>(); // job id -> write slot
+const readJobs = new Map<number, ReadJob>();
+const syncJobs = new Map<number, FlushOp>();
+/** Empty writes queued behind a region's write-backs: reply to the request when they are reached. */
+const barriers = new Map<number, { reqId: number; value: number }>();
+/** Flushes waiting for a free write slot. */
+const waitingFlushes: FlushOp[] = [];
+const ioOut = new Float64Array(3);
+const ioPage = new Uint8Array(PAGE);
+const EOPNOTSUPP = -95;
+const WRITE_BACKOFF_MS = 1000;
+/** Bumped per batch of faults and per eviction slice: a file's generation is checked once per epoch. */
+let epoch = 0;
+
+function errnoName(errno: number): string {
+  return getSystemErrorMap().get(-errno)?.[0] ?? `errno ${errno}`;
+}
+function errnoText(errno: number): string {
+  const e = getSystemErrorMap().get(-errno);
+  return e ? `${e[0]} (${e[1]})` : `errno ${errno}`;
+}
+
+/** The file's generation, checked once per epoch; a change drops its cleancache pages. */
+function fileGeneration(r: RegionState): number {
+  if (r.genEpoch !== epoch) {
+    r.genEpoch = epoch;
+    const g = fileIo().generation(r.file);
+    if (g !== r.gen) {
+      backends.cleancache.invalidateInode(r.id);
+      r.gen = g;
+    }
+  }
+  return r.gen;
+}
+
 function fileFault(r: RegionState, page: number, addr: number, write: boolean): boolean {
+  const job = r.inflight.get(page);
+  if (job !== undefined) {
+    // Its newest bytes are still on their way to the file: they are in the write slot.
+    const k = writeJobs.get(job)!;
+    const res = uffd.copy(addr, wslotBytes, k * PAGE, write ? 0 : COPY_WP);
+    if (res < 0) return res !== EAGAIN;
+    G[P.G_FAULTS_FILE]++;
+    r.stats[P.R_FAULTS_FILE]++;
+    return fileLoaded(r, page, write);
+  }
+  fileGeneration(r);
   const n = backends.cleancache.get(r.id, page, objBuf);
   if (n >= 0) {
     codec.decompress(objBuf, 0, n, pageBuf, 0);
-    G[P.G_CLEANCACHE_HITS]++;
-  } else {
-    G[P.G_CLEANCACHE_MISSES]++;
-    const pos = page * PAGE;
-    const want = Math.min(PAGE, Math.max(0, (r.spec.fileSize ?? 0) - pos));
-    let got = 0;
-    while (got < want) {
-      const k = fs.readSync(r.spec.fd!, pageBuf, got, want - got, pos + got);
-      if (k === 0) break;
-      got += k;
+    const res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
+    if (res < 0) {
+      // Not installed: the page goes back (exclusive get removed it).
+      backends.cleancache.put(r.id, page, objBuf, n);
+      return res !== EAGAIN;
     }
-    if (got < PAGE) pageBuf.fill(0, got);
-    G[P.G_FAULTS_FILE]++;
-    r.stats[P.R_FAULTS_FILE]++;
+    G[P.G_CLEANCACHE_HITS]++;
+    return fileLoaded(r, page, write);
   }
+  G[P.G_CLEANCACHE_MISSES]++;
+  const pos = page * PAGE;
+  const want = Math.min(PAGE, Math.max(0, (r.spec.fileSize ?? 0) - pos));
+  let got = want === 0 ? 0 : r.nowait ? fileIo().tryRead(r.file, pageBuf, 0, want, pos) : EOPNOTSUPP;
+  if (got === EOPNOTSUPP) r.nowait = false;
+  if (got === EAGAIN || got === EOPNOTSUPP) {
+    const id = fileIo().read(r.file, want, pos);
+    const rd: ReadJob = { id, r, page, write };
+    readJobs.set(id, rd);
+    r.reads.set(page, rd);
+    r.state[page] = READING;
+    return true;
+  }
+  if (got < 0) return unrecoverable(r, page, addr, `reading ${r.spec.path ?? 'the mapped file'} failed: ${errnoText(-got)}`);
+  return fileRead(r, page, addr, write, got);
+}
+
+/** Installs a page read from the file (`got` bytes in pageBuf; the rest reads as zero). */
+function fileRead(r: RegionState, page: number, addr: number, write: boolean, got: number): boolean {
+  if (got < PAGE) pageBuf.fill(0, got);
   const res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
-  if (res < 0) return res !== -11;
+  if (res < 0) return res !== EAGAIN;
+  G[P.G_FAULTS_FILE]++;
+  r.stats[P.R_FAULTS_FILE]++;
+  return fileLoaded(r, page, write);
+}
+
+function fileLoaded(r: RegionState, page: number, write: boolean): boolean {
   if (write && r.spec.writable) r.stats[P.R_DIRTY]++;
+  r.loadGen[page] = r.gen;
   becomeResident(r, page, write ? ACTIVE : CLEAN);
   return true;
+}
+
+function readDone(id: number, result: number): void {
+  const rd = readJobs.get(id);
+  if (!rd) return;
+  readJobs.delete(id);
+  const { r, page } = rd;
+  if (r.closed || r.reads.get(page) !== rd) return;
+  r.reads.delete(page);
+  r.state[page] = NEVER;
+  const addr = r.base + page * PAGE;
+  if (result < 0) {
+    unrecoverable(r, page, addr, `reading ${r.spec.path ?? 'the mapped file'} failed: ${errnoText(-result)}`);
+    return;
+  }
+  pageBuf.set(ioPage.subarray(0, result));
+  if (!fileRead(r, page, addr, rd.write, result)) pushRetry(addr, rd.write ? PAGEFAULT_FLAG_WRITE : 0);
+}
+
+/**
+ * Queues a dirty page's bytes (src at off) for the file. False if it cannot be
+ * now (no free write slot, or the file failed a moment ago and `force` is not
+ * set): the page then stays dirty where it is.
+ */
+function writeBack(r: RegionState, page: number, src: Uint8Array, off: number, force: boolean): boolean {
+  if (!force && performance.now() < r.writeBackoffUntil) return false;
+  if (wslotBytes.length === 0) {
+    wslotBytes = new Uint8Array(WSLOTS * PAGE);
+    for (let k = WSLOTS - 1; k >= 0; k--) wslotFree.push(k);
+  }
+  const k = wslotFree.pop();
+  if (k === undefined) return false;
+  wslotBytes.set(src.subarray(off, off + PAGE), k * PAGE);
+  const pos = page * PAGE;
+  const len = Math.max(0, Math.min(PAGE, (r.spec.fileSize ?? 0) - pos));
+  const id = fileIo().write(r.file, wslotBytes, k * PAGE, len, pos);
+  writeJobs.set(id, k);
+  wslotRegion[k] = r.id;
+  wslotPage[k] = page;
+  r.inflight.set(page, id);
+  r.stats[P.R_DIRTY] = Math.max(0, r.stats[P.R_DIRTY] - 1);
+  return true;
+}
+
+function writeDone(id: number, result: number): void {
+  const k = writeJobs.get(id);
+  if (k === undefined) return;
+  writeJobs.delete(id);
+  const r = byId.get(wslotRegion[k]);
+  const page = wslotPage[k];
+  if (r && !r.closed) {
+    const newest = r.inflight.get(page) === id;
+    if (newest) r.inflight.delete(page);
+    if (result >= 0) {
+      G[P.G_FILE_WRITES]++;
+    } else {
+      G[P.G_FILE_WRITE_ERRORS]++;
+      r.writeErrors++;
+      r.lastWriteError = { errno: -result, syscall: 'pwrite' };
+      r.writeBackoffUntil = performance.now() + WRITE_BACKOFF_MS;
+      // A newer write of the page is queued behind this one: it carries newer bytes.
+      if (newest && redirty(r, page, k)) return;
+    }
+  }
+  wslotFree.push(k);
+}
+
+/** A write-back failed: the page is dirty again, wherever it is now; nothing is lost. True if slot k stays in use. */
+function redirty(r: RegionState, page: number, k: number): boolean {
+  const addr = r.base + page * PAGE;
+  switch (r.state[page]) {
+    case NEVER: {
+      // Evicted: bring its bytes back in, resident and dirty.
+      backends.cleancache.invalidatePage(r.id, page);
+      const res = uffd.copy(addr, wslotBytes, k * PAGE, 0);
+      if (res === -3) return false; // the process is going away
+      if (res < 0) {
+        // Cannot be installed now (EAGAIN): the bytes stay in their slot, queued again.
+        const id = fileIo().write(r.file, wslotBytes, k * PAGE, Math.max(0, Math.min(PAGE, (r.spec.fileSize ?? 0) - page * PAGE)), page * PAGE);
+        writeJobs.set(id, k);
+        r.inflight.set(page, id);
+        return true;
+      }
+      r.stats[P.R_DIRTY]++;
+      r.loadGen[page] = r.gen;
+      becomeResident(r, page, ACTIVE);
+      return false;
+    }
+    case CLEAN:
+      uffd.writeProtect(addr, PAGE, false);
+      r.state[page] = ACTIVE;
+      r.stats[P.R_DIRTY]++;
+      return false;
+    case STAGED:
+      if (r.aux[page] & STAGED_CLEAN) {
+        r.aux[page] &= ~STAGED_CLEAN;
+        r.stats[P.R_DIRTY]++;
+      }
+      return false;
+    default:
+      return false; // ACTIVE: dirty already
+  }
+}
+
+/** Takes every finished FileIo job. */
+function drainIo(): void {
+  if (!io || (writeJobs.size === 0 && readJobs.size === 0 && syncJobs.size === 0 && barriers.size === 0)) return;
+  let wrote = false;
+  while (io.take(ioOut, ioPage, 0)) {
+    const id = ioOut[0], op = ioOut[1], result = ioOut[2];
+    const barrier = barriers.get(id);
+    if (barrier) {
+      barriers.delete(id);
+      reply(barrier.reqId, true, barrier.value);
+    } else if (op === FILEIO_WRITE) {
+      writeDone(id, result);
+      wrote = true;
+    } else if (op === FILEIO_READ) {
+      readDone(id, result);
+    } else {
+      const f = syncJobs.get(id);
+      if (f) {
+        syncJobs.delete(id);
+        finishFlush(f, result);
+      }
+    }
+  }
+  if (wrote) {
+    for (let i = waitingFlushes.length; i > 0 && waitingFlushes.length > 0 && wslotFree.length > 0; i--) {
+      progressFlush(waitingFlushes.shift()!);
+    }
+  }
+}
+
+/** flush() and close() of a writable mapping: write its dirty pages, then fdatasync; reply when that is done. */
+function startFlush(r: RegionState, reqId: number, close: boolean): void {
+  if (close) r.closing = true;
+  progressFlush({ r, reqId, close, page: 0, written: 0, errorsAtStart: r.writeErrors, rounds: 0 });
+}
+
+function progressFlush(op: FlushOp): void {
+  const r = op.r;
+  if (r.closed) {
+    reply(op.reqId, true, op.written);
+    return;
+  }
+  for (; op.page < r.pages; op.page++) {
+    const page = op.page;
+    const st = r.state[page];
+    if (st === ACTIVE) {
+      const done = flushResident(r, page);
+      if (done < 0) {
+        waitingFlushes.push(op); // resumed when a write completes and frees a slot
+        return;
+      }
+      op.written += done;
+    } else if (st === STAGED && (r.aux[page] & STAGED_CLEAN) === 0) {
+      const slot = r.aux[page] & 0x7fffffff;
+      if (!writeBack(r, page, stagingBytes, slot * PAGE, true)) {
+        waitingFlushes.push(op);
+        return;
+      }
+      r.aux[page] |= STAGED_CLEAN;
+      op.written++;
+    }
+  }
+  syncJobs.set(fileIo().sync(r.file), op);
+}
+
+/**
+ * Writes one resident dirty page: moved out (writers now fault and wait), its
+ * bytes queued, then copied back write-protected in one step (COPY_WP: a write
+ * after this faults and marks it dirty again, none lands unseen). Returns 1, 0
+ * (nothing there any more), or -1 when no write slot is free (try again later).
+ */
+function flushResident(r: RegionState, page: number): number {
+  if (wslotBytes.length > 0 && wslotFree.length === 0) return -1;
+  const addr = r.base + page * PAGE;
+  if (slotUsed === S) finalizeOldest();
+  if (r.state[page] !== ACTIVE) return 0;
+  const slot = slotTail;
+  if (slotDeferred[slot]) flushWriteback();
+  if (slotPending[slot]) flushReleases();
+  const res = moveUnshared(staging.address + slot * PAGE, addr, 1);
+  if (res !== PAGE) return 0;
+  const queued = writeBack(r, page, stagingBytes, slot * PAGE, true);
+  const back = uffd.copy(addr, stagingBytes, slot * PAGE, queued ? COPY_WP : 0);
+  if (back !== PAGE) throw new Error(`tmem: could not return flushed page ${page} (errno ${-back})`);
+  queueRelease(slot);
+  flushReleases();
+  if (!queued) return -1;
+  r.state[page] = CLEAN;
+  return 1;
+}
+
+function finishFlush(op: FlushOp, result: number): void {
+  const r = op.r;
+  if (r.closed) {
+    reply(op.reqId, true, op.written);
+    return;
+  }
+  const failed = result < 0 ? { errno: -result, syscall: 'fdatasync' }
+    : r.writeErrors > op.errorsAtStart ? r.lastWriteError : undefined;
+  if (failed) {
+    if (op.close) r.closing = false; // still open and usable: close() can be retried
+    const what = op.close ? 'close()' : 'flush()';
+    replyError(op.reqId, `${what} could not write ${r.spec.path ?? 'the mapped file'}: ${errnoText(failed.errno)} in ${failed.syscall}; ` +
+      'its dirty pages are kept (retry once the cause is fixed)', errnoName(failed.errno), failed.errno, failed.syscall);
+    return;
+  }
+  if (op.close) {
+    // Pages dirtied, or written back by eviction, after this round's pass: one more round.
+    if ((r.inflight.size > 0 || hasDirty(r)) && op.rounds < 4) {
+      op.rounds++;
+      op.page = 0;
+      op.errorsAtStart = r.writeErrors;
+      progressFlush(op);
+      return;
+    }
+    releaseRegion(r);
+    reply(op.reqId, true);
+    return;
+  }
+  reply(op.reqId, true, op.written);
+}
+
+function hasDirty(r: RegionState): boolean {
+  for (let page = 0; page < r.pages; page++) {
+    const st = r.state[page];
+    if (st === ACTIVE || (st === STAGED && (r.aux[page] & STAGED_CLEAN) === 0)) return true;
+  }
+  return false;
 }
 
 function storedLeaves(r: RegionState, page: number): void {
@@ -709,16 +1086,18 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
   const off = slot * PAGE;
   if (r.isFile) {
     if (!clean) {
-      if (r.spec.writable) {
-        writeToFile(r, page, stagingBytes, off);
-      } else {
-        return storeAnon(r, page, off, slot); // private changes to a read-only mapping: frontswap keeps them
-      }
+      if (!r.spec.writable) return storeAnon(r, page, off, slot); // private changes to a read-only mapping: frontswap keeps them
+      // Dirty: its bytes go to the writer thread (and stay in a write slot until written).
+      if (!writeBack(r, page, stagingBytes, off, false)) return REFUSED;
+      r.state[page] = NEVER;
+      return DONE;
     }
-    // Clean file page: cleancache may keep it (ephemeral), the file always has it.
-    const len = codec.compress(stagingBytes, off, objBuf);
-    if (!isRaw(len) && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
-      G[P.G_CLEANCACHE_PUTS]++;
+    // Clean file page: cleancache may keep it (ephemeral) if it is as new as the file.
+    if (!r.inflight.has(page) && r.loadGen[page] === fileGeneration(r)) {
+      const len = codec.compress(stagingBytes, off, objBuf);
+      if (!isRaw(len) && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
+        G[P.G_CLEANCACHE_PUTS]++;
+      }
     }
     r.state[page] = NEVER;
     return DONE;
@@ -896,17 +1275,6 @@ function poolFull(): boolean {
   return false;
 }
 
-function writeToFile(r: RegionState, page: number, src: Uint8Array, off: number): void {
-  const pos = page * PAGE;
-  const len = Math.min(PAGE, (r.spec.fileSize ?? 0) - pos);
-  if (len > 0) {
-    let done = 0;
-    while (done < len) done += fs.writeSync(r.spec.fd!, src, off + done, len - done, pos + done);
-    G[P.G_FILE_WRITES]++;
-  }
-  r.stats[P.R_DIRTY] = Math.max(0, r.stats[P.R_DIRTY] - 1);
-}
-
 function queueRelease(slot: number): void {
   slotPending[slot] = 1;
   const addr = staging.address + slot * PAGE;
@@ -932,6 +1300,7 @@ function flushReleases(): void {
 
 /** One slice of background eviction. */
 function evictSlice(budget: number): void {
+  epoch++;
   const stagingTarget = Math.min(S, Math.max(16, opts.residentLimitPages >> 3));
   for (let i = 0; i < budget; i++) {
     if (resident <= opts.lowWatermarkPages) {
@@ -1065,43 +1434,8 @@ function evictRegionNow(r: RegionState): number {
   return r.stats[P.R_EVICTIONS] - before; // pages that really left (refused ones stayed)
 }
 
-/** Flushes a writable file region's dirty pages to its file (msync). */
-function flushRegion(r: RegionState): number {
-  if (!r.isFile || !r.spec.writable) return 0;
-  let n = 0;
-  for (let page = 0; page < r.pages; page++) {
-    const st = r.state[page];
-    if (st === ACTIVE) {
-      // Move it out (writers now fault and wait), write it, move it back protected.
-      const addr = r.base + page * PAGE;
-      if (slotUsed === S) finalizeOldest();
-      const slot = slotTail;
-      if (slotDeferred[slot]) flushWriteback();
-      if (slotPending[slot]) flushReleases();
-      const res = moveUnshared(staging.address + slot * PAGE, addr, 1);
-      if (res !== PAGE) continue;
-      writeToFile(r, page, stagingBytes, slot * PAGE);
-      // Back write-protected in one step (COPY_WP): a write after this faults
-      // and marks it dirty again; none can land unseen in between.
-      const back = uffd.copy(addr, stagingBytes, slot * PAGE, COPY_WP);
-      if (back !== PAGE) throw new Error(`tmem: could not return flushed page ${page} (errno ${-back})`);
-      queueRelease(slot);
-      flushReleases();
-      r.state[page] = CLEAN;
-      n++;
-    } else if (st === STAGED && (r.aux[page] & STAGED_CLEAN) === 0) {
-      const slot = r.aux[page] & 0x7fffffff;
-      writeToFile(r, page, stagingBytes, slot * PAGE);
-      r.aux[page] |= STAGED_CLEAN;
-      n++;
-    }
-  }
-  fs.fsyncSync(r.spec.fd!);
-  return n;
-}
-
-function closeRegion(r: RegionState): void {
-  flushRegion(r);
+/** Frees a region: its staged pages and pool entries go (frontswap invalidate_area, cleancache invalidate_inode). */
+function releaseRegion(r: RegionState): void {
   // Staged pages of this region are dropped with their slots.
   for (let i = 0, slot = slotHead; i < slotUsed; i++, slot = (slot + 1) % S) {
     if (slotRegion[slot] === r.id) {
@@ -1136,11 +1470,28 @@ function closeRegion(r: RegionState): void {
   G[P.G_STAGED] = staged;
   // frontswap's invalidate_area / cleancache's invalidate_inode
   backends.frontswap.invalidateArea(r.id);
-  if (r.isFile) backends.cleancache.invalidateInode(r.id);
+  if (r.isFile) {
+    backends.cleancache.invalidateInode(r.id);
+    // Reads still in flight finish on their own and are dropped (r.closed); the
+    // descriptor FileIo holds is closed when the last of them is done.
+    if (r.file >= 0) fileIo().closeFile(r.file);
+    for (const rd of r.reads.values()) readJobs.delete(rd.id);
+    r.reads.clear();
+  }
   r.closed = true;
   byId.delete(r.id);
   regions.splice(regions.indexOf(r), 1);
   if (lastRegion === r) lastRegion = undefined;
+}
+
+/** A new region overlaps one that was never released (its memory was unmapped without a close): forget the old one. */
+function dropOverlapping(spec: P.RegionSpec): void {
+  for (const old of [...regions]) {
+    if (old.base < spec.address + spec.size && spec.address < old.base + old.spec.size) {
+      fs.writeSync(2, `tmem: region ${old.id} was unmapped without being closed; region ${spec.id} now uses its memory\n`);
+      releaseRegion(old);
+    }
+  }
 }
 
 // ---- requests and the loop ----------------------------------------------------------
@@ -1150,11 +1501,22 @@ function reply(reqId: number, ok: boolean, value?: number, error?: string): void
   port.postMessage(m);
 }
 
+/** A failed request whose cause is a syscall: the reply carries Node's error fields. */
+function replyError(reqId: number, error: string, code: string, errno: number, syscall: string): void {
+  const m: P.Reply = { reqId, ok: false, error, code, errno, syscall };
+  port.postMessage(m);
+}
+
 function handle(req: P.Request): boolean {
   try {
     switch (req.op) {
       case 'addRegion': {
+        dropOverlapping(req.region);
         const r = new RegionState(req.region);
+        if (r.isFile) {
+          r.file = fileIo().openFile(req.region.fd!);
+          r.gen = fileIo().generation(r.file);
+        }
         let at = regions.length;
         while (at > 0 && regions[at - 1].base > r.base) at--;
         regions.splice(at, 0, r); // kept sorted by base address
@@ -1164,17 +1526,25 @@ function handle(req: P.Request): boolean {
       }
       case 'evict': {
         const r = byId.get(req.id);
-        reply(req.reqId, true, r ? evictRegion(r) : 0);
+        const n = r ? evictRegion(r) : 0;
+        // A writable mapping's evicted dirty pages are on the writer thread: reply once they are written.
+        if (r && r.isFile && r.inflight.size > 0) barriers.set(fileIo().write(r.file, ioPage, 0, 0, 0), { reqId: req.reqId, value: n });
+        else reply(req.reqId, true, n);
         return true;
       }
       case 'flush': {
         const r = byId.get(req.id);
-        reply(req.reqId, true, r ? flushRegion(r) : 0);
+        if (r && r.isFile && r.spec.writable) startFlush(r, req.reqId, false); // replies when written
+        else reply(req.reqId, true, 0);
         return true;
       }
       case 'closeRegion': {
         const r = byId.get(req.id);
-        if (r) closeRegion(r);
+        if (r && r.isFile && r.spec.writable) {
+          startFlush(r, req.reqId, true); // replies once the file has every dirty page
+          return true;
+        }
+        if (r) releaseRegion(r);
         reply(req.reqId, true);
         return true;
       }
@@ -1224,8 +1594,16 @@ const retryAddr = new Float64Array(64);
 const retryFlags = new Float64Array(64);
 let retries = 0;
 
+function pushRetry(addr: number, flags: number): void {
+  if (retries >= 64) return;
+  retryAddr[retries] = addr;
+  retryFlags[retries] = flags;
+  retries++;
+}
+
 function serveBatch(n: number): void {
   const t0 = performance.now();
+  epoch++;
   batchDepth++;
   for (let i = 0; i < n; i++) {
     const k = i * EVENT_SLOTS;
@@ -1274,6 +1652,7 @@ function loop(): void {
     const n = uffd.read(events, timeout);
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
+    drainIo();
     if (deferred.length > 0) runDeferred();
     if (retries > 0) retryPending();
     if (evicting) {
@@ -1291,6 +1670,7 @@ function loop(): void {
     }
   }
   stoppedCleanly = true;
+  io?.close();
   uffd.disarmDeadman();
   staging.close();
   port.close();
