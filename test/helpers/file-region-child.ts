@@ -148,29 +148,30 @@ async function closeEnospc(): Promise<void> {
   const model = randomBytes(pages * PAGE);
   new Uint8Array(mapped.buffer).set(model);
   const address = mapped.share().address;
-  try {
-    await mapped.close();
-    throw new Error('close() on a full filesystem resolved');
-  } catch (e) {
-    expectEnospc(e, 'close()');
-  }
-  check(!mapped.closed, 'the region is still open after a failed close()');
-  check(Buffer.from(mapped.buffer).equals(model), 'and reads back every byte');
+  /** A new region, likely at the address the old one had once it is gone: served like any other. */
+  const newRegionServed = async (): Promise<void> => {
+    mapped = undefined;
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    gc();
+    const again = swap.region(pages * PAGE);
+    say(`new region at ${again.share().address === address ? 'the same' : 'another'} address`);
+    const model2 = randomBytes(pages * PAGE);
+    new Uint8Array(again.buffer).set(model2);
+    await again.evict();
+    check(Buffer.from(again.buffer).equals(model2), 'the new region reads back');
+  };
+  let failed: unknown;
+  await mapped.close().catch((e: unknown) => { failed = e; });
+  if (mapped.closed) await newRegionServed(); // given up after the failure: its address can be reused at once
+  check(failed !== undefined, 'close() on a full filesystem rejects');
+  expectEnospc(failed, 'close()');
+  check(!mapped!.closed, 'the region is still open after a failed close()');
+  check(Buffer.from(mapped!.buffer).equals(model), 'and reads back every byte');
   fs.unlinkSync(filler);
-  await mapped.close();
+  await mapped!.close();
   check(fs.readFileSync(file).equals(model), 'the retried close() wrote every page');
-  mapped = undefined;
-  gc();
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  gc();
-  // A new region, likely at the address the old one had: served like any other.
-  const again = swap.region(pages * PAGE);
-  say(`new region at ${again.share().address === address ? 'the same' : 'another'} address`);
-  const b = new Uint8Array(again.buffer);
-  const model2 = randomBytes(pages * PAGE);
-  b.set(model2);
-  await again.evict();
-  check(Buffer.from(again.buffer).equals(model2), 'the new region reads back');
+  await newRegionServed();
   await swap.close();
 }
 
