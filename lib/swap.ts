@@ -603,7 +603,7 @@ function fileKind(st: fs.Stats): string {
 }
 
 function notRegular(file: string, st: fs.Stats): Error {
-  const e = new Error(`mapFile: file must be a regular file; ${JSON.stringify(file)} is ${fileKind(st)}`) as NodeJS.ErrnoException;
+  const e = new TypeError(`mapFile: file must be a regular file; ${JSON.stringify(file)} is ${fileKind(st)}`) as TypeError & { code: string };
   e.code = 'ERR_TMEM_NOT_REGULAR_FILE';
   return e;
 }
