@@ -13,6 +13,8 @@
 //   reader thread   pread of a page that preadv2(RWF_NOWAIT) could not read
 //                   at once (not cached, or the read would wait for a lock)
 //   try_read        the inline attempt: preadv2(RWF_NOWAIT) in the caller
+//                   (tmpfs, which has no RWF_NOWAIT and whose reads take no
+//                   inode lock: a plain pread)
 //
 // Jobs own their bytes (a write copies its page at submission, a read's page
 // is copied out by take()) and files are dup()ed by open_file(): neither the
@@ -66,7 +68,7 @@ class FileIo {
    * Reads now, in the calling thread, with preadv2(RWF_NOWAIT): bytes read
    * (fewer than `len` only at end of file), or -errno: -EAGAIN when the read
    * would have to wait (data not cached, a lock held), -EOPNOTSUPP when the
-   * filesystem cannot say.
+   * filesystem cannot say. On tmpfs a plain pread (see file_io.cc).
    */
   int64_t try_read(int handle, void* dst, size_t len, int64_t offset);
   /** The next completion, if any; a read's bytes are copied to `read_dst` (a page). */

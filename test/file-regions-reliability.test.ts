@@ -51,7 +51,7 @@ test('item 2: fs.writeSync into a mapped file from non-resident region memory, w
   passed(t, r);
 });
 
-test.serial('item 2: the same on tmpfs (reads of the file go through the reader thread there)', async (t) => {
+test.serial('item 2: the same on tmpfs', async (t) => {
   const small = smallFs(t, 64 * 2 ** 20);
   if (!small) return t.pass();
   const r = await child(t, ['deadlock', small.dir]);

@@ -126,7 +126,7 @@ int main() {
     int f = h.io.open_file(fd);
     char got[4096];
     int64_t n = h.io.try_read(f, got, 4096, 0);
-    // ext4/xfs/btrfs: bytes (the page is cached: just written); tmpfs: EOPNOTSUPP.
+    // ext4/xfs/btrfs: bytes (the page is cached: just written), tmpfs too (a plain pread); others may say EOPNOTSUPP.
     CHECK(n == 4096 || n == -EOPNOTSUPP || n == -EAGAIN);
     if (n == 4096) {
       CHECK(got[0] == 'c');
