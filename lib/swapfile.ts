@@ -25,7 +25,7 @@
  * it for the next faults.
  */
 import * as fs from 'node:fs';
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32';
 
 export const SLOT = 4096;
 export const READAHEAD = 8;

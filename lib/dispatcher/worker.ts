@@ -432,6 +432,7 @@ function swapIn(r: RegionState, page: number, addr: number, write: boolean): boo
   try {
     ok = swap!.read(slot, pageBuf, 0, sequential);
   } catch (e) {
+    if (!(e instanceof SwapFileError)) throw e; // a bug, not an I/O error: the dispatcher fails, loudly
     G[P.G_SWAP_IO_ERRORS]++;
     return unrecoverable(r, page, addr, (e as Error).message);
   }
@@ -1204,7 +1205,8 @@ function flushWriteback(): void {
       swap!.writeRun(runOut[0], i === 0 ? wbBuf : wbBuf.subarray(i * PAGE), n, wbOwner, wbPage, i);
     } catch (e) {
       swap!.release(runOut[0], n);
-      settleFailed(i, n, e instanceof SwapFileError ? e.message : String(e));
+      if (!(e instanceof SwapFileError)) throw e; // a bug, not an I/O error: not counted as one
+      settleFailed(i, n, e.message);
       i += n;
       continue;
     }
