@@ -1,7 +1,8 @@
 /**
  * `tmem bench --report FILE.html`: one self-contained page, no network. The
- * result document is embedded as JSON, Chart.js's UMD build (node_modules/
- * chart.js/dist/chart.umd.min.js) is inlined, and a small script draws:
+ * result document is embedded as JSON, Chart.js's UMD build is inlined (the
+ * copy the build puts in dist/lib/cli/vendor/, scripts/vendor-chartjs.js;
+ * chart.js is a devDependency), and a small script draws:
  *
  *   - per latency scenario, the CDF of tmem's touch latency (every sample)
  *     against each baseline (the percentiles the baseline program prints);
@@ -16,10 +17,23 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BenchResult, LatencyScenario, BarScenario } from './bench';
 
-/** Chart.js's minified UMD build, read from node_modules. */
+/**
+ * Chart.js's minified UMD build: the copy shipped in the package (vendor/,
+ * made at build time), else chart.js from node_modules (a development tree).
+ * @throws Error with code ERR_TMEM_NO_CHARTJS when neither is there
+ */
 export function chartJsSource(): string {
-  const main = require.resolve('chart.js');
-  return fs.readFileSync(path.join(path.dirname(main), 'chart.umd.min.js'), 'utf8');
+  const shipped = path.join(__dirname, 'vendor', 'chart.umd.min.js');
+  if (fs.existsSync(shipped)) return fs.readFileSync(shipped, 'utf8');
+  try {
+    return fs.readFileSync(path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.min.js'), 'utf8');
+  } catch {
+    const err = new Error(
+      'tmem bench --report: Chart.js is missing (dist/lib/cli/vendor/chart.umd.min.js is made by the build: run `npm run build:ts` in the tmem repository, or `npm install chart.js`); --json and the table need no chart',
+    );
+    (err as NodeJS.ErrnoException).code = 'ERR_TMEM_NO_CHARTJS';
+    throw err;
+  }
 }
 
 const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
