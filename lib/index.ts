@@ -10,3 +10,7 @@
 export { open, attachRegion, Swap, Region, FileRegion } from './swap';
 export type { SharedRegion, OpenOptions, SwapStats, RegionStats, LatencyStats } from './swap';
 export { parseSize } from './size';
+export { probe } from './probe';
+export type { ProbeResult } from './probe';
+export { CHANNELS } from './events';
+export type { SwapEventMap, PoolEvent, SwapFileErrorEvent, DispatcherGoneEvent } from './events';

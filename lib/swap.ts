@@ -16,6 +16,9 @@ import { createStore, storeStats, type StoreHandle } from './dispatcher/backends
 import { openSwapFile } from './swapfile';
 import { PageCodec, zstdAvailable } from './compress';
 import { publishStats } from './stats-server';
+import { EventEmitter } from 'node:events';
+import { SwapEventWatcher, emitSwapEvent, type SwapEventMap } from './events';
+import { withUserfaultfdHint } from './probe';
 
 /** Options of {@link open}. Sizes are bytes or strings like '256MiB'. */
 export interface OpenOptions {
@@ -97,11 +100,27 @@ export interface SwapFileStats {
 
 /** Fault service time percentiles in microseconds (time in the dispatcher, wake-up not included). */
 export interface LatencyStats {
+  /** Faults served (every source). */
   count: number;
+  /** Median fault service time, microseconds (the upper bound of its histogram bucket). */
   p50: number;
+  /** 90th percentile, microseconds. */
   p90: number;
+  /** 99th percentile, microseconds. */
   p99: number;
+  /** 99.9th percentile, microseconds. */
   p999: number;
+  /**
+   * Upper bounds of the histogram buckets, microseconds, ascending (a quarter
+   * octave apart: 0.25 * 2^((i+1)/4)); the same array for every swap.
+   */
+  bounds: readonly number[];
+  /**
+   * Faults per bucket: counts[i] took less than bounds[i] (and at least
+   * bounds[i-1]); the last entry, counts[bounds.length], took longer than
+   * every bound. Not cumulative; add them up for a Prometheus histogram.
+   */
+  counts: number[];
 }
 
 /** zswap-like figures for a whole swap. */
@@ -276,7 +295,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     }
   } catch (e) {
     if (swapFile) closeSwapFile(swapFile);
-    throw e;
+    throw withUserfaultfdHint(e); // EPERM/ENOSYS: says what to change (seccomp profile, sysctl, /dev/userfaultfd)
   }
   if (umo === 'auto' && uffd.describe().userModeOnly) {
     process.emitWarning(
@@ -308,8 +327,19 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   return swap;
 }
 
-/** A swap: the set of regions served by one dispatcher over one compressed store. */
-export class Swap {
+/**
+ * A swap: the set of regions served by one dispatcher over one compressed store.
+ *
+ * It is an EventEmitter of what a service must alert on (lib/events.ts):
+ * 'poolFull', 'poolAccepting', 'swapFileError', 'checksumError',
+ * 'dispatcherGone'; the same go to diagnostics_channel ('tmem:pool-full', ...).
+ */
+export interface Swap {
+  on<K extends keyof SwapEventMap>(event: K, listener: (e: SwapEventMap[K]) => void): this;
+  once<K extends keyof SwapEventMap>(event: K, listener: (e: SwapEventMap[K]) => void): this;
+  off<K extends keyof SwapEventMap>(event: K, listener: (e: SwapEventMap[K]) => void): this;
+}
+export class Swap extends EventEmitter {
   private readonly ctl = new Int32Array(new SharedArrayBuffer(P.CTL_SLOTS * 4));
   private readonly statsBuf = new SharedArrayBuffer(P.G_SLOTS * 8);
   private readonly G = new Float64Array(this.statsBuf);
@@ -326,12 +356,14 @@ export class Swap {
   private stopping = false;
   private readonly regions = new Set<Region>();
   private savedAffinity?: number[];
+  private events?: SwapEventWatcher;
   /** @internal */
   _unpublish?: () => void;
 
   /** @internal use {@link open} */
   constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions, private readonly pin: boolean,
     private readonly swapFile?: { fd: number; size: number; path: string }) {
+    super();
     const ch = new MessageChannel();
     this.port = ch.port1;
     this.workerPort = ch.port2;
@@ -378,6 +410,9 @@ export class Swap {
     });
     worker.unref();
     liveSwaps.add(this);
+    const store = this.store;
+    this.events = new SwapEventWatcher(this, this.G, this.opts.poolLimitBytes, () => storeStats(store).poolBytes);
+    this.events.start();
   }
 
   /** @internal undoes a failed _start(). */
@@ -396,6 +431,9 @@ export class Swap {
     this.dead = e;
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
+    this.events?.poll();
+    this.events?.stop();
+    emitSwapEvent(this, 'dispatcherGone', { error: e });
   }
 
   /** @internal */
@@ -554,6 +592,8 @@ export class Swap {
     }
     this.closed = true;
     liveSwaps.delete(this);
+    this.events?.poll();
+    this.events?.stop();
     this._unpublish?.();
     if (this.worker) await this.worker.terminate().catch(() => undefined);
     for (const r of [...this.regions]) r._abandon();
@@ -626,8 +666,11 @@ function latencyFrom(hist: Float64Array): LatencyStats {
     }
     return P.bucketLow(hist.length);
   };
-  return { count: total, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999) };
+  return { count: total, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), bounds: LATENCY_BOUNDS, counts: Array.from(hist) };
 }
+
+/** Upper bounds (µs) of the dispatcher's latency buckets; the last bucket has none. */
+const LATENCY_BOUNDS: readonly number[] = Object.freeze(Array.from({ length: P.HIST_BUCKETS - 1 }, (_, i) => P.bucketLow(i + 1)));
 
 /** Anonymous memory served by tmem (a frontswap "type"). */
 export class Region {

@@ -1267,11 +1267,13 @@ let lastSwapError = '';
 function poolFull(): boolean {
   const used = backends.poolBytes();
   if (refuseUntilBelow) {
-    if (used < (opts.poolLimitBytes * opts.acceptThresholdPercent) / 100) refuseUntilBelow = false;
-    else return true;
+    if (used >= (opts.poolLimitBytes * opts.acceptThresholdPercent) / 100) return true;
+    refuseUntilBelow = false;
+    G[P.G_POOL_ACCEPT_COUNT]++; // for the main thread's 'poolAccepting' event
   }
   if (used + 2 * PAGE > opts.poolLimitBytes) {
     refuseUntilBelow = true;
+    G[P.G_POOL_FULL_COUNT]++; // for the main thread's 'poolFull' event
     return true;
   }
   return false;
