@@ -118,6 +118,12 @@ async function roundTrip(options, label) {
   await roundTrip({ residentLimit: '1MiB', poolLimit: '64MiB' }, 'lz4');
   await roundTrip({ residentLimit: '1MiB', poolLimit: '64MiB', compressor: 'zstd' }, 'zstd');
   await roundTrip({ residentLimit: '1MiB', poolLimit: '256KiB', swapFile: { path: process.argv[2], size: '16MiB' } }, 'swapfile');
+  // Package shape: internals are not importable, the entry points are.
+  assert.throws(() => require('tmem/dist/lib/native'), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
+  assert.strictEqual(require('tmem/package.json').name, 'tmem');
+  assert.throws(() => require('tmem/prometheus').register({ stats() { return {}; } }), { code: 'ERR_TMEM_NO_PROM_CLIENT' });
+  assert.throws(() => require.resolve('chart.js'), { code: 'MODULE_NOT_FOUND' });
+  assert.ok(require('tmem').probe().ok);
   let zstdNapi = 'absent';
   try { require('zstd-napi/binding'); zstdNapi = 'loaded'; } catch {}
   console.log(JSON.stringify({ ok: true, pkg: addon, zstdNapi }));
@@ -138,6 +144,11 @@ test('the npm pack tarball installs offline with no compiler on PATH and round-t
   t.false(files.some((f) => f.startsWith('build/')), 'no local build/ in the tarball');
   t.false(files.some((f) => /^dist\/test\/|^test\//.test(f)), 'no tests in the tarball');
   t.false(files.some((f) => /\.png$/.test(f)), 'no screenshots in the tarball');
+  t.true(files.includes('LICENSE') && files.includes('CHANGELOG.md'));
+  t.true(files.includes('dist/lib/cli/vendor/chart.umd.min.js'), 'Chart.js inlined for the bench report');
+  t.false(files.some((f) => f.startsWith('native/test/')), 'no native tests');
+  const dts = fs.readFileSync(path.join(root, 'dist', 'lib', 'swap.d.ts'), 'utf8');
+  t.false(/_start|_request|_abandon/.test(dts), 'no @internal members in the declarations');
   t.log(`tarball ${info.filename}: ${info.files.length} files, ${info.size} bytes packed, ${info.unpackedSize} unpacked`);
 
   // An empty project, a PATH without compilers, the local npm cache only.

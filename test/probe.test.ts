@@ -93,6 +93,20 @@ for (const [errno, name] of [[1, 'EPERM'], [38, 'ENOSYS']] as const) {
   });
 }
 
+test('userfaultfd(2) blocked by seccomp but /dev/userfaultfd open to the process (docker run --device /dev/userfaultfd): tmem runs, in full mode', async (t) => {
+  const { bin, why } = seccompDeny();
+  if (!bin) return t.log(`skipped: ${why}`), t.pass();
+  if (!fs.existsSync('/dev/userfaultfd')) return t.log('skipped: no /dev/userfaultfd (Linux < 6.1)'), t.pass();
+  const r = await runChild(bin, 1, 0); // root keeps access to root's /dev/userfaultfd
+  t.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as ChildOut;
+  t.is(out.probe.seccomp, 2);
+  t.true(out.probe.ok, JSON.stringify(out.probe));
+  t.true(out.probe.devUserfaultfd);
+  t.false(out.probe.userModeOnly);
+  t.is(out.openError, null);
+});
+
 test('an unprivileged process without a filter (vm.unprivileged_userfaultfd=0): probe() says it runs, in user-mode-only mode', async (t) => {
   const { bin, why } = seccompDeny();
   if (!bin) return t.log(`skipped: ${why}`), t.pass();
