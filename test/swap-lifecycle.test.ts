@@ -36,7 +36,7 @@ test('a process that opens a swap, touches pages and never closes it exits by it
 });
 
 test('a process that closes its regions and swap exits with code 0', async (t) => {
-  const r = await runChild('close', 15000);
+  const r = await runChild('close', 60000);
   t.is(r.signal, null, show(r));
   t.is(r.code, 0, show(r));
   t.regex(r.stderr, /child: closed/);
