@@ -54,9 +54,12 @@ export interface OpenOptions {
    * must not exist yet: the file is created there (O_EXCL|O_NOFOLLOW, mode
    * 0600) and unlinked at once, so nothing is left on disk even after SIGKILL.
    * An existing path (file, symlink, FIFO, device) is refused with EEXIST.
-   * The file never grows past `size`. See README "Swap file security".
+   * The file never grows past `size`. `encrypt` (default true) seals every
+   * slot with AES-256-GCM under a random key that lives only in the dispatcher,
+   * so the file is unreadable to anyone else and a changed slot is always
+   * detected. See README "Swap file security".
    */
-  swapFile?: { path: string; size: number | string };
+  swapFile?: { path: string; size: number | string; encrypt?: boolean };
   /**
    * zram's idle page handling. Stored pages not touched for `after` ms (default
    * 60000; 0 turns it off) are idle: visited once a second, at most `budget`
@@ -93,7 +96,10 @@ export interface SwapFileStats {
   /** Faults served from the file (the same count as `faults.swapFile`). */
   swapIns: number;
   readaheadHits: number;
+  /** Slots whose check failed on read (CRC-32, or the authentication tag when encrypted); each was a SIGBUS, never wrong bytes. */
   checksumErrors: number;
+  /** Whether slots are sealed with AES-256-GCM (`swapFile.encrypt`). */
+  encrypted: boolean;
   /** Writes or reads that failed (ENOSPC, EIO); the pages stayed where they were. */
   ioErrors: number;
 }
@@ -273,15 +279,17 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   const idle = parseIdle(options.idle);
   const statsSocket = options.statsSocket ?? process.env.TMEM_STATS === '1';
   if (typeof statsSocket !== 'boolean') throw new TypeError('statsSocket must be a boolean');
-  let swapFile: { fd: number; size: number; path: string } | undefined;
+  let swapFile: { fd: number; size: number; path: string; encrypt: boolean } | undefined;
   if (options.swapFile !== undefined) {
     const sf = options.swapFile;
     if (sf === null || typeof sf !== 'object') throw new TypeError('swapFile must be an object { path, size }');
     if (typeof sf.path !== 'string' || sf.path.length === 0) throw new TypeError('swapFile.path must be a non-empty path string');
     const size = Math.floor(parseSize(sf.size, 'swapFile.size') / 4096) * 4096;
     if (size < 4096) throw new RangeError(`swapFile.size must be at least 4KiB, got ${String(sf.size)}`);
+    const encrypt = sf.encrypt === undefined ? true : sf.encrypt;
+    if (typeof encrypt !== 'boolean') throw new TypeError(`swapFile.encrypt must be a boolean, got ${typeof encrypt}`);
     const { fd } = openSwapFile(sf.path);
-    swapFile = { fd, size, path: sf.path };
+    swapFile = { fd, size, path: sf.path, encrypt };
   }
 
   let uffd: Uffd;
@@ -315,6 +323,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     cpu: -1,
     swapFileFd: swapFile ? swapFile.fd : -1,
     swapFileSize: swapFile ? swapFile.size : 0,
+    swapFileEncrypt: swapFile ? swapFile.encrypt : false,
     idle,
   }, pin, swapFile);
   try {
@@ -362,7 +371,7 @@ export class Swap extends EventEmitter {
 
   /** @internal use {@link open} */
   constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions, private readonly pin: boolean,
-    private readonly swapFile?: { fd: number; size: number; path: string }) {
+    private readonly swapFile?: { fd: number; size: number; path: string; encrypt: boolean }) {
     super();
     const ch = new MessageChannel();
     this.port = ch.port1;
@@ -572,7 +581,7 @@ export class Swap extends EventEmitter {
       swapFile: this.swapFile ? {
         slots: G[P.G_SWAP_SLOTS], pages: Math.max(0, G[P.G_SWAP_PAGES] - cached), cached, bytes: G[P.G_SWAP_PAGES] * 4096,
         writtenBack: G[P.G_SWAP_WRITEBACK], swapIns: G[P.G_SWAP_INS], readaheadHits: G[P.G_SWAP_READAHEAD_HITS],
-        checksumErrors: G[P.G_SWAP_CSUM_ERRORS], ioErrors: G[P.G_SWAP_IO_ERRORS],
+        checksumErrors: G[P.G_SWAP_CSUM_ERRORS], encrypted: this.opts.swapFileEncrypt, ioErrors: G[P.G_SWAP_IO_ERRORS],
       } : undefined,
     };
   }

@@ -6,14 +6,28 @@
  * dispatcher keeps, in memory:
  *
  *   used[slot]   0 free, 1 holds a page
- *   crc[slot]    CRC-32 of the page as written; checked on every read
- *   owner[slot]  region id, page[slot] page index (to name them in errors)
+ *   owner[slot]  region id, page[slot] page index (to name them in errors, and
+ *                bound into the encrypted slot's authentication)
+ *   plain files:     crc[slot]   CRC-32 of the page as written; checked on every read
+ *   encrypted files: tag[slot]   the AES-256-GCM tag (16 bytes) of the slot's last write
+ *                    gen[slot]   the write counter that write used as its nonce
  *
  *   file:  | slot 0 | slot 1 | slot 2 | ... | slot N-1 |     N = size / 4096
  *
+ * Encryption (the default; README "Swap file security"): every slot is
+ * sealed with AES-256-GCM under a key drawn from crypto.randomBytes when the
+ * dispatcher starts, held only in this Worker's memory and never written or
+ * sent anywhere. The 96-bit nonce is (slot, write counter): the counter counts
+ * every page write of this file, so no nonce is ever used twice under the key.
+ * The additional authenticated data is (slot, region, page), and the tag and
+ * counter stay in memory: bytes moved from another slot, an older version of
+ * this slot, or any change to the ciphertext fail the tag check, which the
+ * dispatcher treats as a CRC mismatch (SIGBUS at that page, never wrong bytes).
+ * The tags live in memory, like the CRC table, because slots are whole pages.
+ *
  * Why one uncompressed page per slot rather than packed compressed objects:
- * a swap-in is then one pread and a CRC, with no decompression, which keeps it
- * close to the kernel's own swap-in; slots never fragment; and a batch of
+ * a swap-in is then one pread and a check, with no decompression, which keeps
+ * it close to the kernel's own swap-in; slots never fragment; and a batch of
  * write-backs lands in one contiguous run, written with one pwrite. The pool
  * above keeps the compressed copies of what is warm; the file is for what is
  * cold or does not compress.
@@ -22,13 +36,17 @@
  * length and falling back to shorter runs, so the file never grows past
  * `size`. Readahead: a swap-in that follows its predecessor page reads a
  * cluster of slots (8, like the kernel's page-cluster 3) in one pread and keeps
- * it for the next faults.
+ * it (still sealed, when encrypted) for the next faults.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { crc32 } from './crc32';
 
 export const SLOT = 4096;
 export const READAHEAD = 8;
+/** The AEAD used for encrypted swap files (node:crypto name). */
+export const CIPHER = 'aes-256-gcm';
+const TAG = 16;
 
 /** An I/O failure on the swap file; the page stays where it was. */
 export class SwapFileError extends Error {
@@ -37,12 +55,68 @@ export class SwapFileError extends Error {
   }
 }
 
+/**
+ * Seals and opens single slots with AES-256-GCM. The nonce and AAD buffers are
+ * reused; node:crypto still makes one cipher object and one 4 KiB output
+ * buffer per call (it has no update-into API), measured in
+ * bench/swapfile-crypto.ts.
+ */
+class SlotCipher {
+  private readonly key = crypto.createSecretKey(crypto.randomBytes(32));
+  private readonly iv = Buffer.alloc(12);
+  private readonly aad = Buffer.alloc(12);
+
+  private bind(slot: number, counter: number, owner: number, page: number): void {
+    this.iv.writeUInt32LE(slot, 0);
+    this.iv.writeUInt32LE(counter % 0x100000000, 4);
+    this.iv.writeUInt32LE(Math.floor(counter / 0x100000000), 8);
+    this.aad.writeUInt32LE(slot, 0);
+    this.aad.writeInt32LE(owner, 4);
+    this.aad.writeUInt32LE(page, 8);
+  }
+
+  /** Encrypts src (4096 bytes) into dst; writes the 16-byte tag at tags[tagOff]. */
+  seal(slot: number, counter: number, owner: number, page: number, src: Uint8Array, dst: Uint8Array, tags: Uint8Array, tagOff: number): void {
+    this.bind(slot, counter, owner, page);
+    const c = crypto.createCipheriv(CIPHER, this.key, this.iv, { authTagLength: TAG });
+    c.setAAD(this.aad);
+    dst.set(c.update(src));
+    c.final();
+    tags.set(c.getAuthTag(), tagOff);
+  }
+
+  /** Decrypts src into dst if the tag at tags[tagOff] matches; false (dst untouched) if not. */
+  open(slot: number, counter: number, owner: number, page: number, src: Uint8Array, dst: Uint8Array, tags: Uint8Array, tagOff: number): boolean {
+    this.bind(slot, counter, owner, page);
+    const d = crypto.createDecipheriv(CIPHER, this.key, this.iv, { authTagLength: TAG });
+    d.setAAD(this.aad);
+    d.setAuthTag(tags.subarray(tagOff, tagOff + TAG));
+    const out = d.update(src);
+    try {
+      d.final();
+    } catch {
+      return false; // forged, moved, stale or corrupted: the plaintext is dropped unseen
+    }
+    dst.set(out);
+    return true;
+  }
+}
+
 export class SwapFile {
   readonly slots: number;
   readonly used: Uint8Array;
-  readonly crc: Uint32Array;
   readonly owner: Int32Array;
   readonly page: Uint32Array;
+  /** CRC-32 per slot (plain files only). */
+  private readonly crc?: Uint32Array;
+  /** Encrypted files only: the cipher, tag and write counter per slot, and scratch for sealed bytes. */
+  private readonly cipher?: SlotCipher;
+  private readonly tag?: Uint8Array;
+  private readonly gen?: Float64Array;
+  private writes = 0;
+  private sealed = new Uint8Array(0);
+  private sealedTags = new Uint8Array(0);
+  private readonly one = new Uint8Array(SLOT);
   usedCount = 0;
   private next = 0;
   // Readahead cache: slots [raFirst, raFirst + raCount) as read, valid[i] until freed.
@@ -52,12 +126,24 @@ export class SwapFile {
   private raCount = 0;
   readaheadHits = 0;
 
-  constructor(readonly fd: number, size: number) {
+  /** `encrypt`: seal every slot with AES-256-GCM under a key only this object holds. */
+  constructor(readonly fd: number, size: number, readonly encrypt = false) {
     this.slots = Math.floor(size / SLOT);
     this.used = new Uint8Array(this.slots);
-    this.crc = new Uint32Array(this.slots);
     this.owner = new Int32Array(this.slots);
     this.page = new Uint32Array(this.slots);
+    if (encrypt) {
+      this.cipher = new SlotCipher();
+      this.tag = new Uint8Array(this.slots * TAG);
+      this.gen = new Float64Array(this.slots);
+    } else {
+      this.crc = new Uint32Array(this.slots);
+    }
+  }
+
+  /** What a failed read check is called in messages. */
+  get checkName(): string {
+    return this.encrypt ? 'authentication tag' : 'checksum';
   }
 
   /** Free slots. */
@@ -112,14 +198,29 @@ export class SwapFile {
 
   /**
    * Writes `n` pages from buf (at 0) to slots [first, first + n) in one pwrite
-   * and records their checksums and owners.
+   * (sealed first when encrypted) and records their checks and owners.
    * @throws SwapFileError (ENOSPC, EIO...): nothing is recorded, the caller keeps the pages
    */
   writeRun(first: number, buf: Uint8Array, n: number, owners: Int32Array, pages: Uint32Array, from: number): void {
     const len = n * SLOT;
+    let out = buf;
+    const base = this.writes;
+    if (this.cipher) {
+      if (this.sealed.length < len) {
+        this.sealed = new Uint8Array(len);
+        this.sealedTags = new Uint8Array(n * TAG);
+      }
+      out = this.sealed;
+      // The tags go to a scratch copy first: a failed write must leave the recorded ones alone.
+      for (let k = 0; k < n; k++) {
+        this.cipher.seal(first + k, base + k, owners[from + k], pages[from + k], buf.subarray(k * SLOT, (k + 1) * SLOT),
+          out.subarray(k * SLOT, (k + 1) * SLOT), this.sealedTags, k * TAG);
+      }
+      this.writes += n; // counters are spent even if the write fails: a nonce is never reused
+    }
     let done = 0;
     try {
-      while (done < len) done += fs.writeSync(this.fd, buf, done, len - done, first * SLOT + done);
+      while (done < len) done += fs.writeSync(this.fd, out, done, len - done, first * SLOT + done);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       // The file may not be able to grow (ENOSPC, EDQUOT, EFBIG): next time, look from the
@@ -129,7 +230,12 @@ export class SwapFile {
     }
     for (let k = 0; k < n; k++) {
       const slot = first + k;
-      this.crc[slot] = crc32(buf.subarray(k * SLOT, (k + 1) * SLOT));
+      if (this.cipher) {
+        this.tag!.set(this.sealedTags.subarray(k * TAG, (k + 1) * TAG), slot * TAG);
+        this.gen![slot] = base + k;
+      } else {
+        this.crc![slot] = crc32(buf.subarray(k * SLOT, (k + 1) * SLOT));
+      }
       this.owner[slot] = owners[from + k];
       this.page[slot] = pages[from + k];
       if (slot >= this.raFirst && slot < this.raFirst + this.raCount) this.raValid[slot - this.raFirst] = 0;
@@ -139,15 +245,18 @@ export class SwapFile {
   /**
    * Reads slot `slot` into dst[dstOff..+4096), from the readahead cluster when
    * it is there, else with one pread (a cluster of READAHEAD slots when
-   * `sequential`). Returns false if the checksum does not match.
+   * `sequential`). Returns false if the check (CRC-32, or the authentication
+   * tag when encrypted) fails; dst then holds nothing to be used.
    * @throws SwapFileError on an I/O error
    */
   read(slot: number, dst: Uint8Array, dstOff: number, sequential: boolean): boolean {
+    const out = dst.subarray(dstOff, dstOff + SLOT);
+    let src: Uint8Array; // the slot's bytes as on disk
     const i = slot - this.raFirst;
     if (i >= 0 && i < this.raCount && this.raValid[i]) {
       this.readaheadHits++;
       this.raValid[i] = 0;
-      dst.set(this.ra.subarray(i * SLOT, (i + 1) * SLOT), dstOff);
+      src = this.ra.subarray(i * SLOT, (i + 1) * SLOT);
     } else if (sequential) {
       let n = 1;
       while (n < READAHEAD && slot + n < this.slots && this.used[slot + n]) n++;
@@ -156,11 +265,14 @@ export class SwapFile {
       this.raCount = n;
       this.raValid.fill(1, 0, n);
       this.raValid[0] = 0;
-      dst.set(this.ra.subarray(0, SLOT), dstOff);
+      src = this.ra.subarray(0, SLOT);
     } else {
-      this.preadFully(dst.subarray(dstOff, dstOff + SLOT), SLOT, slot * SLOT);
+      src = this.cipher ? this.one : out;
+      this.preadFully(src, SLOT, slot * SLOT);
     }
-    return crc32(dst.subarray(dstOff, dstOff + SLOT)) === this.crc[slot];
+    if (this.cipher) return this.cipher.open(slot, this.gen![slot], this.owner[slot], this.page[slot], src, out, this.tag!, slot * TAG);
+    if (src !== out) out.set(src);
+    return crc32(out) === this.crc![slot];
   }
 
   private preadFully(buf: Uint8Array, len: number, pos: number): void {
@@ -169,7 +281,7 @@ export class SwapFile {
       while (got < len) {
         const k = fs.readSync(this.fd, buf, got, len - got, pos + got);
         if (k === 0) {
-          buf.fill(0, got, len); // a slot past the end of a short file reads as zeros: the CRC tells
+          buf.fill(0, got, len); // a slot past the end of a short file reads as zeros: the check tells
           break;
         }
         got += k;

@@ -246,10 +246,10 @@ function runChild(args: string[], ms: number): Promise<ChildResult> {
 }
 
 for (const order of ['seq', 'random'] as const) {
-  test(`a corrupted swap file slot: SIGBUS at that page with "checksum mismatch", never wrong bytes (${order} touches)`, async (t) => {
+  test(`a corrupted slot of a plain swap file (encrypt: false): SIGBUS at that page with "checksum mismatch", never wrong bytes (${order} touches)`, async (t) => {
     const dir = tempDir(t);
     const childSeed = (seed ^ (order === 'seq' ? 11 : 13)) | 0;
-    const r = await runChild([dir, order, String(childSeed)], 30000);
+    const r = await runChild([dir, order, String(childSeed), 'plain-flip'], 30000);
     const tail = r.stderr.split('\n').filter((l) => !l.startsWith('ok ')).join('\n');
     t.log(tail);
     t.false(r.stderr.includes('WRONG BYTES'), 'no page read back wrong');

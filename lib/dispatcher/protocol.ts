@@ -128,5 +128,6 @@ export interface DispatcherOptions {
   cpu: number; // -1: not pinned
   swapFileFd: number; // -1: no swap file
   swapFileSize: number;
+  swapFileEncrypt: boolean; // seal every slot with AES-256-GCM (lib/swapfile.ts)
   idle: { afterMs: number; recompress: boolean; recompressLevel: number; writeback: 'huge' | 'idle' | false; budget: number };
 }

@@ -208,7 +208,7 @@ const ASIDE_MS = 1000;
 let asideRetryAt = 0;
 
 // Swap file tier and its write-back batch.
-const swap = opts.swapFileFd >= 0 ? new SwapFile(opts.swapFileFd, opts.swapFileSize) : undefined;
+const swap = opts.swapFileFd >= 0 ? new SwapFile(opts.swapFileFd, opts.swapFileSize, opts.swapFileEncrypt) : undefined;
 const WB = 32;
 const wbBuf = new Uint8Array(WB * PAGE);
 const wbOwner = new Int32Array(WB);
@@ -438,7 +438,7 @@ function swapIn(r: RegionState, page: number, addr: number, write: boolean): boo
   }
   if (!ok) {
     G[P.G_SWAP_CSUM_ERRORS]++;
-    return unrecoverable(r, page, addr, `checksum mismatch in swap file slot ${slot}`);
+    return unrecoverable(r, page, addr, `${swap!.checkName} mismatch in swap file slot ${slot}`);
   }
   // A file region's swapped page is a private change: CLEAN there would mean "the file has it".
   const keep = !write && !r.isFile && 2 * swap!.usedCount <= swap!.slots && swapUsable();

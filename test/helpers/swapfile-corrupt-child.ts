@@ -1,6 +1,10 @@
 /**
  * Child process for the swap file corruption test:
- *   node swapfile-corrupt-child.js DIR ORDER SEED      ORDER = seq | random
+ *   node swapfile-corrupt-child.js DIR ORDER SEED [HOW]    ORDER = seq | random
+ *
+ * HOW: plain-flip (default; swapFile.encrypt false, the CRC-32 catches it),
+ * enc-flip (encrypted, one byte flipped) or enc-move (encrypted, another slot's
+ * bytes copied over the victim slot: each is valid ciphertext, of another slot).
  *
  * Opens a swap with a swap file at DIR/swap.bin, fills a region with
  * incompressible pages (they go to the file), pushes every page out with
@@ -31,10 +35,11 @@ export function touchOrder(order: string, seed: number): Uint32Array {
 const say = (s: string): void => { fs.writeSync(2, `${s}\n`); };
 
 async function main(): Promise<void> {
-  const [dir, order, seedArg] = process.argv.slice(2);
+  const [dir, order, seedArg, how = 'plain-flip'] = process.argv.slice(2);
+  const encrypt = how.startsWith('enc');
   const seed = Number(seedArg) | 0;
   const file = path.join(dir, 'swap.bin');
-  const swap = await open({ residentLimit: '64KiB', poolLimit: '64KiB', swapFile: { path: file, size: '8MiB' } });
+  const swap = await open({ residentLimit: '64KiB', poolLimit: '64KiB', swapFile: { path: file, size: '8MiB', encrypt } });
   const region = swap.region(CHILD_PAGES * PAGE);
   const bytes = new Uint8Array(region.buffer);
   for (let p = 0; p < CHILD_PAGES; p++) fillPage(bytes, p * PAGE, p, 0, seed, 'random');
@@ -61,11 +66,26 @@ async function main(): Promise<void> {
     say('child: setup failed: the swap file holds no data');
     process.exit(5);
   }
-  const at = victim * PAGE + 1234;
   const fd = fs.openSync(onDisk, 'r+');
-  fs.writeSync(fd, Buffer.of(image[at] ^ 0x5a), 0, 1, at);
+  if (how === 'enc-move') {
+    let source = -1;
+    for (let k = 1; k < slots && source < 0; k++) {
+      const slot = (victim + k) % slots;
+      if (image.subarray(slot * PAGE, (slot + 1) * PAGE).some((b) => b !== 0)) source = slot;
+    }
+    if (source < 0) {
+      say('child: setup failed: only one slot holds data');
+      process.exit(5);
+    }
+    fs.writeSync(fd, image, source * PAGE, PAGE, victim * PAGE);
+    say(`child: copied slot ${source} over slot ${victim} of a ${image.length}-byte swap file`);
+  } else {
+    const at = victim * PAGE + 1234;
+    fs.writeSync(fd, Buffer.of(image[at] ^ 0x5a), 0, 1, at);
+    say(`child: flipped byte ${at} (slot ${victim}) of a ${image.length}-byte swap file`);
+  }
   fs.closeSync(fd);
-  say(`child: flipped byte ${at} (slot ${victim}) of a ${image.length}-byte swap file`);
+  say(`child: victim slot ${victim}`);
 
   const check = new PageChecker(seed);
   const pages = touchOrder(order, seed);
