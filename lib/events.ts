@@ -6,7 +6,7 @@
  *   'poolFull'       tmem:pool-full          the pool refuses stores (poolLimit reached)
  *   'poolAccepting'  tmem:pool-accepting     it accepts again (below acceptThreshold)
  *   'swapFileError'  tmem:swap-file-error    swap file I/O errors (ENOSPC, EIO...)
- *   'checksumError'  tmem:checksum-error     a swap file slot failed its CRC (the page is lost: SIGBUS)
+ *   'checksumError'  tmem:checksum-error     a swap file slot failed its check, CRC-32 or authentication tag (the page is lost: SIGBUS)
  *   'dispatcherGone' tmem:dispatcher-gone    the dispatcher Worker failed or exited
  *
  * The dispatcher keeps its state in shared counters; they are read every
