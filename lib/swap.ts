@@ -210,8 +210,8 @@ export interface RegionStats {
   storedPages: number;
   /** Pages of this region held as a same-filled word, now. */
   samePages: number;
-  /** Faults served for this region: zero page, pool, the mapped file (read from it), the swap file. */
-  faults: { zero: number; pool: number; file: number; swapFile: number };
+  /** Faults served for this region, by source, as in {@link SwapStats.faults} (write-protect faults apart). */
+  faults: { zero: number; pool: number; same: number; staged: number; file: number; cleancache: number; swapFile: number };
   /** Pages of this region that left residency. */
   evictions: number;
   /** A writable file mapping: pages written since they were last written to the file, now (0 for other regions). */
@@ -740,7 +740,10 @@ export class Region {
       residentPages: R[P.R_RESIDENT],
       storedPages: R[P.R_STORED],
       samePages: R[P.R_SAME],
-      faults: { zero: R[P.R_FAULTS_ZERO], pool: R[P.R_FAULTS_POOL], file: R[P.R_FAULTS_FILE], swapFile: R[P.R_FAULTS_SWAP] },
+      faults: {
+        zero: R[P.R_FAULTS_ZERO], pool: R[P.R_FAULTS_POOL], same: R[P.R_FAULTS_SAME], staged: R[P.R_FAULTS_STAGED],
+        file: R[P.R_FAULTS_FILE], cleancache: R[P.R_FAULTS_CLEANCACHE], swapFile: R[P.R_FAULTS_SWAP],
+      },
       evictions: R[P.R_EVICTIONS],
       dirtyPages: R[P.R_DIRTY],
     };

@@ -95,6 +95,8 @@ test('faults.swapFile: the swap file is a fault source, each fault counted once'
     t.is(s1.swapFile!.swapIns, s1.faults.swapFile);
     t.is(region.stats().faults.swapFile, pages, 'and the region says so too');
     t.is(faultSum(s1), 2 * pages, 'each page in counted once');
+    const rf = region.stats().faults;
+    t.is(rf.zero + rf.pool + rf.same + rf.staged + rf.file + rf.cleancache + rf.swapFile, faultSum(s1), 'the region counts the same faults by the same sources');
   } finally {
     await withTimeout(swap.close(), 10000, 'swap.close()');
   }

@@ -70,6 +70,9 @@ export const R_FAULTS_FILE = 5;
 export const R_EVICTIONS = 6;
 export const R_DIRTY = 7;
 export const R_FAULTS_SWAP = 8;
+export const R_FAULTS_SAME = 9;
+export const R_FAULTS_STAGED = 10;
+export const R_FAULTS_CLEANCACHE = 11;
 export const R_SLOTS = 16;
 
 export const HIST_BUCKETS = 96;

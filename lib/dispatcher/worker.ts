@@ -364,6 +364,7 @@ function serveFault(addr: number, flags: number): boolean {
       }
       if (res < 0) return res !== -11;
       G[P.G_FAULTS_SAME]++;
+      r.stats[P.R_FAULTS_SAME]++;
       G[P.G_SAME]--;
       r.stats[P.R_SAME]--;
       becomeResident(r, page, ACTIVE);
@@ -398,6 +399,7 @@ function serveFault(addr: number, flags: number): boolean {
       staged--;
       G[P.G_STAGED] = staged;
       G[P.G_FAULTS_STAGED]++;
+      r.stats[P.R_FAULTS_STAGED]++;
       G[P.G_SECOND_CHANCE]++;
       fifoPush(r, page); // second chance: back to the tail
       return true;
@@ -568,6 +570,7 @@ function fileFault(r: RegionState, page: number, addr: number, write: boolean): 
       return res !== EAGAIN;
     }
     G[P.G_CLEANCACHE_HITS]++;
+    r.stats[P.R_FAULTS_CLEANCACHE]++;
     return fileLoaded(r, page, write);
   }
   G[P.G_CLEANCACHE_MISSES]++;
