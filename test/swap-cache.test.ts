@@ -33,7 +33,7 @@ test('pages only read since their swap-in are evicted again without a swap file 
 
     for (let cycle = 1; cycle <= 3; cycle++) {
       t.true(touch(`read back, cycle ${cycle}`, () => Buffer.from(region.buffer).equals(model)), `every byte, cycle ${cycle}`);
-      const r = await statsWhen(swap, (x) => x.swapFile!.swapIns === cycle * pages);
+      const r = await statsWhen(swap, (x) => x.swapFile!.swapIns === cycle * pages && x.swapFile!.cached === pages);
       t.is(r.swapFile!.swapIns, cycle * pages, 'each read came from the file');
       t.is(r.swapFile!.cached, pages, `resident and still in the file: ${file(r)}`);
       t.is(r.swapFile!.pages, 0, 'no page is only in the file');

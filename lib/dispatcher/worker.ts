@@ -447,9 +447,6 @@ function swapIn(r: RegionState, page: number, addr: number, write: boolean): boo
   const res = uffd.copy(addr, pageBuf, 0, keep ? COPY_WP : 0);
   if (res < 0) return res !== -11;
   r.lastSwapIn = page;
-  G[P.G_SWAP_INS]++;
-  r.stats[P.R_FAULTS_SWAP]++;
-  G[P.G_SWAP_READAHEAD_HITS] = swap!.readaheadHits;
   if (keep) {
     G[P.G_SWAP_CACHED]++;
     becomeResident(r, page, CLEAN, (KEPT_SLOT | slot) >>> 0);
@@ -458,6 +455,9 @@ function swapIn(r: RegionState, page: number, addr: number, write: boolean): boo
     G[P.G_SWAP_PAGES] = swap!.usedCount;
     becomeResident(r, page, ACTIVE);
   }
+  G[P.G_SWAP_READAHEAD_HITS] = swap!.readaheadHits;
+  r.stats[P.R_FAULTS_SWAP]++;
+  G[P.G_SWAP_INS]++; // last: whoever sees it counted sees the page's slot and state too
   return true;
 }
 
