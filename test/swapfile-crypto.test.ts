@@ -19,9 +19,9 @@ import { openSwapFilePath } from './helpers/swapfile-fd';
 const watchdog = new Watchdog();
 const seed = Number(process.env.TMEM_SEED) || (Date.now() & 0x7fffffff);
 
-async function corrupted(t: ExecutionContext, how: 'enc-flip' | 'enc-move', order: 'seq' | 'random'): Promise<void> {
+async function corrupted(t: ExecutionContext, how: 'enc-flip' | 'enc-move' | 'enc-forge', order: 'seq' | 'random'): Promise<void> {
   const dir = tempDir(t, 'tmem-swapcrypt-');
-  const childSeed = (seed ^ (how === 'enc-move' ? 17 : 19)) | 0;
+  const childSeed = (seed ^ (how === 'enc-move' ? 17 : how === 'enc-forge' ? 23 : 19)) | 0;
   t.log(`seed ${childSeed}`);
   const r = await runNodeChild(path.join(__dirname, 'helpers', 'swapfile-corrupt-child.js'), [dir, order, String(childSeed), how], 30000);
   t.log(r.stderr.split('\n').filter((l) => !l.startsWith('ok ')).join('\n'));
@@ -42,6 +42,7 @@ async function corrupted(t: ExecutionContext, how: 'enc-flip' | 'enc-move', orde
 
 test('encrypted swap file: a byte flipped on disk is detected (SIGBUS, "authentication tag mismatch"), never wrong bytes', (t) => corrupted(t, 'enc-flip', 'random'));
 test('encrypted swap file: another slot\'s bytes copied over a slot are detected, never wrong bytes', (t) => corrupted(t, 'enc-move', 'seq'));
+test('encrypted swap file (the default): a slot rewritten with chosen bytes that keep its CRC-32 is detected, never read', (t) => corrupted(t, 'enc-forge', 'random'));
 
 /** Fills `pages` incompressible pages, pushes them to the file, returns the file's bytes and checks every page back. */
 async function onDisk(t: ExecutionContext, options: OpenOptions, pages: number): Promise<{ image: Buffer; encrypted: boolean; wrong: number }> {

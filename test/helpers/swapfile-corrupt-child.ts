@@ -4,7 +4,10 @@
  *
  * HOW: plain-flip (default; swapFile.encrypt false, the CRC-32 catches it),
  * enc-flip (encrypted, one byte flipped) or enc-move (encrypted, another slot's
- * bytes copied over the victim slot: each is valid ciphertext, of another slot).
+ * bytes copied over the victim slot: each is valid ciphertext, of another slot),
+ * plain-forge / enc-forge (the slot's first bytes rewritten and its last 4
+ * bytes chosen so that its CRC-32 is unchanged: what another user who can
+ * write the file does; a CRC cannot see it, the authentication tag does).
  *
  * Opens a swap with a swap file at DIR/swap.bin, fills a region with
  * incompressible pages (they go to the file), pushes every page out with
@@ -21,6 +24,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { open } from '../../lib';
 import { PAGE, fillPage, PageChecker, shuffled } from './swapfile-pattern';
 import { openSwapFilePath } from './swapfile-fd';
@@ -33,6 +37,31 @@ export function touchOrder(order: string, seed: number): Uint32Array {
 }
 
 const say = (s: string): void => { fs.writeSync(2, `${s}\n`); };
+
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+const CRC_BY_TOP = new Uint8Array(256);
+for (let j = 0; j < 256; j++) CRC_BY_TOP[CRC_TABLE[j] >>> 24] = j;
+
+/** Sets block[len-4..len) so that crc32(block) === want (CRC-32 is linear: 4 free bytes reach any value). */
+export function forgeCrc(block: Uint8Array, want: number): void {
+  const n = block.length;
+  const idx = new Uint8Array(4);
+  let reg = ~want >>> 0;
+  for (let k = 3; k >= 0; k--) {
+    const j = CRC_BY_TOP[reg >>> 24];
+    idx[k] = j;
+    reg = ((reg ^ CRC_TABLE[j]) << 8) >>> 0;
+  }
+  let r = ~crc32(block.subarray(0, n - 4)) >>> 0;
+  for (let k = 0; k < 4; k++) {
+    block[n - 4 + k] = (r ^ idx[k]) & 0xff;
+    r = ((r >>> 8) ^ CRC_TABLE[idx[k]]) >>> 0;
+  }
+}
 
 async function main(): Promise<void> {
   const [dir, order, seedArg, how = 'plain-flip'] = process.argv.slice(2);
@@ -79,6 +108,17 @@ async function main(): Promise<void> {
     }
     fs.writeSync(fd, image, source * PAGE, PAGE, victim * PAGE);
     say(`child: copied slot ${source} over slot ${victim} of a ${image.length}-byte swap file`);
+  } else if (how.endsWith('forge')) {
+    const block = Buffer.from(image.subarray(victim * PAGE, (victim + 1) * PAGE));
+    const crc = crc32(block);
+    block.write('FORGED: bytes chosen by another user', 0);
+    forgeCrc(block, crc);
+    if (crc32(block) !== crc) {
+      say('child: setup failed: the forged block does not keep its CRC');
+      process.exit(5);
+    }
+    fs.writeSync(fd, block, 0, PAGE, victim * PAGE);
+    say(`child: forged slot ${victim} keeping its CRC-32 ${crc.toString(16)}`);
   } else {
     const at = victim * PAGE + 1234;
     fs.writeSync(fd, Buffer.of(image[at] ^ 0x5a), 0, 1, at);
