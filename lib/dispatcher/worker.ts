@@ -129,8 +129,6 @@ class RegionState {
   genEpoch = -1;
   /** The generation each resident page was read at: only a page as new as the file goes to cleancache. */
   readonly loadGen: Uint32Array;
-  /** A close() is flushing the file. */
-  closing = false;
   constructor(readonly spec: P.RegionSpec) {
     this.pages = spec.size / PAGE;
     this.state = new Uint8Array(this.pages);
@@ -741,7 +739,6 @@ function drainIo(): void {
 
 /** flush() and close() of a writable mapping: write its dirty pages, then fdatasync; reply when that is done. */
 function startFlush(r: RegionState, reqId: number, close: boolean): void {
-  if (close) r.closing = true;
   progressFlush({ r, reqId, close, page: 0, written: 0, errorsAtStart: r.writeErrors, rounds: 0 });
 }
 
@@ -809,7 +806,7 @@ function finishFlush(op: FlushOp, result: number): void {
   const failed = result < 0 ? { errno: -result, syscall: 'fdatasync' }
     : r.writeErrors > op.errorsAtStart ? r.lastWriteError : undefined;
   if (failed) {
-    if (op.close) r.closing = false; // still open and usable: close() can be retried
+    // A failed close() leaves the region open and usable: close() can be retried.
     const what = op.close ? 'close()' : 'flush()';
     replyError(op.reqId, `${what} could not write ${r.spec.path ?? 'the mapped file'}: ${errnoText(failed.errno)} in ${failed.syscall}; ` +
       'its dirty pages are kept (retry once the cause is fixed)', errnoName(failed.errno), failed.errno, failed.syscall);

@@ -9,8 +9,9 @@
  *   not-regular  mapFile of a FIFO, a socket, a device, a directory: refused
  *                at once with ERR_TMEM_NOT_REGULAR_FILE
  *   close-enospc close() of a writable mapping on a full filesystem rejects
- *                (ENOSPC), the region stays usable; then a new region (at
- *                the same address, once the old one is gone) is served
+ *                (ENOSPC), the region stays usable (swap.close() rejects too
+ *                and keeps the swap open); then a new region (at the same
+ *                address, once the old one is gone) is served
  *   wb-enospc    eviction write-back on a full filesystem: the dispatcher
  *                lives, the pages stay dirty, flush() rejects, then succeeds
  *                once there is room
@@ -168,6 +169,11 @@ async function closeEnospc(): Promise<void> {
   expectEnospc(failed, 'close()');
   check(!mapped!.closed, 'the region is still open after a failed close()');
   check(Buffer.from(mapped!.buffer).equals(model), 'and reads back every byte');
+  // swap.close() cannot close it either: it rejects the same way and leaves the swap open.
+  let swapFailed: unknown;
+  await swap.close().catch((e: unknown) => { swapFailed = e; });
+  expectEnospc(swapFailed, 'swap.close()');
+  check(!mapped!.closed && Buffer.from(mapped!.buffer).equals(model), 'the region is still open after a failed swap.close()');
   fs.unlinkSync(filler);
   await mapped!.close();
   check(fs.readFileSync(file).equals(model), 'the retried close() wrote every page');
