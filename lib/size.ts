@@ -3,6 +3,8 @@
  * Binary units (KiB, MiB, ...) and their one-letter forms (k, M, G, T) are
  * powers of 1024; KB, MB, GB, TB are powers of 1000.
  */
+import { invalidArgType, outOfRange } from './errors';
+
 const UNITS: Record<string, number> = {
   '': 1, b: 1,
   k: 2 ** 10, kib: 2 ** 10, kb: 1e3,
@@ -15,7 +17,8 @@ const UNITS: Record<string, number> = {
  * Parses a size option.
  * @param value a non-negative integer number of bytes, or a string like '256MiB'
  * @param name the option's name, used in error messages
- * @throws TypeError if value is neither a number nor a string; RangeError if it is not a whole, finite, non-negative size
+ * @throws TypeError (code ERR_INVALID_ARG_TYPE) if value is neither a number nor a string; RangeError
+ *   (code ERR_OUT_OF_RANGE) if it is not a whole, finite, non-negative size
  */
 export function parseSize(value: unknown, name: string): number {
   let bytes: number;
@@ -25,16 +28,16 @@ export function parseSize(value: unknown, name: string): number {
     const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
     const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
     if (!m || unit === undefined) {
-      throw new RangeError(`${name} must be a size like 4096, '64KiB', '256MiB' or '2GiB', got '${value}'`);
+      throw outOfRange(`${name} must be a size like 4096, '64KiB', '256MiB' or '2GiB', got '${value}'`);
     }
     bytes = Math.round(Number(m[1]) * unit);
   } else {
-    throw new TypeError(`${name} must be a number of bytes or a string like '256MiB', got ${value === null ? 'null' : typeof value}`);
+    throw invalidArgType(`${name} must be a number of bytes or a string like '256MiB', got ${value === null ? 'null' : typeof value}`);
   }
   if (!Number.isFinite(bytes) || !Number.isInteger(bytes) || bytes < 0) {
-    throw new RangeError(`${name} must be a whole, non-negative number of bytes, got ${String(value)}`);
+    throw outOfRange(`${name} must be a whole, non-negative number of bytes, got ${String(value)}`);
   }
-  if (bytes > Number.MAX_SAFE_INTEGER) throw new RangeError(`${name} is too large: ${String(value)}`);
+  if (bytes > Number.MAX_SAFE_INTEGER) throw outOfRange(`${name} is too large: ${String(value)}`);
   return bytes;
 }
 

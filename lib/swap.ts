@@ -14,7 +14,9 @@ import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
 import { openSwapFile } from './swapfile';
-import { PageCodec, zstdAvailable } from './compress';
+import { checkOpenOptions } from './options';
+import { closedError, dispatcherGone, invalidArgType, invalidArgValue, outOfRange } from './errors';
+import { checkBufferSize, markRegionBuffer } from './buffers';
 import { publishStats } from './stats-server';
 import { EventEmitter } from 'node:events';
 import { SwapEventWatcher, emitSwapEvent, type SwapEventMap } from './events';
@@ -232,9 +234,31 @@ export interface SharedRegion {
  */
 export function attachRegion(shared: SharedRegion): ArrayBuffer {
   if (shared === null || typeof shared !== 'object' || typeof shared.address !== 'number') {
-    throw new TypeError('shared must be the object returned by region.share()');
+    throw invalidArgType('shared must be the object returned by region.share()');
   }
-  return native.attachBuffer(shared.address);
+  return markRegionBuffer(native.attachBuffer(shared.address));
+}
+
+/**
+ * Thread placement shared by every pinned swap of this thread: the affinity the thread had
+ * before the first pinned open(), restored when the last pinned swap closes, whatever the
+ * order in which swaps close.
+ */
+const pinning = { count: 0, saved: undefined as number[] | undefined, cpu: -1 };
+function pinThread(): number {
+  if (pinning.count++ === 0) {
+    pinning.saved = native.getAffinity();
+    pinning.cpu = native.currentCpu();
+    native.setAffinity([pinning.cpu]);
+  }
+  return pinning.cpu;
+}
+function unpinThread(): void {
+  if (pinning.count === 0) return;
+  if (--pinning.count === 0 && pinning.saved) {
+    native.setAffinity(pinning.saved);
+    pinning.saved = undefined;
+  }
 }
 
 let nextRegionId = 1;
@@ -245,51 +269,18 @@ process.on('exit', () => {
 
 /**
  * Opens a swap: a userfaultfd, a compressed store and the dispatcher Worker.
- * @throws TypeError / RangeError for bad options, before anything is created
+ * Resolves once the dispatcher serves faults; rejects (code ERR_TMEM_DISPATCHER_GONE) if it
+ * died starting, leaving nothing open.
+ * @throws TypeError / RangeError for bad options, before anything is created, with a `code`:
+ *   ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE (an unknown key or name) or ERR_OUT_OF_RANGE
  */
 export async function open(options: OpenOptions = {}): Promise<Swap> {
-  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-  const known = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin', 'stagingSize', 'userModeOnly', 'swapFile', 'idle', 'statsSocket'];
-  for (const k of Object.keys(options)) {
-    if (!known.includes(k)) throw new TypeError(`unknown option '${k}'; accepted: ${known.join(', ')}`);
-  }
-  const residentLimit = parseSize(options.residentLimit === undefined ? '256MiB' : options.residentLimit, 'residentLimit');
-  if (residentLimit < 16 * 4096) throw new RangeError(`residentLimit must be at least 64KiB (16 pages), got ${residentLimit}`);
-  const poolLimit = parseSize(options.poolLimit === undefined ? '1GiB' : options.poolLimit, 'poolLimit');
-  if (poolLimit < 16 * 4096) throw new RangeError(`poolLimit must be at least 64KiB, got ${poolLimit}`);
-  if (poolLimit > 16 * 2 ** 30) throw new RangeError(`poolLimit must be at most 16GiB (SharedArrayBuffer limit), got ${poolLimit}`);
-  const low = options.lowWatermark ?? 0.9;
-  if (typeof low !== 'number' || !(low > 0 && low < 1)) throw new RangeError(`lowWatermark must be a fraction between 0 and 1, got ${String(low)}`);
-  const accept = options.acceptThreshold ?? 90;
-  if (typeof accept !== 'number' || !(accept > 0 && accept <= 100)) throw new RangeError(`acceptThreshold must be a percentage in (0, 100], got ${String(accept)}`);
-  const compressor = options.compressor ?? 'lz4';
-  if (compressor !== 'lz4' && compressor !== 'zstd') throw new RangeError(`compressor must be 'lz4' or 'zstd', got '${String(compressor)}'`);
-  if (compressor === 'zstd') new PageCodec('zstd'); // throws ERR_TMEM_NO_ZSTD where neither libzstd nor zstd-napi is found
-  const allocator = options.allocator ?? 'zsmalloc';
-  if (allocator !== 'zsmalloc' && allocator !== 'zbud') throw new RangeError(`allocator must be 'zsmalloc' or 'zbud', got '${String(allocator)}'`);
-  const pin = options.pin ?? true;
-  if (typeof pin !== 'boolean') throw new TypeError(`pin must be a boolean, got ${typeof pin}`);
-  const stagingBytes = options.stagingSize === undefined
-    ? Math.min(32 * 2 ** 20, Math.max(64 * 4096, residentLimit / 8))
-    : parseSize(options.stagingSize, 'stagingSize');
-  if (stagingBytes < 16 * 4096) throw new RangeError(`stagingSize must be at least 64KiB, got ${stagingBytes}`);
-  const umo = options.userModeOnly ?? 'auto';
-  if (umo !== 'auto' && typeof umo !== 'boolean') throw new TypeError(`userModeOnly must be 'auto' or a boolean`);
-
-  const idle = parseIdle(options.idle);
-  const statsSocket = options.statsSocket ?? process.env.TMEM_STATS === '1';
-  if (typeof statsSocket !== 'boolean') throw new TypeError('statsSocket must be a boolean');
+  const o = checkOpenOptions(options);
+  const residentLimit = o.residentLimit, low = o.lowWatermark, umo = o.userModeOnly;
   let swapFile: { fd: number; size: number; path: string; encrypt: boolean } | undefined;
-  if (options.swapFile !== undefined) {
-    const sf = options.swapFile;
-    if (sf === null || typeof sf !== 'object') throw new TypeError('swapFile must be an object { path, size }');
-    if (typeof sf.path !== 'string' || sf.path.length === 0) throw new TypeError('swapFile.path must be a non-empty path string');
-    const size = Math.floor(parseSize(sf.size, 'swapFile.size') / 4096) * 4096;
-    if (size < 4096) throw new RangeError(`swapFile.size must be at least 4KiB, got ${String(sf.size)}`);
-    const encrypt = sf.encrypt === undefined ? true : sf.encrypt;
-    if (typeof encrypt !== 'boolean') throw new TypeError(`swapFile.encrypt must be a boolean, got ${typeof encrypt}`);
-    const { fd } = openSwapFile(sf.path);
-    swapFile = { fd, size, path: sf.path, encrypt };
+  if (o.swapFile) {
+    const { fd } = openSwapFile(o.swapFile.path);
+    swapFile = { fd, size: o.swapFile.size, path: o.swapFile.path, encrypt: o.swapFile.encrypt };
   }
 
   let uffd: Uffd;
@@ -315,24 +306,24 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   const swap = new Swap(uffd, {
     residentLimitPages: Math.floor(residentLimit / 4096),
     lowWatermarkPages: Math.floor((residentLimit / 4096) * low),
-    poolLimitBytes: poolLimit,
-    acceptThresholdPercent: accept,
-    compressor,
-    allocator,
-    stagingPages: Math.floor(stagingBytes / 4096),
+    poolLimitBytes: o.poolLimit,
+    acceptThresholdPercent: o.acceptThreshold,
+    compressor: o.compressor,
+    allocator: o.allocator,
+    stagingPages: Math.floor(o.stagingBytes / 4096),
     cpu: -1,
     swapFileFd: swapFile ? swapFile.fd : -1,
     swapFileSize: swapFile ? swapFile.size : 0,
     swapFileEncrypt: swapFile ? swapFile.encrypt : false,
-    idle,
-  }, pin, swapFile);
+    idle: o.idle,
+  }, o.pin, swapFile);
   try {
     await swap._start();
   } catch (e) {
     await swap._abort(); // nothing is left half-open: no uffd, no pinned thread, no swap file
     throw e;
   }
-  if (statsSocket) swap._unpublish = publishStats(() => swap.stats());
+  if (o.statsSocket) swap._unpublish = publishStats(() => swap.stats());
   return swap;
 }
 
@@ -362,10 +353,11 @@ export class Swap extends EventEmitter {
   private reqId = 1;
   private dead?: Error;
   private closed = false;
+  private closing?: Promise<void>;
   private stopping = false;
   private readonly regions = new Set<Region>();
-  private savedAffinity?: number[];
   private events?: SwapEventWatcher;
+  private pinned = false;
   /** @internal */
   _unpublish?: () => void;
 
@@ -381,10 +373,8 @@ export class Swap extends EventEmitter {
   /** @internal */
   async _start(): Promise<void> {
     if (this.pin) {
-      this.savedAffinity = native.getAffinity();
-      const cpu = native.currentCpu();
-      native.setAffinity([cpu]);
-      this.opts.cpu = cpu;
+      this.opts.cpu = pinThread();
+      this.pinned = true;
     }
     this.store = createStore(this.opts);
     const worker = new Worker(path.join(__dirname, 'dispatcher', 'worker.js'), {
@@ -405,17 +395,34 @@ export class Swap extends EventEmitter {
       else p.reject(replyError(m));
     });
     this.port.unref();
-    worker.on('error', (e) => this.die(new Error(`tmem: the dispatcher failed: ${e.message}`)));
+    worker.on('error', (e) => this.die(dispatcherGone(`tmem: the dispatcher failed: ${e.message}`, e)));
     worker.on('exit', (code) => {
-      if (!this.closed && !this.stopping) this.die(new Error(`tmem: the dispatcher exited unexpectedly (code ${code})`));
+      if (!this.closed && !this.stopping) this.die(dispatcherGone(`tmem: the dispatcher exited unexpectedly (code ${code})`));
+      // A request it could not answer (a stop racing its exit) settles now.
+      this.die(dispatcherGone(`tmem: the dispatcher exited (code ${code})`), true);
     });
+    // Ready means the dispatcher ran its whole set-up (staging area, store, swap file) and
+    // serves faults: an option it could not honour rejects open() here, not a later request.
     await new Promise<void>((resolve, reject) => {
-      const onErr = (e: Error): void => reject(e);
-      worker.once('error', onErr);
-      worker.once('online', () => {
-        worker.off('error', onErr);
+      let settled = false;
+      const fail = (e: Error): void => {
+        if (settled) return;
+        settled = true;
+        Atomics.notify(this.ctl, P.CTL_READY); // ends the waitAsync below
+        reject(e);
+      };
+      worker.once('error', (e) => fail(dispatcherGone(`tmem: the dispatcher failed to start: ${e.message}`, e)));
+      worker.once('exit', (code) => fail(dispatcherGone(`tmem: the dispatcher exited while starting (code ${code}); its message is on stderr`)));
+      const waiting = (Atomics as unknown as {
+        waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string };
+      }).waitAsync(this.ctl, P.CTL_READY, 0);
+      const ready = (): void => {
+        if (settled) return;
+        settled = true;
         resolve();
-      });
+      };
+      if (waiting.async) void (waiting.value as Promise<string>).then(ready);
+      else ready();
     });
     worker.unref();
     liveSwaps.add(this);
@@ -432,14 +439,29 @@ export class Swap extends EventEmitter {
     this.workerPort.close();
     if (!this.uffd.closed) this.uffd.close();
     if (this.swapFile) closeSwapFile(this.swapFile);
-    if (this.savedAffinity) native.setAffinity(this.savedAffinity);
+    this.unpin();
   }
 
-  private die(e: Error): void {
-    if (this.dead) return;
-    this.dead = e;
-    for (const p of this.pending.values()) p.reject(e);
+  private unpin(): void {
+    if (!this.pinned) return;
+    this.pinned = false;
+    unpinThread();
+  }
+
+  /**
+   * The dispatcher is gone: every pending request rejects with `e` (code
+   * ERR_TMEM_DISPATCHER_GONE) and so does every later call. With `pendingOnly`, only
+   * settles what is still pending (the dispatcher exited after a stop).
+   */
+  private die(e: Error, pendingOnly = false): void {
+    if (!pendingOnly) {
+      if (this.dead) return;
+      this.dead = e;
+    }
+    for (const p of this.pending.values()) p.reject(this.dead ?? e);
     this.pending.clear();
+    this.port.unref();
+    if (pendingOnly) return;
     this.events?.poll();
     this.events?.stop();
     emitSwapEvent(this, 'dispatcherGone', { error: e });
@@ -452,8 +474,8 @@ export class Swap extends EventEmitter {
   }
 
   private check(): void {
-    if (this.closed) throw new Error('tmem: swap is closed');
     if (this.dead) throw this.dead;
+    if (this.closed || this.stopping) throw closedError('swap');
   }
 
   /** @internal the dispatcher is running and the swap is not closed. */
@@ -461,9 +483,15 @@ export class Swap extends EventEmitter {
     return !this.closed && !this.dead;
   }
 
-  /** @internal sends a request to the dispatcher and wakes it. */
-  _request(req: P.Request): Promise<number> {
-    this.check();
+  /**
+   * @internal sends a request to the dispatcher and wakes it. The promise always settles: with
+   * the reply, or rejected when the dispatcher dies (ERR_TMEM_DISPATCHER_GONE) or the swap
+   * closes first (ERR_TMEM_CLOSED); while it is pending the port is ref'd, so the process
+   * stays alive until it settles.
+   */
+  _request(req: P.Request, stopping = false): Promise<number> {
+    if (!stopping) this.check();
+    else if (this.dead) return Promise.reject(this.dead);
     return new Promise<number>((resolve, reject) => {
       this.pending.set(req.reqId, { resolve, reject });
       this.port.postMessage(req);
@@ -487,7 +515,9 @@ export class Swap extends EventEmitter {
   region(size: number | string): Region {
     this.check();
     const bytes = parseSize(size, 'size');
-    if (bytes === 0) throw new RangeError('size must be > 0');
+    if (bytes === 0) throw outOfRange('size must be > 0');
+    if (bytes > 2 ** 46) throw outOfRange(`size must be at most 64TiB, got ${String(size)}`);
+    checkBufferSize(pageAlign(bytes), 'region size');
     const r = new Region(this, this.uffd, pageAlign(bytes), bytes, 'anon');
     this.regions.add(r);
     return r;
@@ -502,10 +532,13 @@ export class Swap extends EventEmitter {
    */
   mapFile(file: string, options: { writable?: boolean } = {}): FileRegion {
     this.check();
-    if (typeof file !== 'string' || file.length === 0) throw new TypeError('file must be a non-empty path string');
-    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    if (typeof file !== 'string' || file.length === 0) throw invalidArgType('file must be a non-empty path string');
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalidArgType('options must be an object { writable }');
+    for (const k of Object.keys(options)) {
+      if (k !== 'writable') throw invalidArgValue(`unknown key in mapFile options: '${k}'; accepted: writable`);
+    }
     const writable = options.writable ?? false;
-    if (typeof writable !== 'boolean') throw new TypeError('options.writable must be a boolean');
+    if (typeof writable !== 'boolean') throw invalidArgType('options.writable must be a boolean');
     // Anything but a regular file is refused before it is opened (opening a
     // device can have effects, opening a FIFO blocks until a writer comes);
     // the open is non-blocking in case the path is swapped in between, and the
@@ -521,7 +554,8 @@ export class Swap extends EventEmitter {
         e.code = 'ERR_TMEM_FILE_CHANGED';
         throw e;
       }
-      if (st.size === 0) throw new RangeError(`file is empty, nothing to map: ${file}`);
+      if (st.size === 0) throw outOfRange(`file is empty, nothing to map: ${file}`);
+      checkBufferSize(pageAlign(st.size), `file ${file}`);
       const r = new FileRegion(this, this.uffd, pageAlign(st.size), st.size, fd, file, writable);
       this.regions.add(r);
       return r;
@@ -586,9 +620,27 @@ export class Swap extends EventEmitter {
     };
   }
 
-  /** Closes every region (flushing writable files), stops the dispatcher and frees the store. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Closes every region (flushing writable files), stops the dispatcher and frees the store.
+   * Calls made while it runs get the same promise. Rejects with ERR_TMEM_DISPATCHER_GONE when
+   * the dispatcher had died (everything is released all the same).
+   */
+  close(): Promise<void> {
+    // A close() that could not write a file back keeps everything open: the next close()
+    // tries again instead of returning the same rejection.
+    this.closing ??= this.doClose().catch((e: unknown) => {
+      if (!this.closed) this.closing = undefined;
+      throw e;
+    });
+    return this.closing;
+  }
+
+  /** `await using swap = await open()`: close() at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private async doClose(): Promise<void> {
     if (!this.dead) {
       // A writable mapping whose file cannot be written (ENOSPC) rejects its
       // close(): then this close() rejects too and everything stays open, so
@@ -597,8 +649,9 @@ export class Swap extends EventEmitter {
       for (const r of [...this.regions]) await r.close().catch((e: unknown) => { failed ??= e; });
       if (failed !== undefined && !this.dead) throw failed;
       this.stopping = true;
-      await this._request({ op: 'stop', reqId: this._nextReq() }).catch(() => undefined);
+      await this._request({ op: 'stop', reqId: this._nextReq() }, true).catch(() => undefined);
     }
+    this.stopping = true;
     this.closed = true;
     liveSwaps.delete(this);
     this.events?.poll();
@@ -606,28 +659,14 @@ export class Swap extends EventEmitter {
     this._unpublish?.();
     if (this.worker) await this.worker.terminate().catch(() => undefined);
     for (const r of [...this.regions]) r._abandon();
+    for (const p of this.pending.values()) p.reject(closedError('swap'));
+    this.pending.clear();
     this.port.close();
     this.uffd.close();
     if (this.swapFile) closeSwapFile(this.swapFile);
-    if (this.savedAffinity) native.setAffinity(this.savedAffinity);
+    this.unpin();
     if (this.dead) throw this.dead;
   }
-}
-
-function parseIdle(o: OpenOptions['idle']): P.DispatcherOptions['idle'] {
-  if (o !== undefined && (o === null || typeof o !== 'object')) throw new TypeError('idle must be an object');
-  const i = o ?? {};
-  const afterMs = i.after ?? 60000;
-  if (typeof afterMs !== 'number' || !(afterMs >= 0) || !Number.isFinite(afterMs)) throw new RangeError(`idle.after must be a number of milliseconds >= 0, got ${String(afterMs)}`);
-  const recompress = i.recompress ?? zstdAvailable(); // zstd from libzstd.so.1 or zstd-napi
-  if (typeof recompress !== 'boolean') throw new TypeError('idle.recompress must be a boolean');
-  const recompressLevel = i.recompressLevel ?? 9;
-  if (!Number.isInteger(recompressLevel) || recompressLevel < 1 || recompressLevel > 22) throw new RangeError(`idle.recompressLevel must be a zstd level 1..22, got ${String(recompressLevel)}`);
-  const writeback = i.writeback ?? 'huge';
-  if (writeback !== 'huge' && writeback !== 'idle' && writeback !== false) throw new RangeError(`idle.writeback must be 'huge', 'idle' or false, got ${String(writeback)}`);
-  const budget = i.budget ?? 256;
-  if (!Number.isInteger(budget) || budget < 1) throw new RangeError(`idle.budget must be a positive integer, got ${String(budget)}`);
-  return { afterMs, recompress, recompressLevel, writeback, budget };
 }
 
 /** The Error of a failed request; one caused by a syscall carries Node's code, errno and syscall. */
@@ -637,6 +676,8 @@ function replyError(m: P.Reply): Error {
     e.code = m.code;
     e.errno = m.errno;
     e.syscall = m.syscall;
+  } else {
+    e.code = 'ERR_TMEM_REQUEST_FAILED';
   }
   return e;
 }
@@ -704,8 +745,8 @@ export class Region {
 
   /** The region's memory. Use it like any ArrayBuffer; close() detaches it. */
   get buffer(): ArrayBuffer {
-    if (!this.native || this.closing) throw new Error(`tmem: region ${this.id} is closed`);
-    return this.native.buffer;
+    if (!this.native || this.closing) throw closedError(`region ${this.id}`);
+    return markRegionBuffer(this.native.buffer);
   }
 
   /**
@@ -713,7 +754,7 @@ export class Region {
    * with postMessage or workerData, then call {@link attachRegion} there.
    */
   share(): SharedRegion {
-    if (!this.native || this.closing) throw new Error(`tmem: region ${this.id} is closed`);
+    if (!this.native || this.closing) throw closedError(`region ${this.id}`);
     return { id: this.id, address: this.native.address, size: this.size };
   }
 
@@ -750,7 +791,12 @@ export class Region {
   }
 
   protected checkOpen(): void {
-    if (this.closed) throw new Error(`tmem: region ${this.id} is closed`);
+    if (this.closed) throw closedError(`region ${this.id}`);
+  }
+
+  /** `await using r = swap.region(n)`: close() at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /**

@@ -83,6 +83,56 @@ std::shared_ptr<Mapping> find_region(uint64_t addr) {
   return nullptr;
 }
 
+// ---- ArrayBuffers over region memory -----------------------------------------------
+//
+// Each external ArrayBuffer holds its Mapping through an entry of g_holds, released by the
+// buffer's finalizer. A failed napi_create_external_arraybuffer may or may not have run the
+// finalizer already (Node.js 20 runs it when the length is over buffer.constants.MAX_LENGTH,
+// 2^32: node::Buffer::New frees on failure, and node-addon-api's ArrayBuffer::New then frees
+// its finalizer data a second time, aborting the process). Releasing an entry by its id is
+// idempotent, so the failure path here frees nothing twice and leaks nothing.
+
+std::mutex g_holds_mu;
+std::map<uint64_t, std::shared_ptr<Mapping>> g_holds;
+uint64_t g_next_hold = 1;
+
+void release_hold(napi_env, void*, void* hint) {
+  std::shared_ptr<Mapping> last;  // unmapped (if last) outside the lock
+  std::lock_guard<std::mutex> lock(g_holds_mu);
+  auto it = g_holds.find(reinterpret_cast<uintptr_t>(hint));
+  if (it == g_holds.end()) return;
+  last = std::move(it->second);
+  g_holds.erase(it);
+}
+
+/** An ArrayBuffer over `m`'s memory that keeps it mapped while it is reachable. */
+Napi::ArrayBuffer region_buffer(Napi::Env env, const std::shared_ptr<Mapping>& m) {
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(g_holds_mu);
+    id = g_next_hold++;
+    g_holds[id] = m;
+  }
+  napi_value v = nullptr;
+  napi_status st = napi_create_external_arraybuffer(env, reinterpret_cast<void*>(m->addr), m->len, release_hold,
+                                                    reinterpret_cast<void*>(static_cast<uintptr_t>(id)), &v);
+  if (st != napi_ok) {
+    release_hold(env, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);  // Node's ERR_BUFFER_TOO_LARGE: ours says more
+    }
+    Napi::RangeError e = Napi::RangeError::New(
+        env, "an ArrayBuffer of " + std::to_string(m->len) +
+                 " bytes over region memory could not be created: napi_create_external_arraybuffer refused it "
+                 "(Node.js 20 allows at most buffer.constants.MAX_LENGTH, 4 GiB; Node.js 22 and later 2^53-1)");
+    e.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+    throw e;
+  }
+  return Napi::ArrayBuffer(env, v);
+}
+
 // ---- argument checking -------------------------------------------------------
 
 [[noreturn]] void type_error(Napi::Env env, const std::string& msg) {
@@ -629,10 +679,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
       Napi::Value v = buffer_ref_.Value();
       if (!v.IsEmpty() && !v.IsUndefined()) return v;
     }
-    auto* hold = new std::shared_ptr<Mapping>(mapping_);
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-        env, reinterpret_cast<void*>(mapping_->addr), mapping_->len,
-        [](Napi::Env, void*, std::shared_ptr<Mapping>* h) { delete h; }, hold);
+    Napi::ArrayBuffer ab = region_buffer(env, mapping_);
     buffer_ref_ = Napi::Weak(ab);
     handed_out_.push_back(Napi::Weak(ab));
     return ab;
@@ -692,9 +739,7 @@ Napi::Value AttachBuffer(const Napi::CallbackInfo& info) {
   uint64_t addr = addr_arg(info, 0, "address");
   auto m = find_region(addr);
   if (!m || !m->open.load() || m->addr != addr) range_error(env, "address must be the start of an open tmem region");
-  auto* hold = new std::shared_ptr<Mapping>(m);
-  return Napi::ArrayBuffer::New(
-      env, reinterpret_cast<void*>(m->addr), m->len, [](Napi::Env, void*, std::shared_ptr<Mapping>* h) { delete h; }, hold);
+  return region_buffer(env, m);
 }
 
 Napi::Value Probe(const Napi::CallbackInfo& info) {

@@ -28,7 +28,7 @@ const show = (r: ChildResult): string => `code ${r.code}, signal ${r.signal}, ${
 test('a process that opens a swap, touches pages and never closes it exits by itself with code 0', async (t) => {
   // The bound is the hang guard (a process that does not exit by itself is killed: signal
   // SIGKILL), not a time asserted: on a loaded host a clean exit can take several seconds.
-  const r = await runChild('no-close', 30000);
+  const r = await runChild('no-close', 60000);
   t.is(r.signal, null, show(r));
   t.is(r.code, 0, show(r));
   t.regex(r.stderr, /returning without close/);

@@ -1,0 +1,224 @@
+/**
+ * The public API never leaves a promise unsettled, checks every option in open(), restores
+ * thread placement in any close order, handles ArrayBuffers over 4 GiB without aborting,
+ * grows its pool arena as needed (so `ulimit -v` does not kill it), keeps region buffers
+ * out of transfer lists, and gives every error a `code` (issue 9, items 4, 6, 8, 12, 13, 15).
+ *
+ * Scenarios that end a process when they fail run in helpers/api-child.ts, under a
+ * SIGKILL hang guard.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { constants as bufferConstants } from 'node:buffer';
+import { open } from '../lib';
+import { native } from '../lib/native';
+import { type ChildResult, runNodeChild, withTimeout } from './helpers/harness';
+
+const CHILD = path.join(__dirname, 'helpers', 'api-child.js');
+const show = (r: ChildResult): string => `code ${r.code}, signal ${r.signal}, ${r.ms} ms; stderr:\n${r.stderr}`;
+
+test('item 4: swap.close() twice at once: both promises settle and the code after them runs', async (t) => {
+  const r = await runNodeChild(CHILD, ['close-twice'], 60000);
+  t.is(r.signal, null, show(r));
+  t.is(r.code, 0, show(r));
+  t.regex(r.stderr, /first close settled\n.*second close settled\n.*after close\n.*exiting with 0/s, show(r));
+});
+
+test('item 4: the dispatcher ending under a live swap rejects pending and later calls with ERR_TMEM_DISPATCHER_GONE', async (t) => {
+  const r = await runNodeChild(CHILD, ['gone'], 60000);
+  t.is(r.signal, null, show(r));
+  t.is(r.code, 0, show(r));
+  t.regex(r.stderr, /evict: Error ERR_TMEM_DISPATCHER_GONE: tmem: the dispatcher exited unexpectedly/, show(r));
+  t.regex(r.stderr, /region: Error ERR_TMEM_DISPATCHER_GONE/, show(r));
+  t.regex(r.stderr, /close: Error ERR_TMEM_DISPATCHER_GONE/, show(r));
+  t.regex(r.stderr, /after close\n.*exiting with 0/s, show(r));
+});
+
+test('item 4: options the dispatcher used to find out about are checked in open(), with upper bounds', async (t) => {
+  const bad: [object, RegExp][] = [
+    [{ stagingSize: '65TiB' }, /stagingSize must be at most 1GiB/],
+    [{ stagingSize: '5GiB' }, /stagingSize must be at most 1GiB/],
+    [{ swapFile: { path: '.', size: '100TiB' } }, /swapFile\.size must be at most 1TiB/],
+    [{ residentLimit: '65TiB' }, /residentLimit must be at most 64TiB/],
+    [{ poolLimit: '17GiB' }, /poolLimit must be at most 16GiB/],
+    [{ idle: { after: 2 ** 40 } }, /idle\.after/],
+    [{ idle: { budget: 2 ** 30 } }, /idle\.budget/],
+  ];
+  for (const [o, message] of bad) {
+    await t.throwsAsync(withTimeout(open(o), 30000, 'open()'), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message }, JSON.stringify(o));
+  }
+});
+
+test('item 13: unknown keys in idle and swapFile, open([]), null options are refused with codes', async (t) => {
+  const cases: [unknown, string, typeof TypeError | typeof RangeError, RegExp][] = [
+    [{ idle: { afer: 50 } }, 'ERR_INVALID_ARG_VALUE', TypeError, /unknown key in idle: 'afer'; accepted: after, /],
+    [{ swapFile: { path: '.', size: '1MiB', sise: 1 } }, 'ERR_INVALID_ARG_VALUE', TypeError, /unknown key in swapFile: 'sise'/],
+    [{ swapFile: { path: '.' } }, 'ERR_INVALID_ARG_TYPE', TypeError, /swapFile\.size must be given/],
+    [{ residentLimt: '1MiB' }, 'ERR_INVALID_ARG_VALUE', TypeError, /unknown option 'residentLimt'/],
+    [[], 'ERR_INVALID_ARG_TYPE', TypeError, /options must be an object .*got an array/],
+    [null, 'ERR_INVALID_ARG_TYPE', TypeError, /options must be an object/],
+    [{ idle: [] }, 'ERR_INVALID_ARG_TYPE', TypeError, /idle must be an object/],
+    [{ swapFile: null }, 'ERR_INVALID_ARG_TYPE', TypeError, /swapFile must be an object/],
+    [{ lowWatermark: null }, 'ERR_INVALID_ARG_TYPE', TypeError, /lowWatermark must be a number .*got null/],
+    [{ compressor: null }, 'ERR_INVALID_ARG_TYPE', TypeError, /compressor must be 'lz4' or 'zstd', got null/],
+    [{ compressor: 'lzo' }, 'ERR_INVALID_ARG_VALUE', RangeError, /compressor must be 'lz4' or 'zstd', got 'lzo'/],
+    [{ allocator: null }, 'ERR_INVALID_ARG_TYPE', TypeError, /allocator/],
+    [{ pin: null }, 'ERR_INVALID_ARG_TYPE', TypeError, /pin must be a boolean/],
+    [{ residentLimit: null }, 'ERR_INVALID_ARG_TYPE', TypeError, /residentLimit must be a number of bytes/],
+    [{ residentLimit: 'lots' }, 'ERR_OUT_OF_RANGE', RangeError, /residentLimit must be a size like/],
+    [{ lowWatermark: 1.5 }, 'ERR_OUT_OF_RANGE', RangeError, /lowWatermark must be a fraction/],
+    [{ idle: { writeback: null } }, 'ERR_INVALID_ARG_TYPE', TypeError, /idle\.writeback/],
+    [{ idle: { recompress: null } }, 'ERR_INVALID_ARG_TYPE', TypeError, /idle\.recompress must be a boolean/],
+    [{ statsSocket: 1 }, 'ERR_INVALID_ARG_TYPE', TypeError, /statsSocket must be a boolean/],
+    [{ userModeOnly: null }, 'ERR_INVALID_ARG_TYPE', TypeError, /userModeOnly/],
+  ];
+  for (const [o, code, instanceOf, message] of cases) {
+    await t.throwsAsync(withTimeout(open(o as never), 30000, 'open()'), { instanceOf, code, message }, JSON.stringify(o));
+  }
+});
+
+test('codes on every API error: bad sizes, use after close, bad share()', async (t) => {
+  const swap = await withTimeout(open({ residentLimit: '1MiB', pin: false }), 30000, 'open()');
+  t.throws(() => swap.region(0), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => swap.region('2 apples'), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => swap.region({} as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => swap.mapFile(''), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => swap.mapFile(__filename, { writeable: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: /writeable/ });
+  const { attachRegion } = await import('../lib');
+  t.throws(() => attachRegion(null as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  const r = swap.region('64KiB');
+  await withTimeout(r.close(), 30000, 'region.close()');
+  t.throws(() => r.buffer, { code: 'ERR_TMEM_CLOSED' });
+  t.throws(() => r.share(), { code: 'ERR_TMEM_CLOSED' });
+  await t.throwsAsync(r.evict(), { code: 'ERR_TMEM_CLOSED' });
+  {
+    await using scoped = swap.region('64KiB');
+    new Uint8Array(scoped.buffer)[0] = 1;
+  }
+  await withTimeout(swap.close(), 30000, 'swap.close()');
+  t.throws(() => swap.region(4096), { code: 'ERR_TMEM_CLOSED', message: /swap is closed/ });
+  t.throws(() => swap.mapFile(__filename), { code: 'ERR_TMEM_CLOSED' });
+  await t.notThrowsAsync(swap.close());
+});
+
+test('await using closes a swap and its regions at the end of the scope', async (t) => {
+  let region;
+  let swapRef;
+  {
+    await using swap = await withTimeout(open({ residentLimit: '1MiB', pin: false }), 30000, 'open()');
+    swapRef = swap;
+    region = swap.region('64KiB');
+    new Uint8Array(region.buffer)[5] = 5;
+  }
+  t.true(region.closed);
+  t.throws(() => swapRef.region(4096), { code: 'ERR_TMEM_CLOSED' });
+});
+
+test('item 12: closing pinned swaps in the order they were opened (or any order) restores the thread\'s affinity', async (t) => {
+  const original = native.getAffinity();
+  t.teardown(() => native.setAffinity(original));
+  if (original.length < 2) {
+    t.pass(`only ${original.length} CPU allowed here: pinning cannot be told apart`);
+    return;
+  }
+  for (const order of ['opened', 'reverse'] as const) {
+    const a = await withTimeout(open({ residentLimit: '1MiB', pin: true }), 30000, 'open() a');
+    const b = await withTimeout(open({ residentLimit: '1MiB', pin: true }), 30000, 'open() b');
+    t.is(native.getAffinity().length, 1, 'pinned while swaps are open');
+    const [first, second] = order === 'opened' ? [a, b] : [b, a];
+    await withTimeout(first.close(), 30000, 'close first');
+    t.is(native.getAffinity().length, 1, `${order}: still pinned while one pinned swap is open`);
+    await withTimeout(second.close(), 30000, 'close second');
+    t.deepEqual(native.getAffinity(), original, `${order}: the main thread is back on every CPU it had`);
+    const inWorker = await new Promise<number[]>((resolve, reject) => {
+      const w = new Worker(`const { parentPort } = require('node:worker_threads');
+        const { native } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'native.js'))});
+        parentPort.postMessage(native.getAffinity());`, { eval: true });
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    t.deepEqual(inWorker, original, `${order}: a Worker started afterwards runs on every CPU`);
+  }
+});
+
+test('item 15: a region buffer in a postMessage transfer list throws ERR_TMEM_UNTRANSFERABLE naming share()', async (t) => {
+  const swap = await withTimeout(open({ residentLimit: '1MiB', pin: false }), 30000, 'open()');
+  t.teardown(() => swap.close());
+  const region = swap.region('64KiB');
+  const buf = region.buffer;
+  const bytes = new Uint8Array(buf);
+  bytes[0] = 1;
+  const { port1, port2 } = new MessageChannel();
+  t.teardown(() => { port1.close(); port2.close(); });
+  const err = { instanceOf: TypeError, code: 'ERR_TMEM_UNTRANSFERABLE', message: /share\(\).*attachRegion\(\)/s };
+  t.throws(() => port1.postMessage(buf, [buf]), err);
+  t.throws(() => port1.postMessage({ buf }, { transfer: [buf] } as never), err);
+  t.is(buf.byteLength, 64 * 1024, 'the region keeps its buffer');
+  // Worker.postMessage goes through the same check; share() + attachRegion() is the way.
+  const worker = new Worker(`const { parentPort } = require('node:worker_threads');
+    const { attachRegion } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'index.js'))});
+    parentPort.once('message', (shared) => {
+      const b = new Uint8Array(attachRegion(shared));
+      for (let i = 0; i < b.length; i += 4096) b[i] = 0xab;
+      try { parentPort.postMessage('x', [b.buffer]); } catch (e) { parentPort.postMessage(e.code); return; }
+      parentPort.postMessage('transferred');
+    });`, { eval: true });
+  t.teardown(() => worker.terminate());
+  t.throws(() => worker.postMessage(buf, [buf]), err);
+  const reply = new Promise((resolve) => worker.once('message', resolve));
+  worker.postMessage(region.share());
+  t.is(await withTimeout(reply, 30000, 'worker reply'), 'ERR_TMEM_UNTRANSFERABLE', 'attachRegion buffers are guarded too');
+  for (let i = 0; i < bytes.length; i += 4096) t.is(bytes[i], 0xab, `the Worker's write at ${i} reached the region`);
+});
+
+test('item 6: regions over 4 GiB work where Node.js allows it, else ERR_OUT_OF_RANGE before anything is created; never an abort', async (t) => {
+  const r = await runNodeChild(CHILD, ['big'], 60000);
+  t.is(r.signal, null, show(r));
+  t.is(r.code, 0, show(r));
+  if (bufferConstants.MAX_LENGTH < 16 * 2 ** 30) {
+    // Node.js 20: external ArrayBuffers stop at 4 GiB.
+    t.regex(r.stderr, /native buffer: RangeError ERR_OUT_OF_RANGE: .*napi_create_external_arraybuffer/, show(r));
+    t.regex(r.stderr, /region: RangeError ERR_OUT_OF_RANGE: region size is 16GiB: more than the 4GiB .*buffer\.constants\.MAX_LENGTH/, show(r));
+    t.regex(r.stderr, /mapFile: RangeError ERR_OUT_OF_RANGE: file .* is 5GiB/, show(r));
+  } else {
+    t.regex(r.stderr, /native buffer: 8589934592/, show(r));
+    t.regex(r.stderr, /region buffer: 17179869184/, show(r));
+    t.regex(r.stderr, /region read back: 90,91,92/, show(r));
+    t.regex(r.stderr, /mapFile buffer: 5368709120/, show(r));
+  }
+  t.regex(r.stderr, /small region: 0 wrong bytes/, show(r));
+  t.regex(r.stderr, /after close\n.*exiting with 0/s, show(r));
+});
+
+/** Runs the child under `ulimit -v kib`; SIGKILL after timeoutMs. */
+function underUlimit(kib: number, mode: string, timeoutMs: number): Promise<ChildResult> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', `ulimit -v ${kib} && exec "$0" "$@"`, process.execPath, CHILD, mode],
+      { stdio: ['ignore', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - started }));
+  });
+}
+
+test('item 8: under ulimit -v the default 1 GiB pool is reserved as it fills, not at open(): the swap works', async (t) => {
+  // 3 GB of address space: enough for Node.js and the dispatcher's V8 isolate, not for those
+  // and a 1 GiB arena reserved up front (V8 then dies reserving the Worker's code range).
+  const r = await underUlimit(3_000_000, 'pool', 60000);
+  t.is(r.signal, null, show(r));
+  t.is(r.code, 0, show(r));
+  t.regex(r.stderr, /pool: 0 wrong bytes, stored 8192 pages/, show(r));
+  t.regex(r.stderr, /after close\n.*exiting with 0/s, show(r));
+});
+
+test('item 8: under a ulimit -v too low for the dispatcher, open() rejects with a tmem error naming what to change', async (t) => {
+  const r = await underUlimit(1_800_000, 'pool', 60000);
+  t.is(r.signal, null, show(r));
+  t.is(r.code, 0, show(r));
+  t.regex(r.stderr, /open: \w+ ERR_TMEM_\w+: tmem: .*(ulimit -v|address space)/, show(r));
+});

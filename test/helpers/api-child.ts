@@ -1,0 +1,151 @@
+/**
+ * Child process for test/api-reliability.test.ts: scenarios that, on failure, end a
+ * process (a promise that never settles lets it exit 0 skipping the code after await; a
+ * double free aborts it) and so must not run inside ava's worker.
+ *
+ *   close-twice   swap.close() twice at once: both settle, the code after them runs.
+ *   gone          the dispatcher Worker ends under a live swap: pending and later calls
+ *                 reject with ERR_TMEM_DISPATCHER_GONE, close() releases everything.
+ *   big           regions over 4 GiB: they work where Node.js allows it, else a RangeError
+ *                 (ERR_OUT_OF_RANGE) before anything is created; never an abort.
+ *   pool          opens a swap with its default 1 GiB pool, stores 32 MiB and reads it
+ *                 back (run under `ulimit -v`).
+ *
+ * Progress goes to stderr with write(2); the test reads it.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { constants as bufferConstants } from 'node:buffer';
+import type { Worker } from 'node:worker_threads';
+import { open } from '../../lib';
+import { native } from '../../lib/native';
+
+const say = (s: string): void => { fs.writeSync(2, `child: ${s}\n`); };
+const code = (e: unknown): string => `${(e as Error).constructor.name} ${(e as { code?: string }).code}: ${(e as Error).message}`;
+
+async function closeTwice(): Promise<void> {
+  const swap = await open({ residentLimit: '1MiB', pin: false });
+  const a = swap.region('2MiB');
+  new Uint8Array(a.buffer).fill(7);
+  swap.region('1MiB');
+  const first = swap.close();
+  const second = swap.close();
+  await first;
+  say('first close settled');
+  await second;
+  say('second close settled');
+  await swap.close();
+  say('after close');
+}
+
+async function gone(): Promise<void> {
+  const swap = await open({ residentLimit: '1MiB', pin: false });
+  const region = swap.region('64KiB');
+  const worker = (swap as unknown as { worker: Worker }).worker;
+  const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
+  void worker.terminate(); // the dispatcher ends while region() and evict() are pending
+  const pending = region.evict();
+  try {
+    await pending;
+    say('evict: resolved');
+  } catch (e) {
+    say(`evict: ${code(e)}`);
+  }
+  say(`dispatcher exit ${await exited}`);
+  try {
+    swap.region(4096);
+    say('region: ok');
+  } catch (e) {
+    say(`region: ${code(e)}`);
+  }
+  try {
+    await swap.close();
+    say('close: resolved');
+  } catch (e) {
+    say(`close: ${code(e)}`);
+  }
+  say('after close');
+}
+
+async function big(): Promise<void> {
+  const max = bufferConstants.MAX_LENGTH;
+  say(`node ${process.versions.node}, buffer.constants.MAX_LENGTH ${max}`);
+  // The native layer alone: a buffer over 4 GiB is created or refused, never a double free.
+  const uffd = new native.Uffd(0);
+  const raw = new native.Region(uffd, 8 * 2 ** 30, 3);
+  uffd.close(); // no dispatcher here: the region reads as zeros
+  try {
+    say(`native buffer: ${raw.buffer.byteLength}`);
+  } catch (e) {
+    say(`native buffer: ${code(e)}`);
+  }
+  raw.close();
+
+  const swap = await open({ residentLimit: '4MiB', pin: false });
+  const size = 16 * 2 ** 30;
+  try {
+    const r = swap.region(size);
+    const bytes = new Uint8Array(r.buffer);
+    say(`region buffer: ${bytes.byteLength}`);
+    const offsets = [0, 5 * 2 ** 30 + 123, size - 1];
+    offsets.forEach((o, i) => { bytes[o] = 0x5a + i; });
+    await r.evict();
+    const back = offsets.map((o) => bytes[o]);
+    say(`region read back: ${back.join(',')}`);
+    await r.close();
+  } catch (e) {
+    say(`region: ${code(e)}`);
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-big-'));
+  try {
+    const file = path.join(dir, 'sparse');
+    fs.writeFileSync(file, 'x');
+    fs.truncateSync(file, 5 * 2 ** 30);
+    const f = swap.mapFile(file);
+    say(`mapFile buffer: ${f.buffer.byteLength}`);
+    await f.close();
+  } catch (e) {
+    say(`mapFile: ${code(e)}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  // The swap is intact: a small region round-trips.
+  const small = swap.region('1MiB');
+  const b = new Uint8Array(small.buffer);
+  for (let i = 0; i < b.length; i++) b[i] = (i * 7) & 0xff;
+  await small.evict();
+  let bad = 0;
+  for (let i = 0; i < b.length; i++) if (b[i] !== ((i * 7) & 0xff)) bad++;
+  say(`small region: ${bad} wrong bytes`);
+  await swap.close();
+  say('after close');
+}
+
+async function pool(): Promise<void> {
+  let swap;
+  try {
+    swap = await open({ pin: false, residentLimit: '4MiB' });
+  } catch (e) {
+    say(`open: ${code(e)}`);
+    return;
+  }
+  const r = swap.region('32MiB');
+  const b = new Uint8Array(r.buffer);
+  for (let i = 0; i < b.length; i += 512) b[i] = (i >>> 9) & 0xff;
+  await r.evict();
+  let bad = 0;
+  for (let i = 0; i < b.length; i += 512) if (b[i] !== ((i >>> 9) & 0xff)) bad++;
+  const s = swap.stats();
+  say(`pool: ${bad} wrong bytes, stored ${s.storedPages + s.samePages} pages, pool ${s.poolBytes} bytes`);
+  await swap.close();
+  say('after close');
+}
+
+const modes: Record<string, () => Promise<void>> = { 'close-twice': closeTwice, gone, big, pool };
+const run = modes[process.argv[2]];
+if (!run) throw new Error(`unknown mode ${process.argv[2]}`);
+run().then(
+  () => say('exiting with 0'),
+  (e) => { say(`failed: ${(e as Error).stack}`); process.exitCode = 1; },
+);
