@@ -376,11 +376,10 @@ export class Swap extends EventEmitter {
       this.opts.cpu = pinThread();
       this.pinned = true;
     }
-    this.store = createStore(this.opts);
     const worker = new Worker(path.join(__dirname, 'dispatcher', 'worker.js'), {
       workerData: {
         uffd: this.uffd.describe(), port: this.workerPort, ctl: this.ctl.buffer, stats: this.statsBuf,
-        hist: this.histBuf, store: this.store.handle, options: this.opts,
+        hist: this.histBuf, store: undefined, options: this.opts,
       },
       transferList: [this.workerPort],
       stdout: false,
@@ -401,29 +400,31 @@ export class Swap extends EventEmitter {
       // A request it could not answer (a stop racing its exit) settles now.
       this.die(dispatcherGone(`tmem: the dispatcher exited (code ${code})`), true);
     });
-    // Ready means the dispatcher ran its whole set-up (staging area, store, swap file) and
-    // serves faults: an option it could not honour rejects open() here, not a later request.
-    await new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const fail = (e: Error): void => {
-        if (settled) return;
-        settled = true;
-        Atomics.notify(this.ctl, P.CTL_READY); // ends the waitAsync below
-        reject(e);
-      };
-      worker.once('error', (e) => fail(dispatcherGone(`tmem: the dispatcher failed to start: ${e.message}`, e)));
-      worker.once('exit', (code) => fail(dispatcherGone(`tmem: the dispatcher exited while starting (code ${code}); its message is on stderr`)));
-      const waiting = (Atomics as unknown as {
-        waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string };
-      }).waitAsync(this.ctl, P.CTL_READY, 0);
-      const ready = (): void => {
-        if (settled) return;
-        settled = true;
-        resolve();
-      };
-      if (waiting.async) void (waiting.value as Promise<string>).then(ready);
-      else ready();
+    // Started in three steps, each of which may fail and reject open():
+    // 1. the Worker's isolate exists ('online'): V8 reserves its heap and code range;
+    // 2. the pool arena is reserved here, after that, so that under an address-space limit
+    //    (ulimit -v) it is the arena that fails, with an error naming poolLimit, and not V8
+    //    (which aborts the process when a Worker cannot reserve its code range);
+    // 3. the dispatcher ran its whole set-up (staging area, store, swap file) and serves
+    //    faults (CTL_READY): an option it could not honour rejects open() here.
+    const failed = new Promise<never>((_, reject) => {
+      worker.once('error', (e) => reject(dispatcherGone(startFailure(e), e)));
+      worker.once('exit', (code) => reject(dispatcherGone(`tmem: the dispatcher exited while starting (code ${code}); its message is on stderr`)));
     });
+    failed.catch(() => undefined);
+    await Promise.race([new Promise<void>((resolve) => worker.once('online', () => resolve())), failed]);
+    try {
+      this.store = createStore(this.opts);
+    } catch (e) {
+      throw arenaFailure(e, this.opts.poolLimitBytes);
+    }
+    this.port.postMessage({ store: this.store.handle });
+    Atomics.store(this.ctl, P.CTL_STORE, 1);
+    Atomics.notify(this.ctl, P.CTL_STORE);
+    const waiting = (Atomics as unknown as {
+      waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string };
+    }).waitAsync(this.ctl, P.CTL_READY, 0);
+    if (waiting.async) await Promise.race([waiting.value as Promise<string>, failed]);
     worker.unref();
     liveSwaps.add(this);
     const store = this.store;
@@ -434,6 +435,7 @@ export class Swap extends EventEmitter {
   /** @internal undoes a failed _start(). */
   async _abort(): Promise<void> {
     this.closed = true;
+    Atomics.notify(this.ctl, P.CTL_READY); // ends _start()'s wait, if it is still waiting
     if (this.worker) await this.worker.terminate().catch(() => undefined);
     this.port.close();
     this.workerPort.close();
@@ -667,6 +669,24 @@ export class Swap extends EventEmitter {
     this.unpin();
     if (this.dead) throw this.dead;
   }
+}
+
+/** open()'s error when the dispatcher Worker could not start. */
+function startFailure(e: Error): string {
+  const code = (e as { code?: string }).code;
+  const hint = code === 'ERR_WORKER_INIT_FAILED' || code === 'ERR_WORKER_OUT_OF_MEMORY'
+    ? ' (a Worker needs about 800 MB of address space: is it limited by ulimit -v?)'
+    : '';
+  return `tmem: the dispatcher failed to start: ${code ? `${code} ` : ''}${e.message}${hint}`;
+}
+
+/** open()'s error when the pool arena cannot be reserved (an address-space limit: ulimit -v). */
+function arenaFailure(e: unknown, poolLimit: number): Error {
+  if (!(e instanceof RangeError)) return e as Error;
+  const err = new Error(
+    `tmem: could not reserve ${poolLimit} bytes of address space for the pool arena (poolLimit): ${e.message}. ` +
+      'The address space is limited (ulimit -v?): lower poolLimit, or raise the limit', { cause: e });
+  return Object.assign(err, { code: 'ERR_TMEM_ADDRESS_SPACE' });
 }
 
 /** The Error of a failed request; one caused by a syscall carries Node's code, errno and syscall. */

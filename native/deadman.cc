@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <system_error>
 
 #include "uffd.h"
 
@@ -15,7 +16,15 @@ void Deadman::start(const std::string& why) {
   if (!running_.compare_exchange_strong(expected, true)) return;
   why_ = why;
   stop_ = false;
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    // No thread can be made (EAGAIN: an address-space or thread limit). This runs in a
+    // Worker's cleanup, where an exception would end the process: say so and go on; a
+    // thread that faults on a region of this uffd now waits until the uffd is closed.
+    running_ = false;
+    std::fprintf(stderr, "tmem: the deadman thread could not start (%s): %s\n", e.what(), why.c_str());
+  }
 }
 
 void Deadman::stop() {

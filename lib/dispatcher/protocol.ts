@@ -12,6 +12,8 @@
 export const CTL_STOP = 0;
 export const CTL_EXITING = 1;
 export const CTL_READY = 2;
+/** Set (and notified) once the main thread posted the store's handle on the port. */
+export const CTL_STORE = 3;
 export const CTL_SLOTS = 4;
 
 // Swap-wide counters.

@@ -164,7 +164,19 @@ const uffd = native.Uffd.attach(init.uffd);
 uffd.armDeadman('the dispatcher Worker exited');
 if (opts.cpu >= 0) native.setAffinity([opts.cpu]);
 
-const backends: Backends = openBackends(init.store, opts);
+/**
+ * The store's handle comes as the first message on the port: the main thread reserves the
+ * arena only once this Worker's isolate exists (see Swap._start), so that under an
+ * address-space limit the arena fails with a tmem error rather than V8 failing to start here.
+ */
+function receiveStore(): unknown {
+  for (;;) {
+    const m = receiveMessageOnPort(port);
+    if (m) return (m.message as { store: unknown }).store;
+    Atomics.wait(ctl, P.CTL_STORE, 0);
+  }
+}
+const backends: Backends = openBackends(init.store ?? receiveStore(), opts);
 const codec = new PageCodec(opts.compressor);
 
 const events = new Float64Array(64 * EVENT_SLOTS);

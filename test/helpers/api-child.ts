@@ -8,8 +8,8 @@
  *                 reject with ERR_TMEM_DISPATCHER_GONE, close() releases everything.
  *   big           regions over 4 GiB: they work where Node.js allows it, else a RangeError
  *                 (ERR_OUT_OF_RANGE) before anything is created; never an abort.
- *   pool          opens a swap with its default 1 GiB pool, stores 32 MiB and reads it
- *                 back (run under `ulimit -v`).
+ *   pool [limit]  opens a swap (poolLimit `limit`, default 1 GiB), stores 32 MiB and reads
+ *                 it back (run under `ulimit -v`).
  *
  * Progress goes to stderr with write(2); the test reads it.
  */
@@ -125,7 +125,8 @@ async function big(): Promise<void> {
 async function pool(): Promise<void> {
   let swap;
   try {
-    swap = await open({ pin: false, residentLimit: '4MiB' });
+    const poolLimit = process.argv[3]; // undefined: the default, 1GiB
+    swap = await open({ pin: false, residentLimit: '4MiB', ...(poolLimit ? { poolLimit } : {}) });
   } catch (e) {
     say(`open: ${code(e)}`);
     return;
