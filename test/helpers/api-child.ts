@@ -4,6 +4,7 @@
  * double free aborts it) and so must not run inside ava's worker.
  *
  *   close-twice   swap.close() twice at once: both settle, the code after them runs.
+ *   pin-order     two pinned swaps closed in either order: the affinity comes back.
  *   gone          the dispatcher Worker ends under a live swap: pending and later calls
  *                 reject with ERR_TMEM_DISPATCHER_GONE, close() releases everything.
  *   big           regions over 4 GiB: they work where Node.js allows it, else a RangeError
@@ -25,18 +26,47 @@ const say = (s: string): void => { fs.writeSync(2, `child: ${s}\n`); };
 const code = (e: unknown): string => `${(e as Error).constructor.name} ${(e as { code?: string }).code}: ${(e as Error).message}`;
 
 async function closeTwice(): Promise<void> {
-  const swap = await open({ residentLimit: '1MiB', pin: false });
-  const a = swap.region('2MiB');
-  new Uint8Array(a.buffer).fill(7);
-  swap.region('1MiB');
-  const first = swap.close();
-  const second = swap.close();
-  await first;
-  say('first close settled');
-  await second;
-  say('second close settled');
-  await swap.close();
+  // Several rounds: the second close() used to send a stop the stopped dispatcher never
+  // answered, depending on how the two interleaved.
+  for (let round = 0; round < 4; round++) {
+    const swap = await open({ pin: false });
+    const a = swap.region('2MiB');
+    new Uint8Array(a.buffer).fill(7);
+    swap.region('1MiB');
+    const first = swap.close();
+    const second = swap.close();
+    await first;
+    say(`round ${round}: first close settled`);
+    await second;
+    say(`round ${round}: second close settled`);
+  }
   say('after close');
+}
+
+async function pinOrder(): Promise<void> {
+  const all = os.cpus().map((_, i) => i);
+  native.setAffinity(all); // start from every CPU, whatever the parent was pinned to
+  const original = native.getAffinity();
+  say(`affinity before: ${original.join(',')}`);
+  for (const order of ['opened', 'reverse']) {
+    const a = await open({ residentLimit: '1MiB', pin: true });
+    const b = await open({ residentLimit: '1MiB', pin: true });
+    say(`${order}: while open: ${native.getAffinity().join(',')}`);
+    const [first, second] = order === 'opened' ? [a, b] : [b, a];
+    await first.close();
+    say(`${order}: after one close: ${native.getAffinity().join(',')}`);
+    await second.close();
+    say(`${order}: after both: ${native.getAffinity().join(',')}`);
+    const { Worker } = await import('node:worker_threads');
+    const inWorker = await new Promise<number[]>((resolve, reject) => {
+      const w = new Worker(`const { parentPort } = require('node:worker_threads');
+        const { native } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'lib', 'native.js'))});
+        parentPort.postMessage(native.getAffinity());`, { eval: true });
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    say(`${order}: a later Worker: ${inWorker.join(',')}`);
+  }
 }
 
 async function gone(): Promise<void> {
@@ -143,7 +173,7 @@ async function pool(): Promise<void> {
   say('after close');
 }
 
-const modes: Record<string, () => Promise<void>> = { 'close-twice': closeTwice, gone, big, pool };
+const modes: Record<string, () => Promise<void>> = { 'close-twice': closeTwice, 'pin-order': pinOrder, gone, big, pool };
 const run = modes[process.argv[2]];
 if (!run) throw new Error(`unknown mode ${process.argv[2]}`);
 run().then(
