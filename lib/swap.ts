@@ -15,7 +15,7 @@ import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
 import { openSwapFile } from './swapfile';
 import { checkOpenOptions } from './options';
-import { closedError, dispatcherGone, invalidArgType, invalidArgValue, outOfRange } from './errors';
+import { closedError, dispatcherGone, ensureCode, invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { checkBufferSize, markRegionBuffer } from './buffers';
 import { publishStats } from './stats-server';
 import { EventEmitter } from 'node:events';
@@ -236,7 +236,12 @@ export function attachRegion(shared: SharedRegion): ArrayBuffer {
   if (shared === null || typeof shared !== 'object' || typeof shared.address !== 'number') {
     throw invalidArgType('shared must be the object returned by region.share()');
   }
-  return markRegionBuffer(native.attachBuffer(shared.address));
+  try {
+    return markRegionBuffer(native.attachBuffer(shared.address));
+  } catch (e) {
+    // The binding's argument errors ("address must be the start of an open tmem region").
+    throw e instanceof RangeError ? ensureCode(e, 'ERR_OUT_OF_RANGE') : e instanceof TypeError ? ensureCode(e, 'ERR_INVALID_ARG_TYPE') : e;
+  }
 }
 
 /**

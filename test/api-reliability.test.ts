@@ -90,6 +90,7 @@ test('codes on every API error: bad sizes, use after close, bad share()', async 
   t.throws(() => swap.mapFile(__filename, { writeable: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: /writeable/ });
   const { attachRegion } = await import('../lib');
   t.throws(() => attachRegion(null as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => attachRegion({ id: 1, address: 4096 * 16, size: 4096 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /open tmem region/ });
   const r = swap.region('64KiB');
   await withTimeout(r.close(), 30000, 'region.close()');
   t.throws(() => r.buffer, { code: 'ERR_TMEM_CLOSED' });
