@@ -13,10 +13,13 @@
  *   gauges     tmem_resident_bytes, tmem_staged_pages, tmem_stored_pages,
  *              tmem_same_filled_pages, tmem_logical_bytes, tmem_compressed_bytes,
  *              tmem_pool_bytes, tmem_compression_ratio, tmem_huge_pages,
- *              tmem_cleancache_pages, tmem_swap_file_bytes, tmem_swap_file_slots
+ *              tmem_clean_copies, tmem_unevictable_pages, tmem_cleancache_pages,
+ *              tmem_swap_file_bytes, tmem_swap_file_slots, tmem_swap_file_cached_pages
  *   counters   tmem_faults_total{source}, tmem_evictions_total,
  *              tmem_refused_total{reason}, tmem_second_chance_total,
  *              tmem_cleancache_puts_total, tmem_file_writes_total,
+ *              tmem_file_write_errors_total, tmem_evictions_without_compression_total,
+ *              tmem_unshared_pages_total,
  *              tmem_idle_recompressed_total, tmem_idle_written_back_total,
  *              tmem_swap_file_written_back_total, tmem_swap_file_swap_ins_total,
  *              tmem_swap_file_errors_total{kind}
@@ -130,20 +133,25 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
   gauge('pool_bytes', 'Memory the pools use (allocator pages), bytes', (s) => s.poolBytes);
   gauge('compression_ratio', 'Stored bytes over compressed bytes (0 when empty)', (s) => s.compressionRatio);
   gauge('huge_pages', 'Stored pages kept raw (they did not compress), pages', (s) => s.hugePages);
+  gauge('clean_copies', 'Resident pages whose compressed copy the pool also keeps, pages', (s) => s.cleanCopies);
+  gauge('unevictable_pages', 'Pages eviction set aside because the kernel holds them (pinned), pages', (s) => s.unevictablePages);
+  gauge('swap_file_cached_pages', 'Resident pages whose swap file slot is kept (swap cache), pages', (s) => s.swapFile?.cached ?? 0);
   gauge('cleancache_pages', 'File pages held by the ephemeral pool, pages', (s) => s.cleancache.pages);
   gauge('swap_file_bytes', 'Pages in the swap file, bytes', (s) => s.swapFile?.bytes ?? 0);
   gauge('swap_file_slots', 'Slots of the swap file (0 without one), slots', (s) => s.swapFile?.slots ?? 0);
 
   counter('faults_total', 'Faults served, by where the page came from', 'source', (s) => ({
     zero: s.faults.zero, pool: s.faults.pool, same: s.faults.same, staged: s.faults.staged,
-    file: s.faults.file, cleancache: s.faults.cleancache, write_protect: s.faults.writeProtect,
-    swap_file: s.swapFile?.swapIns ?? 0,
+    file: s.faults.file, cleancache: s.faults.cleancache, swap_file: s.faults.swapFile, write_protect: s.faults.writeProtect,
   }));
   counter('evictions_total', 'Pages evicted', null, (s) => one(s.evictions));
   counter('refused_total', 'Stores the pool refused, by reason', 'reason', (s) => ({ pool_limit: s.refused.poolLimit, alloc: s.refused.alloc }));
   counter('second_chance_total', 'Staged pages touched again before compression', null, (s) => one(s.secondChance));
   counter('cleancache_puts_total', 'Clean file pages put into the ephemeral pool', null, (s) => one(s.cleancache.puts));
   counter('file_writes_total', 'Dirty file pages written back to their file', null, (s) => one(s.fileWrites));
+  counter('file_write_errors_total', 'Write-backs to mapped files that failed (the pages stayed dirty)', null, (s) => one(s.fileWriteErrors));
+  counter('evictions_without_compression_total', 'Evictions of clean pages whose copy was kept (no compression, no write)', null, (s) => one(s.evictionsWithoutCompression));
+  counter('unshared_pages_total', 'Pages shared copy-on-write with a child process that eviction made exclusive again', null, (s) => one(s.unsharedPages));
   counter('idle_recompressed_total', 'Idle pages recompressed with zstd', null, (s) => one(s.idle.recompressed));
   counter('idle_written_back_total', 'Idle pages written back to the swap file', null, (s) => one(s.idle.writtenBack));
   counter('swap_file_written_back_total', 'Pages written to the swap file', null, (s) => one(s.swapFile?.writtenBack ?? 0));
