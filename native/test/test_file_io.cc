@@ -16,29 +16,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "check.h"
 #include "file_io.h"
 
 using namespace tmem;
+using tmem_test::run;
+using tmem_test::finish;
 
-static int g_failed = 0, g_passed = 0;
-#define CHECK(cond)                                                                      \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      std::fprintf(stderr, "  CHECK failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      throw std::runtime_error("check failed");                                          \
-    }                                                                                    \
-  } while (0)
-
-static void run(const char* name, const std::function<void()>& fn) {
-  try {
-    fn();
-    g_passed++;
-    std::printf("ok   %s\n", name);
-  } catch (const std::exception& e) {
-    g_failed++;
-    std::printf("FAIL %s: %s\n", name, e.what());
-  }
-}
 
 /** A FileIo whose notify wakes wait(). */
 struct Harness {
@@ -159,6 +143,5 @@ int main() {
     ::unlink(p.c_str());
   });
 
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return finish();
 }

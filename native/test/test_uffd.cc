@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "check.h"
 #include "deadman.h"
 #include "memory.h"
 #include "page_codec.h"
@@ -25,8 +26,9 @@
 #include "uffd.h"
 
 using namespace tmem;
+using tmem_test::run;
+using tmem_test::finish;
 
-static int g_failed = 0, g_passed = 0;
 
 // A thread joined on scope exit, so that a failed check reports instead of std::terminate.
 struct Joined {
@@ -38,25 +40,6 @@ struct Joined {
   }
   void join() { t.join(); }
 };
-#define CHECK(cond)                                                              \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::fprintf(stderr, "  CHECK failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      throw std::runtime_error("check failed");                                  \
-    }                                                                            \
-  } while (0)
-
-static void run(const char* name, const std::function<void()>& fn) {
-  std::fflush(stdout);
-  try {
-    fn();
-    g_passed++;
-    std::printf("ok   %s\n", name);
-  } catch (const std::exception& e) {
-    g_failed++;
-    std::printf("FAIL %s: %s\n", name, e.what());
-  }
-}
 
 // Serves faults until `count` have been served, resolving each with `fn`.
 static void serve(Uffd& u, int count, const std::function<void(const UffdEvent&)>& fn) {
@@ -310,6 +293,5 @@ int main() {
     CHECK(decode_page(obj, 1, stage, &err) == nullptr);
   });
 
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+  return finish();
 }
