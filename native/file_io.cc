@@ -127,10 +127,14 @@ int64_t do_write(Job& j) {
   return static_cast<int64_t>(done);
 }
 
-int64_t do_read(Job& j) {
+// Reads up to len bytes at offset, looping over short reads and EINTR; stops at
+// end of file. flags are preadv2's (0: a plain read, RWF_NOWAIT: never sleep).
+// Returns the bytes read or -errno.
+int64_t read_full(int fd, uint8_t* dst, size_t len, int64_t offset, int flags) {
   size_t got = 0;
-  while (got < j.len) {
-    ssize_t n = ::pread(j.file->fd, j.data + got, j.len - got, j.offset + static_cast<int64_t>(got));
+  while (got < len) {
+    struct iovec v = {dst + got, len - got};
+    ssize_t n = ::preadv2(fd, &v, 1, offset + static_cast<int64_t>(got), flags);
     if (n < 0) {
       if (errno == EINTR) continue;
       return -errno;
@@ -140,6 +144,8 @@ int64_t do_read(Job& j) {
   }
   return static_cast<int64_t>(got);
 }
+
+int64_t do_read(Job& j) { return read_full(j.file->fd, j.data, j.len, j.offset, 0); }
 
 int64_t execute(Job& j) {
   switch (j.op) {
@@ -287,19 +293,7 @@ int64_t FileIo::try_read(int handle, void* dst, size_t len, int64_t offset) {
     std::lock_guard<std::mutex> lock(state_->mu);
     f = state_->file(handle);
   }
-  size_t got = 0;
-  while (got < len) {
-    struct iovec v = {static_cast<uint8_t*>(dst) + got, len - got};
-    ssize_t n = f->plain_read_ok ? ::pread(f->fd, v.iov_base, v.iov_len, offset + static_cast<int64_t>(got))
-                                 : ::preadv2(f->fd, &v, 1, offset + static_cast<int64_t>(got), RWF_NOWAIT);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  return static_cast<int64_t>(got);
+  return read_full(f->fd, static_cast<uint8_t*>(dst), len, offset, f->plain_read_ok ? 0 : RWF_NOWAIT);
 }
 
 bool FileIo::take(Completion* out, void* read_dst) {
