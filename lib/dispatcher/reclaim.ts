@@ -1,0 +1,404 @@
+/**
+ * Eviction (README "Eviction"): FIFO by load order with a second chance.
+ *
+ *   resident FIFO   (region id, page, stamp) of ACTIVE/CLEAN pages, oldest first;
+ *                   lazily deleted: an entry is live iff r.seq[page] === stamp
+ *   stored FIFO     the same for STORED pages, oldest first: feeds the zswap
+ *                   write-back (writeback.ts) and the idle pass (idle.ts)
+ *   aside           pages the kernel would not let eviction take (pinned: direct
+ *                   I/O in flight), off the FIFO, retried after ASIDE_MS (the
+ *                   kernel's unevictable list)
+ *   residency       resident (pages mapped, staged included: G_RESIDENT), evicting,
+ *                   the FIFO stamp, the back-off after a refused store
+ *
+ *   resident --stageVictim--> staging slot (STAGED) --finalizeOldest--> STORED | SAME |
+ *            (a touch: back to the FIFO tail)          SWAPPED (batch) | NEVER (file) | refused: resident
+ *
+ * When resident pages pass residentLimit, the oldest resident pages are moved
+ * (UFFDIO_MOVE, atomic against writers) into the staging ring; a page touched
+ * while staged goes back to the tail of the FIFO. Pages reaching the head of
+ * the staging ring are compressed and stored, and their slots are released in
+ * batches with one madvise(MADV_DONTNEED) per contiguous run. A clean page
+ * (compressed copy kept, write-protected since its load) needs no compression:
+ * its slot is just released.
+ *
+ * After a fork (child_process, cluster: fork then exec) every page resident
+ * at that moment is shared copy-on-write, even once the child has exec'd, and
+ * UFFDIO_MOVE refuses it (EBUSY) until it is written. Eviction then makes the
+ * page exclusive again without changing it (uffd.unshare: the kernel's own
+ * write fault, atomic against the program's writes, never waiting on a
+ * userfaultfd) and moves it; a clean page (write-protected: no write can land
+ * unseen) is simply dropped from the page table, its copy being current. A
+ * page the kernel still refuses is pinned (direct I/O in flight): it is set
+ * aside off the FIFO and retried after a second, so it never costs eviction
+ * a scan.
+ */
+import { native, MADV_DONTNEED } from '../native';
+import { PAGE, sameFilled, isRaw } from '../compress';
+import * as P from './protocol';
+import { G, opts, uffd, backends, codec, objBuf, nowSec, storedFifoUsed, ENOENT, EBUSY } from './env';
+import {
+  NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, STAGED_CLEAN, KEPT_SLOT, SLOT_MASK,
+} from './pagestate';
+import { PageFifo } from './fifo';
+import { ASIDE, byId, type RegionState } from './regions';
+import {
+  S, staging, stagingBytes, stagingWords, ring, slotRegion, slotPage, slotKept, slotPending, slotDeferred,
+  queueRelease, flushReleases, pendingReleases, moveUnshared, unstage, unstaged,
+} from './staging';
+import { poolFull, cleanCopyStored, dropCleanCopy, nowStored } from './pool';
+import { wb, WB, flushWriteback, toSwapFile, swapUsable } from './writeback';
+import { writeBack, fileGeneration, nextEpoch } from './files';
+import { serveAvailableFaults } from './faults';
+import { batch } from './requests';
+
+const ASIDE_MS = 1000;
+const EVICT_BACKOFF_MS = 50;
+
+/** Resident FIFO (live entries: ACTIVE or CLEAN pages). */
+export const fifo = new PageFifo();
+/** Stored FIFO (live entries: STORED pages), oldest first for write-back and the idle pass. */
+export const storedFifo = new PageFifo();
+/** Pages the kernel would not let eviction take (pinned): off the FIFO, retried after ASIDE_MS. */
+const aside = new PageFifo();
+
+export const residency = {
+  /** Pages mapped or staged (G_RESIDENT). */
+  resident: 0,
+  /** Background eviction is on (resident passed residentLimit, not yet down to lowWatermark). */
+  evicting: false,
+  /** A store was refused: background eviction pauses until then (ms). */
+  backoffUntil: 0,
+  stamp: 1,
+  asideRetryAt: 0,
+};
+
+export function fifoPush(r: RegionState, page: number): void {
+  const s = (residency.stamp = (residency.stamp + 1) | 0);
+  r.seq[page] = s;
+  if (fifo.length > 2 * residency.resident + 4096) fifo.compact(residentEntryLive);
+  fifo.push(r.id, page, s);
+}
+
+export function storedPush(r: RegionState, page: number): void {
+  r.aux[page] = nowSec();
+  const s = (residency.stamp = (residency.stamp + 1) | 0);
+  r.seq[page] = s;
+  if (!storedFifoUsed) return; // nobody would ever pop it
+  if (storedFifo.length > 2 * G[P.G_STORED] + 4096) storedFifo.compact(storedEntryLive);
+  storedFifo.push(r.id, page, s);
+}
+
+function residentEntryLive(rid: number, page: number, s: number): boolean {
+  const r = byId.get(rid);
+  if (!r || r.closed || r.seq[page] !== s) return false;
+  const st = r.state[page];
+  return st === ACTIVE || st === CLEAN;
+}
+
+function storedEntryLive(rid: number, page: number, s: number): boolean {
+  const r = byId.get(rid);
+  return !!r && !r.closed && r.seq[page] === s && r.state[page] === STORED;
+}
+
+/** The page is mapped now (a fault served it): counted resident, at the FIFO's tail. */
+export function becomeResident(r: RegionState, page: number, st: number, aux = 0): void {
+  r.state[page] = st;
+  r.aux[page] = aux;
+  residency.resident++;
+  r.stats[P.R_RESIDENT]++;
+  G[P.G_RESIDENT] = residency.resident;
+  fifoPush(r, page);
+  if (residency.resident > opts.residentLimitPages) residency.evicting = true;
+}
+
+export function leaveResidency(r: RegionState): void {
+  residency.resident--;
+  r.stats[P.R_RESIDENT]--;
+  G[P.G_RESIDENT] = residency.resident;
+}
+
+/** Moves (or drops) the oldest live resident page. False if none could be taken. */
+function stageVictim(): boolean {
+  retryAside();
+  // At most one pass over the FIFO: a page that cannot be moved now (EAGAIN) is pushed
+  // back to the tail, and looping until one can would spin forever if none can. A
+  // pinned page leaves the FIFO for the aside list: it is not met again for a while.
+  for (let tries = fifo.length; tries > 0 && fifo.length > 0; tries--) {
+    if (ring.used === S) return false;
+    fifo.shift();
+    const r = byId.get(fifo.outRegion);
+    const page = fifo.outPage;
+    if (!r || r.closed || r.seq[page] !== fifo.outStamp) continue;
+    const st = r.state[page];
+    if (st !== ACTIVE && st !== CLEAN) continue;
+    if (stageOne(r, page) !== NOT_TAKEN) return true;
+  }
+  return false;
+}
+
+const NOT_TAKEN = 0, STAGED_NOW = 1, DROPPED = 2;
+
+/**
+ * Moves one resident page to the tail slot: STAGED_NOW; or, for a clean page the
+ * kernel will not move, drops it (its copy is current): DROPPED, evicted already;
+ * NOT_TAKEN if it stays resident (set aside if pinned).
+ */
+function stageOne(r: RegionState, page: number): number {
+  leaveAside(r, page); // tried again now: set aside again below if still refused
+  const st = r.state[page];
+  const slot = ring.tail;
+  if (slotDeferred[slot]) flushWriteback();
+  if (slotPending[slot]) flushReleases();
+  const addr = r.base + page * PAGE;
+  // A clean page is write-protected: unshare() cannot write it, and needs not.
+  const res = st === CLEAN ? uffd.move(staging.address + slot * PAGE, addr, PAGE) : moveUnshared(staging.address + slot * PAGE, addr);
+  if (res === EBUSY && st === CLEAN) {
+    dropClean(r, page, addr);
+    return DROPPED;
+  }
+  if (res === PAGE) {
+    slotRegion[slot] = r.id;
+    slotPage[slot] = page;
+    slotKept[slot] = st === CLEAN && (r.aux[page] & KEPT_SLOT) ? r.aux[page] & SLOT_MASK : -1;
+    ring.tail = (ring.tail + 1) % S;
+    ring.used++;
+    ring.staged++;
+    G[P.G_STAGED] = ring.staged;
+    r.state[page] = STAGED;
+    r.aux[page] = slot | (st === CLEAN ? STAGED_CLEAN : 0);
+    return STAGED_NOW;
+  }
+  if (res === ENOENT) {
+    // Nothing mapped there (the program discarded it): it reads as zeros now.
+    if (st === CLEAN) dropCleanCopy(r, page);
+    r.state[page] = NEVER;
+    leaveResidency(r);
+    return NOT_TAKEN;
+  }
+  if (res === EBUSY) {
+    // Exclusive and still refused: pinned (direct I/O in flight). Set it aside.
+    setAside(r, page);
+    return NOT_TAKEN;
+  }
+  // EAGAIN: keep it resident, try later.
+  fifoPush(r, page);
+  return NOT_TAKEN;
+}
+
+/**
+ * Evicts a clean page the kernel will not move (shared since a fork, or pinned
+ * for reading) by dropping it from the page table: it is write-protected, so its
+ * copy (pool, kept swap slot, file) is current, and a write racing with this is
+ * held in a write-protect fault, retried as a missing-page fault once the page
+ * is gone and served from that copy. Nothing is copied or compressed.
+ */
+function dropClean(r: RegionState, page: number, addr: number): void {
+  dropRange[0] = addr;
+  dropRange[1] = PAGE;
+  native.madvise(dropRange, 1, MADV_DONTNEED);
+  const a = r.aux[page];
+  if (r.isFile) {
+    r.state[page] = NEVER;
+  } else if (a & KEPT_SLOT) {
+    r.state[page] = SWAPPED;
+    r.aux[page] = a & SLOT_MASK;
+    G[P.G_SWAP_CACHED]--;
+    G[P.G_EVICT_NO_COMPRESS]++;
+  } else {
+    cleanCopyStored(r, page);
+  }
+  leaveResidency(r);
+  G[P.G_EVICTIONS]++;
+  r.stats[P.R_EVICTIONS]++;
+}
+const dropRange = new Float64Array(2);
+
+/** A page eviction cannot take (pinned): off the FIFO until the aside list is retried. */
+function setAside(r: RegionState, page: number): void {
+  const s = (residency.stamp = (residency.stamp + 1) | 0);
+  r.seq[page] = s;
+  if (aside.length === 0) residency.asideRetryAt = performance.now() + ASIDE_MS;
+  aside.push(r.id, page, s);
+  r.flags[page] |= ASIDE;
+  G[P.G_UNEVICTABLE]++;
+}
+
+function leaveAside(r: RegionState, page: number): void {
+  if (!(r.flags[page] & ASIDE)) return;
+  r.flags[page] &= ~ASIDE;
+  G[P.G_UNEVICTABLE]--;
+}
+
+/** Every ASIDE_MS, the pages set aside go back to the FIFO's tail for another try. */
+function retryAside(): void {
+  if (aside.length === 0 || performance.now() < residency.asideRetryAt) return;
+  while (aside.shift()) {
+    const r = byId.get(aside.outRegion);
+    const page = aside.outPage;
+    if (!r || r.closed || !residentEntryLive(aside.outRegion, page, aside.outStamp)) continue;
+    leaveAside(r, page);
+    fifoPush(r, page);
+  }
+}
+
+/** Finalizes the slot at the head of the staging ring. */
+export function finalizeOldest(): void {
+  const slot = ring.head;
+  ring.head = (ring.head + 1) % S;
+  ring.used--;
+  const rid = slotRegion[slot];
+  if (rid < 0) return; // moved back by a fault: already empty
+  slotRegion[slot] = -1;
+  const r = byId.get(rid)!;
+  const page = slotPage[slot];
+  const done = finalizePage(r, page, slot);
+  if (done === DEFERRED) return; // in the write-back batch; settled by flushWriteback()
+  if (done === REFUSED) {
+    // Refused: the page goes back where it was, resident.
+    const res = unstage(r.base + page * PAGE, slot);
+    if (res !== PAGE) throw new Error(`tmem: could not return a refused page to region ${r.id} (errno ${-res})`);
+    unstaged();
+    r.state[page] = ACTIVE;
+    fifoPush(r, page);
+    // Nothing will take pages for a while: pause background eviction rather
+    // than spin refusing on the CPU the application runs on.
+    residency.backoffUntil = performance.now() + EVICT_BACKOFF_MS;
+    return;
+  }
+  evicted(r, slot);
+}
+
+/** A staged page left residency for good: count it, free its staging slot. */
+export function evicted(r: RegionState, slot: number): void {
+  unstaged();
+  leaveResidency(r);
+  G[P.G_EVICTIONS]++;
+  r.stats[P.R_EVICTIONS]++;
+  queueRelease(slot);
+}
+
+/** finalizePage() results; DEFERRED is also toSwapFile()'s. */
+export const REFUSED = 0, DONE = 1, DEFERRED = 2;
+
+/** Stores the page in staging slot `slot`: DONE, REFUSED (it must stay resident) or DEFERRED (swap file batch). */
+function finalizePage(r: RegionState, page: number, slot: number): number {
+  const clean = (r.aux[page] & STAGED_CLEAN) !== 0;
+  const off = slot * PAGE;
+  if (r.isFile) {
+    if (!clean) {
+      if (!r.spec.writable) return storeAnon(r, page, off, slot); // private changes to a read-only mapping: frontswap keeps them
+      // Dirty: its bytes go to the writer thread (and stay in a write slot until written).
+      if (!writeBack(r, page, stagingBytes, off, false)) return REFUSED;
+      r.state[page] = NEVER;
+      return DONE;
+    }
+    // Clean file page: cleancache may keep it (ephemeral) if it is as new as the file.
+    if (!r.inflight.has(page) && r.loadGen[page] === fileGeneration(r)) {
+      const len = codec.compress(stagingBytes, off, objBuf);
+      if (!isRaw(len) && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
+        G[P.G_CLEANCACHE_PUTS]++;
+      }
+    }
+    r.state[page] = NEVER;
+    return DONE;
+  }
+  if (clean) {
+    const kept = slotKept[slot];
+    slotKept[slot] = -1;
+    if (kept >= 0) {
+      // Unchanged since its swap-in: its slot still holds it. Nothing is written.
+      r.state[page] = SWAPPED;
+      r.aux[page] = kept;
+      G[P.G_SWAP_CACHED]--;
+      G[P.G_EVICT_NO_COMPRESS]++;
+    } else {
+      cleanCopyStored(r, page);
+    }
+    return DONE;
+  }
+  return storeAnon(r, page, off, slot);
+}
+
+function storeAnon(r: RegionState, page: number, off: number, slot: number): number {
+  const word = sameFilled(stagingWords, off / 4);
+  if (word >= 0) {
+    r.state[page] = SAME;
+    r.aux[page] = word;
+    G[P.G_SAME]++;
+    r.stats[P.R_SAME]++;
+    return DONE;
+  }
+  if (poolFull()) {
+    G[P.G_REFUSED_POOL_LIMIT]++;
+    return toSwapFile(r, page, off, slot);
+  }
+  const len = codec.compress(stagingBytes, off, objBuf);
+  if (isRaw(len) && swapUsable()) {
+    return toSwapFile(r, page, off, slot); // incompressible: the file, not the pool
+  }
+  if (!backends.frontswap.store(r.id, page, objBuf, len)) {
+    G[P.G_REFUSED_ALLOC]++;
+    return toSwapFile(r, page, off, slot);
+  }
+  nowStored(r, page, len);
+  return DONE;
+}
+
+/** One slice of background eviction. */
+export function evictSlice(budget: number): void {
+  nextEpoch();
+  const stagingTarget = Math.min(S, Math.max(16, opts.residentLimitPages >> 3));
+  for (let i = 0; i < budget; i++) {
+    if (residency.resident <= opts.lowWatermarkPages) {
+      residency.evicting = false;
+      break;
+    }
+    if (ring.staged < stagingTarget && ring.used < S && fifo.length > 0 && stageVictim()) continue;
+    if (ring.used > 0) finalizeOldest();
+    else if (!stageVictim()) {
+      residency.evicting = false; // nothing left that can be evicted
+      break;
+    }
+  }
+  if (wb.count > 0) flushWriteback();
+  flushReleases();
+}
+
+/** Pushes every resident and staged page of a region out now (region.evict()). */
+export function evictRegion(r: RegionState): number {
+  batch.depth++;
+  try {
+    return evictRegionNow(r);
+  } finally {
+    batch.depth--;
+  }
+}
+
+function evictRegionNow(r: RegionState): number {
+  const before = r.stats[P.R_EVICTIONS];
+  let n = 0;
+  // Drain the ring first so staged pages of this region are stored too.
+  while (ring.used > 0) finalizeOldest();
+  flushReleases();
+  for (let page = 0; page < r.pages; page++) {
+    const st = r.state[page];
+    if (st !== ACTIVE && st !== CLEAN) continue;
+    const taken = stageOne(r, page);
+    if (taken === NOT_TAKEN) continue;
+    if (taken === STAGED_NOW) finalizeOldest();
+    if (wb.count === WB) flushWriteback();
+    n++;
+    if (pendingReleases() >= 32) flushReleases();
+    if ((n & 15) === 0) {
+      if (wb.count > 0) flushWriteback();
+      serveAvailableFaults();
+      // That may have served requests too: a close() of this region frees its pages (and the
+      // main thread unmaps them next); staging another page of it would strand it in its slot.
+      if (r.closed) break;
+    }
+  }
+  if (wb.count > 0) flushWriteback();
+  flushReleases();
+  return r.stats[P.R_EVICTIONS] - before; // pages that really left (refused ones stayed)
+}

@@ -1,0 +1,104 @@
+/**
+ * The staging ring: where evicted pages wait (second chance) before they are
+ * compressed and stored. One userfaultfd-registered area of S pages; a page
+ * is moved in with UFFDIO_MOVE (atomic against writers) and, when touched
+ * again, moved back at no copy.
+ *
+ *   staging memory   [slot 0][slot 1] ... [slot S-1]      one page each
+ *   ring             slots [head, tail) in FIFO order (mod S), used = tail - head
+ *   per slot         slotRegion  region id, or -1: empty (a hole once its page was
+ *                                moved back by a fault, until the head passes it)
+ *                    slotPage    page index in that region
+ *                    slotKept    swap file slot kept by the clean page in it (-1: none;
+ *                                its copy is in the pool or the file)
+ *                    slotPending released, madvise(MADV_DONTNEED) not issued yet
+ *                    slotDeferred finalized but still holding its page, queued in the
+ *                                swap file write-back batch: not reused (a MOVE into it
+ *                                fails with EEXIST) until flushWriteback() settles it
+ *   releases         (address, length) runs, one madvise per contiguous run
+ *
+ * `ring.staged` counts occupied slots (G_STAGED).
+ */
+import { native, REGISTER_MODE_MISSING, MADV_DONTNEED } from '../native';
+import { PAGE } from '../compress';
+import * as P from './protocol';
+import { uffd, G, opts, EBUSY } from './env';
+
+/** Slots in the ring. */
+export const S = opts.stagingPages;
+export const staging = new native.Region(uffd, S * PAGE, REGISTER_MODE_MISSING);
+export const stagingBytes = new Uint8Array(staging.buffer);
+export const stagingWords = new Uint32Array(staging.buffer);
+export const slotRegion = new Int32Array(S).fill(-1);
+export const slotPage = new Uint32Array(S);
+export const slotKept = new Int32Array(S).fill(-1);
+export const slotPending = new Uint8Array(S);
+export const slotDeferred = new Uint8Array(S);
+export const ring = { head: 0, tail: 0, used: 0, staged: 0 };
+
+const release = new Float64Array(2 * 64);
+let releaseCount = 0;
+
+/** The address of a slot's page. */
+export function slotAddress(slot: number): number {
+  return staging.address + slot * PAGE;
+}
+
+/** A page left the ring (moved back, finalized or dropped): G_STAGED follows. */
+export function unstaged(): void {
+  ring.staged--;
+  G[P.G_STAGED] = ring.staged;
+}
+
+/** Queues the slot's page for release (madvise DONTNEED in a batch). */
+export function queueRelease(slot: number): void {
+  slotPending[slot] = 1;
+  const addr = staging.address + slot * PAGE;
+  if (releaseCount > 0) {
+    const k = 2 * (releaseCount - 1);
+    if (release[k] + release[k + 1] === addr) {
+      release[k + 1] += PAGE;
+      return;
+    }
+  }
+  if (releaseCount === 64) flushReleases();
+  release[2 * releaseCount] = addr;
+  release[2 * releaseCount + 1] = PAGE;
+  releaseCount++;
+}
+
+/** Releases queued runs now. */
+export function flushReleases(): void {
+  if (releaseCount === 0) return;
+  native.madvise(release, releaseCount, MADV_DONTNEED);
+  releaseCount = 0;
+  slotPending.fill(0);
+}
+
+/** Release runs queued (flushed early when many). */
+export function pendingReleases(): number {
+  return releaseCount;
+}
+
+/**
+ * UFFDIO_MOVE of one page that survives a fork: after any fork the page is shared
+ * copy-on-write (until written, even once the child exec'd) and MOVE refuses it
+ * with EBUSY; make it exclusive again (uffd.unshare: the kernel's write fault,
+ * bytes unchanged, never waiting on a userfaultfd) and move once more. EBUSY
+ * after that: the kernel holds the page (pinned for I/O); it stays where it is.
+ */
+export function moveUnshared(dst: number, src: number, flags = 0): number {
+  const res = uffd.move(dst, src, PAGE, flags);
+  if (res !== EBUSY || uffd.unshare(src, PAGE) !== PAGE) return res;
+  G[P.G_UNSHARED]++;
+  return uffd.move(dst, src, PAGE, flags);
+}
+
+/** Puts the page in staging slot `slot` back at `addr`: moved, or copied if the kernel will not move it. */
+export function unstage(addr: number, slot: number): number {
+  const res = moveUnshared(addr, staging.address + slot * PAGE);
+  if (res !== EBUSY) return res;
+  const c = uffd.copy(addr, stagingBytes, slot * PAGE, 0);
+  if (c === PAGE) queueRelease(slot);
+  return c;
+}
