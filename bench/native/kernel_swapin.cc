@@ -35,6 +35,29 @@
 //                        written here, swapon). Sequential swap-in here
 //                        benefits from kernel swap readahead: look at majflt.
 //
+//   --steady-limit-pages N   (zram only) the steady state instead of the rounds
+//                        above: a child process joins a memory cgroup of its
+//                        own (v1 memory.limit_in_bytes under the memory
+//                        controller's mount, or v2 memory.max), created under
+//                        this process's memory cgroup, limited to what it had
+//                        charged + N pages. In it the child
+//                          fill:   writes the corpus into a fresh mapping page by
+//                                  page (the kernel reclaims to zram as it goes),
+//                                  timed: fill_mib_s,
+//                          steady: touches every page once in random order,
+//                                  each touch timed (a swap-in that makes the
+//                                  kernel reclaim another page to fit),
+//                        checks every page, and sends its figures to the
+//                        parent through a pipe. The parent, outside the
+//                        cgroup, owns the zram device and the cgroup: it
+//                        removes both whatever happens to the child (killed
+//                        by the OOM killer, a signal).
+//
+//   The rounds also time a sequential read-back: pages out, then each page
+//   copied (memcpy of 4 KiB) front to back, wall time per page
+//   (readback.us_per_page), and the same copy of the now resident pages
+//   (readback.plain_us_per_page).
+//
 // How to read it
 //   random.p50 is the kernel's swap-in cost of one page; tmem's fault path is
 //   compared with it as a ratio. pageout_us_per_page is the kernel's cost to
@@ -61,6 +84,7 @@
 #include <sys/stat.h>
 #include <sys/swap.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
@@ -90,6 +114,9 @@ static char g_zram_reset[128];            // /sys/block/zramN/reset
 static char g_zram_id_str[32];            // "N" for hot_remove
 static volatile sig_atomic_t g_devnode_made = 0;
 static volatile sig_atomic_t g_swapfile_made = 0;
+static char g_cg_dir[PATH_MAX];           // the steady-state memory cgroup
+static volatile sig_atomic_t g_cg_made = 0;
+static volatile pid_t g_child = 0;        // the steady-state child
 
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -110,6 +137,18 @@ static void say(const char* a, const char* b = "", const char* c = "") {
 static void cleanup() {
   if (g_cleaning) return;
   g_cleaning = 1;
+  // The steady-state child first: it holds pages on our swap device.
+  if (g_child > 0) {
+    kill(g_child, SIGKILL);
+    int st;
+    while (waitpid(g_child, &st, 0) < 0 && errno == EINTR) {
+    }
+    g_child = 0;
+  }
+  if (g_cg_made) {
+    for (int t = 0; t < 50 && rmdir(g_cg_dir) != 0 && errno == EBUSY; ++t) sleep_ms(20);
+    g_cg_made = 0;
+  }
   // Free our swapped pages first so swapoff has nothing of ours to bring back.
   if (g_region) {
     munmap(g_region, g_region_len);
@@ -492,10 +531,12 @@ struct Round {
   Summary lat_major;           // only touches that were major faults
   long majflt = 0;
   size_t bad = 0;
+  double readback_us_per_page = 0;  // readback round: sequential 4 KiB copies of swapped-out pages
+  double plain_us_per_page = 0;     // the same copies once the pages are resident
 };
 
 static Round run_round(const char* name, char* region, const std::vector<char>& corpus, size_t pages,
-                       bool random_order, Rng& rng, int pm, MmStat* before, MmStat* after) {
+                       bool random_order, Rng& rng, int pm, MmStat* before, MmStat* after, bool readback = false) {
   Round R;
   R.name = name;
   size_t len = pages * kPage;
@@ -542,6 +583,36 @@ static Round run_round(const char* name, char* region, const std::vector<char>& 
   for (size_t i = 0; i < pages; ++i) ours += swapped[i];  // incl. pages still in the swap cache
   R.foreign = used < 0 ? 0 : used - ours;
 
+  if (readback) {
+    // Front to back, every measured page copied whole; wall time over the loop.
+    static char scratch[kPage];
+    unsigned sink = 0;
+    size_t n = 0;
+    uint64_t a = now_ns();
+    for (size_t i = 0; i < pages; ++i) {
+      if (!swapped[i] || (inmem[i] & 1)) continue;
+      memcpy(scratch, region + i * kPage, kPage);
+      asm volatile("" ::: "memory");
+      sink += static_cast<unsigned char>(scratch[1]);
+      ++n;
+    }
+    uint64_t b = now_ns();
+    R.readback_us_per_page = n ? double(b - a) / 1e3 / double(n) : 0;
+    a = now_ns();
+    for (size_t i = 0; i < pages; ++i) {
+      if (!swapped[i] || (inmem[i] & 1)) continue;
+      memcpy(scratch, region + i * kPage, kPage);
+      asm volatile("" ::: "memory");
+      sink += static_cast<unsigned char>(scratch[1]);
+    }
+    b = now_ns();
+    R.plain_us_per_page = n ? double(b - a) / 1e3 / double(n) : 0;
+    for (size_t i = 0; i < pages; ++i)
+      if (memcmp(region + i * kPage, corpus.data() + i * kPage, kPage) != 0) ++R.bad;
+    if (sink == 0xdeadbeef) std::printf(" ");
+    R.lat.n = n;
+    return R;
+  }
   std::vector<size_t> order = identity_order(pages);
   if (random_order) shuffle(order, rng);
   std::vector<uint64_t> lat, lat_major;
@@ -582,19 +653,202 @@ static std::string round_json(const Round& R) {
   return j + buf;
 }
 
+
+// ---------------------------------------------------------------------------
+// Steady state in a memory cgroup (--steady-limit-pages)
+// ---------------------------------------------------------------------------
+
+// This process's memory cgroup: sets *dir (a directory of the cgroup file
+// system) and *v2; false with *why when there is none to use.
+static bool own_memcg(std::string* dir, bool* v2, std::string* why) {
+  std::string cg;
+  if (!read_file("/proc/self/cgroup", &cg)) {
+    *why = "cannot read /proc/self/cgroup: " + errstr();
+    return false;
+  }
+  std::string v2path;
+  size_t at = 0;
+  while (at < cg.size()) {
+    size_t nl = cg.find('\n', at);
+    std::string line = cg.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+    at = nl == std::string::npos ? cg.size() : nl + 1;
+    size_t c1 = line.find(':'), c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string::npos) continue;
+    std::string ctrls = "," + line.substr(c1 + 1, c2 - c1 - 1) + ",", path = line.substr(c2 + 1);
+    if (ctrls.find(",memory,") != std::string::npos) {
+      std::string d = "/sys/fs/cgroup/memory" + path;
+      struct stat st;
+      if (stat((d + "/memory.limit_in_bytes").c_str(), &st) == 0) {
+        *dir = d;
+        *v2 = false;
+        return true;
+      }
+    }
+    if (ctrls == ",," && line.compare(0, 1, "0") == 0) v2path = path;
+  }
+  for (const char* mnt : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+    std::string d = std::string(mnt) + v2path, ctl;
+    if (!v2path.empty() && read_file(d + "/cgroup.controllers", &ctl) && (" " + ctl).find(" memory") != std::string::npos) {
+      *dir = d;
+      *v2 = true;
+      return true;
+    }
+  }
+  *why = "no memory cgroup controller (neither v1 under /sys/fs/cgroup/memory nor v2 with the memory controller)";
+  return false;
+}
+
+static long long read_ll(const std::string& path) {
+  std::string s;
+  if (!read_file(path, &s)) return -1;
+  return std::strtoll(s.c_str(), nullptr, 10);
+}
+
+struct Steady {
+  double fill_mib_s = 0;
+  Summary lat;
+  Summary lat_major;
+  long majflt = 0, fill_majflt = 0;
+  size_t bad = 0;
+  long long limit = 0, base = 0, max_usage = 0;
+  long swapped_after_fill = 0;
+};
+
+// The child: joins the cgroup, fills, touches, verifies; writes a Steady to `out`.
+[[noreturn]] static void steady_child(int out, const std::string& cg, bool v2, const std::vector<char>& corpus,
+                                      size_t pages, size_t limit_pages, uint64_t seed) {
+  g_cleaning = 1;  // the parent owns every teardown
+  Steady S;
+  size_t len = pages * kPage;
+  // Everything the measurement needs is allocated and touched before joining,
+  // so that only the mapping below (and the kernel's own structures) is charged.
+  std::vector<uint64_t> lat(pages, 0), lat_major(pages, 0);
+  lat_major.clear();
+  Rng rng(seed + 7);
+  std::vector<size_t> order = identity_order(pages);
+  shuffle(order, rng);
+  auto die = [&](const std::string& why) {
+    std::string m = "E" + why;
+    ssize_t r = write(out, m.data(), m.size());
+    (void)r;
+    _exit(1);
+  };
+  if (!write_file(cg + "/cgroup.procs", "0")) die("cannot join the cgroup " + cg + ": " + errstr());
+  char* region = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (region == MAP_FAILED) die("mmap: " + errstr());
+  madvise(region, len, MADV_NOHUGEPAGE);
+  std::string usage = cg + (v2 ? "/memory.current" : "/memory.usage_in_bytes");
+  std::string limit = cg + (v2 ? "/memory.max" : "/memory.limit_in_bytes");
+  S.base = read_ll(usage);
+  if (S.base < 0) die("cannot read " + usage + ": " + errstr());
+  S.limit = S.base + (long long)(limit_pages * kPage);
+  if (!write_file(limit, std::to_string(S.limit))) die("cannot write " + limit + ": " + errstr());
+  long m0 = thread_majflt();
+  uint64_t a = now_ns();
+  for (size_t i = 0; i < pages; ++i) memcpy(region + i * kPage, corpus.data() + i * kPage, kPage);
+  uint64_t b = now_ns();
+  S.fill_majflt = thread_majflt() - m0;
+  S.fill_mib_s = double(len) / double(1 << 20) / (double(b - a) / 1e9);
+  S.swapped_after_fill = swap_used_pages();
+  unsigned sink = 0;
+  long maj0 = thread_majflt();
+  for (size_t k = 0; k < pages; ++k) {
+    volatile unsigned char* p = reinterpret_cast<volatile unsigned char*>(region + order[k] * kPage);
+    long f0 = thread_majflt();
+    uint64_t t0 = now_ns();
+    asm volatile("" ::: "memory");
+    sink += *p;
+    asm volatile("" ::: "memory");
+    uint64_t t1 = now_ns();
+    long f1 = thread_majflt();
+    lat[k] = t1 - t0;
+    if (f1 > f0) lat_major.push_back(t1 - t0);
+  }
+  S.majflt = thread_majflt() - maj0;
+  for (size_t i = 0; i < pages; ++i)
+    if (memcmp(region + i * kPage, corpus.data() + i * kPage, kPage) != 0) ++S.bad;
+  if (sink == 0xdeadbeef) std::printf(" ");
+  S.max_usage = read_ll(cg + (v2 ? "/memory.peak" : "/memory.max_usage_in_bytes"));
+  S.lat = summarize(lat);
+  S.lat_major = summarize(lat_major);
+  std::string m = "S";
+  m.append(reinterpret_cast<const char*>(&S), sizeof S);
+  size_t done = 0;
+  while (done < m.size()) {
+    ssize_t r = write(out, m.data() + done, m.size() - done);
+    if (r <= 0) _exit(1);
+    done += size_t(r);
+  }
+  _exit(0);
+}
+
+// Parent side: cgroup made, child run, cgroup removed. Returns the JSON line's fields.
+static std::string run_steady(const std::vector<char>& corpus, size_t pages, size_t limit_pages, uint64_t seed,
+                              Steady* out) {
+  std::string parent, why;
+  bool v2 = false;
+  if (!own_memcg(&parent, &v2, &why)) unavailable(why);
+  std::snprintf(g_cg_dir, sizeof g_cg_dir, "%s/tmem-bench-%d", parent.c_str(), int(getpid()));
+  if (v2) {
+    std::string sub;
+    read_file(parent + "/cgroup.subtree_control", &sub);
+    if ((" " + sub).find(" memory") == std::string::npos && !write_file(parent + "/cgroup.subtree_control", "+memory"))
+      unavailable("cannot enable the memory controller for children of " + parent + ": " + errstr());
+  }
+  if (mkdir(g_cg_dir, 0755) != 0) unavailable(std::string("cannot create the memory cgroup ") + g_cg_dir + ": " + errstr());
+  g_cg_made = 1;
+  if (!v2) write_file(std::string(g_cg_dir) + "/memory.swappiness", "60");
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) fail("pipe: " + errstr());
+  std::fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) fail("fork: " + errstr());
+  if (pid == 0) {
+    close(fds[0]);
+    steady_child(fds[1], g_cg_dir, v2, corpus, pages, limit_pages, seed);
+  }
+  g_child = pid;
+  close(fds[1]);
+  std::string msg;
+  char buf[4096];
+  for (;;) {
+    ssize_t r = read(fds[0], buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    msg.append(buf, size_t(r));
+  }
+  close(fds[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  g_child = 0;
+  for (int t = 0; t < 50 && rmdir(g_cg_dir) != 0 && errno == EBUSY; ++t) sleep_ms(20);
+  g_cg_made = 0;
+  if (msg.size() > 1 && msg[0] == 'E') fail("steady-state child: " + msg.substr(1));
+  if (msg.size() != 1 + sizeof(Steady) || msg[0] != 'S') {
+    if (WIFSIGNALED(st))
+      fail(std::string("steady-state child killed by signal ") + std::to_string(WTERMSIG(st)) +
+           (WTERMSIG(st) == SIGKILL ? " (the OOM killer: the cgroup limit is too small for the process)" : ""));
+    fail("steady-state child exited with status " + std::to_string(WEXITSTATUS(st)) + " and no result");
+  }
+  memcpy(out, msg.data() + 1, sizeof(Steady));
+  return v2 ? "v2 memory.max" : "v1 memory.limit_in_bytes";
+}
+
 static void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s --backend zram|swapfile [--dir DIR] [--corpus FILE] [--pages N]\n"
                "          [--algorithm ALG] [--cpu N] [--no-pin] [--priority P] [--seed S]\n"
                "  --backend zram      new zram device, lz4 by default (root)\n"
                "  --backend swapfile  swap file in --dir DIR (root; filesystem must support swap files)\n"
-               "  --corpus FILE       4 KiB pages to use (default: generated mix, --pages 20000)\n",
+               "  --corpus FILE       4 KiB pages to use (default: generated mix, --pages 20000)\n"
+               "  --steady-limit-pages N  zram only: fill + random touches in a memory cgroup of N pages\n",
                argv0);
 }
 
 int main(int argc, char** argv) {
   std::string backend = "zram", dir, corpus_path, alg_want = "lz4";
-  size_t pages = 0;
+  size_t pages = 0, steady_limit = 0;
   int cpu = -2, prio = 32000;
   bool pin = true;
   uint64_t seed = 4242;
@@ -615,6 +869,7 @@ int main(int argc, char** argv) {
     else if (a == "--algorithm") alg_want = next("--algorithm");
     else if (a == "--cpu") cpu = std::atoi(next("--cpu").c_str());
     else if (a == "--no-pin") pin = false;
+    else if (a == "--steady-limit-pages") steady_limit = std::strtoull(next("--steady-limit-pages").c_str(), nullptr, 0);
     else if (a == "--priority") prio = std::atoi(next("--priority").c_str());
     else if (a == "--seed") seed = std::strtoull(next("--seed").c_str(), nullptr, 0);
     else if (a == "-h" || a == "--help") { usage(argv[0]); return 0; }
@@ -623,6 +878,10 @@ int main(int argc, char** argv) {
   if (backend != "zram" && backend != "swapfile") { usage(argv[0]); return 2; }
   if (backend == "swapfile" && dir.empty()) {
     std::fprintf(stderr, "--backend swapfile needs --dir DIR\n");
+    return 2;
+  }
+  if (steady_limit && backend != "zram") {
+    std::fprintf(stderr, "--steady-limit-pages needs --backend zram\n");
     return 2;
   }
   if (prio < 0 || prio > 32767) { std::fprintf(stderr, "--priority must be 0..32767\n"); return 2; }
@@ -662,6 +921,43 @@ int main(int argc, char** argv) {
               backend.c_str(), backend == "zram" ? ", algorithm " : "", backend == "zram" ? alg.c_str() : "",
               g_swap_path, prio, pages, corpus_desc.c_str(), pin ? std::to_string(cpu).c_str() : "not pinned");
 
+  {
+    // Other swap devices would take part of the reclaim: say so (ours has the top priority).
+    std::string sw;
+    read_file("/proc/swaps", &sw);
+    long others = -1;
+    for (char ch : sw) others += ch == '\n';
+    if (others > 1) std::printf("kernel_swapin: note: %ld other swap device(s) active besides ours\n", others - 1);
+  }
+
+  if (steady_limit) {
+    Steady S;
+    std::string how = run_steady(corpus, pages, steady_limit, seed, &S);
+    std::printf("\nsteady state in a memory cgroup (%s = %lld bytes: %zu pages + %lld charged before):\n",
+                how.c_str(), S.limit, steady_limit, S.base);
+    std::printf("  fill: %.1f MiB/s (%ld major faults), %ld pages on the swap device after it\n", S.fill_mib_s,
+                S.fill_majflt, S.swapped_after_fill);
+    print_summary("random touches", S.lat);
+    print_summary("major faults only", S.lat_major);
+    if (S.bad) std::printf("WARNING: %zu pages with wrong contents\n", S.bad);
+    std::string j = summary_json(S.lat);
+    j.pop_back();
+    char buf[640];
+    std::snprintf(buf, sizeof buf,
+                  "{\"bench\":\"kernel_swapin\",\"backend\":\"zram\",\"mode\":\"steady\",\"algorithm\":\"%s\","
+                  "\"pages\":%zu,\"limit_pages\":%zu,\"cgroup\":\"%s\",\"limit_bytes\":%lld,\"base_bytes\":%lld,"
+                  "\"max_usage_bytes\":%lld,\"fill_mib_s\":%.2f,\"fill_majflt\":%ld,\"swapped_after_fill\":%ld,"
+                  "\"bad\":%zu,\"steady\":",
+                  alg.c_str(), pages, steady_limit, how.c_str(), S.limit, S.base, S.max_usage, S.fill_mib_s,
+                  S.fill_majflt, S.swapped_after_fill, S.bad);
+    char tail[128];
+    std::snprintf(tail, sizeof tail, ",\"majflt\":%ld,\"major_p50\":%.2f,\"major_p99\":%.2f}}", S.majflt,
+                  S.lat_major.p50, S.lat_major.p99);
+    cleanup_blocked();
+    std::printf("%s%s%s\n", buf, j.c_str(), tail);
+    return S.bad == 0 ? 0 : 1;
+  }
+
   size_t len = pages * kPage;
   char* region = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (region == MAP_FAILED) fail("mmap: " + errstr());
@@ -685,6 +981,7 @@ int main(int argc, char** argv) {
   }
   Round rnd = run_round("random", region, corpus, pages, true, rng, pm, &before, &after);
   Round seq = run_round("sequential", region, corpus, pages, false, rng, pm, nullptr, nullptr);
+  Round rb = run_round("readback", region, corpus, pages, false, rng, pm, nullptr, nullptr, true);
   close(pm);
 
   std::printf("\n%-12s %9s %9s %7s %9s %8s %5s %8s\n", "round", "swapped", "measured", "passes", "pageout",
@@ -701,6 +998,8 @@ int main(int argc, char** argv) {
   print_summary("random, major only", rnd.lat_major);
   print_summary("sequential", seq.lat);
   print_summary("sequential, major", seq.lat_major);
+  std::printf("sequential read-back (4 KiB copies, front to back) of %zu swapped-out pages: %.2f us/page; "
+              "of the same pages resident: %.3f us/page\n", rb.lat.n, rb.readback_us_per_page, rb.plain_us_per_page);
 
   // Memory cost. Since Linux 6.12 the swap layer keeps zero-filled pages in
   // its own bitmap (zeromap): they never reach zram and cost ~1 bit. So
@@ -731,7 +1030,7 @@ int main(int argc, char** argv) {
                 "compression ratio %.2f\n",
                 bpp, bpp_zram, bpp_nonsame, after.v[1] ? double(after.v[0]) / double(after.v[1]) : 0.0);
   }
-  bool ok = rnd.bad == 0 && seq.bad == 0 && rnd.swapped > 0;
+  bool ok = rnd.bad == 0 && seq.bad == 0 && rb.bad == 0 && rnd.swapped > 0;
   if (!ok) std::printf("WARNING: %zu/%zu pages with wrong contents, %zu pages swapped out\n", rnd.bad, seq.bad,
                        rnd.swapped);
 
@@ -743,6 +1042,12 @@ int main(int argc, char** argv) {
                 (rnd.pageout_us_per_page + seq.pageout_us_per_page) / 2, pin ? "true" : "false");
   std::string json = head;
   json += "\"random\":" + round_json(rnd) + ",\"sequential\":" + round_json(seq);
+  {
+    char buf[200];
+    std::snprintf(buf, sizeof buf, ",\"readback\":{\"pages\":%zu,\"us_per_page\":%.3f,\"plain_us_per_page\":%.4f}",
+                  rb.lat.n, rb.readback_us_per_page, rb.plain_us_per_page);
+    json += buf;
+  }
   if (backend == "zram") {
     char tail[256];
     std::snprintf(tail, sizeof tail,
