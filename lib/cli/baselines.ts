@@ -19,7 +19,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Summary } from '../../bench/helpers/stats';
+import type { Summary } from './samples';
 
 /** The package root (holds package.json and bench/native). */
 export function packageRoot(): string {

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { evictionThroughput, writeCorpusFile, removeCorpusFile, type EvictionResult } from '../../bench/scenarios';
-import { nearestRank, summarizeSorted } from '../../bench/helpers/stats';
+import { evictionThroughput, writeCorpusFile, removeCorpusFile, type EvictionResult } from './eviction';
+import { nearestRank, summarizeSorted } from './samples';
 import type { BenchOptions } from './args';
 import { buildCorpus } from './corpus';
 import { tmemLatency, plainFirstTouch, touchOrder, defaultSwapDir, type TouchRun } from './measure';

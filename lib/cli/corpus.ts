@@ -1,7 +1,7 @@
 /**
  * Page corpora for `tmem bench --corpus SPEC`:
  *
- *   mix                  bench/corpus.ts's heap-like mix (20% zero, ~45% json, ~32% binary, 3% random)
+ *   mix                  heap-corpus.ts's heap-like mix (20% zero, ~45% json, ~32% binary, 3% random)
  *   json | text          JSON-like text records only
  *   binary               structured binary records only
  *   zero                 all-zero pages
@@ -10,11 +10,11 @@
  *   FILE                 the user's pages: the first --pages pages of FILE (the last one
  *                        zero-padded; a file of fewer than 64 pages is repeated to 64)
  *
- * Deterministic per seed. Single kinds and mixes reuse bench/corpus.ts's page
- * generators (pages of the wanted kind are taken from its output).
+ * Deterministic per seed. Single kinds and mixes reuse the heap corpus's page
+ * generators (heap-corpus.ts; pages of the wanted kind are taken from its output).
  */
 import * as fs from 'node:fs';
-import { makeCorpus, PAGE_KINDS, type Corpus } from '../../bench/corpus';
+import { makeCorpus, PAGE_KINDS, type Corpus } from './heap-corpus';
 import { UsageError } from './args';
 
 const PAGE = 4096;
@@ -67,7 +67,7 @@ function weighted(pages: number, weights: number[], seed: number): Corpus {
   for (let k = 0, left = pages - want.reduce((a, b) => a + b, 0); left > 0; k = (k + 1) % 4) {
     if (weights[k] > 0) { want[k]++; left--; }
   }
-  // Source pages of the generated kinds (json 1, binary 2) from bench/corpus.ts's mix.
+  // Source pages of the generated kinds (json 1, binary 2) from the heap corpus's mix.
   const need = Math.max(want[1] / 0.45, want[2] / 0.32);
   const src = need > 0 ? makeCorpus(Math.ceil(need * 1.15) + 256, seed) : null;
   const pools: number[][] = [[], [], [], []];
