@@ -56,7 +56,7 @@ let zstdMod: ZstdBinding | null | undefined;
 function zstdNapi(): ZstdBinding | null {
   if (zstdMod === undefined) {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional dependency, loaded on first use
       zstdMod = require('zstd-napi/binding') as ZstdBinding;
     } catch {
       zstdMod = null;
@@ -82,7 +82,7 @@ export function zstdAvailable(): boolean {
 }
 let lz4Mod: Lz4Napi | undefined;
 function lz4napi(): Lz4Napi {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only where the addon has no LZ4 of its own
   lz4Mod ??= require('lz4-napi') as Lz4Napi;
   return lz4Mod;
 }
@@ -121,7 +121,7 @@ export class PageCodec {
    * `dst` must hold at least 4097 bytes.
    */
   compress(src: Uint8Array, srcOff: number, dst: Uint8Array): number {
-    let n = 0;
+    let n: number;
     if (this.name === 'lz4') {
       if (this.nativeLz4) {
         n = native.lz4Compress(src, srcOff, PAGE, dst, 1); // no view per page: nothing for the GC

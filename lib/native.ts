@@ -283,7 +283,7 @@ export interface NativeBinding {
 function load(): NativeBinding {
   const root = path.join(__dirname, '..', '..');
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- inside the try: its failure becomes tmem's error below
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     return nodeGypBuild(root) as NativeBinding;
   } catch (e) {

@@ -11,7 +11,6 @@ import { invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { parseSize } from './size';
 import { PageCodec, zstdAvailable } from './compress';
 import type { DispatcherOptions } from './dispatcher/protocol';
-import type { OpenOptions } from './swap';
 
 const MiB = 2 ** 20, GiB = 2 ** 30, TiB = 2 ** 40;
 
@@ -53,11 +52,12 @@ export interface CheckedOptions {
 }
 
 function describe(v: unknown): string {
-  if (v === null) return 'null';
+  if (v === null || v === undefined) return String(v);
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return `'${v}'`;
-  if (typeof v === 'object') return 'an object';
-  return `${typeof v} ${String(v)}`;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return `${typeof v} ${v}`;
+  if (typeof v === 'symbol') return v.toString();
+  return typeof v === 'function' ? 'a function' : 'an object';
 }
 
 /** A plain object (not null, not an array) whose keys are all in `known`. */

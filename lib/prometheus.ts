@@ -52,7 +52,7 @@ type PromClient = typeof import('prom-client');
 
 function promClient(): PromClient {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional peer dependency, loaded on first use
     return require('prom-client') as PromClient;
   } catch (e) {
     const err = new Error('tmem/prometheus needs prom-client (an optional peer dependency): npm install prom-client', { cause: e });

@@ -28,7 +28,6 @@
  * socket only if it and its directory belong to the uid that runs the target.
  */
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 
@@ -85,7 +84,7 @@ export function statsSocketDir(): string {
     fs.mkdirSync(dir, { mode: 0o700 });
     fs.chmodSync(dir, 0o700); // the umask may have taken bits off; it is ours, just made
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`tmem: cannot make the stats socket directory ${dir}: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`tmem: cannot make the stats socket directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
   const why = notPrivate(dir, process.getuid!());
   if (why) throw new Error(`tmem: the stats socket directory ${dir} ${why}; not serving stats (another user may have made it first)`);
@@ -274,15 +273,9 @@ export function findStatsSocket(pid: number): string {
 }
 
 /** Reads the stats of process `pid` once (for the CLI). */
-export function fetchStats(pid: number, timeoutMs = 2000): Promise<{ pid: number; time: number; swaps: unknown[] }> {
+export async function fetchStats(pid: number, timeoutMs = 2000): Promise<{ pid: number; time: number; swaps: unknown[] }> {
+  const file = findStatsSocket(pid); // its error rejects the returned promise
   return new Promise((resolve, reject) => {
-    let file: string;
-    try {
-      file = findStatsSocket(pid);
-    } catch (e) {
-      reject(e);
-      return;
-    }
     const sock = net.connect(file);
     const chunks: Buffer[] = [];
     let settled = false;

@@ -339,11 +339,13 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
  * 'poolFull', 'poolAccepting', 'swapFileError', 'checksumError',
  * 'dispatcherGone'; the same go to diagnostics_channel ('tmem:pool-full', ...).
  */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- typed overloads of EventEmitter's on/once/off: signatures only, no member left uninitialised
 export interface Swap {
   on<K extends keyof SwapEventMap>(event: K, listener: (e: SwapEventMap[K]) => void): this;
   once<K extends keyof SwapEventMap>(event: K, listener: (e: SwapEventMap[K]) => void): this;
   off<K extends keyof SwapEventMap>(event: K, listener: (e: SwapEventMap[K]) => void): this;
 }
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- see the interface above
 export class Swap extends EventEmitter {
   private readonly ctl = new Int32Array(new SharedArrayBuffer(P.CTL_SLOTS * 4));
   private readonly statsBuf = new SharedArrayBuffer(P.G_SLOTS * 8);
@@ -652,9 +654,9 @@ export class Swap extends EventEmitter {
       // A writable mapping whose file cannot be written (ENOSPC) rejects its
       // close(): then this close() rejects too and everything stays open, so
       // that no dirty page is lost; fix the cause and close again.
-      let failed: unknown;
-      for (const r of [...this.regions]) await r.close().catch((e: unknown) => { failed ??= e; });
-      if (failed !== undefined && !this.dead) throw failed;
+      let failed: { error: unknown } | undefined;
+      for (const r of [...this.regions]) await r.close().catch((error: unknown) => { failed ??= { error }; });
+      if (failed && !this.dead) throw failed.error;
       this.stopping = true;
       await this._request({ op: 'stop', reqId: this._nextReq() }, true).catch(() => undefined);
     }

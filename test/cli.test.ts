@@ -233,7 +233,7 @@ async function startChild(): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['-e', CHILD], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, TMEM_STATS: '1' } });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('stats child not ready in 15 s')), 15000);
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       if (d.toString().includes('ready')) { clearTimeout(timer); resolve(); }
     });
     child.once('exit', (code) => reject(new Error(`stats child exited (${code})`)));

@@ -490,14 +490,14 @@ test('a failed syscall surfaces with code, errno and syscall', (t) => {
   const uffd = new native.Uffd();
   const region = new native.Region(uffd, PAGE_SIZE);  // MISSING only, no WP
   try {
-    const err = t.throws(() => uffd.writeProtect(region.address, PAGE_SIZE, true)) as NodeJS.ErrnoException;
+    const err = t.throws<NodeJS.ErrnoException>(() => uffd.writeProtect(region.address, PAGE_SIZE, true));
     t.is(err.syscall, 'ioctl(UFFDIO_WRITEPROTECT)');
     t.is(typeof err.code, 'string');
     t.is(err.errno, (os.constants.errno as Record<string, number>)[err.code as string], `${err.code} is errno ${err.errno}`);
     t.regex(err.message, /^ioctl\(UFFDIO_WRITEPROTECT\) failed: E[A-Z]+ \(/);
     t.false(err instanceof RangeError || err instanceof TypeError);
 
-    const api = t.throws(() => new native.Uffd(0, 2 ** 40)) as NodeJS.ErrnoException;
+    const api = t.throws<NodeJS.ErrnoException>(() => new native.Uffd(0, 2 ** 40));
     t.is(api.syscall, 'ioctl(UFFDIO_API)');
     t.is(api.errno, (os.constants.errno as Record<string, number>)[api.code as string]);
     t.regex(api.message, /kernel lacks userfaultfd features/);

@@ -21,11 +21,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 
-// Browser globals inside page.evaluate() callbacks (this project compiles without the DOM lib).
-/* eslint-disable @typescript-eslint/no-explicit-any */
-declare const document: any;
-declare const window: any;
-type HTMLCanvasElement = any;
+// The browser globals that the page.evaluate() callbacks use, as far as they use them
+// (this project compiles without the DOM lib, which would type window and document in Node code too).
+interface PageCanvas {
+  id: string;
+  width: number;
+  height: number;
+  getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null;
+}
+declare const document: {
+  body: { dataset: Record<string, string | undefined> };
+  scripts: Iterable<{ src: string }>;
+  querySelectorAll(selector: 'canvas'): Iterable<PageCanvas>;
+};
+declare const window: { Chart?: unknown };
 
 const root = path.resolve(__dirname, '..', '..');
 const argv = process.argv.slice(2);
@@ -78,17 +87,17 @@ async function main(): Promise<void> {
       rendered: document.body.dataset.rendered ?? null,
       expected: document.body.dataset.expected ?? null,
       error: document.body.dataset.error ?? null,
-      hasChart: typeof (window as unknown as { Chart?: unknown }).Chart === 'function',
-      scripts: [...document.scripts].filter((s: any) => s.src).map((s: any) => s.src) as string[],
+      hasChart: typeof window.Chart === 'function',
+      scripts: [...document.scripts].filter((s) => s.src).map((s) => s.src),
     }));
     check('no script error', state.error === null && errors.length === 0, [state.error, ...errors].filter(Boolean).join('; '));
     check('no network request (everything inlined)', external.length === 0 && state.scripts.length === 0, [...external, ...state.scripts].join(', '));
     check('Chart.js inlined and loaded', state.hasChart);
     check('every chart rendered (body.dataset.rendered == expected)', state.rendered !== null && state.rendered === state.expected && Number(state.expected) > 0,
       `rendered ${state.rendered}, expected ${state.expected}`);
-    const canvases = await page.evaluate(() => [...document.querySelectorAll('canvas')].map((c: any) => {
-      const ctx = (c as HTMLCanvasElement).getContext('2d')!;
-      const { width, height } = c as HTMLCanvasElement;
+    const canvases = await page.evaluate(() => [...document.querySelectorAll('canvas')].map((c) => {
+      const ctx = c.getContext('2d')!;
+      const { width, height } = c;
       const d = ctx.getImageData(0, 0, width, height).data;
       let ink = 0;
       const colours = new Set<number>();
@@ -98,7 +107,7 @@ async function main(): Promise<void> {
           colours.add(((d[i] >> 4) << 8) | ((d[i + 1] >> 4) << 4) | (d[i + 2] >> 4));
         }
       }
-      return { id: c.id as string, width: width as number, height: height as number, ink, colours: colours.size };
+      return { id: c.id, width, height, ink, colours: colours.size };
     }));
     check('canvases present', canvases.length === Number(state.expected), `${canvases.length} canvases`);
     for (const c of canvases) {

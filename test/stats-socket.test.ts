@@ -12,7 +12,7 @@
  * The programs are real child processes (helpers/stats-child.ts) with their
  * temporary directory (TMPDIR) inside the test's directory.
  */
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -20,7 +20,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fetchStats } from '../lib/stats-server';
 import { tempDir, withTimeout } from './helpers/harness';
-import { OTHER_UID, noSecondUid, runAs, spawnAs } from './helpers/second-uid';
+import { OTHER_UID, noSecondUid, spawnAs } from './helpers/second-uid';
 
 const CHILD = path.join(__dirname, 'helpers', 'stats-child.js');
 const VICTIM_UID = 65533;

@@ -93,7 +93,7 @@ async function integrity(t: ExecutionContext, options: OpenOptions): Promise<voi
     // Three writers at once: this thread (index 0) and two Workers (1, 2); everyone reads everything.
     const seq = new SharedArrayBuffer(pages * 4);
     const workers = [startWriter(region, seq, 1, seed + 1), startWriter(region, seq, 2, seed + 2)];
-    workers.forEach((p) => p.catch(() => undefined));
+    for (const p of workers) p.catch(() => undefined);
     const mine = new Writer(bytes, new Int32Array(seq), 0, WRITERS, seed);
     for (let done = 0; done < OPS_PER_THREAD; done += 200) {
       touch(`main writer ops ${done}..`, () => mine.run(200));

@@ -90,7 +90,7 @@ test('after region.close(): buffer throws, an old ArrayBuffer has byteLength 0, 
     await withTimeout(closing, 10000, 'region.close()');
     t.is(ab.byteLength, 0, 'detached');
     t.is(bytes.length, 0, 'views of it are empty');
-    t.is(bytes[0] as number | undefined, undefined, 'reading a detached view touches no memory');
+    t.is<number | undefined, undefined>(bytes[0], undefined, 'reading a detached view touches no memory');
     t.throws(() => region.buffer, { message: /region \d+ is closed/ });
     t.throws(() => region.share(), { message: /closed/ });
     await t.throwsAsync(withTimeout(region.evict(), 5000, 'evict() after close'), { message: /closed/ });

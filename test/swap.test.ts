@@ -172,7 +172,7 @@ test('bad arguments to region() and mapFile() throw errors naming the argument',
     t.throws(() => swap.mapFile(''), { instanceOf: TypeError, message: /file/ });
     t.throws(() => swap.mapFile(42 as never), { instanceOf: TypeError, message: /file/ });
     const missing = path.join(dir, 'missing');
-    const e = t.throws(() => swap.mapFile(missing)) as NodeJS.ErrnoException;
+    const e = t.throws<NodeJS.ErrnoException>(() => swap.mapFile(missing));
     t.is(e?.code, 'ENOENT');
     t.true(e?.message.includes(missing), 'the fs error names the path');
     t.throws(() => swap.mapFile(dir), { instanceOf: TypeError, message: /regular file/ });

@@ -132,9 +132,9 @@ test('SIGKILL of a process with a named swap file open leaves no file on disk', 
   const file = path.join(dir, 'app.swap');
   const child = spawn(process.execPath, [path.join(__dirname, 'helpers', 'swapfile-kill-child.js'), file], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr!.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
   const ready = new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d: string) => {
+    child.stderr.on('data', (d: string) => {
       stderr += d;
       const m = /ready (\d+)/.exec(stderr);
       if (m) resolve(m[1]);

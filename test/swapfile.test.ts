@@ -273,7 +273,7 @@ for (const order of ['seq', 'random'] as const) {
 test('swapFile option validation: TypeError / RangeError naming swapFile.path or swapFile.size, nothing created', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'never');
-  const bad: Array<[unknown, new (...a: never[]) => Error, RegExp]> = [
+  const bad: Array<[unknown, typeof TypeError | typeof RangeError, RegExp]> = [
     [{}, TypeError, /swapFile\.path/],
     [{ path: '' }, TypeError, /swapFile\.path/],
     [{ path: 42, size: '1MiB' }, TypeError, /swapFile\.path/],

@@ -223,7 +223,7 @@ export class Zsmalloc implements Zpool {
     }
     const z = ZSB + zid * ZW;
     const a = this.arena;
-    let contig = 0;
+    let contig: number;
     const run = ppz > 1 ? a.allocRun(ppz) : -1;
     if (run >= 0) {
       for (let i = 0; i < ppz; i++) m[z + Z_PFN + i] = run + i;

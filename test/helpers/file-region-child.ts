@@ -19,6 +19,7 @@
  * DIR holds the files; FILLER (a file in the same filesystem) is removed to
  * make room. Exit code 0 and "child: done" on success; progress on stderr.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -111,7 +112,7 @@ async function notRegular(): Promise<void> {
   const swap = await open({ residentLimit: '1MiB' });
   const fifo = path.join(dir, 'fifo');
   const sock = path.join(dir, 'sock');
-  require('node:child_process').execFileSync('mkfifo', [fifo]);
+  execFileSync('mkfifo', [fifo]);
   const server = net.createServer().listen(sock);
   await new Promise((resolve) => server.once('listening', resolve));
   const cases: [string, boolean][] = [[fifo, false], [fifo, true], [sock, false], ['/dev/null', false], ['/dev/zero', true], [dir, false], [dir, true]];
@@ -167,15 +168,15 @@ async function closeEnospc(): Promise<void> {
   if (mapped.closed) await newRegionServed(); // given up after the failure: its address can be reused at once
   check(failed !== undefined, 'close() on a full filesystem rejects');
   expectEnospc(failed, 'close()');
-  check(!mapped!.closed, 'the region is still open after a failed close()');
-  check(Buffer.from(mapped!.buffer).equals(model), 'and reads back every byte');
+  check(!mapped.closed, 'the region is still open after a failed close()');
+  check(Buffer.from(mapped.buffer).equals(model), 'and reads back every byte');
   // swap.close() cannot close it either: it rejects the same way and leaves the swap open.
   let swapFailed: unknown;
   await swap.close().catch((e: unknown) => { swapFailed = e; });
   expectEnospc(swapFailed, 'swap.close()');
-  check(!mapped!.closed && Buffer.from(mapped!.buffer).equals(model), 'the region is still open after a failed swap.close()');
+  check(!mapped.closed && Buffer.from(mapped.buffer).equals(model), 'the region is still open after a failed swap.close()');
   fs.unlinkSync(filler);
-  await mapped!.close();
+  await mapped.close();
   check(fs.readFileSync(file).equals(model), 'the retried close() wrote every page');
   await newRegionServed();
   await swap.close();

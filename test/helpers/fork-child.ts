@@ -62,12 +62,12 @@ async function makeChild(): Promise<() => Promise<number | null>> {
     case 'execSync': {
       const out = cp.execSync('echo child-ok', { encoding: 'utf8' });
       if (out.trim() !== 'child-ok') throw new Error(`execSync child printed ${JSON.stringify(out)}`);
-      return async () => 0;
+      return () => Promise.resolve(0);
     }
     case 'spawnSync': {
       const r = cp.spawnSync('sh', ['-c', 'exit 7']);
       if (r.status !== 7) throw new Error(`spawnSync child exited ${String(r.status)} ${String(r.error)}`);
-      return async () => 0;
+      return () => Promise.resolve(0);
     }
     case 'spawn': {
       const c = cp.spawn('sleep', ['60'], { stdio: 'ignore' });

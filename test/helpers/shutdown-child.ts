@@ -32,7 +32,7 @@ const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_SLOTS));
 Atomics.store(ctl, ACTION, ACTION_PATTERN);
 const data: FaultServerData = {
   descriptor: uffd.describe(),
-  ctl: ctl.buffer as SharedArrayBuffer,
+  ctl: ctl.buffer,
   params: new SharedArrayBuffer(8 * PARAM_SLOTS),
   log: new SharedArrayBuffer(8 * 4 * LOG_EVENTS),
   throwAfterArm: mode === 'deadman',

@@ -19,7 +19,7 @@ const say = (s: string): void => { fs.writeSync(2, `${s}\n`); };
 
 async function main(): Promise<void> {
   const mode = process.argv[2];
-  let close = async (): Promise<void> => undefined;
+  let close = (): Promise<void> => Promise.resolve();
   if (mode === 'swap') {
     const swap = await open({ residentLimit: '1MiB', statsSocket: true });
     const region = swap.region('1MiB');

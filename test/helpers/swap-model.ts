@@ -337,7 +337,7 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
     checkFile(l, what);
   };
 
-  let error: unknown;
+  let failure: { error: unknown } | undefined;
   try {
     for (const c of input.init) create(c);
     for (step = 0; step < input.cmds.length; step++) {
@@ -442,18 +442,18 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
     current = 'final check';
     for (const l of live) checkAll(l, 'final check');
     await checkStats(swap, live, cfg, fail);
-  } catch (e) {
-    error = e;
+  } catch (error) {
+    failure = { error };
   }
   // Close everything (writable files are flushed by close), then the files and the leak checks.
   let final: SwapStats | undefined;
   try {
     await withTimeout(swap.close(), ASYNC_MS, 'swap.close()');
     final = swap.stats();
-  } catch (e) {
-    error ??= e;
+  } catch (error) {
+    failure ??= { error };
   }
-  if (error) throw error;
+  if (failure) throw failure.error;
   current = 'after swap.close()';
   for (const l of live) checkFile(l, 'swap.close()');
   const s = final!;

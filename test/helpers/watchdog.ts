@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import { workerData } from 'node:worker_threads';
 
-const sab = workerData.sab as SharedArrayBuffer;
+const { sab } = workerData as { sab: SharedArrayBuffer };
 const gen = new Int32Array(sab, 0, 1);
 const deadline = new Float64Array(sab, 8, 1);
 const label = new Uint8Array(sab, 16, 256);
