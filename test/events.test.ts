@@ -1,7 +1,8 @@
 /**
  * The events a service alerts on, on the Swap (EventEmitter) and on
  * diagnostics_channel, from real conditions: a pool that fills and drains, a
- * swap file on a 1 MiB filesystem (ENOSPC), a dispatcher that is gone.
+ * swap file on a 1 MiB filesystem (ENOSPC), a swap file slot corrupted on disk,
+ * a dispatcher that is gone.
  */
 import test from 'ava';
 import * as dc from 'node:diagnostics_channel';
@@ -9,8 +10,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { open, CHANNELS, type Swap, type SwapEventMap } from '../lib';
-import { Watchdog, withTimeout } from './helpers/harness';
+import { Watchdog, runNodeChild, tempDir, withTimeout } from './helpers/harness';
 import { mountSmallFs } from './helpers/swapfile-mount';
+import type { ChecksumEventResult } from './helpers/checksum-event-child';
 
 const PAGE = 4096;
 const watchdog = new Watchdog();
@@ -95,6 +97,29 @@ test.serial('swapFileError when the swap file cannot be written (ENOSPC on a 1 M
   });
   t.is(bad, 0, 'every byte still reads back');
 });
+
+for (const how of ['crc', 'tag'] as const) {
+  const check = how === 'crc' ? 'CRC-32 (encrypt: false)' : 'authentication tag (encrypted)';
+  test(`checksumError when a swap file slot corrupted on disk fails its ${check}; also on diagnostics_channel`, async (t) => {
+    // In a child: the lost page is poisoned, and a touch by this thread would be SIGBUS.
+    const dir = tempDir(t, 'tmem-csum-event-');
+    const seed = (Date.now() & 0x7fffffff) | 0;
+    const r = await runNodeChild(path.join(__dirname, 'helpers', 'checksum-event-child.js'), [dir, String(seed), how], 60_000);
+    t.log(r.stderr.trim());
+    t.is(r.code, 0, `the child exited with code ${r.code}, signal ${r.signal}`);
+    const line = /^result (.*)$/m.exec(r.stderr);
+    t.truthy(line, 'the child wrote its result');
+    if (!line) return;
+    const res = JSON.parse(line[1]) as ChecksumEventResult;
+    t.deepEqual(res.failedWrites.map((f) => f.code), ['EFAULT'], 'exactly one page is lost: the kernel\'s read of it fails with EFAULT');
+    t.regex(r.stderr, new RegExp(`tmem: region \\d+ page ${res.failedWrites[0]?.page} cannot be restored: .*mismatch in swap file slot \\d+`));
+    t.deepEqual(res.wrongPages, [], 'every other page reads back byte for byte');
+    t.deepEqual(res.events, [{ count: 1, total: 1 }], "one 'checksumError' event for the one bad slot");
+    t.deepEqual(res.channel, [{ count: 1, total: 1, sameSwap: true }], 'the same on tmem:checksum-error, naming the swap');
+    t.is(res.checksumErrors, 1, 'stats().swapFile.checksumErrors counts it');
+    t.is(res.ioErrors, 0, 'not an I/O error');
+  });
+}
 
 test('dispatcherGone when the dispatcher Worker is gone; later calls throw that error', async (t) => {
   const swap = await open({ residentLimit: '1MiB' });
