@@ -14,8 +14,8 @@
  *     SWAPPED  read from the swap file (swapIn)
  *     READING  waits for the file read in flight
  *     ACTIVE, CLEAN   served already by another thread's fault: wake
- *   retries  faults the kernel said EAGAIN to (retryAddr/retryFlags, at most 64),
- *            served again on the next loop turn
+ *   retries  faults the kernel said EAGAIN to, or on a page BUSY elsewhere
+ *            (retryAddr/retryFlags), served again on the next loop turn
  *   hist     per batch: the mean service time of its faults
  */
 import * as fs from 'node:fs';
@@ -25,7 +25,7 @@ import * as P from './protocol';
 import {
   G, hist, uffd, backends, codec, objBuf, pageBuf, pageWords, zeroPage, nativeDecode, EAGAIN,
 } from './env';
-import { NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, READING, STAGED_CLEAN, KEPT_SLOT } from './pagestate';
+import { NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, READING, BUSY, STAGED_CLEAN, KEPT_SLOT, isFast, claim, publish } from './pagestate';
 import { findRegion, type RegionState } from './regions';
 import { stagingBytes, slotKept, slotRegion, queueRelease, unstage, unstaged } from './staging';
 import { becomeResident, fifoPush } from './reclaim';
@@ -57,7 +57,7 @@ export function serveFault(addr: number, flags: number): boolean {
   if (flags & PAGEFAULT_FLAG_WP) {
     if (st === CLEAN) {
       uffd.writeProtect(addr, PAGE, false);
-      r.state[page] = ACTIVE;
+      publish(r.state, page, ACTIVE);
       if (r.isFile && r.spec.writable) r.stats[P.R_DIRTY]++;
       dropCleanCopy(r, page);
     } else {
@@ -67,13 +67,16 @@ export function serveFault(addr: number, flags: number): boolean {
     return true;
   }
 
+  // A page in a fast state is claimed (BUSY) while it is served (pagestate.ts); a fault
+  // on a page BUSY elsewhere, or one that changed before the claim, is retried.
+  if (st === BUSY || (isFast(st, r.isFile) && !claim(r.state, page, st))) return false;
   let res: number;
   switch (st) {
     case NEVER:
       if (r.isFile) return fileFault(r, page, addr, write);
       if (write) res = uffd.copy(addr, zeroPage, 0, 0);
       else res = uffd.zeropage(addr, PAGE);
-      if (res < 0) return res !== -11;
+      if (res < 0) return unclaim(r, page, st, res);
       G[P.G_FAULTS_ZERO]++;
       r.stats[P.R_FAULTS_ZERO]++;
       becomeResident(r, page, ACTIVE);
@@ -94,7 +97,7 @@ export function serveFault(addr: number, flags: number): boolean {
         codec.decompress(objBuf, 0, n, pageBuf, 0);
         res = uffd.copy(addr, pageBuf, 0, keep ? COPY_WP : 0);
       }
-      if (res < 0) return res !== -11;
+      if (res < 0) return unclaim(r, page, st, res);
       G[P.G_FAULTS_POOL]++;
       r.stats[P.R_FAULTS_POOL]++;
       storedLeaves(r, page);
@@ -113,7 +116,7 @@ export function serveFault(addr: number, flags: number): boolean {
         pageWords.fill(r.aux[page]);
         res = uffd.copy(addr, pageBuf, 0, 0);
       }
-      if (res < 0) return res !== -11;
+      if (res < 0) return unclaim(r, page, st, res);
       G[P.G_FAULTS_SAME]++;
       r.stats[P.R_FAULTS_SAME]++;
       G[P.G_SAME]--;
@@ -130,20 +133,20 @@ export function serveFault(addr: number, flags: number): boolean {
         // step: no write can slip in unseen) and keep its clean copy. MOVE
         // would map it writable, and a writeProtect() after it comes too late.
         res = uffd.copy(addr, stagingBytes, slot * PAGE, COPY_WP);
-        if (res < 0) return res !== -11;
+        if (res < 0) return unclaim(r, page, st, res);
         queueRelease(slot);
-        r.state[page] = CLEAN;
         r.aux[page] = slotKept[slot] >= 0 ? (KEPT_SLOT | slotKept[slot]) >>> 0 : 0;
+        publish(r.state, page, CLEAN);
       } else {
         res = unstage(addr, slot);
         if (res < 0) {
-          if (res === EAGAIN) return false;
+          if (res === EAGAIN) return unclaim(r, page, st, res);
           throw new Error(`tmem: moving staged page back failed with errno ${-res}`);
         }
         // Mapped writable now: dirty. An anon page's kept copy is stale.
-        r.state[page] = ACTIVE;
         r.aux[page] = slotKept[slot] >= 0 ? (KEPT_SLOT | slotKept[slot]) >>> 0 : 0;
         if (clean) dropCleanCopy(r, page);
+        publish(r.state, page, ACTIVE);
       }
       slotKept[slot] = -1;
       slotRegion[slot] = -1;
@@ -167,6 +170,12 @@ export function serveFault(addr: number, flags: number): boolean {
       uffd.wake(addr, PAGE);
       return true;
   }
+}
+
+/** The kernel did not install the page (res < 0): the claim ends, the page unchanged; false for EAGAIN (retry). */
+function unclaim(r: RegionState, page: number, st: number, res: number): boolean {
+  publish(r.state, page, st);
+  return res !== EAGAIN;
 }
 
 /**
@@ -225,17 +234,17 @@ export function unrecoverable(r: RegionState, page: number, addr: number, why: s
 
 // ---- retries and batches --------------------------------------------------------------
 
-const retryAddr = new Float64Array(64);
-const retryFlags = new Float64Array(64);
+// Unbounded: a fault left off the list would leave its thread blocked for good.
+let retryAddr: number[] = [];
+let retryFlags: number[] = [];
 /** `count`: faults waiting in the retry list. */
 export const retries = { count: 0 };
 
-/** Queues a fault to be served again on the next loop turn (the kernel said EAGAIN). */
+/** Queues a fault to be served again on the next loop turn (the kernel said EAGAIN, or the page was BUSY). */
 export function pushRetry(addr: number, flags: number): void {
-  if (retries.count >= 64) return;
-  retryAddr[retries.count] = addr;
-  retryFlags[retries.count] = flags;
-  retries.count++;
+  retryAddr.push(addr);
+  retryFlags.push(flags);
+  retries.count = retryAddr.length;
 }
 
 /** Serves the first n events of `events`. */
@@ -262,14 +271,12 @@ export function serveAvailableFaults(): void {
 
 /** Serves the retry list once; faults refused again stay on it. */
 export function retryPending(): void {
-  const k = retries.count;
+  const addrs = retryAddr, flags = retryFlags;
+  retryAddr = [];
+  retryFlags = [];
   retries.count = 0;
-  for (let i = 0; i < k; i++) {
+  for (let i = 0; i < addrs.length; i++) {
     G[P.G_RETRIES]++;
-    if (!serveFault(retryAddr[i], retryFlags[i]) && retries.count < 64) {
-      retryAddr[retries.count] = retryAddr[i];
-      retryFlags[retries.count] = retryFlags[i];
-      retries.count++;
-    }
+    if (!serveFault(addrs[i], flags[i])) pushRetry(addrs[i], flags[i]);
   }
 }

@@ -32,7 +32,7 @@ import { native, COPY_WP, PAGEFAULT_FLAG_WRITE, FILEIO_READ, FILEIO_WRITE, type 
 import { PAGE } from '../compress';
 import * as P from './protocol';
 import { G, uffd, codec, backends, objBuf, pageBuf, reply, replyError, EAGAIN, EOPNOTSUPP } from './env';
-import { NEVER, ACTIVE, CLEAN, STAGED, READING, STAGED_CLEAN } from './pagestate';
+import { NEVER, ACTIVE, CLEAN, STAGED, READING, STAGED_CLEAN, claim, publish } from './pagestate';
 import { byId, releaseRegion, type RegionState, type ReadJob } from './regions';
 import { S, ring, staging, stagingBytes, slotDeferred, slotPending, queueRelease, flushReleases, moveUnshared } from './staging';
 import { becomeResident, finalizeOldest } from './reclaim';
@@ -140,7 +140,7 @@ export function fileFault(r: RegionState, page: number, addr: number, write: boo
     const rd: ReadJob = { id, r, page, write };
     readJobs.set(id, rd);
     r.reads.set(page, rd);
-    r.state[page] = READING;
+    publish(r.state, page, READING);
     return true;
   }
   if (got < 0) return unrecoverable(r, page, addr, `reading ${r.spec.path ?? 'the mapped file'} failed: ${errnoText(-got)}`);
@@ -171,7 +171,7 @@ function readDone(id: number, result: number): void {
   const { r, page } = rd;
   if (r.closed || r.reads.get(page) !== rd) return;
   r.reads.delete(page);
-  r.state[page] = NEVER;
+  publish(r.state, page, NEVER);
   const addr = r.base + page * PAGE;
   if (result < 0) {
     unrecoverable(r, page, addr, `reading ${r.spec.path ?? 'the mapped file'} failed: ${errnoText(-result)}`);
@@ -258,13 +258,17 @@ function redirty(r: RegionState, page: number, k: number): boolean {
     }
     case CLEAN:
       uffd.writeProtect(addr, PAGE, false);
-      r.state[page] = ACTIVE;
+      publish(r.state, page, ACTIVE);
       r.stats[P.R_DIRTY]++;
       return false;
     case STAGED:
-      if (r.aux[page] & STAGED_CLEAN) {
-        r.aux[page] &= ~STAGED_CLEAN;
-        r.stats[P.R_DIRTY]++;
+      // Claimed to change its aux. A claim that fails: a fault just took it back (dirty).
+      if (claim(r.state, page, STAGED)) {
+        if (r.aux[page] & STAGED_CLEAN) {
+          r.aux[page] &= ~STAGED_CLEAN;
+          r.stats[P.R_DIRTY]++;
+        }
+        publish(r.state, page, STAGED);
       }
       return false;
     default:
@@ -330,12 +334,19 @@ function progressFlush(op: FlushOp): void {
       }
       op.written += done;
     } else if (st === STAGED && (r.aux[page] & STAGED_CLEAN) === 0) {
+      // Claimed while its bytes are queued and its aux changes; a claim that fails: look again.
+      if (!claim(r.state, page, STAGED)) {
+        op.page--;
+        continue;
+      }
       const slot = r.aux[page] & 0x7fffffff;
       if (!writeBack(r, page, stagingBytes, slot * PAGE, true)) {
+        publish(r.state, page, STAGED);
         waitingFlushes.push(op);
         return;
       }
       r.aux[page] |= STAGED_CLEAN;
+      publish(r.state, page, STAGED);
       op.written++;
     }
   }
@@ -351,7 +362,7 @@ function progressFlush(op: FlushOp): void {
 function flushResident(r: RegionState, page: number): number {
   if (wslotBytes.length > 0 && wslotFree.length === 0) return -1;
   const addr = r.base + page * PAGE;
-  if (ring.used === S) finalizeOldest();
+  while (ring.used === S) finalizeOldest(); // a BUSY head page is another thread's for a moment
   if (r.state[page] !== ACTIVE) return 0;
   const slot = ring.tail;
   if (slotDeferred[slot]) flushWriteback();
@@ -364,7 +375,7 @@ function flushResident(r: RegionState, page: number): number {
   queueRelease(slot);
   flushReleases();
   if (!queued) return -1;
-  r.state[page] = CLEAN;
+  publish(r.state, page, CLEAN);
   return 1;
 }
 

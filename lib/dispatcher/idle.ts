@@ -9,13 +9,16 @@
  *        (lz4 hot, zstd cold), or marked NO_GAIN when it does not (never retried)
  *     -> back to the stored FIFO's tail (visited)
  *
+ * A visited page is claimed (BUSY, pagestate.ts) for the visit: it ends STORED again,
+ * queued for write-back (BUSY until settled), or resident (bringBack).
+ *
  * A replacing put that the pool refuses drops the old copy too (tmem's rule):
  * then the old object is put back, else the page comes back in (bringBack).
  */
 import { PageCodec, PAGE, isRaw, CODEC_ZSTD } from '../compress';
 import * as P from './protocol';
 import { G, opts, uffd, codec, backends, objBuf, pageBuf, nowSec } from './env';
-import { STORED, ACTIVE, IDLE_SEEN, NO_GAIN, TIME_MASK } from './pagestate';
+import { STORED, ACTIVE, IDLE_SEEN, NO_GAIN, TIME_MASK, claim, publish } from './pagestate';
 import { byId, type RegionState } from './regions';
 import { storedFifo, storedPush, becomeResident } from './reclaim';
 import { poolObjectIs, poolObjectGone, storedLeaves } from './pool';
@@ -38,9 +41,10 @@ export function idlePass(): void {
       storedFifo.shift();
       continue;
     }
-    const a = r.aux[page];
-    if (now - (a & TIME_MASK) < after) break; // the rest are younger
+    if (now - (r.aux[page] & TIME_MASK) < after) break; // the rest are younger
+    if (!claim(r.state, page, STORED)) break; // BUSY: being served now; the next pass looks again
     storedFifo.shift();
+    const a = r.aux[page];
     budget--;
     if (!(a & IDLE_SEEN)) G[P.G_IDLE]++;
     let flags = (a | IDLE_SEEN) >>> 0;
@@ -48,10 +52,13 @@ export function idlePass(): void {
     // it leaves (write-back to the swap file, bringBack), not only after the visit ends.
     r.aux[page] = flags;
     const len = backends.frontswap.load(r.id, page, objBuf);
-    if (len < 0) continue;
+    if (len < 0) {
+      publish(r.state, page, STORED);
+      continue;
+    }
     const raw = isRaw(len);
     if (swapUsable() && (opts.idle.writeback === 'idle' || (opts.idle.writeback === 'huge' && raw))) {
-      queuePoolWriteback(r, page, len);
+      queuePoolWriteback(r, page, len); // BUSY until settled
       G[P.G_IDLE_WRITEBACK]++;
       continue;
     }
@@ -68,7 +75,7 @@ export function idlePass(): void {
         } else if (!backends.frontswap.store(r.id, page, objBuf, len)) {
           poolObjectGone(r, page);
           storedLeaves(r, page);
-          bringBack(r, page, pageBuf);
+          bringBack(r, page, pageBuf); // publishes it ACTIVE
           continue;
         }
       } else {
@@ -78,6 +85,7 @@ export function idlePass(): void {
     }
     storedPush(r, page); // to the tail: visited
     r.aux[page] = ((r.aux[page] & TIME_MASK) | (flags & ~TIME_MASK)) >>> 0;
+    publish(r.state, page, STORED);
   }
   if (wb.count > 0) flushWriteback();
 }

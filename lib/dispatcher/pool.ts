@@ -13,7 +13,7 @@
 import { isRaw, PAGE } from '../compress';
 import * as P from './protocol';
 import { G, opts, backends } from './env';
-import { STORED, IDLE_SEEN, KEPT_SLOT, SLOT_MASK } from './pagestate';
+import { STORED, IDLE_SEEN, KEPT_SLOT, SLOT_MASK, publish } from './pagestate';
 import { RAW, type RegionState } from './regions';
 import { storedPush } from './reclaim';
 import { swap } from './writeback';
@@ -66,8 +66,8 @@ export function dropCleanCopy(r: RegionState, page: number): void {
 
 /** A clean anon page's kept pool copy is now the page (it left residency): frontswap holds it. */
 export function cleanCopyStored(r: RegionState, page: number): void {
-  r.state[page] = STORED;
-  storedPush(r, page);
+  storedPush(r, page); // its aux: the store time
+  publish(r.state, page, STORED);
   G[P.G_STORED]++;
   r.stats[P.R_STORED]++;
   G[P.G_EVICT_NO_COMPRESS]++;
@@ -76,8 +76,8 @@ export function cleanCopyStored(r: RegionState, page: number): void {
 /** A page just stored (its object `len` bytes): counted in the pool. */
 export function nowStored(r: RegionState, page: number, len: number): void {
   poolObjectIs(r, page, len);
-  r.state[page] = STORED;
-  storedPush(r, page);
+  storedPush(r, page); // its aux: the store time
+  publish(r.state, page, STORED);
   G[P.G_STORED]++;
   r.stats[P.R_STORED]++;
 }

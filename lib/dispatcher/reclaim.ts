@@ -38,7 +38,7 @@ import { PAGE, sameFilled, isRaw } from '../compress';
 import * as P from './protocol';
 import { G, opts, uffd, backends, codec, objBuf, nowSec, storedFifoUsed, ENOENT, EBUSY } from './env';
 import {
-  NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, STAGED_CLEAN, KEPT_SLOT, SLOT_MASK,
+  NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, BUSY, STAGED_CLEAN, KEPT_SLOT, SLOT_MASK, claim, publish,
 } from './pagestate';
 import { PageFifo } from './fifo';
 import { ASIDE, byId, type RegionState } from './regions';
@@ -103,8 +103,8 @@ function storedEntryLive(rid: number, page: number, s: number): boolean {
 
 /** The page is mapped now (a fault served it): counted resident, at the FIFO's tail. */
 export function becomeResident(r: RegionState, page: number, st: number, aux = 0): void {
-  r.state[page] = st;
   r.aux[page] = aux;
+  publish(r.state, page, st);
   residency.resident++;
   r.stats[P.R_RESIDENT]++;
   G[P.G_RESIDENT] = residency.resident;
@@ -165,14 +165,14 @@ function stageOne(r: RegionState, page: number): number {
     ring.used++;
     ring.staged++;
     G[P.G_STAGED] = ring.staged;
-    r.state[page] = STAGED;
     r.aux[page] = slot | (st === CLEAN ? STAGED_CLEAN : 0);
+    publish(r.state, page, STAGED); // last: its slot and aux are in place
     return STAGED_NOW;
   }
   if (res === ENOENT) {
     // Nothing mapped there (the program discarded it): it reads as zeros now.
     if (st === CLEAN) dropCleanCopy(r, page);
-    r.state[page] = NEVER;
+    publish(r.state, page, NEVER);
     leaveResidency(r);
     return NOT_TAKEN;
   }
@@ -199,10 +199,10 @@ function dropClean(r: RegionState, page: number, addr: number): void {
   native.madvise(dropRange, 1, MADV_DONTNEED);
   const a = r.aux[page];
   if (r.isFile) {
-    r.state[page] = NEVER;
+    publish(r.state, page, NEVER);
   } else if (a & KEPT_SLOT) {
-    r.state[page] = SWAPPED;
     r.aux[page] = a & SLOT_MASK;
+    publish(r.state, page, SWAPPED);
     G[P.G_SWAP_CACHED]--;
     G[P.G_EVICT_NO_COMPRESS]++;
   } else {
@@ -242,31 +242,45 @@ function retryAside(): void {
   }
 }
 
-/** Finalizes the slot at the head of the staging ring. */
-export function finalizeOldest(): void {
+/**
+ * Finalizes the slot at the head of the staging ring: its page is claimed (STAGED ->
+ * BUSY) and stored, or it was moved back by a fault (a hole). False if no progress:
+ * the page is BUSY (another thread is serving it), the head stays; try again.
+ */
+export function finalizeOldest(): boolean {
   const slot = ring.head;
+  const rid = slotRegion[slot];
+  const r = rid < 0 ? undefined : byId.get(rid);
+  const page = slotPage[slot];
+  let mine = false;
+  if (r) {
+    if (claim(r.state, page, STAGED)) {
+      mine = (r.aux[page] & SLOT_MASK) === slot;
+      if (!mine) publish(r.state, page, STAGED); // staged again, in another slot: not this one's
+    } else if (Atomics.load(r.state, page) === BUSY) {
+      return false;
+    }
+  }
   ring.head = (ring.head + 1) % S;
   ring.used--;
-  const rid = slotRegion[slot];
-  if (rid < 0) return; // moved back by a fault: already empty
   slotRegion[slot] = -1;
-  const r = byId.get(rid)!;
-  const page = slotPage[slot];
+  if (!r || !mine) return true; // moved back by a fault: already empty
   const done = finalizePage(r, page, slot);
-  if (done === DEFERRED) return; // in the write-back batch; settled by flushWriteback()
+  if (done === DEFERRED) return true; // in the write-back batch (still BUSY); settled by flushWriteback()
   if (done === REFUSED) {
     // Refused: the page goes back where it was, resident.
     const res = unstage(r.base + page * PAGE, slot);
     if (res !== PAGE) throw new Error(`tmem: could not return a refused page to region ${r.id} (errno ${-res})`);
     unstaged();
-    r.state[page] = ACTIVE;
+    publish(r.state, page, ACTIVE);
     fifoPush(r, page);
     // Nothing will take pages for a while: pause background eviction rather
     // than spin refusing on the CPU the application runs on.
     residency.backoffUntil = performance.now() + EVICT_BACKOFF_MS;
-    return;
+    return true;
   }
   evicted(r, slot);
+  return true;
 }
 
 /** A staged page left residency for good: count it, free its staging slot. */
@@ -281,7 +295,10 @@ export function evicted(r: RegionState, slot: number): void {
 /** finalizePage() results; DEFERRED is also toSwapFile()'s. */
 export const REFUSED = 0, DONE = 1, DEFERRED = 2;
 
-/** Stores the page in staging slot `slot`: DONE, REFUSED (it must stay resident) or DEFERRED (swap file batch). */
+/**
+ * Stores the page in staging slot `slot` (claimed: BUSY): DONE (its new state published),
+ * REFUSED (it must stay resident; still BUSY) or DEFERRED (swap file batch; still BUSY).
+ */
 function finalizePage(r: RegionState, page: number, slot: number): number {
   const clean = (r.aux[page] & STAGED_CLEAN) !== 0;
   const off = slot * PAGE;
@@ -290,7 +307,7 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
       if (!r.spec.writable) return storeAnon(r, page, off, slot); // private changes to a read-only mapping: frontswap keeps them
       // Dirty: its bytes go to the writer thread (and stay in a write slot until written).
       if (!writeBack(r, page, stagingBytes, off, false)) return REFUSED;
-      r.state[page] = NEVER;
+      publish(r.state, page, NEVER);
       return DONE;
     }
     // Clean file page: cleancache may keep it (ephemeral) if it is as new as the file.
@@ -300,7 +317,7 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
         G[P.G_CLEANCACHE_PUTS]++;
       }
     }
-    r.state[page] = NEVER;
+    publish(r.state, page, NEVER);
     return DONE;
   }
   if (clean) {
@@ -308,8 +325,8 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
     slotKept[slot] = -1;
     if (kept >= 0) {
       // Unchanged since its swap-in: its slot still holds it. Nothing is written.
-      r.state[page] = SWAPPED;
       r.aux[page] = kept;
+      publish(r.state, page, SWAPPED);
       G[P.G_SWAP_CACHED]--;
       G[P.G_EVICT_NO_COMPRESS]++;
     } else {
@@ -323,8 +340,8 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
 function storeAnon(r: RegionState, page: number, off: number, slot: number): number {
   const word = sameFilled(stagingWords, off / 4);
   if (word >= 0) {
-    r.state[page] = SAME;
     r.aux[page] = word;
+    publish(r.state, page, SAME);
     G[P.G_SAME]++;
     r.stats[P.R_SAME]++;
     return DONE;
@@ -355,8 +372,9 @@ export function evictSlice(budget: number): void {
       break;
     }
     if (ring.staged < stagingTarget && ring.used < S && fifo.length > 0 && stageVictim()) continue;
-    if (ring.used > 0) finalizeOldest();
-    else if (!stageVictim()) {
+    if (ring.used > 0) {
+      if (!finalizeOldest()) break; // the head page is BUSY elsewhere: next slice
+    } else if (!stageVictim()) {
       residency.evicting = false; // nothing left that can be evicted
       break;
     }
@@ -378,7 +396,8 @@ export function evictRegion(r: RegionState): number {
 function evictRegionNow(r: RegionState): number {
   const before = r.stats[P.R_EVICTIONS];
   let n = 0;
-  // Drain the ring first so staged pages of this region are stored too.
+  // Drain the ring first so staged pages of this region are stored too (a BUSY
+  // head page is being served by another thread for a moment: wait for it).
   while (ring.used > 0) finalizeOldest();
   flushReleases();
   for (let page = 0; page < r.pages; page++) {

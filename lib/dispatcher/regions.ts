@@ -3,8 +3,8 @@
  *
  *   RegionState (one per region, by id in `byId`, by address in `regions`)
  *     spec            the RegionSpec from the main thread (address, size, kind, ...)
- *     state[pages]    Uint8   page state (pagestate.ts)
- *     aux[pages]      Uint32  the state's word (pagestate.ts)
+ *     state[pages]    Uint8   page state, over a SharedArrayBuffer (pagestate.ts)
+ *     aux[pages]      Uint32  the state's word, over a SharedArrayBuffer (pagestate.ts)
  *     seq[pages]      Int32   FIFO stamp: a FIFO entry is live iff it carries this stamp
  *     flags[pages]    Uint8   RAW (its pool object is stored raw: G_HUGE),
  *                             ASIDE (set aside by eviction: G_UNEVICTABLE)
@@ -20,11 +20,11 @@ import * as fs from 'node:fs';
 import { PAGE } from '../compress';
 import * as P from './protocol';
 import { G, backends } from './env';
-import { ACTIVE, CLEAN, STORED, SAME, SWAPPED, KEPT_SLOT, SLOT_MASK } from './pagestate';
+import { ACTIVE, CLEAN, STORED, SAME, SWAPPED, BUSY, KEPT_SLOT, SLOT_MASK, pageStateArrays, isFast } from './pagestate';
 import { S, ring, slotRegion, slotKept, queueRelease, flushReleases } from './staging';
 import { residency } from './reclaim';
 import { storedLeaves } from './pool';
-import { swap } from './writeback';
+import { swap, wb, flushWriteback } from './writeback';
 import { fileIo, forgetReads } from './files';
 
 /** RegionState.flags */
@@ -64,8 +64,9 @@ export class RegionState {
   readonly loadGen: Uint32Array;
   constructor(readonly spec: P.RegionSpec) {
     this.pages = spec.size / PAGE;
-    this.state = new Uint8Array(this.pages);
-    this.aux = new Uint32Array(this.pages);
+    const { state, aux } = pageStateArrays(this.pages);
+    this.state = state;
+    this.aux = aux;
     this.seq = new Int32Array(this.pages);
     this.flags = new Uint8Array(this.pages);
     this.stats = new Float64Array(spec.stats);
@@ -74,7 +75,14 @@ export class RegionState {
   get base(): number { return this.spec.address; }
   get id(): number { return this.spec.id; }
   get isFile(): boolean { return this.spec.kind === 'file'; }
+  /** What native code needs to serve this region's fast pages (pagestate.ts). */
+  share(): RegionShare {
+    return { id: this.id, base: this.base, pages: this.pages, isFile: this.isFile, state: this.state.buffer as SharedArrayBuffer, aux: this.aux.buffer as SharedArrayBuffer };
+  }
 }
+
+/** A region's page state as native code sees it: state (1 byte per page) and aux (1 word per page) SharedArrayBuffers. */
+export interface RegionShare { id: number; base: number; pages: number; isFile: boolean; state: SharedArrayBuffer; aux: SharedArrayBuffer }
 
 /** Every open region, sorted by base address. */
 export const regions: RegionState[] = [];
@@ -120,6 +128,7 @@ export function addRegion(spec: P.RegionSpec): RegionState {
 
 /** Frees a region: its staged pages and pool entries go (frontswap invalidate_area, cleancache invalidate_inode). */
 export function releaseRegion(r: RegionState): void {
+  if (wb.count > 0) flushWriteback(); // its pages queued there are claimed (BUSY) until settled
   // Staged pages of this region are dropped with their slots.
   for (let i = 0, slot = ring.head; i < ring.used; i++, slot = (slot + 1) % S) {
     if (slotRegion[slot] === r.id) {
@@ -136,7 +145,7 @@ export function releaseRegion(r: RegionState): void {
   }
   flushReleases();
   for (let page = 0; page < r.pages; page++) {
-    const st = r.state[page];
+    const st = claimForRelease(r, page);
     if (r.flags[page] & RAW) G[P.G_HUGE]--; // invalidateArea below drops every pool object
     if (r.flags[page] & ASIDE) G[P.G_UNEVICTABLE]--;
     if (st === ACTIVE || st === CLEAN) {
@@ -167,6 +176,22 @@ export function releaseRegion(r: RegionState): void {
   if (lookup.last === r) lookup.last = undefined;
 }
 
+/**
+ * The state of a page of a region being released; a fast page is left BUSY (claimed for
+ * good), so no native thread serves it again. A page BUSY now is being served by a native
+ * thread (for a few microseconds): wait for it.
+ */
+function claimForRelease(r: RegionState, page: number): number {
+  for (let spins = 0; ; spins++) {
+    const st = Atomics.load(r.state, page);
+    if (st === BUSY) {
+      if (spins > 1e8) throw new Error(`tmem: region ${r.id} page ${page} stayed claimed (BUSY) while the region was released`);
+      continue;
+    }
+    if (!isFast(st, r.isFile) || Atomics.compareExchange(r.state, page, st, BUSY) === st) return st;
+  }
+}
+
 /** A new region overlaps one that was never released (its memory was unmapped without a close): forget the old one. */
 function dropOverlapping(spec: P.RegionSpec): void {
   for (const old of [...regions]) {
@@ -175,4 +200,9 @@ function dropOverlapping(spec: P.RegionSpec): void {
       releaseRegion(old);
     }
   }
+}
+
+/** Every open region's page state as native code needs it (RegionState.share()). */
+export function regionShares(): RegionShare[] {
+  return regions.map((r) => r.share());
 }

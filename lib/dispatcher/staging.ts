@@ -6,7 +6,9 @@
  *
  *   staging memory   [slot 0][slot 1] ... [slot S-1]      one page each
  *   ring             slots [head, tail) in FIFO order (mod S), used = tail - head
- *   per slot         slotRegion  region id, or -1: empty (a hole once its page was
+ *   slot table       a SharedArrayBuffer shared with native code (layout: pagestate.ts)
+ *   per slot         slotClaimed SLOT_READING while a reader off the fault path reads it
+ *                    slotRegion  region id, or -1: empty (a hole once its page was
  *                                moved back by a fault, until the head passes it)
  *                    slotPage    page index in that region
  *                    slotKept    swap file slot kept by the clean page in it (-1: none;
@@ -23,21 +25,31 @@ import { native, REGISTER_MODE_MISSING, MADV_DONTNEED } from '../native';
 import { PAGE } from '../compress';
 import * as P from './protocol';
 import { uffd, G, opts, EBUSY } from './env';
+import { SLOT_WORDS, SLOT_CLAIMED, SLOT_REGION, SLOT_PAGE, SLOT_KEPT } from './pagestate';
 
 /** Slots in the ring. */
 export const S = opts.stagingPages;
 export const staging = new native.Region(uffd, S * PAGE, REGISTER_MODE_MISSING);
 export const stagingBytes = new Uint8Array(staging.buffer);
 export const stagingWords = new Uint32Array(staging.buffer);
-export const slotRegion = new Int32Array(S).fill(-1);
-export const slotPage = new Uint32Array(S);
-export const slotKept = new Int32Array(S).fill(-1);
+/** The slot table (pagestate.ts): claimed, region, page and kept words per slot, shared with native code. */
+export const slotTable = new SharedArrayBuffer(4 * SLOT_WORDS * S);
+export const slotClaimed = new Int32Array(slotTable, 4 * SLOT_CLAIMED * S, S);
+export const slotRegion = new Int32Array(slotTable, 4 * SLOT_REGION * S, S).fill(-1);
+export const slotPage = new Int32Array(slotTable, 4 * SLOT_PAGE * S, S);
+export const slotKept = new Int32Array(slotTable, 4 * SLOT_KEPT * S, S).fill(-1);
 export const slotPending = new Uint8Array(S);
 export const slotDeferred = new Uint8Array(S);
 export const ring = { head: 0, tail: 0, used: 0, staged: 0 };
 
 const release = new Float64Array(2 * 64);
 let releaseCount = 0;
+
+/** What native code needs of the staging ring: its address, slot count and slot table. */
+export interface StagingShare { address: number; slots: number; table: SharedArrayBuffer }
+export function stagingShare(): StagingShare {
+  return { address: staging.address, slots: S, table: slotTable };
+}
 
 /** The address of a slot's page. */
 export function slotAddress(slot: number): number {

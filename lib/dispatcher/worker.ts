@@ -29,7 +29,7 @@ import { ctl, uffd, life, port, idleEnabled } from './env';
 import { events, serveBatch, retries, retryPending } from './faults';
 import { staging } from './staging';
 import { residency, evictSlice, storedFifo } from './reclaim';
-import { wb, shrinkStep } from './writeback';
+import { wb, shrinkStep, flushWriteback } from './writeback';
 import { idle, idlePass } from './idle';
 import { drainIo, closeFileIo } from './files';
 import { control, drainRequests, runDeferred, hasDeferred } from './requests';
@@ -51,6 +51,9 @@ function loop(): void {
     else if (n < 0) drainRequests();
     drainIo();
     if (hasDeferred()) runDeferred();
+    // A flush may have left pages in the write-back batch: settle them before polling
+    // again (they are claimed, BUSY, until then; a fault on one waits).
+    if (wb.count > 0) flushWriteback();
     if (retries.count > 0) retryPending();
     if (residency.evicting) {
       if (performance.now() >= residency.backoffUntil) evictSlice(2);

@@ -13,13 +13,14 @@
  *                              settled), or -1: it comes from the pool (decoded)
  *   wb      count (entries queued), backoffUntil (after an I/O error, ms), lastError
  *
- * Settling: written -> SWAPPED (aux = file slot), the slot or pool object freed;
+ * Every page in the batch is claimed (BUSY, pagestate.ts) until it is settled:
+ * written -> SWAPPED (aux = file slot), the slot or pool object freed;
  * failed -> a staged page goes back resident, a pool page stays stored.
  */
 import { PAGE } from '../compress';
 import * as P from './protocol';
 import { G, opts, codec, objBuf, backends } from './env';
-import { STORED, SWAPPED, ACTIVE } from './pagestate';
+import { STORED, SWAPPED, ACTIVE, claim, publish } from './pagestate';
 import { byId, type RegionState } from './regions';
 import { stagingBytes, slotDeferred, flushReleases, unstage, unstaged } from './staging';
 import { storedFifo, storedPush, fifoPush, evicted, DEFERRED, REFUSED } from './reclaim';
@@ -63,7 +64,7 @@ export function toSwapFile(r: RegionState, page: number, off: number, slot: numb
   return DEFERRED;
 }
 
-/** Queues a stored page (its object loaded in objBuf) for the swap file; settled by flushWriteback(). */
+/** Queues a stored page (claimed: BUSY; its object loaded in objBuf) for the swap file; settled by flushWriteback(). */
 export function queuePoolWriteback(r: RegionState, page: number, len: number): void {
   if (wb.count === WB) flushWriteback();
   codec.decompress(objBuf, 0, len, wbBuf, wb.count * PAGE);
@@ -79,10 +80,13 @@ function writebackFromPool(max: number): number {
   while (n < max && storedFifo.shift()) {
     const r = byId.get(storedFifo.outRegion);
     const page = storedFifo.outPage;
-    if (!r || r.closed || r.seq[page] !== storedFifo.outStamp || r.state[page] !== STORED) continue;
+    if (!r || r.closed || r.seq[page] !== storedFifo.outStamp || !claim(r.state, page, STORED)) continue;
     const len = backends.frontswap.load(r.id, page, objBuf);
-    if (len < 0) continue;
-    queuePoolWriteback(r, page, len);
+    if (len < 0) {
+      publish(r.state, page, STORED);
+      continue;
+    }
+    queuePoolWriteback(r, page, len); // BUSY until settled
     n++;
   }
   flushWriteback();
@@ -130,8 +134,8 @@ function settleWritten(k: number, fileSlot: number): void {
     dropPoolCopy(r, page);
     storedLeaves(r, page);
   }
-  r.state[page] = SWAPPED;
   r.aux[page] = fileSlot;
+  publish(r.state, page, SWAPPED); // ends the claim the page was queued under
   G[P.G_SWAP_WRITEBACK]++;
 }
 
@@ -145,7 +149,8 @@ function settleFailed(from: number, n: number, why: string): void {
     if (!r || r.closed) continue;
     if (slot < 0) {
       // From the pool: it stays there, and stays a candidate for the next write-back.
-      if (r.state[wbPage[k]] === STORED) storedPush(r, wbPage[k]);
+      storedPush(r, wbPage[k]);
+      publish(r.state, wbPage[k], STORED);
       continue;
     }
     // The page goes back where it was, resident: nothing is lost.
@@ -153,7 +158,7 @@ function settleFailed(from: number, n: number, why: string): void {
     const res = unstage(r.base + page * PAGE, slot);
     if (res !== PAGE) throw new Error(`tmem: could not return page ${page} of region ${r.id} after a swap file error (errno ${-res})`);
     unstaged();
-    r.state[page] = ACTIVE;
+    publish(r.state, page, ACTIVE);
     fifoPush(r, page);
   }
 }
