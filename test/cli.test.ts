@@ -9,10 +9,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { BenchResult, LatencyScenario, BarScenario } from '../lib/cli/bench';
+import { target, type BenchResult, type LatencyScenario, type BarScenario } from '../lib/cli/bench';
 import { buildCorpus } from '../lib/cli/corpus';
 import { touchOrder } from '../lib/cli/measure';
-import { parseBenchArgs, UsageError } from '../lib/cli/args';
+import { parseBenchArgs, SCENARIOS, UsageError } from '../lib/cli/args';
 
 const CLI = path.join(__dirname, '..', 'lib', 'cli.js');
 
@@ -64,6 +64,7 @@ const bad: [string[], RegExp][] = [
   [['bench', '--pages', '10'], /'--pages' must be an integer from 64/],
   [['bench', '--threads', '0'], /'--threads' must be an integer from 1 to 64/],
   [['bench', '--scenarios', 'zero,warp'], /unknown scenario 'warp'; accepted: zero, pool, swapfile, eviction, density/],
+  [['bench', '--scenario', 'steady,warp'], /option '--scenario': unknown scenario 'warp'; accepted: .*steady, fill, threads, readback/],
   [['bench', '--frobnicate'], /unknown option '--frobnicate' for 'tmem bench'; accepted: .*--pattern/],
   [['bench', '--pages'], /option '--pages' needs a value/],
   [['bench', '--json=yes'], /'--json' takes no value/],
@@ -89,6 +90,8 @@ for (const [args, re] of bad) {
 test('options: defaults, --quick, --no-pin, --scenarios order, --name=value', (t) => {
   const d = parseBenchArgs([]);
   t.is(d.pages, 20000);
+  t.deepEqual(d.scenarios, [...SCENARIOS], 'every scenario by default');
+  t.deepEqual(parseBenchArgs(['--scenario', 'steady']).scenarios, ['steady']);
   t.deepEqual(d.compressors, ['lz4', 'zstd']);
   t.true(d.pin);
   const q = parseBenchArgs(['--quick', '--no-pin', '--scenarios=density,zero', '--compressor=zstd', '--pages=700']);
@@ -154,8 +157,9 @@ function checkLatency(t: import('ava').ExecutionContext, sc: LatencyScenario, pa
 
 // The test suite never starts the kernel baselines (zram, swapon, dropping the page cache):
 // they change the machine. The CI browser check (npm run test:report) runs them for real.
-test('tmem bench --quick --pages 500 --json: one JSON document with every scenario', async (t) => {
-  const r = await tmem(['bench', '--quick', '--pages', '500', '--no-baselines', '--json'], { timeoutMs: 55000 });
+// Every scenario is in the default set; the suite runs them in two halves to keep each child short.
+test('tmem bench --quick --pages 500 --json: one JSON document with every scenario of the idle state', async (t) => {
+  const r = await tmem(['bench', '--quick', '--pages', '500', '--no-baselines', '--json', '--scenarios', 'zero,pool,swapfile,eviction,density'], { timeoutMs: 55000 });
   t.is(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as BenchResult;
   t.is(doc.tool, 'tmem bench');
@@ -175,6 +179,43 @@ test('tmem bench --quick --pages 500 --json: one JSON document with every scenar
   t.true(dn.bars[1].value! > 0 && dn.bars[1].value! < 4096, 'pool bytes per page below a page');
   t.true(doc.notes.some((n) => /--no-baselines/.test(n)), 'says why the baselines are missing');
   t.regex(r.stderr, /pool lz4: touch/, 'progress on stderr');
+});
+
+test('tmem bench --quick --pages 500 --json: the steady-state scenarios (steady, fill, threads, readback) and their targets', async (t) => {
+  const r = await tmem(['bench', '--quick', '--pages', '500', '--no-baselines', '--json', '--scenario', 'readback,threads,fill,steady'], { timeoutMs: 55000 });
+  t.is(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as BenchResult;
+  t.true(doc.ok);
+  const oneCpu = doc.notes.some((n) => /^threads: this process may run on 1 CPU/.test(n));
+  t.deepEqual(doc.scenarios.map((s) => s.id), ['steady', 'fill', ...(oneCpu ? [] : ['threads']), 'readback'], 'in the order of the scenario list');
+  for (const sc of doc.scenarios) if (sc.kind === 'latency') checkLatency(t, sc, 500);
+  for (const sc of doc.scenarios) if (sc.kind === 'bars') t.is(sc.badPages ?? 0, 0, `${sc.id}: every page read back right`);
+  // Eviction runs during the touches; the targets are listed (not measured without baselines, and never a failure).
+  const st = doc.scenarios.find((s) => s.id === 'steady') as LatencyScenario;
+  t.true(st.faults!.pool + st.faults!.same > 250, 'most touches fault from the pool at residentLimit = 1/8');
+  t.true(st.notes.some((n) => /^[1-9]\d* evictions during the timed touches/.test(n)), 'eviction ran during the touches');
+  t.deepEqual(st.targets!.map((g) => [g.label, g.met]), [['p50 <= 1.5x kernel zram in a memory cgroup', null], ['p99 <= 2x kernel zram in a memory cgroup', null]]);
+  const th = doc.scenarios.find((s) => s.id === 'threads') as LatencyScenario | undefined;
+  if (th) {
+    t.is(th.series[1].role, 'baseline');
+    t.is(th.series[1].summary!.n, 500, 'the one-thread baseline touches the same pages');
+    t.is(th.targets![0].value, th.ratio!.p50, 'threads: the target is on the p50 ratio against one thread');
+  }
+  const fill = doc.scenarios.find((s) => s.id === 'fill') as BarScenario;
+  t.true(fill.bars[0].value! > 0, 'fill MiB/s');
+  t.true((fill.detail as { evictions: number }).evictions > 0, 'the fill evicted');
+  const rb = doc.scenarios.find((s) => s.id === 'readback') as BarScenario;
+  t.true(rb.bars[0].value! > 0 && rb.bars[2].value! > 0, 'read-back and plain memory us/page');
+  t.regex(r.stderr, /steady state: touch/);
+  t.true(doc.notes.some((n) => /--no-baselines/.test(n)));
+});
+
+test('targets: met, missed, not measured; ratios at the bound meet it', (t) => {
+  t.is(target('p50 <= 1.5x k', 1.5, { max: 1.5 }).met, true);
+  t.is(target('p50 <= 1.5x k', 1.51, { max: 1.5 }).met, false);
+  t.is(target('MiB/s >= 1x k', 0.99, { min: 1 }).met, false);
+  t.is(target('MiB/s >= 1x k', 2, { min: 1 }).met, true);
+  t.is(target('x', null, { max: 1 }).met, null);
 });
 
 test('tmem bench --threads 2: faults from two Workers through attachRegion(region.share())', async (t) => {

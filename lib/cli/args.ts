@@ -14,7 +14,7 @@ export class UsageError extends Error {
   }
 }
 
-export const SCENARIOS = ['zero', 'pool', 'swapfile', 'eviction', 'density'] as const;
+export const SCENARIOS = ['zero', 'pool', 'swapfile', 'eviction', 'density', 'steady', 'fill', 'threads', 'readback'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 export const PATTERNS = ['sequential', 'random', 'zipfian'] as const;
 export type Pattern = (typeof PATTERNS)[number];
@@ -53,7 +53,7 @@ export interface StatsOptions {
 
 const BENCH_FLAGS: Record<string, 'flag' | 'value'> = {
   '--quick': 'flag', '--pages': 'value', '--corpus': 'value', '--pattern': 'value', '--compressor': 'value',
-  '--allocator': 'value', '--pin': 'flag', '--no-pin': 'flag', '--threads': 'value', '--scenarios': 'value',
+  '--allocator': 'value', '--pin': 'flag', '--no-pin': 'flag', '--threads': 'value', '--scenarios': 'value', '--scenario': 'value',
   '--seed': 'value', '--rounds': 'value', '--dir': 'value', '--no-baselines': 'flag', '--json': 'flag',
   '--report': 'value', '--help': 'flag', '-h': 'flag',
 };
@@ -134,12 +134,12 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       case '--pin': o.pin = true; break;
       case '--no-pin': o.pin = false; break;
       case '--threads': o.threads = intOf(name, val, 1, 64, 'bench'); break;
-      case '--scenarios': {
+      case '--scenarios': case '--scenario': {
         const list = val.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-        if (list.length === 0) throw new UsageError(`option '--scenarios' needs a comma-separated list of ${SCENARIOS.join(', ')}`);
+        if (list.length === 0) throw new UsageError(`option '${name}' needs a comma-separated list of ${SCENARIOS.join(', ')}`);
         for (const s of list) {
           if (!(SCENARIOS as readonly string[]).includes(s)) {
-            throw new UsageError(`option '--scenarios': unknown scenario '${s}'; accepted: ${SCENARIOS.join(', ')}`);
+            throw new UsageError(`option '${name}': unknown scenario '${s}'; accepted: ${SCENARIOS.join(', ')}`);
           }
         }
         o.scenarios = SCENARIOS.filter((s) => list.includes(s));
@@ -190,12 +190,23 @@ Measures tmem's fault service and its pools against the kernel on this host, in
 one run, on the same page contents; prints a table (or JSON) and can write an
 HTML report with plots.
 
-Scenarios (--scenarios a,b,c; default: all)
+Scenarios (--scenarios a,b,c, or --scenario a; default: all)
   zero       first touch of never-written pages (zero page)   vs the minimal C userfaultfd handler
   pool       fault from the compressed pool, lz4 and zstd      vs kernel zram swap-in
   swapfile   fault from tmem's swap file (cold page cache)     vs kernel swap-in from a swap file
   eviction   region.evict() pages/s (compress + store)         vs kernel MADV_PAGEOUT to zram
   density    memory per evicted page                           vs zram (mm_stat mem_used_total)
+  steady     random touches at residentLimit = 1/8 of the pages, eviction running
+                                                               vs kernel zram swap-in in a memory cgroup
+                                                                  holding 1/8 of the pages
+                                                               target: p50 <= 1.5x, p99 <= 2x
+  fill       writing 8 x residentLimit of new data, MiB/s      vs the kernel writing it in that cgroup
+                                                               target: at least the kernel's
+  threads    2 Workers on 2 CPUs faulting on one region        vs one thread, same CPU (tmem)
+                                                               target: p50 <= 1.3x
+  readback   sequential read-back of an evicted region         vs zram sequential swap-in; plain memory
+                                                               target: at least 2x faster than zram
+  (pool: target p50 <= 1.3x zram; eviction: at least the kernel's pages/s)
 
 Options
   --quick                  small run (${QUICK_PAGES} pages, 1 round), under ~30 s

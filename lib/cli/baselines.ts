@@ -3,7 +3,9 @@
  * is JSON):
  *
  *   build-cmake/bench/native/uffd_min_handler   the minimal C userfaultfd handler
- *   build-cmake/bench/native/kernel_swapin      the kernel's zram / swap file pageout and swap-in (root)
+ *   build-cmake/bench/native/kernel_swapin      the kernel's zram / swap file pageout, swap-in and
+ *                                               sequential read-back; with --steady-limit-pages
+ *                                               the fill and steady state in a memory cgroup (root)
  *
  * When the programs are missing they are built with cmake (the targets only)
  * into a user cache directory, never into the package (node_modules may be
@@ -48,10 +50,35 @@ export function cacheDir(): string {
   return path.join(base, 'tmem', `baselines-${packageVersion()}`);
 }
 
-/** The folder holding the baseline programs: the repository's build-cmake when built there, else the cache. */
+/** Newest modification time of the baseline sources (bench/native), ms; 0 when they are not in the package. */
+function sourcesMtime(): number {
+  const dir = path.join(packageRoot(), 'bench', 'native');
+  try {
+    return Math.max(0, ...fs.readdirSync(dir).map((f) => fs.statSync(path.join(dir, f)).mtimeMs));
+  } catch {
+    return 0;
+  }
+}
+
+/** The programs are all in `dir` and none is older than its sources. */
+function upToDate(dir: string): boolean {
+  const src = sourcesMtime();
+  return PROGRAMS.every((p) => {
+    try {
+      return fs.statSync(path.join(dir, p)).mtimeMs >= src;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * The folder holding the baseline programs: the repository's build-cmake when
+ * built there from the current sources, else the cache.
+ */
 export function binDir(): string {
   const dev = path.join(packageRoot(), 'build-cmake', 'bench', 'native');
-  if (PROGRAMS.every((p) => fs.existsSync(path.join(dev, p)))) return dev;
+  if (upToDate(dev)) return dev;
   return path.join(cacheDir(), 'build', 'bench_native');
 }
 
@@ -62,8 +89,10 @@ export function binDir(): string {
  */
 export function ensureBaselinePrograms(say: (s: string) => void): string | null {
   const dir = binDir();
+  if (upToDate(dir)) return null;
+  // Missing, or older than their sources (a cache built by an earlier tmem): cmake rebuilds what changed.
   const missing = PROGRAMS.filter((p) => !fs.existsSync(path.join(dir, p)));
-  if (missing.length === 0) return null;
+  if (missing.length === 0) missing.push(...PROGRAMS.map((p) => `${p} (out of date)`));
   const root = packageRoot();
   const sources = path.join(root, 'bench', 'native');
   const how = 'install cmake and a C++17 compiler (Debian: apt-get install cmake g++) and run `tmem bench` again';
@@ -174,6 +203,8 @@ export interface KernelResult {
   bytesPerPage?: number;
   bytesPerZramPage?: number;
   zramPagesStored?: number;
+  /** Sequential read-back of the swapped-out pages (4 KiB copies, front to back), us per page; and of the same pages resident. */
+  readback?: { pages: number; usPerPage: number; plainUsPerPage: number };
 }
 
 /** kernel_swapin --backend zram|swapfile on the corpus file (root). */
@@ -205,5 +236,51 @@ export async function kernelSwapin(o: { backend: 'zram' | 'swapfile'; corpusFile
     bytesPerPage: j.bytes_per_page as number | undefined,
     bytesPerZramPage: j.bytes_per_zram_page as number | undefined,
     zramPagesStored: j.zram_pages_stored as number | undefined,
+    ...(j.readback ? { readback: readbackOf(j.readback as Record<string, number>) } : {}),
+  };
+}
+
+function readbackOf(r: Record<string, number>): KernelResult['readback'] {
+  return { pages: r.pages, usPerPage: r.us_per_page, plainUsPerPage: r.plain_us_per_page };
+}
+
+export interface KernelSteadyResult {
+  skipped?: string;
+  algorithm?: string;
+  /** How the limit was set: 'v1 memory.limit_in_bytes' or 'v2 memory.max'. */
+  cgroup?: string;
+  limitPages?: number;
+  /** The cgroup's limit: what the toucher had charged before the fill + limitPages pages. */
+  limitBytes?: number;
+  /** The corpus written into a fresh mapping in the cgroup, MiB/s. */
+  fillMiBs?: number;
+  /** Every page touched once in random order, each timed (us). */
+  steady?: KernelPass;
+}
+
+/**
+ * kernel_swapin --backend zram --steady-limit-pages N on the corpus file
+ * (root): the fill and the random touches in a memory cgroup holding N pages,
+ * created and removed by the program, zram the swap device.
+ */
+export async function kernelSteady(o: { corpusFile: string; limitPages: number; algorithm?: string; seed: number }): Promise<KernelSteadyResult> {
+  const label = 'the kernel steady-state baseline (zram + a memory cgroup)';
+  if (!isRoot()) return { skipped: `not root: ${label} needs root (swapon, zram hot_add, a memory cgroup); run as root to measure it` };
+  if (!fs.existsSync('/sys/class/zram-control')) return { skipped: `no zram on this kernel (/sys/class/zram-control is missing; modprobe zram): ${label} not measured` };
+  const bin = path.join(binDir(), 'kernel_swapin');
+  if (!fs.existsSync(bin)) return { skipped: `${bin} is missing: run \`npm run build:native\`` };
+  const args = ['--backend', 'zram', '--corpus', o.corpusFile, '--seed', String(o.seed), '--steady-limit-pages', String(o.limitPages)];
+  if (o.algorithm) args.push('--algorithm', o.algorithm);
+  const r = await run(bin, args, 300_000);
+  const j = lastJson(r);
+  if (r.status === 2) return { skipped: `${label} not available here: ${`${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean).pop()}` };
+  if (r.status !== 0 || !j || j.mode !== 'steady') return { skipped: why(r, 'kernel_swapin --steady-limit-pages') };
+  return {
+    algorithm: j.algorithm as string,
+    cgroup: j.cgroup as string,
+    limitPages: j.limit_pages as number,
+    limitBytes: j.limit_bytes as number,
+    fillMiBs: j.fill_mib_s as number,
+    steady: j.steady as KernelPass,
   };
 }

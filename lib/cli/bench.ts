@@ -11,7 +11,10 @@ import { nearestRank, summarizeSorted } from './samples';
 import type { BenchOptions } from './args';
 import { buildCorpus } from './corpus';
 import { tmemLatency, plainFirstTouch, touchOrder, defaultSwapDir, type TouchRun } from './measure';
-import { ensureBaselinePrograms, minHandler, kernelSwapin, packageRoot, type KernelResult, type Quantiles, type KernelPass } from './baselines';
+import { ensureBaselinePrograms, minHandler, kernelSwapin, kernelSteady, packageRoot, type KernelResult, type KernelSteadyResult, type Quantiles, type KernelPass } from './baselines';
+import { tmemSteady, steadyLimitPages, type SteadyRun } from './steady-state';
+import { tmemReadback, type ReadbackRun } from './readback';
+import { native } from '../native';
 import { Progress } from './progress';
 
 /** Percentiles in us. */
@@ -31,10 +34,26 @@ export interface Series {
   note?: string;
 }
 
+/**
+ * A target of issue 12 ("Fast in the state users live in"): a ratio of this
+ * run against its baseline that must stay at most `max` (or at least `min`).
+ * Printed, never enforced: a missed target does not change the exit code.
+ */
+export interface Target {
+  /** What is compared, e.g. 'p50 <= 1.5x kernel zram in a memory cgroup'. */
+  label: string;
+  /** The measured ratio, null when the baseline was not measured. */
+  value: number | null;
+  max?: number;
+  min?: number;
+  /** null when not measured. */
+  met: boolean | null;
+}
+
 export interface LatencyScenario {
   kind: 'latency';
   id: string;
-  scenario: 'zero' | 'pool' | 'swapfile';
+  scenario: 'zero' | 'pool' | 'swapfile' | 'steady' | 'threads';
   title: string;
   status: 'ok' | 'failed';
   error?: string;
@@ -45,6 +64,7 @@ export interface LatencyScenario {
   ratio: { p50: number; p90: number; p99: number; p999: number } | null;
   faults?: TouchRun['faults'];
   badPages?: number;
+  targets?: Target[];
   notes: string[];
 }
 
@@ -52,7 +72,7 @@ export interface Bar { label: string; role: 'tmem' | 'baseline' | 'reference'; v
 
 export interface BarScenario {
   kind: 'bars';
-  id: 'eviction' | 'density';
+  id: 'eviction' | 'density' | 'fill' | 'readback';
   title: string;
   unit: string;
   better: 'higher' | 'lower';
@@ -62,6 +82,8 @@ export interface BarScenario {
   /** First tmem bar / first baseline bar. */
   ratio: number | null;
   detail?: Record<string, unknown>;
+  badPages?: number;
+  targets?: Target[];
   notes: string[];
 }
 
@@ -126,6 +148,12 @@ function ratioOf(t: Stat | null, b: Stat | null): LatencyScenario['ratio'] {
   if (!t || !b || !(b.p50 > 0)) return null;
   const q = (x: number, y: number): number => (y > 0 ? r3(x / y) : 0);
   return { p50: q(t.p50, b.p50), p90: q(t.p90, b.p90), p99: q(t.p99, b.p99), p999: q(t.p999, b.p999) };
+}
+
+/** A target on `value` (null: not measured). */
+export function target(label: string, value: number | null, bound: { max?: number; min?: number }): Target {
+  const met = value === null ? null : (bound.max === undefined || value <= bound.max) && (bound.min === undefined || value >= bound.min);
+  return { label, value, ...bound, met };
 }
 
 function errText(e: unknown): string {
@@ -193,17 +221,19 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
   const threadNote = o.threads > 1 ? `${o.threads} faulting Workers (attachRegion(region.share())), each timing its own touches` : undefined;
 
   /**
-   * One latency scenario: tmem's timed touches (series 0), then `rest` adds the
-   * baseline and reference series; the ratio is tmem against sc.baseline. A
-   * throw marks the scenario failed.
+   * One latency scenario: tmem's timed touches (series 0, from `go`), then
+   * `rest` adds the baseline and reference series; the ratio is tmem against
+   * sc.baseline, and `targets` (at a percentile, at most `max` times the
+   * baseline) are checked on it. A throw marks the scenario failed.
    */
-  const latencyScenario = async (
-    head: Pick<LatencyScenario, 'id' | 'scenario' | 'title'>, compressor: BenchOptions['compressors'][number], label: string,
-    tmemNote: (run: TouchRun) => string | undefined, rest: (sc: LatencyScenario, run: TouchRun) => Promise<void>,
+  const latencyScenario = async <R extends Pick<TouchRun, 'ns' | 'faults' | 'badPages'>>(
+    head: Pick<LatencyScenario, 'id' | 'scenario' | 'title'>, go: () => Promise<R>,
+    tmemNote: (run: R) => string | undefined, rest: (sc: LatencyScenario, run: R) => Promise<void>,
+    targets: { at: 'p50' | 'p99'; max: number; against: string }[] = [],
   ): Promise<void> => {
     const sc: LatencyScenario = { kind: 'latency', ...head, status: 'ok', series: [], baseline: null, ratio: null, notes: [] };
     try {
-      const run = await tmemLatency(head.scenario, { ...measure, compressor, label });
+      const run = await go();
       const t = fromSamples('tmem', 'tmem', run.ns, edges, tmemNote(run));
       progress.end(`tmem p50 ${t.summary!.p50} us`);
       sc.series.push(t);
@@ -211,6 +241,9 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       sc.badPages = run.badPages;
       await rest(sc, run);
       sc.ratio = ratioOf(t.summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
+      if (targets.length > 0) {
+        sc.targets = targets.map((g) => target(`${g.at} <= ${g.max}x ${g.against}`, sc.ratio ? sc.ratio[g.at] : null, { max: g.max }));
+      }
     } catch (e) {
       sc.status = 'failed';
       sc.error = errText(e);
@@ -218,6 +251,8 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     }
     scenarios.push(sc);
   };
+  const tmemRun = (kind: 'zero' | 'pool' | 'swapfile', compressor: BenchOptions['compressors'][number], label: string) =>
+    (): Promise<TouchRun> => tmemLatency(kind, { ...measure, compressor, label });
 
   /** Adds a kernel baseline series (or why it was skipped, also as a note); true when it was measured. */
   const kernelBaseline = (sc: LatencyScenario, label: string, k: KernelResult, what: string, nothing: string): boolean => {
@@ -236,7 +271,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     // ---- zero: first touch
     if (wants.has('zero')) {
       await latencyScenario({ id: 'zero', scenario: 'zero', title: 'first touch of a never-written page (zero fault)' },
-        o.compressors[0], 'zero fault', () => threadNote, async (sc) => {
+        tmemRun('zero', o.compressors[0], 'zero fault'), () => threadNote, async (sc) => {
           if (o.baselines) {
             const mode = o.pin && o.threads === 1 ? 'same_cpu' : 'cross_cpu';
             progress.startTimed('baseline: minimal C handler', 300 + corpus.pages * 0.02);
@@ -259,8 +294,8 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     // ---- pool: lz4, zstd
     if (wants.has('pool')) {
       for (const c of o.compressors) {
-        await latencyScenario({ id: `pool-${c}`, scenario: 'pool', title: `fault from the pool (${c}, ${o.allocator})` },
-          c, `pool ${c}`, () => threadNote, async (sc, run) => {
+        await latencyScenario({ id: `pool-${c}`, scenario: 'pool', title: `fault from the pool (${c}, ${o.allocator}), nothing evicted meanwhile` },
+          tmemRun('pool', c, `pool ${c}`), () => threadNote, async (sc, run) => {
             if (run.evictionsDuringTouches > 0) sc.notes.push(`${run.evictionsDuringTouches} evictions happened during the timed touches`);
             if (o.baselines) {
               const k = await kernel('zram', c);
@@ -268,14 +303,14 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
                 if (k.algorithm && k.algorithm !== c) sc.notes.push(`this kernel's zram has no ${c}: the baseline used ${k.algorithm}`);
               }
             }
-          });
+          }, [{ at: 'p50', max: 1.3, against: 'kernel zram swap-in' }]);
       }
     }
 
     // ---- swapfile
     if (wants.has('swapfile')) {
       await latencyScenario({ id: 'swapfile', scenario: 'swapfile', title: 'fault from the swap file' },
-        o.compressors[0], 'swap file', (run) => [run.cold ? 'page cache dropped before the touches' : 'warm page cache', threadNote].filter(Boolean).join('; '),
+        tmemRun('swapfile', o.compressors[0], 'swap file'), (run) => [run.cold ? 'page cache dropped before the touches' : 'warm page cache', threadNote].filter(Boolean).join('; '),
         async (sc, run) => {
           if (run.coldNote) note(`swapfile: ${run.coldNote}`);
           if (o.baselines) kernelBaseline(sc, 'kernel swap file', await kernel('swapfile'), 'swapfile', 'the swap file baseline measured nothing');
@@ -308,6 +343,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
           status: ev ? 'ok' : 'failed', ...(evError ? { error: evError } : {}), bars,
           ratio: ev && k.pageoutPagesPerSecond ? r3(ev.median / k.pageoutPagesPerSecond) : null,
           detail: ev ? { rounds: ev.rounds, pagesPerSecond: ev.pagesPerSecond, usPerPage: ev.usPerPage } : undefined,
+          targets: [target(`pages/s >= 1x ${zl} MADV_PAGEOUT`, ev && k.pageoutPagesPerSecond ? r3(ev.median / k.pageoutPagesPerSecond) : null, { min: 1 })],
           notes: [],
         });
       }
@@ -329,11 +365,120 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
         });
       }
     }
+
+    // ---- steady state and fill (one run of each side)
+    let steadyP: Promise<SteadyRun> | null = null;
+    const steadyRun = (): Promise<SteadyRun> => (steadyP ??= tmemSteady({ corpus, seed: o.seed, compressor: o.compressors[0], allocator: o.allocator, pin: o.pin, progress }));
+    let kSteadyP: Promise<KernelSteadyResult> | null = null;
+    const limitPages = steadyLimitPages(corpus.pages);
+    const kSteady = (): Promise<KernelSteadyResult> => (kSteadyP ??= (async () => {
+      progress.startTimed('baseline: kernel zram in a memory cgroup (fill + steady state)', 600 + corpus.pages * 0.1);
+      const r = await kernelSteady({ corpusFile: corpusFile!, limitPages, algorithm: o.compressors[0], seed: o.seed });
+      progress.end(r.skipped ? 'skipped' : `fill ${r.fillMiBs} MiB/s, p50 ${r.steady?.p50} us`);
+      return r;
+    })());
+    if (wants.has('steady')) {
+      const c = o.compressors[0];
+      await latencyScenario({ id: 'steady', scenario: 'steady', title: `steady state: random touches at residentLimit = 1/8 of the pages (${limitPages}), eviction running (${c})` },
+        steadyRun, (run) => `residentLimit ${run.limitPages} pages (+ a staging area of ${run.stagingPages} pages)`, async (sc, run) => {
+          sc.notes.push(`${run.evictionsDuringTouches} evictions during the timed touches; faults: ${run.faults.pool} pool, ${run.faults.same} same-filled, ${run.faults.staged} staged, ${run.faults.zero} zero`);
+          if (o.baselines) {
+            const k = await kSteady();
+            const label = `kernel zram (${k.algorithm ?? c}) in a memory cgroup`;
+            if (k.skipped || !k.steady) {
+              sc.series.push(skippedSeries(label, k.skipped ?? 'no pass measured'));
+              note(`steady: ${k.skipped ?? 'the steady-state baseline measured nothing'}`);
+            } else {
+              sc.series.push(fromQuantiles(label, k.steady, `${k.cgroup} = ${k.limitBytes} bytes (${k.limitPages} pages + what the toucher had charged before); ${k.steady.majflt} of the touches were major faults`));
+              sc.baseline = label;
+            }
+          }
+        }, [{ at: 'p50', max: 1.5, against: 'kernel zram in a memory cgroup' }, { at: 'p99', max: 2, against: 'kernel zram in a memory cgroup' }]);
+    }
+    if (wants.has('fill')) {
+      const c = o.compressors[0];
+      let run: SteadyRun | null = null;
+      let err: string | undefined;
+      try {
+        run = await steadyRun();
+      } catch (e) {
+        err = errText(e);
+        progress.end('FAILED');
+      }
+      const k: KernelSteadyResult = o.baselines ? await kSteady() : { skipped: '--no-baselines' };
+      if (o.baselines && k.skipped) note(`fill: ${k.skipped}`);
+      const ratio = run && k.fillMiBs ? r3(run.fillMiBs / k.fillMiBs) : null;
+      const zl = `kernel zram (${k.algorithm ?? c}) in a memory cgroup`;
+      scenarios.push({
+        kind: 'bars', id: 'fill', title: `fill: writing ${corpus.pages} pages of new data through a residentLimit of ${limitPages} (8x)`, unit: 'MiB/s', better: 'higher',
+        status: run ? 'ok' : 'failed', ...(err ? { error: err } : {}),
+        bars: [
+          { label: `tmem region write (${c})`, role: 'tmem', value: run ? run.fillMiBs : null, note: run ? `${run.fillEvictions} evictions during the write` : undefined },
+          { label: zl, role: 'baseline', value: k.fillMiBs ?? null, note: k.skipped ?? `${k.cgroup} = ${k.limitBytes} bytes` },
+        ],
+        ratio,
+        detail: run ? { limitPages: run.limitPages, evictions: run.fillEvictions } : undefined,
+        ...(run ? { badPages: run.badPages } : {}),
+        targets: [target(`MiB/s >= 1x ${zl}`, ratio, { min: 1 })],
+        notes: [],
+      });
+    }
+
+    // ---- threads: 2 Workers on 2 CPUs against one thread on the dispatcher's CPU
+    if (wants.has('threads')) {
+      const c = o.compressors[0];
+      const cpus = native.getAffinity();
+      if (cpus.length < 2) {
+        note(`threads: this process may run on ${cpus.length} CPU only (${cpus.join(',')}): the 2-CPU scenario needs two`);
+      } else {
+        const two = cpus.slice(0, 2);
+        await latencyScenario({ id: 'threads', scenario: 'threads', title: `2 Workers on CPUs ${two.join(' and ')} faulting on one region (pool ${c}, ${o.pin ? 'pinned' : 'not pinned'})` },
+          () => tmemLatency('pool', { ...measure, compressor: c, label: 'threads: 2 Workers', threads: 2, cpus: two }),
+          () => 'per-fault times of both Workers (each pinned to its CPU, attachRegion(region.share()))', async (sc, run2) => {
+            const one = await tmemLatency('pool', { ...measure, compressor: c, label: 'threads: 1 thread, same CPU', threads: 1, pin: true });
+            progress.end(`p50 ${fromSamples('x', 'baseline', one.ns, edges).summary!.p50} us`);
+            const label = 'tmem, 1 thread, dispatcher\'s CPU';
+            sc.series.push(fromSamples(label, 'baseline', one.ns, edges, 'the main thread, pinned with the dispatcher (pin: true), the same pages and order'));
+            sc.baseline = label;
+            sc.badPages = run2.badPages + one.badPages;
+          }, [{ at: 'p50', max: 1.3, against: 'one thread on the dispatcher\'s CPU' }]);
+      }
+    }
+
+    // ---- sequential read-back
+    if (wants.has('readback')) {
+      const c = o.compressors[0];
+      let run: ReadbackRun | null = null;
+      let err: string | undefined;
+      try {
+        run = await tmemReadback({ corpus, compressor: c, allocator: o.allocator, pin: o.pin, progress });
+      } catch (e) {
+        err = errText(e);
+        progress.end('FAILED');
+      }
+      const k: KernelResult = o.baselines ? await kernel('zram', c) : { skipped: '--no-baselines' };
+      if (o.baselines && (k.skipped || !k.readback)) note(`readback: ${k.skipped ?? 'the zram baseline measured no read-back'}`);
+      const zl = `kernel zram (${k.algorithm ?? c}) sequential swap-in`;
+      const ratio = run && k.readback?.usPerPage ? r3(run.usPerPage / k.readback.usPerPage) : null;
+      scenarios.push({
+        kind: 'bars', id: 'readback', title: `sequential read-back of an evicted region (${c}): each page copied whole, front to back`, unit: 'us/page', better: 'lower',
+        status: run ? 'ok' : 'failed', ...(err ? { error: err } : {}),
+        bars: [
+          { label: 'tmem evicted region', role: 'tmem', value: run ? run.usPerPage : null, note: run ? `faults: ${run.faults.pool} pool, ${run.faults.same} same-filled, ${run.faults.staged} staged` : undefined },
+          { label: zl, role: 'baseline', value: k.readback?.usPerPage ?? null, note: k.skipped },
+          { label: 'plain memory (resident pages)', role: 'reference', value: run ? run.plainUsPerPage : null, note: 'the same loop over the corpus itself' },
+        ],
+        ratio,
+        ...(run ? { badPages: run.badPages } : {}),
+        targets: [target(`us/page <= 0.5x ${zl} (at least 2x faster)`, ratio, { max: 0.5 })],
+        notes: run && run.plainUsPerPage > 0 ? [`tmem / plain memory: ${(run.usPerPage / run.plainUsPerPage).toFixed(1)}x`] : [],
+      });
+    }
   } finally {
     if (corpusFile) removeCorpusFile(corpusFile);
   }
 
-  const bad = scenarios.reduce((a, s) => a + (s.kind === 'latency' ? s.badPages ?? 0 : 0), 0);
+  const bad = scenarios.reduce((a, s) => a + (s.badPages ?? 0), 0);
   if (bad > 0) note(`WRONG DATA: ${bad} pages read back with contents other than written`);
   const cpus = os.cpus();
   return {

@@ -53,6 +53,8 @@ export interface MeasureOptions {
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
   threads: number;
+  /** With threads > 1: Worker w runs on cpus[w % cpus.length] (default: the affinity it inherits). */
+  cpus?: number[];
   /** Directory for the swap file (swapfile scenario). */
   dir: string;
   progress: Progress;
@@ -86,13 +88,13 @@ function faultsOf(s: SwapStats): TouchRun['faults'] {
   return { zero: s.faults.zero, pool: s.faults.pool, same: s.faults.same, staged: s.faults.staged, file: s.swapFile?.swapIns ?? 0 };
 }
 
-async function settle(): Promise<void> {
+export async function settle(): Promise<void> {
   // The dispatcher counts a fault after UFFDIO_COPY woke the thread: let it finish the last one.
   await new Promise((resolve) => setTimeout(resolve, 20));
 }
 
 /** Times one-byte reads of `order` in this thread, ticking the progress bar between chunks. */
-function touchHere(view: Uint8Array, order: Uint32Array, progress: Progress): Float64Array {
+export function touchHere(view: Uint8Array, order: Uint32Array, progress: Progress): Float64Array {
   const n = order.length;
   const lat = new Float64Array(n);
   const chunk = 2048;
@@ -113,7 +115,7 @@ function touchHere(view: Uint8Array, order: Uint32Array, progress: Progress): Fl
 }
 
 /** Times the touches in `threads` Workers over attachRegion(region.share()). */
-async function touchInWorkers(shared: ReturnType<import('../swap').Region['share']>, order: Uint32Array, threads: number, progress: Progress): Promise<Float64Array> {
+export async function touchInWorkers(shared: ReturnType<import('../swap').Region['share']>, order: Uint32Array, threads: number, progress: Progress, cpus?: number[]): Promise<Float64Array> {
   const ctl = new SharedArrayBuffer(8);
   const workers: Worker[] = [];
   const done: Promise<Float64Array>[] = [];
@@ -121,7 +123,7 @@ async function touchInWorkers(shared: ReturnType<import('../swap').Region['share
   for (let w = 0; w < threads; w++) {
     const mine: number[] = [];
     for (let k = w; k < order.length; k += threads) mine.push(order[k]);
-    const data: ToucherData = { shared, order: Uint32Array.from(mine), ctl };
+    const data: ToucherData = { shared, order: Uint32Array.from(mine), ctl, ...(cpus && cpus.length > 0 ? { cpu: cpus[w % cpus.length] } : {}) };
     const worker = new Worker(path.join(__dirname, 'toucher.js'), { workerData: data });
     workers.push(worker);
     let readyResolve!: () => void;
@@ -155,7 +157,7 @@ async function touchInWorkers(shared: ReturnType<import('../swap').Region['share
   }
 }
 
-function badPages(view: Uint8Array, expect: Uint8Array | null, pages: number): number {
+export function badPages(view: Uint8Array, expect: Uint8Array | null, pages: number): number {
   const a = Buffer.from(view.buffer, view.byteOffset, pages * PAGE);
   const zero = Buffer.alloc(PAGE);
   let bad = 0;
@@ -231,7 +233,7 @@ export async function tmemLatency(kind: 'zero' | 'pool' | 'swapfile', o: Measure
     const order = touchOrder(o.pattern, pages, o.seed + 11);
     const st0 = swap.stats();
     progress.start(`${o.label}: touch (${o.pattern}${o.threads > 1 ? `, ${o.threads} threads` : ''})`, pages);
-    const ns = o.threads > 1 ? await touchInWorkers(region.share(), order, o.threads, progress) : touchHere(view, order, progress);
+    const ns = o.threads > 1 ? await touchInWorkers(region.share(), order, o.threads, progress, o.cpus) : touchHere(view, order, progress);
     await settle();
     const st1 = swap.stats();
     const f0 = faultsOf(st0), f1 = faultsOf(st1);

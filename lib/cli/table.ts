@@ -1,15 +1,22 @@
 /**
  * The terminal table of `tmem bench`, made from the result document.
  */
-import type { BenchResult, LatencyScenario, BarScenario, Series } from './bench';
+import type { BenchResult, LatencyScenario, BarScenario, Series, Target } from './bench';
 
 const f2 = (x: number | undefined | null): string => (x === undefined || x === null ? '-' : x >= 1000 ? x.toFixed(0) : x.toFixed(2));
 const rat = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : `${x.toFixed(2)}x`);
-const num = (x: number): string => Math.round(x).toLocaleString('en-US');
+const num = (x: number): string => (Math.abs(x) >= 100 ? Math.round(x).toLocaleString('en-US') : x.toPrecision(3));
+
+/** "target p50 <= 1.5x kernel ...: 2.80x  MISSED" */
+function targetText(g: Target): string {
+  const verdict = g.met === null ? 'not measured' : g.met ? 'met' : 'MISSED';
+  return `target ${g.label}: ${g.value === null ? '-' : rat(g.value)}  ${verdict}`;
+}
 
 function latencyRows(sc: LatencyScenario, out: string[]): void {
   out.push(`${sc.id.padEnd(8)} ${sc.title}${sc.status === 'failed' ? `: FAILED: ${sc.error}` : ''}`);
   for (const s of sc.series) out.push(seriesRow(s, sc));
+  for (const g of sc.targets ?? []) out.push(`           ${targetText(g)}`);
   for (const n of sc.notes) out.push(`           note: ${n}`);
 }
 
@@ -33,6 +40,7 @@ function barRows(sc: BarScenario, out: string[]): void {
     const tail = b.value === null ? '' : b.role === 'tmem' ? `   ratio ${rat(sc.ratio)}` : b.role === 'baseline' ? '   (baseline)' : '';
     out.push(`${name}${v}${tail}`);
   }
+  for (const g of sc.targets ?? []) out.push(`           ${targetText(g)}`);
   for (const n of sc.notes) out.push(`           note: ${n}`);
 }
 
@@ -57,6 +65,14 @@ export function renderTable(r: BenchResult): string {
   }
   out.push('');
   out.push('x p50, x p99: tmem / baseline at that percentile (below 1: tmem is faster). Ratios of bars: tmem / baseline.');
+  const targets = r.scenarios.flatMap((sc) => (sc.targets ?? []).map((g) => [sc.id, g] as const));
+  if (targets.length > 0) {
+    const met = targets.filter(([, g]) => g.met === true).length;
+    const missed = targets.filter(([, g]) => g.met === false).length;
+    out.push('');
+    out.push(`targets (issue 12; printed, never enforced): ${met} met, ${missed} missed, ${targets.length - met - missed} not measured`);
+    for (const [id, g] of targets) out.push(`  ${id.padEnd(9)} ${targetText(g)}`);
+  }
   if (r.notes.length > 0) {
     out.push('');
     out.push('not measured here / notes:');

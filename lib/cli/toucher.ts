@@ -1,11 +1,13 @@
 /**
- * A faulting thread of `tmem bench --threads N`: attaches the region the main
- * thread shared (attachRegion(region.share())), waits for the start signal,
+ * A faulting thread of `tmem bench --threads N` and of the threads scenario:
+ * attaches the region the main thread shared (attachRegion(region.share())),
+ * moves itself to its CPU when given one, waits for the start signal,
  * reads one byte of each page of its share of the order, timing each touch
  * with process.hrtime.bigint(), and posts the times (ns) back.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { attachRegion, type SharedRegion } from '../swap';
+import { native } from '../native';
 
 export interface ToucherData {
   shared: SharedRegion;
@@ -13,9 +15,12 @@ export interface ToucherData {
   order: Uint32Array;
   /** Int32Array over it: [0] start flag. */
   ctl: SharedArrayBuffer;
+  /** The CPU this thread runs on (sched_setaffinity of this thread only), or none: inherited. */
+  cpu?: number;
 }
 
 const d = workerData as ToucherData;
+if (d.cpu !== undefined) native.setAffinity([d.cpu]);
 const view = new Uint8Array(attachRegion(d.shared));
 const ctl = new Int32Array(d.ctl);
 const lat = new Float64Array(d.order.length);
