@@ -67,8 +67,13 @@ function summaryTable(r: BenchResult): string {
       rows.push(`<tr class="group"><th colspan="8">${esc(sc.id)}: ${esc(sc.title)}, ${esc(sc.unit)} (${sc.better} is better)${sc.status === 'failed' ? ` — FAILED: ${esc(sc.error ?? '')}` : ''}</th></tr>`);
       for (const b of sc.bars) {
         const ratio = b.role === 'tmem' && sc.ratio !== null ? `${sc.ratio.toFixed(2)}×` : b.role === 'tmem' ? '–' : b.role;
-        rows.push(`<tr class="${b.role}"><td>${esc(b.label)}</td><td colspan="5">${b.value === null ? 'not measured' : Math.round(b.value).toLocaleString('en-US')}</td><td>${ratio}</td><td class="note">${esc(b.note ?? '')}</td></tr>`);
+        const v = b.value === null ? 'not measured' : Math.abs(b.value) >= 100 ? Math.round(b.value).toLocaleString('en-US') : b.value.toPrecision(3);
+        rows.push(`<tr class="${b.role}"><td>${esc(b.label)}</td><td colspan="5">${v}</td><td>${ratio}</td><td class="note">${esc(b.note ?? '')}</td></tr>`);
       }
+    }
+    for (const g of sc.targets ?? []) {
+      const verdict = g.met === null ? 'not measured' : g.met ? 'met' : 'missed';
+      rows.push(`<tr class="target"><td colspan="6">target: ${esc(g.label)}</td><td>${g.value === null ? '–' : `${g.value.toFixed(2)}×`}</td><td class="note">${verdict}</td></tr>`);
     }
   }
   return `<table class="summary"><thead><tr><th></th><th>p50 µs</th><th>p90</th><th>p99</th><th>p99.9</th><th>n</th><th>ratio p50 / p99</th><th></th></tr></thead><tbody>${rows.join('\n')}</tbody></table>`;
