@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import type { Swap, SwapStats } from '../lib/swap';
 import { openFor, badPagesOf, regionBytes, type TmemOptions } from '../lib/cli/eviction';
 import { bucketLow, HIST_BUCKETS } from '../lib/dispatcher/protocol';
-import { PAGE_KINDS, type Corpus } from './corpus';
+import { PAGE_KINDS } from './corpus';
 import { nativeBenchProgram, runJsonProgram, shuffled, summarize, type Summary } from './helpers/stats';
 
 export { evictionThroughput, writeCorpusFile, removeCorpusFile, type EvictionResult, type Density, type TmemOptions } from '../lib/cli/eviction';

@@ -15,7 +15,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { BenchResult, LatencyScenario, BarScenario } from './bench';
+import type { BenchResult, LatencyScenario } from './bench';
 
 /**
  * Chart.js's minified UMD build: the copy shipped in the package (vendor/,
