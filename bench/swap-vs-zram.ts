@@ -28,8 +28,11 @@
  *     measured figure does hold its metadata, so the comparison leans
  *     slightly against tmem (about 16-20 B per page).
  *
- * Targets (random order): p50 <= 1.5x zram, p99 <= 2x zram, density <= 1.0x
- * zram bytes per page, eviction throughput >= 0.5x kernel pageout.
+ * Targets (random order): p50 <= 1.3x zram (issue 12's idle pool fault; the
+ * measured floor of a same-CPU handler is 1.26x), p99 <= 2x zram, density <=
+ * 1.0x zram bytes per page, eviction throughput >= 1x kernel pageout (issue 12).
+ * The steady state (eviction running, a memory cgroup for the kernel) is
+ * `tmem bench --scenarios steady,fill,threads,readback`.
  * Prints a table, then one JSON line with every figure and ratio.
  * Not part of `npm test`.
  *
@@ -135,7 +138,7 @@ async function main(): Promise<void> {
     density_pool_only: ratio(evict?.density.poolOnly, zram.bytesPerPage),
     eviction_throughput: ratio(evict?.median, zram.pageoutPagesPerSecond),
   };
-  const targets = { p50_random: 1.5, p99_random: 2.0, density: 1.0, eviction_throughput: 0.5 };
+  const targets = { p50_random: 1.3, p99_random: 2.0, density: 1.0, eviction_throughput: 1.0 };
   const met = {
     p50_random: ratios.p50_random === null ? null : ratios.p50_random <= targets.p50_random,
     p99_random: ratios.p99_random === null ? null : ratios.p99_random <= targets.p99_random,
@@ -169,14 +172,14 @@ async function main(): Promise<void> {
   console.log('\nratio (tmem / kernel)        value   target   verdict');
   const row = (name: string, v: number | null, t: string, m: boolean | null | undefined): void =>
     console.log(`  ${name.padEnd(26)} ${v === null ? '  n/a' : v.toFixed(3).padStart(6)}   ${t.padEnd(7)}  ${m === undefined ? '' : verdict(m)}`);
-  row('fault p50, random', ratios.p50_random, '<= 1.5', met.p50_random);
+  row('fault p50, random', ratios.p50_random, '<= 1.3', met.p50_random);
   row('fault p99, random', ratios.p99_random, '<= 2.0', met.p99_random);
   row('fault p50, sequential', ratios.p50_sequential, '', undefined);
   row('fault p99, sequential', ratios.p99_sequential, '', undefined);
   row('density', ratios.density, '<= 1.0', met.density);
   row('density, pool+index+state', ratios.density_with_metadata, '', undefined);
   row('density, pool only', ratios.density_pool_only, '', undefined);
-  row('eviction throughput', ratios.eviction_throughput, '>= 0.5', met.eviction_throughput);
+  row('eviction throughput', ratios.eviction_throughput, '>= 1.0', met.eviction_throughput);
   const bad = (tr?.badPages ?? 0) + (ts?.badPages ?? 0) + (evict?.badPages ?? 0);
   if (bad > 0) console.log(`WARNING: ${bad} pages read back with wrong contents`);
   for (const [k, v] of Object.entries(errors)) console.log(`ERROR ${k}: ${v}`);
