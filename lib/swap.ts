@@ -37,9 +37,11 @@ export interface OpenOptions {
   /** zpool driver for the persistent (frontswap) pool: 'zsmalloc' (default) or 'zbud'. */
   allocator?: 'zsmalloc' | 'zbud';
   /**
-   * Pin the main thread and the dispatcher to the CPU the main thread runs on
-   * (default true). Serving a fault from another CPU costs a cross-CPU wake-up
-   * (about 50 us against 6 us here); see README "Thread placement".
+   * The dispatcher follows the faulting threads (default true): it moves its own affinity to
+   * the CPU of the thread whose fault it serves (checked at most every few milliseconds),
+   * since serving a fault from another CPU costs a cross-CPU wake-up. No thread of the
+   * program has its affinity changed, with or without it. false: the dispatcher runs where
+   * the scheduler puts it. See README "Thread placement".
    */
   pin?: boolean;
   /** Size of the staging area that gives evicted pages a second chance (default residentLimit/8, at most 32MiB). */
@@ -244,28 +246,6 @@ export function attachRegion(shared: SharedRegion): ArrayBuffer {
   }
 }
 
-/**
- * Thread placement shared by every pinned swap of this thread: the affinity the thread had
- * before the first pinned open(), restored when the last pinned swap closes, whatever the
- * order in which swaps close.
- */
-const pinning = { count: 0, saved: undefined as number[] | undefined, cpu: -1 };
-function pinThread(): number {
-  if (pinning.count++ === 0) {
-    pinning.saved = native.getAffinity();
-    pinning.cpu = native.currentCpu();
-    native.setAffinity([pinning.cpu]);
-  }
-  return pinning.cpu;
-}
-function unpinThread(): void {
-  if (pinning.count === 0) return;
-  if (--pinning.count === 0 && pinning.saved) {
-    native.setAffinity(pinning.saved);
-    pinning.saved = undefined;
-  }
-}
-
 let nextRegionId = 1;
 const liveSwaps = new Set<Swap>();
 process.on('exit', () => {
@@ -316,16 +296,16 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     compressor: o.compressor,
     allocator: o.allocator,
     stagingPages: Math.floor(o.stagingBytes / 4096),
-    cpu: -1,
+    follow: o.pin,
     swapFileFd: swapFile ? swapFile.fd : -1,
     swapFileSize: swapFile ? swapFile.size : 0,
     swapFileEncrypt: swapFile ? swapFile.encrypt : false,
     idle: o.idle,
-  }, o.pin, swapFile);
+  }, swapFile);
   try {
     await swap._start();
   } catch (e) {
-    await swap._abort(); // nothing is left half-open: no uffd, no pinned thread, no swap file
+    await swap._abort(); // nothing is left half-open: no uffd, no Worker, no swap file
     throw e;
   }
   if (o.statsSocket) swap._unpublish = publishStats(() => swap.stats());
@@ -364,12 +344,11 @@ export class Swap extends EventEmitter {
   private stopping = false;
   private readonly regions = new Set<Region>();
   private events?: SwapEventWatcher;
-  private pinned = false;
   /** @internal */
   _unpublish?: () => void;
 
   /** @internal use {@link open} */
-  constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions, private readonly pin: boolean,
+  constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions,
     private readonly swapFile?: { fd: number; size: number; path: string; encrypt: boolean }) {
     super();
     const ch = new MessageChannel();
@@ -379,10 +358,6 @@ export class Swap extends EventEmitter {
 
   /** @internal */
   async _start(): Promise<void> {
-    if (this.pin) {
-      this.opts.cpu = pinThread();
-      this.pinned = true;
-    }
     const worker = new Worker(path.join(__dirname, 'dispatcher', 'worker.js'), {
       workerData: {
         uffd: this.uffd.describe(), port: this.workerPort, ctl: this.ctl.buffer, stats: this.statsBuf,
@@ -448,13 +423,6 @@ export class Swap extends EventEmitter {
     this.workerPort.close();
     if (!this.uffd.closed) this.uffd.close();
     if (this.swapFile) closeSwapFile(this.swapFile);
-    this.unpin();
-  }
-
-  private unpin(): void {
-    if (!this.pinned) return;
-    this.pinned = false;
-    unpinThread();
   }
 
   /**
@@ -673,7 +641,6 @@ export class Swap extends EventEmitter {
     this.port.close();
     this.uffd.close();
     if (this.swapFile) closeSwapFile(this.swapFile);
-    this.unpin();
     if (this.dead) throw this.dead;
   }
 }

@@ -53,7 +53,6 @@ export const hist = new Float64Array(init.hist);
 export const port = init.port;
 export const uffd = native.Uffd.attach(init.uffd);
 uffd.armDeadman('the dispatcher Worker exited');
-if (opts.cpu >= 0) native.setAffinity([opts.cpu]);
 
 /**
  * The store's handle comes as the first message on the port: the main thread reserves the

@@ -17,6 +17,7 @@
  *   retries  faults the kernel said EAGAIN to, or on a page BUSY elsewhere
  *            (retryAddr/retryFlags), served again on the next loop turn
  *   hist     per batch: the mean service time of its faults
+ *   placement  each fault's thread id goes to follow() (placement.ts)
  */
 import * as fs from 'node:fs';
 import { EVENT_SLOTS, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, UFFD_EVENT_PAGEFAULT, COPY_WP } from '../native';
@@ -34,6 +35,7 @@ import { swap, swapUsable } from './writeback';
 import { fileFault, nextEpoch } from './files';
 import { drainRequests, batch } from './requests';
 import { SwapFileError } from '../swapfile';
+import { follow } from './placement';
 
 /** The events buffer uffd.read() fills. */
 export const events = new Float64Array(64 * EVENT_SLOTS);
@@ -255,6 +257,7 @@ export function serveBatch(n: number): void {
   for (let i = 0; i < n; i++) {
     const k = i * EVENT_SLOTS;
     if (events[k] !== UFFD_EVENT_PAGEFAULT) continue;
+    follow(events[k + 3]);
     if (!serveFault(events[k + 2], events[k + 1])) pushRetry(events[k + 2], events[k + 1]);
   }
   batch.depth--;

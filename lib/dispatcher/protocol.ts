@@ -130,7 +130,8 @@ export interface DispatcherOptions {
   compressor: 'lz4' | 'zstd';
   allocator: 'zsmalloc' | 'zbud';
   stagingPages: number;
-  cpu: number; // -1: not pinned
+  /** The dispatcher follows the faulting threads' CPU (the `pin` option); no program thread's affinity is changed. */
+  follow: boolean;
   swapFileFd: number; // -1: no swap file
   swapFileSize: number;
   swapFileEncrypt: boolean; // seal every slot with AES-256-GCM (lib/swapfile.ts)

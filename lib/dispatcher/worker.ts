@@ -1,6 +1,6 @@
 /**
  * The dispatcher: the Worker that serves every page fault of a swap's regions
- * and evicts cold pages. One loop, one thread, pinned to the application's CPU.
+ * and evicts cold pages. One loop, one thread, which follows the faulting threads' CPU.
  *
  *   loop:  uffd.read(events, timeout)     timeout -1 when idle, 0 while evicting
  *          for each page fault            look up region + page state, resolve (faults.ts)
@@ -23,6 +23,7 @@
  *   idle.ts       zram idle recompression and write-back
  *   files.ts      mapped files over FileIo
  *   requests.ts   requests from the main thread
+ *   placement.ts  the dispatcher follows the faulting threads' CPU (`pin`)
  */
 import * as P from './protocol';
 import { ctl, uffd, life, port, idleEnabled } from './env';

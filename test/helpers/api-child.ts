@@ -4,7 +4,8 @@
  * double free aborts it) and so must not run inside ava's worker.
  *
  *   close-twice   swap.close() twice at once: both settle, the code after them runs.
- *   pin-order     two pinned swaps closed in either order: the affinity comes back.
+ *   affinity      two swaps with pin: true, faults from the main thread and a Worker: no
+ *                 thread's affinity changes (reported while open and after the closes).
  *   gone          the dispatcher Worker ends under a live swap: pending and later calls
  *                 reject with ERR_TMEM_DISPATCHER_GONE, close() releases everything.
  *   big           regions over 4 GiB: they work where Node.js allows it, else a RangeError
@@ -43,30 +44,64 @@ async function closeTwice(): Promise<void> {
   say('after close');
 }
 
-async function pinOrder(): Promise<void> {
+/**
+ * No program thread's affinity changes: the main thread, a Worker started before open() and
+ * one started after it report their affinity while two swaps (pin: true, the dispatcher
+ * following the faulting threads) are open and their pages fault from the main thread and
+ * from the first Worker, and after both closed, in the order opened or in reverse.
+ */
+async function affinity(): Promise<void> {
   const all = os.cpus().map((_, i) => i);
   native.setAffinity(all); // start from every CPU, whatever the parent was pinned to
-  const original = native.getAffinity();
-  say(`affinity before: ${original.join(',')}`);
+  say(`affinity before: ${native.getAffinity().join(',')}`);
+  const { Worker } = await import('node:worker_threads');
+  const lib = JSON.stringify(path.join(__dirname, '..', '..', 'lib'));
+  // A Worker that, on each message, touches the pages of the region it is given (if any) and
+  // replies with its affinity.
+  const early = new Worker(`const { parentPort } = require('node:worker_threads');
+    const { native } = require(${lib} + '/native.js');
+    const { attachRegion } = require(${lib});
+    parentPort.on('message', (m) => {
+      if (m && m.shared) {
+        const b = new Uint8Array(attachRegion(m.shared));
+        for (let i = 0; i < b.length; i += 4096) b[i] = (b[i] + 1) & 255;
+      }
+      parentPort.postMessage(native.getAffinity());
+    });`, { eval: true });
+  const ask = (m: unknown): Promise<number[]> => new Promise((resolve, reject) => {
+    early.once('message', resolve);
+    early.once('error', reject);
+    early.postMessage(m);
+  });
+  say(`a Worker before open: ${(await ask(null)).join(',')}`);
   for (const order of ['opened', 'reverse']) {
     const a = await open({ residentLimit: '1MiB', pin: true });
     const b = await open({ residentLimit: '1MiB', pin: true });
+    for (const swap of [a, b]) {
+      const region = swap.region('4MiB'); // 1024 pages past a 256-page residentLimit: eviction runs too
+      const bytes = new Uint8Array(region.buffer);
+      for (let round = 0; round < 2; round++) for (let i = 0; i < bytes.length; i += 4096) bytes[i] = (bytes[i] + 1) & 255;
+      say(`${order}: the early Worker after its faults: ${(await ask({ shared: region.share() })).join(',')}`);
+      for (let i = 0; i < bytes.length; i += 4096) {
+        if (bytes[i] !== 3) throw new Error(`page ${i / 4096} reads ${bytes[i]}, not 3`);
+      }
+    }
     say(`${order}: while open: ${native.getAffinity().join(',')}`);
+    const inWorker = await new Promise<number[]>((resolve, reject) => {
+      const w = new Worker(`const { parentPort } = require('node:worker_threads');
+        const { native } = require(${lib} + '/native.js');
+        parentPort.postMessage(native.getAffinity());`, { eval: true });
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    say(`${order}: a Worker started while open: ${inWorker.join(',')}`);
     const [first, second] = order === 'opened' ? [a, b] : [b, a];
     await first.close();
     say(`${order}: after one close: ${native.getAffinity().join(',')}`);
     await second.close();
     say(`${order}: after both: ${native.getAffinity().join(',')}`);
-    const { Worker } = await import('node:worker_threads');
-    const inWorker = await new Promise<number[]>((resolve, reject) => {
-      const w = new Worker(`const { parentPort } = require('node:worker_threads');
-        const { native } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'lib', 'native.js'))});
-        parentPort.postMessage(native.getAffinity());`, { eval: true });
-      w.once('message', resolve);
-      w.once('error', reject);
-    });
-    say(`${order}: a later Worker: ${inWorker.join(',')}`);
   }
+  await early.terminate();
 }
 
 async function gone(): Promise<void> {
@@ -173,7 +208,7 @@ async function pool(): Promise<void> {
   say('after close');
 }
 
-const modes: Record<string, () => Promise<void>> = { 'close-twice': closeTwice, 'pin-order': pinOrder, gone, big, pool };
+const modes: Record<string, () => Promise<void>> = { 'close-twice': closeTwice, affinity, gone, big, pool };
 const run = modes[process.argv[2]];
 if (!run) throw new Error(`unknown mode ${process.argv[2]}`);
 run().then(
