@@ -218,7 +218,7 @@ Options
                            zipfian (hot pages first, Zipf s=0.99 over a random ranking)
   --compressor C           lz4 or zstd (default: the pool scenario runs both; lz4 elsewhere)
   --allocator A            zsmalloc (default) or zbud
-  --pin / --no-pin         pin the app thread and the dispatcher to one CPU (default --pin)
+  --pin / --no-pin         the dispatcher follows the faulting threads' CPU (default --pin)
   --threads N              faulting threads: N Workers touch the region through
                            attachRegion(region.share()) (default 1: the main thread)
   --rounds N               eviction rounds (default 3, --quick 1)
