@@ -222,7 +222,28 @@ export interface FileIo {
   close(): void;
 }
 
+/** StoreReader.lookup results other than a length. */
+export const STORE_ABSENT = -1;
+/** A lock of the store was held (or the pool is being destroyed): ask the JS store instead. */
+export const STORE_BUSY = -2;
+/** The shared state does not describe a sound store entry; nothing outside the buffers was read. */
+export const STORE_BAD = -3;
+
+/**
+ * A native read-only reader of a lib/tmem Store's SharedArrayBuffers
+ * (native/store_reader.h): the same bytes `Store.get` returns, with no JS.
+ * It only ever tries the store's locks and answers STORE_BUSY when one is held.
+ */
+export interface StoreReader {
+  /** Copies page `index` of object (o0, o1, o2) of `pool` into dst: its length, or STORE_ABSENT/BUSY/BAD. */
+  lookup(pool: number, o0: number, o1: number, o2: number, index: number, dst: Uint8Array): number;
+  /** The same, decoded (lib/compress.ts format) into the 4096-byte `page`: 4096, or STORE_ABSENT/BUSY/BAD. */
+  lookupPage(pool: number, o0: number, o1: number, o2: number, index: number, page: Uint8Array): number;
+}
+
 export interface NativeBinding {
+  /** Binds a native reader to the buffers of a StoreHandle (Store.handle()). */
+  StoreReader: new (handle: { arena: { control: SharedArrayBuffer; chunks: readonly SharedArrayBuffer[] }; control: SharedArrayBuffer; metas: readonly SharedArrayBuffer[] }) => StoreReader;
   Uffd: UffdConstructor;
   Region: RegionConstructor;
   FileIo: new (uffd: Uffd) => FileIo;

@@ -39,6 +39,10 @@
 #include "thread.h"
 #include "uffd.h"
 
+namespace tmem_binding {
+Napi::Function InitStoreReader(Napi::Env env);  // binding_store.cc
+}
+
 namespace {
 
 using tmem::kPageSize;
@@ -1052,6 +1056,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Uffd", uffd);
   exports.Set("Region", RegionWrap::Init(env));
   exports.Set("FileIo", FileIoWrap::Init(env));
+  exports.Set("StoreReader", tmem_binding::InitStoreReader(env));
   exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
   exports.Set("attachBuffer", Napi::Function::New<AttachBuffer>(env, "attachBuffer"));
   exports.Set("madvise", Napi::Function::New<Madvise>(env, "madvise"));

@@ -10,9 +10,16 @@
  *
  * Invariants: a mutex is not re-entrant; whoever locks it unlocks it. Waiting spins a little,
  * then sleeps in Atomics.wait (allowed on the Node main thread as well as in Workers).
+ *
+ * Every wait is timed (SLEEP_MS), never untimed: native code (native/shared_lock.h, the native
+ * fault path's store reader) takes these words with a CAS and releases them without a notify,
+ * because V8 keeps its own list of Atomics.wait sleepers that no native thread can reach. A
+ * sleeper rechecks the word at least every SLEEP_MS; an uncontended lock never sleeps at all.
  */
 
 const SPIN = 64;
+/** Longest sleep before a waiter rechecks a lock word (a native holder cannot wake it). */
+const SLEEP_MS = 1;
 
 /**
  * Take the mutex at `a[i]`, sleeping if another thread holds it.
@@ -28,7 +35,7 @@ export function lock(a: Int32Array, i: number): void {
   }
   if (c !== 2) c = Atomics.exchange(a, i, 2);
   while (c !== 0) {
-    Atomics.wait(a, i, 2);
+    Atomics.wait(a, i, 2, SLEEP_MS);
     c = Atomics.exchange(a, i, 2);
   }
 }
@@ -64,7 +71,7 @@ export function readLock(a: Int32Array, i: number): void {
       if (Atomics.compareExchange(a, i, v, v + 1) === v) return;
       continue;
     }
-    Atomics.wait(a, i, v, 1);
+    Atomics.wait(a, i, v, SLEEP_MS);
   }
 }
 
@@ -90,7 +97,7 @@ export function writeLock(a: Int32Array, i: number): void {
       Atomics.compareExchange(a, i, v, v | WRITER_WAITING);
       continue;
     }
-    Atomics.wait(a, i, v, 1);
+    Atomics.wait(a, i, v, SLEEP_MS);
   }
 }
 
