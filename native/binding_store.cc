@@ -54,7 +54,8 @@ Napi::Array array_prop(Napi::Env env, Napi::Object o, const char* key, const std
 uint32_t u32_arg(const Napi::CallbackInfo& info, size_t i, const char* name, double max) {
   double d = info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : NAN;
   if (!(d >= 0 && d <= max && std::floor(d) == d)) {
-    fail(info.Env(), std::string(name) + ": expected an integer from 0 to " + std::to_string(static_cast<uint64_t>(max)),
+    fail(info.Env(),
+         std::string(name) + ": expected an integer from 0 to " + std::to_string(static_cast<uint64_t>(max)),
          info.Length() > i && info[i].IsNumber() ? "ERR_OUT_OF_RANGE" : "ERR_INVALID_ARG_TYPE", true);
   }
   return static_cast<uint32_t>(d);
@@ -81,7 +82,8 @@ class StoreReaderWrap : public Napi::ObjectWrap<StoreReaderWrap> {
 
   StoreReaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StoreReaderWrap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) fail(env, "handle: expected a StoreHandle", "ERR_INVALID_ARG_TYPE", false);
+    if (info.Length() < 1 || !info[0].IsObject())
+      fail(env, "handle: expected a StoreHandle", "ERR_INVALID_ARG_TYPE", false);
     Napi::Object h = info[0].As<Napi::Object>();
     Napi::Value av = h.Get("arena");
     if (!av.IsObject()) fail(env, "handle.arena: expected an ArenaHandle", "ERR_INVALID_ARG_TYPE", false);
@@ -115,11 +117,13 @@ class StoreReaderWrap : public Napi::ObjectWrap<StoreReaderWrap> {
     return k;
   }
   Napi::Uint8Array dst_arg(const Napi::CallbackInfo& info, size_t min) {
-    if (info.Length() < 6 || !info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    if (info.Length() < 6 || !info[5].IsTypedArray() ||
+        info[5].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
       fail(info.Env(), "dst: expected a Uint8Array", "ERR_INVALID_ARG_TYPE", false);
     }
     Napi::Uint8Array d = info[5].As<Napi::Uint8Array>();
-    if (d.ByteLength() < min) fail(info.Env(), "dst: expected at least " + std::to_string(min) + " bytes", "ERR_OUT_OF_RANGE", true);
+    if (d.ByteLength() < min)
+      fail(info.Env(), "dst: expected at least " + std::to_string(min) + " bytes", "ERR_OUT_OF_RANGE", true);
     return d;
   }
 

@@ -24,7 +24,17 @@
 namespace tmem {
 namespace page_state {
 
-enum : uint8_t { NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5, SWAPPED = 6, READING = 7, BUSY = 8 };
+enum : uint8_t {
+  NEVER = 0,
+  ACTIVE = 1,
+  CLEAN = 2,
+  STAGED = 3,
+  STORED = 4,
+  SAME = 5,
+  SWAPPED = 6,
+  READING = 7,
+  BUSY = 8
+};
 
 constexpr uint32_t kStagedClean = 0x80000000u;
 constexpr uint32_t kKeptSlot = 0x80000000u;
@@ -46,7 +56,9 @@ inline bool claim(uint8_t* state, size_t page, uint8_t expected) {
 }
 
 /** End a claim: publish `next` (release, so aux written under BUSY is seen first). */
-inline void publish(uint8_t* state, size_t page, uint8_t next) { __atomic_store_n(state + page, next, __ATOMIC_RELEASE); }
+inline void publish(uint8_t* state, size_t page, uint8_t next) {
+  __atomic_store_n(state + page, next, __ATOMIC_RELEASE);
+}
 
 }  // namespace page_state
 }  // namespace tmem

@@ -101,7 +101,11 @@ bool StoreReader::bind(SharedWords control, std::vector<SharedWords> metas, Shar
   if (mp < 1 || mp > 1024 || ns < 1 || (ns & (ns - 1)) != 0 || ops < 1 || oh < 1 || mn < 1) {
     return *err = "control: header out of range", false;
   }
-  max_pools_ = mp; n_stripes_ = ns; ops_ = ops; oh_cap_ = oh; max_nodes_ = mn;
+  max_pools_ = mp;
+  n_stripes_ = ns;
+  ops_ = ops;
+  oh_cap_ = oh;
+  max_nodes_ = mn;
   stripe_bits_ = 31 - __builtin_clz(n_stripes_);
   pools_ = HDR;
   stripes_ = pools_ + size_t(max_pools_) * PW;
@@ -221,7 +225,10 @@ int StoreReader::read_zsmalloc(const SharedWords& m, int32_t handle, uint8_t* ds
     while (done < static_cast<size_t>(size)) {
       const uint32_t fi = static_cast<uint32_t>(off >> 12), in = static_cast<uint32_t>(off & (kFrame - 1));
       const uint8_t* src = arena_.frame(ld(m, z + Z_PFN + fi), in);
-      if (!src) { ok = false; break; }
+      if (!src) {
+        ok = false;
+        break;
+      }
       size_t n = kFrame - in;
       if (n > size - done) n = size - done;
       std::memcpy(dst + done, src, n);

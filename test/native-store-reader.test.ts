@@ -20,12 +20,23 @@ type Cmd =
   | { op: 'shrink'; n: number };
 
 // indexes: a dense run, a sparse spread and the top of the 32-bit range (trees of every height)
-const indexArb = fc.oneof(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 2 ** 32 - 1 }),
-  fc.integer({ min: 2 ** 32 - 70, max: 2 ** 32 - 1 }));
+const indexArb = fc.oneof(
+  fc.integer({ min: 0, max: 200 }),
+  fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+  fc.integer({ min: 2 ** 32 - 70, max: 2 ** 32 - 1 }),
+);
 const oidArb = fc.oneof(fc.integer({ min: 0, max: 5 }), fc.constant(2 ** 53 - 1), fc.constant(2 ** 32 + 7));
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
-  { weight: 8, arbitrary: fc.record({ op: fc.constant('put' as const), o: oidArb, i: indexArb,
-    len: fc.oneof(fc.integer({ min: 1, max: 4096 }), fc.integer({ min: 1, max: 300 })), seed: fc.integer() }) },
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      op: fc.constant('put' as const),
+      o: oidArb,
+      i: indexArb,
+      len: fc.oneof(fc.integer({ min: 1, max: 4096 }), fc.integer({ min: 1, max: 300 })),
+      seed: fc.integer(),
+    }),
+  },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('flush' as const), o: oidArb, i: indexArb }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('flushObject' as const), o: oidArb }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('compact' as const) }) },
@@ -34,7 +45,14 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
 
 function fill(buf: Uint8Array, len: number, seed: number): void {
   let x = (seed | 1) >>> 0;
-  for (let k = 0; k < len; k++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; buf[k] = x & 0xff; }
+  for (let k = 0; k < len; k++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    buf[k] = x & 0xff;
+  }
 }
 
 function run(driver: 'zsmalloc' | 'zbud', persistent: boolean, cmds: Cmd[]): void {
@@ -53,18 +71,27 @@ function run(driver: 'zsmalloc' | 'zbud', persistent: boolean, cmds: Cmd[]): voi
     else if (c.op === 'compact') s.zpool(pool).compact();
     else s.zpool(pool).shrink(c.n);
   }
-  const a = new Uint8Array(4097), b = new Uint8Array(4097);
+  const a = new Uint8Array(4097),
+    b = new Uint8Array(4097);
   for (const [o, i] of keys.values()) {
     const n = reader.lookup(pool, o, 0, 0, i, a);
     const m = s.get(pool, o, 0, 0, i, b); // last: an ephemeral get removes the page
     if (n !== m) throw new Error(`${driver} key ${o}/${i}: native ${n}, JS ${m}`);
-    if (m > 0 && Buffer.compare(a.subarray(0, n), b.subarray(0, m)) !== 0) throw new Error(`${driver} key ${o}/${i}: bytes differ`);
+    if (m > 0 && Buffer.compare(a.subarray(0, n), b.subarray(0, m)) !== 0)
+      throw new Error(`${driver} key ${o}/${i}: bytes differ`);
   }
 }
 
-for (const [driver, persistent] of [['zsmalloc', true], ['zbud', true], ['zbud', false]] as const) {
+for (const [driver, persistent] of [
+  ['zsmalloc', true],
+  ['zbud', true],
+  ['zbud', false],
+] as const) {
   test(`native lookups equal JS gets byte for byte over random states (${driver}, ${persistent ? 'persistent' : 'ephemeral'})`, (t) => {
-    fc.assert(fc.property(fc.array(cmdArb, { maxLength: 120 }), (cmds) => run(driver, persistent, cmds)), { numRuns: 60 });
+    fc.assert(
+      fc.property(fc.array(cmdArb, { maxLength: 120 }), (cmds) => run(driver, persistent, cmds)),
+      { numRuns: 60 },
+    );
     t.pass();
   });
 }
@@ -73,11 +100,14 @@ test('lookupPage decodes what the PageCodec stored (lz4, zstd, raw) into the pag
   const s = Store.create({ arena: { maxBytes: 1 << 20, chunkBytes: 128 << 10 } });
   const pool = s.createPool({ persistent: true });
   const reader = new native.StoreReader(s.handle());
-  const page = new Uint8Array(4096), out = new Uint8Array(4096), obj = new Uint8Array(4097 + 64);
+  const page = new Uint8Array(4096),
+    out = new Uint8Array(4096),
+    obj = new Uint8Array(4097 + 64);
   const pages: Uint8Array[] = [];
   for (let k = 0; k < 24; k++) {
     const p = new Uint8Array(4096);
-    if (k % 3 === 2) fill(p, 4096, k + 1); // incompressible: stored raw
+    if (k % 3 === 2)
+      fill(p, 4096, k + 1); // incompressible: stored raw
     else for (let j = 0; j < 4096; j++) p[j] = (j * (k + 1)) >> 5;
     pages.push(p);
     const codec = new PageCodec(k % 2 === 0 ? 'lz4' : 'zstd');
@@ -96,17 +126,22 @@ function small(driver: 'zsmalloc' | 'zbud') {
   const s = Store.create({ arena: { maxBytes: 1 << 20, chunkBytes: 128 << 10 }, maxObjects: 64 });
   const pool = s.createPool({ persistent: true, driver });
   const src = new Uint8Array(4096);
-  for (const i of [0, 1, 200]) { fill(src, 1000, i + 3); s.put(pool, 1, 0, 0, i, src, 1000); }
+  for (const i of [0, 1, 200]) {
+    fill(src, 1000, i + 3);
+    s.put(pool, 1, 0, 0, i, src, 1000);
+  }
   const h = s.handle();
   return { s, pool, reader: new native.StoreReader(h), c: new Int32Array(h.control), m: new Int32Array(h.metas[pool]) };
 }
 
 test('a held stripe lock, a compaction in progress or a pool being destroyed: STORE_BUSY, then the same bytes', (t) => {
   const { s, pool, reader, c, m } = small('zsmalloc');
-  const dst = new Uint8Array(4097), want = new Uint8Array(4097);
+  const dst = new Uint8Array(4097),
+    want = new Uint8Array(4097);
   t.is(s.get(pool, 1, 0, 0, 1, want), 1000);
   // every stripe lock held (index.ts: stripe table after the pool table)
-  const maxPools = c[2], nStripes = c[3];
+  const maxPools = c[2],
+    nStripes = c[3];
   const stripes = 64 + maxPools * 16;
   for (let k = 0; k < nStripes; k++) c[stripes + k * 4] = 1;
   t.is(reader.lookup(pool, 1, 0, 0, 1, dst), STORE_BUSY);
@@ -132,7 +167,8 @@ test('garbage in the shared state: STORE_BAD, never a read outside the buffers',
   {
     // zsmalloc handle table: LOC naming a zspage past maxZ, then a frame number past the arena
     const { reader, pool, m } = small('zsmalloc');
-    const ZSB = 64 + 255 * 32 + 256, maxZ = m[10];
+    const ZSB = 64 + 255 * 32 + 256,
+      maxZ = m[10];
     const HT = ZSB + maxZ * 20;
     t.is(reader.lookup(pool, 1, 0, 0, 0, dst), 1000);
     const loc = m[HT];
@@ -175,12 +211,16 @@ test('garbage in the shared state: STORE_BAD, never a read outside the buffers',
   {
     // the radix tree: a node id past the node pool, a height past 6; the object hash: a record past the table
     const { reader, pool, c } = small('zsmalloc');
-    const maxPools = c[2], nStripes = c[3], ops = c[4], ohCap = c[5];
+    const maxPools = c[2],
+      nStripes = c[3],
+      ops = c[4],
+      ohCap = c[5];
     const REC = 64 + maxPools * 16 + nStripes * 4 + nStripes * ohCap;
     let r = -1;
     for (let k = 0; k < nStripes * ops; k++) if (c[REC + k * 12] === pool + 1) r = REC + k * 12;
     t.true(r >= 0);
-    const root = c[r + 8], height = c[r + 10];
+    const root = c[r + 8],
+      height = c[r + 10];
     t.true(height >= 1);
     c[r + 8] = 0x7fffffff;
     t.is(reader.lookup(pool, 1, 0, 0, 0, dst), STORE_BAD);
@@ -205,6 +245,8 @@ test('StoreReader: bad arguments are refused with codes before anything is read'
   t.throws(() => reader.lookupPage(0, 0, 0, 0, 0, new Uint8Array(100)), { code: 'ERR_OUT_OF_RANGE' });
   const s = Store.create({ arena: { maxBytes: 1 << 20, chunkBytes: 128 << 10 } });
   const h = s.handle();
-  t.throws(() => new native.StoreReader({ ...h, control: new SharedArrayBuffer(64) }), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => new native.StoreReader({ ...h, control: new SharedArrayBuffer(64) }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
   t.throws(() => new native.StoreReader({ ...h, metas: h.metas.slice(1) }), { code: 'ERR_INVALID_ARG_VALUE' });
 });

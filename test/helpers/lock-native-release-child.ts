@@ -9,12 +9,18 @@ if (isMainThread) {
   Atomics.store(a, 0, 1); // held "natively"
   const w = new Worker(__filename, { workerData: sab });
   w.on('message', (m) => {
-    if (m === 'locked') { w.terminate(); process.exit(0); }
+    if (m === 'locked') {
+      void w.terminate();
+      process.exit(0);
+    }
   });
   // wait until the Worker has marked the word "held and someone may be sleeping" (2)
   const t0 = Date.now();
   while (Atomics.load(a, 0) !== 2) {
-    if (Date.now() - t0 > 20_000) { console.error('the Worker never went to sleep'); process.exit(2); }
+    if (Date.now() - t0 > 20_000) {
+      console.error('the Worker never went to sleep');
+      process.exit(2);
+    }
     Atomics.wait(a, 1, 0, 1);
   }
   Atomics.wait(a, 1, 0, 50); // let it sleep
