@@ -147,6 +147,7 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
   counter('evictions_total', 'Pages evicted', null, (s) => one(s.evictions));
   counter('refused_total', 'Stores the pool refused, by reason', 'reason', (s) => ({ pool_limit: s.refused.poolLimit, alloc: s.refused.alloc }));
   counter('second_chance_total', 'Staged pages touched again before compression', null, (s) => one(s.secondChance));
+  counter('pool_readahead_total', 'Pages loaded from the pool ahead of a sequential run of faults (also in faults_total{source="pool"})', null, (s) => one(s.poolReadahead));
   counter('cleancache_puts_total', 'Clean file pages put into the ephemeral pool', null, (s) => one(s.cleancache.puts));
   counter('file_writes_total', 'Dirty file pages written back to their file', null, (s) => one(s.fileWrites));
   counter('file_write_errors_total', 'Write-backs to mapped files that failed (the pages stayed dirty)', null, (s) => one(s.fileWriteErrors));

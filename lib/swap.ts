@@ -167,7 +167,9 @@ export interface SwapStats {
   /**
    * Faults served, by source (each fault counts once): the zero page (never written), the
    * pool, a same-filled page, the staging area, the mapped file, cleancache, the swap file;
-   * `writeProtect`: first writes to clean pages (not a page coming in).
+   * `writeProtect`: first writes to clean pages (not a page coming in). `pool` counts every
+   * page loaded from the pool, those read ahead of a fault included (as the kernel's pswpin
+   * counts swap readahead; `same` likewise); `poolReadahead` says how many were read ahead.
    */
   faults: { zero: number; pool: number; same: number; staged: number; file: number; cleancache: number; swapFile: number; writeProtect: number };
   /** Pages that left residency (to the pool, as a same-filled word, to the swap file, or dropped). */
@@ -190,6 +192,13 @@ export interface SwapStats {
   refused: { poolLimit: number; alloc: number };
   /** Staged pages touched again and moved back. */
   secondChance: number;
+  /**
+   * Pages brought in ahead of a sequential run of faults on stored or same-filled pages (the
+   * kernel's swap readahead; the window doubles up to 32 pages on each sequential fault);
+   * stored ones are mapped write-protected with their pool copies kept. Counted in
+   * `faults.pool` or `faults.same` too.
+   */
+  poolReadahead: number;
   cleancache: { puts: number; hits: number; misses: number; pages: number };
   /** Pages written back to mapped files. */
   fileWrites: number;
@@ -580,6 +589,7 @@ export class Swap extends EventEmitter {
       unevictablePages: G[P.G_UNEVICTABLE],
       refused: { poolLimit: G[P.G_REFUSED_POOL_LIMIT], alloc: G[P.G_REFUSED_ALLOC] },
       secondChance: G[P.G_SECOND_CHANCE],
+      poolReadahead: G[P.G_POOL_READAHEAD],
       cleancache: { puts: G[P.G_CLEANCACHE_PUTS], hits: G[P.G_CLEANCACHE_HITS], misses: G[P.G_CLEANCACHE_MISSES], pages: s.cleancachePages },
       fileWrites: G[P.G_FILE_WRITES],
       fileWriteErrors: G[P.G_FILE_WRITE_ERRORS],

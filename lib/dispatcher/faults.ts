@@ -30,6 +30,7 @@ import { NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, READING, BUSY, STA
 import { findRegion, type RegionState } from './regions';
 import { stagingBytes, slotKept, slotRegion, queueRelease, unstage, unstaged } from './staging';
 import { becomeResident, fifoPush } from './reclaim';
+import { readAhead } from './readahead';
 import { storedLeaves, dropPoolCopy, dropCleanCopy } from './pool';
 import { swap, swapUsable } from './writeback';
 import { fileFault, nextEpoch } from './files';
@@ -109,6 +110,7 @@ export function serveFault(addr: number, flags: number): boolean {
       } else {
         becomeResident(r, page, CLEAN); // the compressed copy stays: evicting it again is free
       }
+      if (!r.isFile) readAhead(r, page);
       return true;
     }
     case SAME: {
@@ -124,6 +126,7 @@ export function serveFault(addr: number, flags: number): boolean {
       G[P.G_SAME]--;
       r.stats[P.R_SAME]--;
       becomeResident(r, page, ACTIVE);
+      if (!r.isFile) readAhead(r, page);
       return true;
     }
     case STAGED: {

@@ -58,6 +58,7 @@ export const G_SWAP_CACHED = 37; // resident clean pages whose swap file slot is
 export const G_UNSHARED = 38; // pages eviction made exclusive again (shared copy-on-write since a fork)
 export const G_UNEVICTABLE = 39; // pages set aside by eviction because the kernel holds them (pinned), now
 export const G_FILE_WRITE_ERRORS = 40; // write-backs to mapped files that failed (the pages stayed dirty)
+export const G_POOL_READAHEAD = 41; // pages loaded from the pool ahead of a sequential run of faults (readahead.ts)
 export const G_POOL_FULL_COUNT = 44; // times the pool started refusing stores (zswap's accept hysteresis)
 export const G_POOL_ACCEPT_COUNT = 45; // times it accepted again after refusing
 export const G_SLOTS = 48;

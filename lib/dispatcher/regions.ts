@@ -43,6 +43,9 @@ export class RegionState {
   readonly stats: Float64Array;
   closed = false;
   lastSwapIn = -2;
+  /** Pool readahead (readahead.ts): the page a sequential run faults on next, and the window. */
+  raNext = -1;
+  raWindow = 0;
   // Mapped files only:
   /** FileIo handle of the file (a dup of spec.fd). */
   file = -1;
