@@ -1,6 +1,7 @@
 /**
  * Per-fault p50 by thread placement (issue 12, "every thread served at its own CPU"):
- * pool faults (pages filled, evicted, then read once each, one timed touch per page).
+ * pool faults (pages filled, evicted, then read once each in a random order, one timed touch
+ * per page: a sequential order would be served by the pool's readahead, not by faults).
  *
  *   pinned-app   the old `pin: true`: main thread bound to one CPU before open(), the
  *                dispatcher inheriting it (emulated: setAffinity, then open({ pin: false }))
@@ -17,12 +18,23 @@ import { native } from '../lib/native';
 
 const PAGE = 4096;
 const pages = Number(process.argv[2] ?? 4096);
+/** The touch order: a fixed random permutation (seeded), the same for every placement. */
+const order = ((): number[] => {
+  const o = Array.from({ length: pages }, (_, i) => i);
+  let seed = 1;
+  for (let i = pages - 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const j = seed % (i + 1);
+    [o[i], o[j]] = [o[j], o[i]];
+  }
+  return o;
+})();
 
 function touchAll(buf: ArrayBuffer): number[] {
   const b = new Uint8Array(buf);
   const lat: number[] = [];
   let sum = 0;
-  for (let p = 0; p < pages; p++) {
+  for (const p of order) {
     const t0 = process.hrtime.bigint();
     sum += b[p * PAGE];
     lat.push(Number(process.hrtime.bigint() - t0) / 1000);
@@ -50,12 +62,12 @@ async function inWorker(shared: SharedRegion, cpu: number): Promise<number[]> {
     const b = new Uint8Array(attachRegion(workerData.shared));
     const lat = [];
     let sum = 0;
-    for (let p = 0; p < workerData.pages; p++) {
+    for (const p of workerData.order) {
       const t0 = process.hrtime.bigint();
       sum += b[p * 4096];
       lat.push(Number(process.hrtime.bigint() - t0) / 1000);
     }
-    parentPort.postMessage(lat);`, { eval: true, workerData: { shared, cpu, pages, lib: `${__dirname}/../lib` } });
+    parentPort.postMessage(lat);`, { eval: true, workerData: { shared, cpu, order, lib: `${__dirname}/../lib` } });
   const lat = await new Promise<number[]>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
   await w.terminate();
   return lat;
