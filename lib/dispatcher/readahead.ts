@@ -9,11 +9,11 @@
  *   fault on page p, STORED     p === r.raNext (the page after the last fault and
  *   or SAME
  *                               what was read ahead of it): sequential
- *     sequential                window = min(2 * window, MAX_WINDOW) (first: 2)
+ *     sequential                window = min(2 * window, MAX_WINDOW = 128) (first: 2)
  *     not sequential            window = 0 (no readahead)
  *   then pages p+1 .. p+window  while each can be claimed from STORED or SAME
- *                               (pagestate.ts's BUSY protocol): STORED: decode +
- *                               UFFDIO_COPY(WP, DONTWAKE) -> CLEAN; SAME: fill + COPY -> ACTIVE;
+ *                               (pagestate.ts's BUSY protocol): STORED: a run of them decoded +
+ *                               UFFDIO_COPY(WP) per CHUNK -> CLEAN; SAME: fill + COPY -> ACTIVE;
  *                               stops at the first page in another state (or BUSY)
  *   r.raNext = p + 1 + pages read ahead
  *
@@ -24,14 +24,24 @@
 import { COPY_DONTWAKE, COPY_WP } from '../native';
 import { PAGE } from '../compress';
 import * as P from './protocol';
-import { G, uffd, backends, codec, objBuf, pageBuf, pageWords, nativeDecode } from './env';
+import { G, uffd, backends, codec, objBuf, pageBuf, pageWords } from './env';
 import { STORED, SAME, CLEAN, ACTIVE, claim, publish } from './pagestate';
 import type { RegionState } from './regions';
 import { becomeResident } from './reclaim';
 import { storedLeaves } from './pool';
 
-/** Most pages read ahead of one fault. */
-export const MAX_WINDOW = 32;
+/**
+ * Most pages read ahead of one fault (512 KiB). Measured on a sequential read-back of 20,000
+ * evicted pages (2 vCPUs, idle): windows of 32 / 64 / 128 / 256 pages gave 6.9-7.5 / 6.3-6.5 /
+ * 5.4-5.5 / 4.8-5.5 us per page; the window only grows while the faults stay sequential.
+ */
+export const MAX_WINDOW = 128;
+/**
+ * Pages per UFFDIO_COPY of a run. Each copy wakes the threads waiting on its pages, so a
+ * thread reading along behind the readahead runs while the rest of the run is decoded:
+ * chunks of 8 gave 7.1-7.2 us per page against 9.6-9.8 us for one DONTWAKE copy of 32.
+ */
+const CHUNK = 8;
 
 /** Called after a fault on stored or same-filled page `page` of anon region `r` was served. */
 export function readAhead(r: RegionState, page: number): void {
@@ -43,49 +53,86 @@ export function readAhead(r: RegionState, page: number): void {
   r.raWindow = r.raWindow === 0 ? 2 : Math.min(2 * r.raWindow, MAX_WINDOW);
   let q = page + 1;
   const end = Math.min(r.pages, q + r.raWindow);
-  for (; q < end; q++) {
+  while (q < end) {
     const st = r.state[q];
-    if ((st !== STORED && st !== SAME) || !claim(r.state, q, st)) break;
     if (st === SAME) {
-      pageWords.fill(r.aux[q]);
-      if (uffd.copy(r.base + q * PAGE, pageBuf, 0, COPY_DONTWAKE) < 0) {
-        publish(r.state, q, SAME); // unclaimed as it was: its fault will serve it
-        break;
-      }
-      G[P.G_SAME]--;
-      r.stats[P.R_SAME]--;
-      becomeResident(r, q, ACTIVE);
-      G[P.G_FAULTS_SAME]++;
-      r.stats[P.R_FAULTS_SAME]++;
-    } else {
-      if (!copyInAhead(r, q)) {
-        publish(r.state, q, STORED);
-        break;
-      }
-      storedLeaves(r, q);
-      becomeResident(r, q, CLEAN);
-      G[P.G_FAULTS_POOL]++;
-      r.stats[P.R_FAULTS_POOL]++;
+      if (!sameAhead(r, q)) break;
+      q++;
+      continue;
     }
-    G[P.G_POOL_READAHEAD]++; // last: whoever sees it counted sees the page resident
+    if (st !== STORED) break;
+    const k = storedRunAhead(r, q, end);
+    q += k;
+    if (run.stopped) break;
   }
   r.raNext = q;
 }
 
-/** Decodes stored page q and copies it in write-protected; false if it could not be (stop the run). */
-function copyInAhead(r: RegionState, q: number): boolean {
-  const fsw = backends.frontswap;
-  const addr = r.base + q * PAGE;
-  let res: number;
-  if (nativeDecode) {
-    const n = fsw.view(r.id, q);
-    if (n < 0) return false;
-    res = uffd.copyObject(addr, fsw.viewBytes, fsw.viewOffset, n, COPY_WP | COPY_DONTWAKE);
-  } else {
-    const n = fsw.load(r.id, q, objBuf);
-    if (n < 0) return false;
-    codec.decompress(objBuf, 0, n, pageBuf, 0);
-    res = uffd.copy(addr, pageBuf, 0, COPY_WP | COPY_DONTWAKE);
+/** A same-filled page refilled ahead of its fault; false if it could not be (stop the run). */
+function sameAhead(r: RegionState, q: number): boolean {
+  if (!claim(r.state, q, SAME)) return false;
+  pageWords.fill(r.aux[q]);
+  if (uffd.copy(r.base + q * PAGE, pageBuf, 0, COPY_DONTWAKE) < 0) {
+    publish(r.state, q, SAME); // unclaimed as it was: its fault will serve it
+    return false;
   }
-  return res >= 0;
+  G[P.G_SAME]--;
+  r.stats[P.R_SAME]--;
+  becomeResident(r, q, ACTIVE);
+  G[P.G_FAULTS_SAME]++;
+  r.stats[P.R_FAULTS_SAME]++;
+  G[P.G_POOL_READAHEAD]++; // last: whoever sees it counted sees the page resident
+  return true;
+}
+
+/** The decoded pages of one run of stored pages, copied in with one UFFDIO_COPY. */
+const runBuf = new Uint8Array(CHUNK * PAGE);
+const run = { stopped: false };
+
+/**
+ * Brings in the run of stored pages q, q+1, .. (below `end`, at most CHUNK) that can
+ * be claimed: each decoded into runBuf, then all of them copied in write-protected
+ * with one UFFDIO_COPY that also wakes any thread already waiting on one of them. Returns the
+ * pages brought in; run.stopped says the run ended on a page that must end the
+ * readahead (not claimable, missing from the pool, or a copy that failed).
+ */
+function storedRunAhead(r: RegionState, q: number, end: number): number {
+  run.stopped = false;
+  let k = 0;
+  for (; q + k < end && k < CHUNK; k++) {
+    const p = q + k;
+    if (r.state[p] !== STORED) break; // SAME or another state: the caller decides
+    if (!claim(r.state, p, STORED)) {
+      run.stopped = true;
+      break;
+    }
+    const n = backends.frontswap.load(r.id, p, objBuf);
+    if (n < 0) {
+      publish(r.state, p, STORED);
+      run.stopped = true;
+      break;
+    }
+    codec.decompress(objBuf, 0, n, runBuf, k * PAGE);
+  }
+  if (k === 0) return 0;
+  const base = r.base + q * PAGE;
+  if (uffd.copy(base, runBuf, 0, COPY_WP, k * PAGE) < 0) {
+    // EAGAIN or ESRCH part way: copy page by page (a page already copied answers
+    // EEXIST, which counts as done) and give back the pages that did not go in.
+    for (let i = 0; i < k; i++) {
+      if (uffd.copy(base + i * PAGE, runBuf, i * PAGE, COPY_WP) >= 0) continue;
+      for (let j = i; j < k; j++) publish(r.state, q + j, STORED);
+      k = i;
+      run.stopped = true;
+      break;
+    }
+  }
+  for (let i = 0; i < k; i++) {
+    storedLeaves(r, q + i);
+    becomeResident(r, q + i, CLEAN);
+    G[P.G_FAULTS_POOL]++;
+    r.stats[P.R_FAULTS_POOL]++;
+    G[P.G_POOL_READAHEAD]++; // last: whoever sees it counted sees the page resident
+  }
+  return k;
 }
