@@ -21,7 +21,7 @@
  * every page loaded from the pool (refilled), by a fault or ahead of one;
  * stats().poolReadahead counts those read ahead.
  */
-import { COPY_DONTWAKE, COPY_WP } from '../native';
+import { COPY_WP } from '../native';
 import { PAGE } from '../compress';
 import * as P from './protocol';
 import { G, uffd, backends, codec, objBuf, pageBuf, pageWords } from './env';
@@ -72,7 +72,7 @@ export function readAhead(r: RegionState, page: number): void {
 function sameAhead(r: RegionState, q: number): boolean {
   if (!claim(r.state, q, SAME)) return false;
   pageWords.fill(r.aux[q]);
-  if (uffd.copy(r.base + q * PAGE, pageBuf, 0, COPY_DONTWAKE) < 0) {
+  if (uffd.copy(r.base + q * PAGE, pageBuf, 0, 0) < 0) {
     publish(r.state, q, SAME); // unclaimed as it was: its fault will serve it
     return false;
   }
