@@ -7,18 +7,19 @@
 namespace tmem {
 
 const char* errno_name(int err) {
-  switch (err) {
 #define E(x) \
-  case x:    \
-    return #x;
-    E(EPERM) E(ENOENT) E(ESRCH) E(EINTR) E(EIO) E(ENXIO) E(E2BIG) E(EBADF)
-    E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT) E(EBUSY) E(EEXIST) E(ENODEV)
-    E(EINVAL) E(ENFILE) E(EMFILE) E(ENOTTY) E(EFBIG) E(ENOSPC) E(ESPIPE)
-    E(EROFS) E(ERANGE) E(ENOSYS) E(EOPNOTSUPP) E(EHWPOISON)
+  { x, #x }
+  static constexpr struct {
+    int err;
+    const char* name;
+  } kNames[] = {E(EPERM),  E(ENOENT), E(ESRCH),  E(EINTR),  E(EIO),        E(ENXIO),    E(E2BIG),
+                E(EBADF),  E(EAGAIN), E(ENOMEM), E(EACCES), E(EFAULT),     E(EBUSY),    E(EEXIST),
+                E(ENODEV), E(EINVAL), E(ENFILE), E(EMFILE), E(ENOTTY),     E(EFBIG),    E(ENOSPC),
+                E(ESPIPE), E(EROFS),  E(ERANGE), E(ENOSYS), E(EOPNOTSUPP), E(EHWPOISON)};
 #undef E
-    default:
-      return "EUNKNOWN";
-  }
+  for (const auto& n : kNames)
+    if (n.err == err) return n.name;
+  return "EUNKNOWN";
 }
 
 std::string hex(uint64_t v) {
