@@ -13,7 +13,7 @@
  */
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { open, attachRegion, type SharedRegion } from '../lib';
+import { open, type SharedRegion } from '../lib';
 import { native } from '../lib/native';
 
 const PAGE = 4096;

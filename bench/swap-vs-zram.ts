@@ -157,7 +157,7 @@ async function main(): Promise<void> {
     console.log(`  tmem random by page kind (p50): ${Object.entries(tr.byKind).map(([k, s]) => `${k} ${s.p50.toFixed(2)}`).join(', ')}` +
       ' (zero pages are same-filled in tmem, zeromap in the kernel)');
     console.log(`  tmem dispatcher service time (histogram bounds), random: p50 ${tr.service.p50} p99 ${tr.service.p99}; ` +
-      `faults: ${tr.faults.pool} pool, ${tr.faults.same} same-filled; evictions during touches: ${fault!.evictionsDuringTouches}`);
+      `faults: ${tr.faults.pool} pool, ${tr.faults.same} same-filled; evictions during touches: ${fault.evictionsDuringTouches}`);
   }
   if (evict) {
     console.log(`\neviction: tmem ${evict.median} pages/s median (${evict.usPerPage} us/page; rounds ${evict.pagesPerSecond.join(', ')}), ` +
