@@ -34,9 +34,12 @@ async function main(): Promise<void> {
   const fillPage = (out: Uint8Array, p: number): void => {
     const q = p % src.pages;
     out.set(src.data.subarray(q * PAGE, (q + 1) * PAGE), p * PAGE);
-    if (src.kinds[q] !== 0) { // zero pages stay zero
-      out[p * PAGE] = p & 0xff; out[p * PAGE + 1] = (p >>> 8) & 0xff;
-      out[p * PAGE + 2] = (p >>> 16) & 0xff; out[p * PAGE + 3] = (p >>> 24) & 0xff;
+    if (src.kinds[q] !== 0) {
+      // zero pages stay zero
+      out[p * PAGE] = p & 0xff;
+      out[p * PAGE + 1] = (p >>> 8) & 0xff;
+      out[p * PAGE + 2] = (p >>> 16) & 0xff;
+      out[p * PAGE + 3] = (p >>> 24) & 0xff;
     }
   };
 
@@ -49,13 +52,16 @@ async function main(): Promise<void> {
   let t = performance.now();
   for (let p = 0; p < pages; p++) fillPage(view, p);
   const s1 = swap.stats();
-  console.log(`  done in ${((performance.now() - t) / 1000).toFixed(2)} s; ${mib(s1.residentBytes)} resident, ` +
-    `${s1.evictions} pages evicted so far (cold pages are compressed while you write)`);
+  console.log(
+    `  done in ${((performance.now() - t) / 1000).toFixed(2)} s; ${mib(s1.residentBytes)} resident, ` +
+      `${s1.evictions} pages evicted so far (cold pages are compressed while you write)`,
+  );
 
   console.log('reading every byte back and checking it ...');
   t = performance.now();
   const expected = new Uint8Array(PAGE * 64);
-  let bad = 0, firstBad = -1;
+  let bad = 0,
+    firstBad = -1;
   for (let p0 = 0; p0 < pages; p0 += 64) {
     const n = Math.min(64, pages - p0);
     for (let k = 0; k < n; k++) {
@@ -63,8 +69,10 @@ async function main(): Promise<void> {
       expected.set(src.data.subarray(q * PAGE, (q + 1) * PAGE), k * PAGE);
       if (src.kinds[q] !== 0) {
         const p = p0 + k;
-        expected[k * PAGE] = p & 0xff; expected[k * PAGE + 1] = (p >>> 8) & 0xff;
-        expected[k * PAGE + 2] = (p >>> 16) & 0xff; expected[k * PAGE + 3] = (p >>> 24) & 0xff;
+        expected[k * PAGE] = p & 0xff;
+        expected[k * PAGE + 1] = (p >>> 8) & 0xff;
+        expected[k * PAGE + 2] = (p >>> 16) & 0xff;
+        expected[k * PAGE + 3] = (p >>> 24) & 0xff;
       }
     }
     const got = Buffer.from(view.buffer, p0 * PAGE, n * PAGE);
@@ -89,16 +97,28 @@ async function main(): Promise<void> {
   const f = s.faults;
   console.log('\nsummary');
   console.log(`  region (logical)     ${mib(bytes)}`);
-  console.log(`  resident now         ${mib(s.residentBytes)} (limit ${mib(residentLimit)}; ${s.stagedPages} pages staged)`);
-  console.log(`  out of residency     ${mib(s.logicalBytes)} = ${s.storedPages} pages compressed + ${s.samePages} same-filled`);
-  console.log(`  pool                 ${mib(s.poolBytes)} of arena for ${mib(s.compressedBytes)} compressed ` +
-    `(compression ratio ${s.compressionRatio.toFixed(2)}, ${s.hugePages} huge pages stored raw)`);
-  console.log(`  faults               ${f.zero} zero, ${f.pool} from the pool, ${f.same} same-filled, ` +
-    `${f.staged} second chance (staged), ${f.writeProtect} write-protect`);
-  console.log(`  fault service time   p50 ${s.latency.p50} us, p90 ${s.latency.p90} us, p99 ${s.latency.p99} us, ` +
-    `p99.9 ${s.latency.p999} us (in the dispatcher, ${s.latency.count} faults)`);
-  console.log(`  evictions            ${s.evictions} (${s.evictionsWithoutCompression} without recompression: clean pages ` +
-    `whose compressed copy was kept); refused: ${s.refused.poolLimit} pool limit, ${s.refused.alloc} allocator`);
+  console.log(
+    `  resident now         ${mib(s.residentBytes)} (limit ${mib(residentLimit)}; ${s.stagedPages} pages staged)`,
+  );
+  console.log(
+    `  out of residency     ${mib(s.logicalBytes)} = ${s.storedPages} pages compressed + ${s.samePages} same-filled`,
+  );
+  console.log(
+    `  pool                 ${mib(s.poolBytes)} of arena for ${mib(s.compressedBytes)} compressed ` +
+      `(compression ratio ${s.compressionRatio.toFixed(2)}, ${s.hugePages} huge pages stored raw)`,
+  );
+  console.log(
+    `  faults               ${f.zero} zero, ${f.pool} from the pool, ${f.same} same-filled, ` +
+      `${f.staged} second chance (staged), ${f.writeProtect} write-protect`,
+  );
+  console.log(
+    `  fault service time   p50 ${s.latency.p50} us, p90 ${s.latency.p90} us, p99 ${s.latency.p99} us, ` +
+      `p99.9 ${s.latency.p999} us (in the dispatcher, ${s.latency.count} faults)`,
+  );
+  console.log(
+    `  evictions            ${s.evictions} (${s.evictionsWithoutCompression} without recompression: clean pages ` +
+      `whose compressed copy was kept); refused: ${s.refused.poolLimit} pool limit, ${s.refused.alloc} allocator`,
+  );
 
   await region.close();
   await swap.close();

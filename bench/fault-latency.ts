@@ -41,12 +41,25 @@ import { Worker } from 'node:worker_threads';
 import { native, PAGE_SIZE } from '../lib/native';
 import type { CopyServerData } from './helpers/copy-server';
 import {
-  eachOption, nativeBenchProgram, runJsonProgram, shuffled, summarizeWithMin, summaryLine, type SummaryWithMin,
+  eachOption,
+  nativeBenchProgram,
+  runJsonProgram,
+  shuffled,
+  summarizeWithMin,
+  summaryLine,
+  type SummaryWithMin,
 } from './helpers/stats';
 
 type Summary = SummaryWithMin;
 
-interface Options { pages: number; warmup: number; seed: number; cpus: [number, number]; handler: string; runC: boolean }
+interface Options {
+  pages: number;
+  warmup: number;
+  seed: number;
+  cpus: [number, number];
+  handler: string;
+  runC: boolean;
+}
 
 function parseArgs(argv: string[]): Options {
   const allowed = native.getAffinity();
@@ -85,11 +98,19 @@ function runCHandler(o: Options): { same_cpu: Summary | null; cross_cpu: Summary
   if (!fs.existsSync(o.handler)) {
     return { same_cpu: null, cross_cpu: null, error: `${o.handler} is missing: run \`npm run build:native\`` };
   }
-  const { r, last } = runJsonProgram(o.handler, ['--pages', String(o.pages), '--warmup', String(o.warmup), '--seed', String(o.seed)], {
-    timeout: 120_000,
-  });
+  const { r, last } = runJsonProgram(
+    o.handler,
+    ['--pages', String(o.pages), '--warmup', String(o.warmup), '--seed', String(o.seed)],
+    {
+      timeout: 120_000,
+    },
+  );
   if (r.status !== 0 || !last.startsWith('{')) {
-    return { same_cpu: null, cross_cpu: null, error: `uffd_min_handler failed (status ${r.status}, signal ${r.signal}): ${r.stderr}` };
+    return {
+      same_cpu: null,
+      cross_cpu: null,
+      error: `uffd_min_handler failed (status ${r.status}, signal ${r.signal}): ${r.stderr}`,
+    };
   }
   const j = JSON.parse(last) as { same_cpu: Summary | null; cross_cpu: Summary | null };
   return { same_cpu: j.same_cpu, cross_cpu: j.cross_cpu };
@@ -110,7 +131,15 @@ function hrtimeOverhead(n: number): Summary {
   return summarizeWithMin(lat);
 }
 
-interface JsResult { summary: Summary; workerCpu: number; mainCpu: number; served: number; retries: number; failures: number; badPages: number }
+interface JsResult {
+  summary: Summary;
+  workerCpu: number;
+  mainCpu: number;
+  served: number;
+  retries: number;
+  failures: number;
+  badPages: number;
+}
 
 function waitFor<T>(w: Worker, type: string, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -122,7 +151,10 @@ function waitFor<T>(w: Worker, type: string, ms: number): Promise<T> {
       resolve(m as T);
     };
     w.on('message', onMessage);
-    w.once('error', (e) => { clearTimeout(timer); reject(e); });
+    w.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
   });
 }
 
@@ -159,7 +191,8 @@ async function runJs(o: Options, mainCpu: number, workerCpu: number, seed: numbe
     for (let i = 0; i < PAGE_SIZE; i++) expected[i] = 0x5a ^ (i & 0xff);
     let badPages = 0;
     const all = Buffer.from(region.buffer);
-    for (let p = 0; p < total; p++) if (all.compare(expected, 0, PAGE_SIZE, p * PAGE_SIZE, (p + 1) * PAGE_SIZE) !== 0) badPages++;
+    for (let p = 0; p < total; p++)
+      if (all.compare(expected, 0, PAGE_SIZE, p * PAGE_SIZE, (p + 1) * PAGE_SIZE) !== 0) badPages++;
     if (sink === -1) console.log('');
     return { summary: summarizeWithMin(lat), workerCpu: ready.cpu, mainCpu: native.currentCpu(), ...stats, badPages };
   } finally {
@@ -173,7 +206,9 @@ async function runJs(o: Options, mainCpu: number, workerCpu: number, seed: numbe
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const [cpu0, cpu1] = o.cpus;
-  console.log(`fault-latency: ${o.pages} measured faults per case (+${o.warmup} warm-up), CPUs ${native.getAffinity().join(',')}, node ${process.version}`);
+  console.log(
+    `fault-latency: ${o.pages} measured faults per case (+${o.warmup} warm-up), CPUs ${native.getAffinity().join(',')}, node ${process.version}`,
+  );
 
   const c = o.runC ? runCHandler(o) : { same_cpu: null, cross_cpu: null, error: 'skipped (--no-c)' };
   if (c.error) console.log(`(a) C handler: ${c.error}`);
@@ -188,35 +223,64 @@ async function main(): Promise<void> {
 
   console.log(line('(a) C same_cpu', c.same_cpu));
   console.log(line('(a) C cross_cpu', c.cross_cpu));
-  console.log(line('(b1) JS Worker pinned', pinned.summary, `(main cpu ${pinned.mainCpu}, worker cpu ${pinned.workerCpu})`));
-  console.log(line('(b2) JS Worker not pinned', unpinned?.summary ?? null,
-    unpinned ? `(main cpu ${unpinned.mainCpu}, worker cpu ${unpinned.workerCpu})` : '(only one CPU allowed)'));
+  console.log(
+    line('(b1) JS Worker pinned', pinned.summary, `(main cpu ${pinned.mainCpu}, worker cpu ${pinned.workerCpu})`),
+  );
+  console.log(
+    line(
+      '(b2) JS Worker not pinned',
+      unpinned?.summary ?? null,
+      unpinned ? `(main cpu ${unpinned.mainCpu}, worker cpu ${unpinned.workerCpu})` : '(only one CPU allowed)',
+    ),
+  );
   console.log(line('hrtime.bigint() pair', hr, '(timer overhead, included in (b), not subtracted)'));
-  for (const [name, r] of [['pinned', pinned], ['not pinned', unpinned]] as const) {
-    if (r && (r.badPages || r.failures)) console.log(`WARNING ${name}: ${r.badPages} pages with wrong contents, ${r.failures} failed copies`);
+  for (const [name, r] of [
+    ['pinned', pinned],
+    ['not pinned', unpinned],
+  ] as const) {
+    if (r && (r.badPages || r.failures))
+      console.log(`WARNING ${name}: ${r.badPages} pages with wrong contents, ${r.failures} failed copies`);
   }
 
   const ratio = c.same_cpu ? Math.round((pinned.summary.p50 / c.same_cpu.p50) * 1000) / 1000 : null;
-  const crossRatio = c.cross_cpu && unpinned ? Math.round((unpinned.summary.p50 / c.cross_cpu.p50) * 1000) / 1000 : null;
-  if (ratio !== null) console.log(`ratio (b1 pinned p50) / (a same_cpu p50) = ${ratio} (target <= 1.15: ${ratio <= 1.15 ? 'met' : 'NOT met'})`);
-  console.log(JSON.stringify({
-    bench: 'fault-latency',
-    pages: o.pages,
-    warmup: o.warmup,
-    c_same_cpu: c.same_cpu,
-    c_cross_cpu: c.cross_cpu,
-    js_pinned: pinned.summary,
-    js_not_pinned: unpinned?.summary ?? null,
-    hrtime_overhead: hr,
-    checks: {
-      pinned: { served: pinned.served, retries: pinned.retries, failures: pinned.failures, bad_pages: pinned.badPages },
-      not_pinned: unpinned ? { served: unpinned.served, retries: unpinned.retries, failures: unpinned.failures, bad_pages: unpinned.badPages } : null,
-    },
-    ratio,
-    ratio_target: 1.15,
-    ratio_met: ratio === null ? null : ratio <= 1.15,
-    cross_ratio: crossRatio,
-  }));
+  const crossRatio =
+    c.cross_cpu && unpinned ? Math.round((unpinned.summary.p50 / c.cross_cpu.p50) * 1000) / 1000 : null;
+  if (ratio !== null)
+    console.log(
+      `ratio (b1 pinned p50) / (a same_cpu p50) = ${ratio} (target <= 1.15: ${ratio <= 1.15 ? 'met' : 'NOT met'})`,
+    );
+  console.log(
+    JSON.stringify({
+      bench: 'fault-latency',
+      pages: o.pages,
+      warmup: o.warmup,
+      c_same_cpu: c.same_cpu,
+      c_cross_cpu: c.cross_cpu,
+      js_pinned: pinned.summary,
+      js_not_pinned: unpinned?.summary ?? null,
+      hrtime_overhead: hr,
+      checks: {
+        pinned: {
+          served: pinned.served,
+          retries: pinned.retries,
+          failures: pinned.failures,
+          bad_pages: pinned.badPages,
+        },
+        not_pinned: unpinned
+          ? {
+              served: unpinned.served,
+              retries: unpinned.retries,
+              failures: unpinned.failures,
+              bad_pages: unpinned.badPages,
+            }
+          : null,
+      },
+      ratio,
+      ratio_target: 1.15,
+      ratio_met: ratio === null ? null : ratio <= 1.15,
+      cross_ratio: crossRatio,
+    }),
+  );
 }
 
 main().catch((e) => {

@@ -44,7 +44,9 @@ function touchAll(buf: ArrayBuffer): number[] {
 }
 const p50 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
-async function prepared(pin: boolean): Promise<{ close: () => Promise<void>; buffer: ArrayBuffer; share: () => SharedRegion }> {
+async function prepared(
+  pin: boolean,
+): Promise<{ close: () => Promise<void>; buffer: ArrayBuffer; share: () => SharedRegion }> {
   const swap = await open({ residentLimit: `${pages * 2 * PAGE}`, pin });
   const region = swap.region(pages * PAGE);
   const b = new Uint8Array(region.buffer);
@@ -54,7 +56,8 @@ async function prepared(pin: boolean): Promise<{ close: () => Promise<void>; buf
 }
 
 async function inWorker(shared: SharedRegion, cpu: number): Promise<number[]> {
-  const w = new Worker(`
+  const w = new Worker(
+    `
     const { workerData, parentPort } = require('node:worker_threads');
     const { native } = require(workerData.lib + '/native.js');
     const { attachRegion } = require(workerData.lib);
@@ -67,8 +70,13 @@ async function inWorker(shared: SharedRegion, cpu: number): Promise<number[]> {
       sum += b[p * 4096];
       lat.push(Number(process.hrtime.bigint() - t0) / 1000);
     }
-    parentPort.postMessage(lat);`, { eval: true, workerData: { shared, cpu, order, lib: `${__dirname}/../lib` } });
-  const lat = await new Promise<number[]>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+    parentPort.postMessage(lat);`,
+    { eval: true, workerData: { shared, cpu, order, lib: `${__dirname}/../lib` } },
+  );
+  const lat = await new Promise<number[]>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
   await w.terminate();
   return lat;
 }
@@ -97,10 +105,17 @@ async function main(): Promise<void> {
     out.followingWorkerOtherCpu = p50(await inWorker(s.share(), other));
     await s.close();
   }
-  console.log(JSON.stringify({ pages, cpus, p50us: out, ratios: {
-    followingMainOverPinnedMain: out.followingMain / out.pinnedAppMain,
-    followingWorkerOverPinnedMain: out.followingWorkerOtherCpu / out.pinnedAppMain,
-    pinnedWorkerOtherOverPinnedMain: out.pinnedAppWorkerOtherCpu / out.pinnedAppMain,
-  } }));
+  console.log(
+    JSON.stringify({
+      pages,
+      cpus,
+      p50us: out,
+      ratios: {
+        followingMainOverPinnedMain: out.followingMain / out.pinnedAppMain,
+        followingWorkerOverPinnedMain: out.followingWorkerOtherCpu / out.pinnedAppMain,
+        pinnedWorkerOtherOverPinnedMain: out.pinnedAppWorkerOtherCpu / out.pinnedAppMain,
+      },
+    }),
+  );
 }
 void main();

@@ -20,7 +20,14 @@ import { bucketLow, HIST_BUCKETS } from '../lib/dispatcher/protocol';
 import { PAGE_KINDS } from './corpus';
 import { nativeBenchProgram, runJsonProgram, shuffled, summarize, type Summary } from './helpers/stats';
 
-export { evictionThroughput, writeCorpusFile, removeCorpusFile, type EvictionResult, type Density, type TmemOptions } from '../lib/cli/eviction';
+export {
+  evictionThroughput,
+  writeCorpusFile,
+  removeCorpusFile,
+  type EvictionResult,
+  type Density,
+  type TmemOptions,
+} from '../lib/cli/eviction';
 
 const PAGE = 4096;
 
@@ -32,10 +39,16 @@ function histOf(swap: Swap): Float64Array {
 }
 
 /** Service-time percentiles (us, bucket upper bounds as stats().latency) of the faults between two snapshots. */
-function histDelta(before: Float64Array, after: Float64Array): { count: number; p50: number; p90: number; p99: number; p999: number } {
+function histDelta(
+  before: Float64Array,
+  after: Float64Array,
+): { count: number; p50: number; p90: number; p99: number; p999: number } {
   const d = new Float64Array(HIST_BUCKETS);
   let total = 0;
-  for (let i = 0; i < HIST_BUCKETS; i++) { d[i] = after[i] - before[i]; total += d[i]; }
+  for (let i = 0; i < HIST_BUCKETS; i++) {
+    d[i] = after[i] - before[i];
+    total += d[i];
+  }
   const at = (q: number): number => {
     if (total === 0) return 0;
     let acc = 0;
@@ -109,9 +122,12 @@ export async function poolFaultLatency(o: TmemOptions): Promise<PoolFaultResult>
       await region.evict();
       const st0 = swap.stats();
       if (st0.residentPages !== 0 || st0.storedPages + st0.samePages !== corpus.pages) {
-        throw new Error(`after evict(): ${st0.residentPages} resident, ${st0.storedPages} stored + ${st0.samePages} same of ${corpus.pages}`);
+        throw new Error(
+          `after evict(): ${st0.residentPages} resident, ${st0.storedPages} stored + ${st0.samePages} same of ${corpus.pages}`,
+        );
       }
-      const idx = order === 'random' ? shuffled(corpus.pages, seed) : Uint32Array.from({ length: corpus.pages }, (_, i) => i);
+      const idx =
+        order === 'random' ? shuffled(corpus.pages, seed) : Uint32Array.from({ length: corpus.pages }, (_, i) => i);
       const lat = new Float64Array(corpus.pages);
       const h0 = Float64Array.from(histOf(swap));
       let sink = 0;
@@ -127,7 +143,8 @@ export async function poolFaultLatency(o: TmemOptions): Promise<PoolFaultResult>
       const h1 = Float64Array.from(histOf(swap));
       const st1 = swap.stats();
       evictionsDuring += st1.evictions - st0.evictions;
-      const f0 = faultCounts(st0), f1 = faultCounts(st1);
+      const f0 = faultCounts(st0),
+        f1 = faultCounts(st1);
       const byKind: Record<string, Summary> = {};
       for (let kind = 0; kind < PAGE_KINDS.length; kind++) {
         const xs: number[] = [];
@@ -140,14 +157,23 @@ export async function poolFaultLatency(o: TmemOptions): Promise<PoolFaultResult>
         touch: summarize(lat),
         byKind,
         service: histDelta(h0, h1),
-        faults: { pool: f1.pool - f0.pool, same: f1.same - f0.same, staged: f1.staged - f0.staged, zero: f1.zero - f0.zero },
+        faults: {
+          pool: f1.pool - f0.pool,
+          same: f1.same - f0.same,
+          staged: f1.staged - f0.staged,
+          zero: f1.zero - f0.zero,
+        },
         badPages: badPagesOf(view, corpus),
       });
     }
     await region.close();
     return {
-      pages: corpus.pages, pin: o.pin ?? true, residentLimitPages: Math.floor((regionBytes(corpus) + 1024 * PAGE) / PAGE),
-      random: passes[0], sequential: passes[1], evictionsDuringTouches: evictionsDuring,
+      pages: corpus.pages,
+      pin: o.pin ?? true,
+      residentLimitPages: Math.floor((regionBytes(corpus) + 1024 * PAGE) / PAGE),
+      random: passes[0],
+      sequential: passes[1],
+      evictionsDuringTouches: evictionsDuring,
     };
   } finally {
     await swap.close();
@@ -188,20 +214,37 @@ export function zramBaseline(o: { corpusFile: string; binary?: string; algorithm
   }
   const bin = o.binary ?? defaultKernelSwapin();
   if (!fs.existsSync(bin)) return { skipped: `${bin} is missing: run \`npm run build:native\`` };
-  const { r, last } = runJsonProgram(bin, ['--backend', 'zram', '--algorithm', o.algorithm ?? 'lz4', '--corpus', o.corpusFile], {
-    timeout: 300_000,
-  });
+  const { r, last } = runJsonProgram(
+    bin,
+    ['--backend', 'zram', '--algorithm', o.algorithm ?? 'lz4', '--corpus', o.corpusFile],
+    {
+      timeout: 300_000,
+    },
+  );
   if (r.status === 2) return { skipped: `kernel_swapin: ${(r.stdout + r.stderr).trim().split('\n').pop()}` };
   if (!last.startsWith('{')) {
     return { skipped: `kernel_swapin failed (status ${r.status}, signal ${r.signal}): ${r.stderr.trim()}` };
   }
   const j = JSON.parse(last) as {
-    algorithm: string; pages: number; swapped_out: number; pageout_us_per_page: number;
-    random: Summary & { majflt: number }; sequential: Summary & { majflt: number };
-    bytes_per_page: number; bytes_per_zram_page: number; zram_pages_stored: number; mm_stat: Record<string, number>;
+    algorithm: string;
+    pages: number;
+    swapped_out: number;
+    pageout_us_per_page: number;
+    random: Summary & { majflt: number };
+    sequential: Summary & { majflt: number };
+    bytes_per_page: number;
+    bytes_per_zram_page: number;
+    zram_pages_stored: number;
+    mm_stat: Record<string, number>;
   };
   const pick = (s: Summary & { majflt: number }): Omit<Summary, 'max'> & { majflt: number } => ({
-    p50: s.p50, p90: s.p90, p99: s.p99, p999: s.p999, mean: s.mean, n: s.n, majflt: s.majflt,
+    p50: s.p50,
+    p90: s.p90,
+    p99: s.p99,
+    p999: s.p999,
+    mean: s.mean,
+    n: s.n,
+    majflt: s.majflt,
   });
   if (r.status !== 0) {
     return { skipped: `kernel_swapin exited with status ${r.status} (wrong contents or nothing swapped out)`, raw: j };

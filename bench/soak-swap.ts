@@ -18,8 +18,10 @@ import { CONFIGS, Totals, inputArb, reportFirstFailure, runSwapModel, type Guard
 const numRuns = Number(process.argv[2] ?? 500);
 const maxCommands = Number(process.argv[3] ?? 200);
 const only = process.argv[4];
-if (!Number.isInteger(numRuns) || numRuns < 1) throw new RangeError(`numRuns: expected a positive integer, got ${process.argv[2]}`);
-if (!Number.isInteger(maxCommands) || maxCommands < 1) throw new RangeError(`maxCommands: expected a positive integer, got ${process.argv[3]}`);
+if (!Number.isInteger(numRuns) || numRuns < 1)
+  throw new RangeError(`numRuns: expected a positive integer, got ${process.argv[2]}`);
+if (!Number.isInteger(maxCommands) || maxCommands < 1)
+  throw new RangeError(`maxCommands: expected a positive integer, got ${process.argv[3]}`);
 // A seed of our own, printed before each configuration: a run that kills the process (SIGBUS,
 // a hang the watchdog ends) can then be replayed with TMEM_MODEL_SEED (TMEM_MODEL_TRACE=1 names the step).
 const seed = process.env.TMEM_MODEL_SEED ? Number(process.env.TMEM_MODEL_SEED) : (Date.now() ^ (process.pid << 16)) | 0;
@@ -57,7 +59,9 @@ async function main(): Promise<void> {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
-  console.log(`soak-swap: ${failed === 0 ? 'ok' : `${failed} configuration(s) FAILED`}; ${numRuns} runs of up to ${maxCommands} commands per configuration in ${((Date.now() - started) / 1000).toFixed(0)} s; ${all.line()}`);
+  console.log(
+    `soak-swap: ${failed === 0 ? 'ok' : `${failed} configuration(s) FAILED`}; ${numRuns} runs of up to ${maxCommands} commands per configuration in ${((Date.now() - started) / 1000).toFixed(0)} s; ${all.line()}`,
+  );
   process.exitCode = failed === 0 ? 0 : 1;
 }
 

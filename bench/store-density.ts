@@ -44,21 +44,34 @@ function anonBytes(): number {
   try {
     const m = /^Anonymous:\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'));
     if (m) return Number(m[1]) * 1024;
-  } catch { /* fall back to status */ }
+  } catch {
+    /* fall back to status */
+  }
   const m = /^RssAnon:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
   if (!m) throw new Error('no RssAnon in /proc/self/status');
   return Number(m[1]) * 1024;
 }
 
 /** A mapping of /proc/self/smaps: [lo, hi) and its anonymous bytes. */
-interface Vma { lo: number; hi: number; anon: number; name: string }
+interface Vma {
+  lo: number;
+  hi: number;
+  anon: number;
+  name: string;
+}
 
 function vmas(): Vma[] {
   const out: Vma[] = [];
   for (const b of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
     const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+[ \t]*(.*)$/m.exec(b);
     const an = /^Anonymous:\s+(\d+) kB/m.exec(b);
-    if (head) out.push({ lo: parseInt(head[1], 16), hi: parseInt(head[2], 16), anon: an ? Number(an[1]) * 1024 : 0, name: head[3] });
+    if (head)
+      out.push({
+        lo: parseInt(head[1], 16),
+        hi: parseInt(head[2], 16),
+        anon: an ? Number(an[1]) * 1024 : 0,
+        name: head[3],
+      });
   }
   return out;
 }
@@ -98,7 +111,12 @@ async function settle(gc: () => void): Promise<void> {
 }
 
 interface Row {
-  limit: number; n: number; stored: number; growth: number; pool: number; indexBytes: number;
+  limit: number;
+  n: number;
+  stored: number;
+  growth: number;
+  pool: number;
+  indexBytes: number;
   /** Anonymous bytes the store's own mappings gained, arena frames left out (pretouch runs). */
   meta: number;
   /** The part of `meta` that creating the store touched. */
@@ -114,8 +132,10 @@ async function child(limitBytes: number, n: number, pattern: string, pretouch: b
   const K = 4096;
   const corpus = makeCorpus(K, 7);
   const blob = new Uint8Array(K * 4097);
-  const offs = new Int32Array(K), lens = new Int32Array(K);
-  let m = 0, at = 0;
+  const offs = new Int32Array(K),
+    lens = new Int32Array(K);
+  let m = 0,
+    at = 0;
   const w = new Int32Array(corpus.data.buffer);
   for (let i = 0; i < K; i++) {
     let same = true;
@@ -125,9 +145,16 @@ async function child(limitBytes: number, n: number, pattern: string, pretouch: b
     const out = lz4.compressSync(page);
     const c = out.length - 4;
     offs[m] = at;
-    if (c <= 3072) { blob[at] = 1; blob.set(out.subarray(4), at + 1); lens[m] = c + 1; }
-    else { blob.set(page, at); lens[m] = 4096; }
-    at += lens[m]; m++;
+    if (c <= 3072) {
+      blob[at] = 1;
+      blob.set(out.subarray(4), at + 1);
+      lens[m] = c + 1;
+    } else {
+      blob.set(page, at);
+      lens[m] = 4096;
+    }
+    at += lens[m];
+    m++;
   }
   const views = Array.from({ length: m }, (_, k) => blob.subarray(offs[k], offs[k] + lens[k]));
   // offsets of the spread pattern: a random permutation prefix over 4x the pages (no duplicates)
@@ -138,7 +165,9 @@ async function child(limitBytes: number, n: number, pattern: string, pretouch: b
   for (let i = perm.length - 1; i > 0; i--) {
     seed = (Math.imul(seed, 1103515245) + 12345) | 0;
     const j = (seed >>> 1) % (i + 1);
-    const t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    const t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
   }
   // warm the JIT on another store (kept alive: freeing it would move the reading) so that
   // compiling the hot path is not counted
@@ -146,7 +175,15 @@ async function child(limitBytes: number, n: number, pattern: string, pretouch: b
   {
     for (let i = 0; i < 3000; i++) {
       const k = i % m;
-      warm.store.put(i % 10 === 9 ? warm.handle.cleancachePool : warm.handle.frontswapPool, 1 + (i >>> 10), 0, 0, i, views[k], lens[k]);
+      warm.store.put(
+        i % 10 === 9 ? warm.handle.cleancachePool : warm.handle.frontswapPool,
+        1 + (i >>> 10),
+        0,
+        0,
+        i,
+        views[k],
+        lens[k],
+      );
     }
   }
   await settle(gc);
@@ -156,10 +193,12 @@ async function child(limitBytes: number, n: number, pattern: string, pretouch: b
   const v1 = vmas();
   const ranges = newRanges(v0, v1);
   // what the mappings now holding the store held before (neighbours glibc merged them with)
-  const base = v0.filter((u) => v1.some((v) => u.lo >= v.lo && u.hi <= v.hi && ranges.some(([lo, hi]) => lo < v.hi && hi > v.lo)))
+  const base = v0
+    .filter((u) => v1.some((v) => u.lo >= v.lo && u.hi <= v.hi && ranges.some(([lo, hi]) => lo < v.hi && hi > v.lo)))
     .reduce((x, u) => x + u.anon, 0);
   const fixed = anonOver(v1, ranges) - base;
-  let touched = 0, t1 = 0;
+  let touched = 0,
+    t1 = 0;
   if (pretouch) {
     // commit every arena frame now (a write faults a page in whatever it writes), so that
     // only what is not the arena grows from here
@@ -169,8 +208,10 @@ async function child(limitBytes: number, n: number, pattern: string, pretouch: b
     touched = anonBytes() - created;
     t1 = anonOver(vmas(), ranges);
   }
-  const fs = handle.frontswapPool, cc = handle.cleancachePool;
-  let fsi = 0, cci = 0;
+  const fs = handle.frontswapPool,
+    cc = handle.cleancachePool;
+  let fsi = 0,
+    cci = 0;
   for (let i = 0; i < n; i++) {
     const k = i % m;
     const src = views[k];
@@ -189,9 +230,14 @@ async function child(limitBytes: number, n: number, pattern: string, pretouch: b
   await settle(gc);
   const after = anonBytes();
   const t2 = anonOver(vmas(), ranges);
-  const a = store.poolStats(fs), b = store.poolStats(cc);
+  const a = store.poolStats(fs),
+    b = store.poolStats(cc);
   const row = {
-    limit: limitBytes, n, stored: a.pages + b.pages, growth: after - before - touched, pool: a.poolBytes + b.poolBytes,
+    limit: limitBytes,
+    n,
+    stored: a.pages + b.pages,
+    growth: after - before - touched,
+    pool: a.poolBytes + b.poolBytes,
     indexBytes: store.indexStats().touchedNodes * store.indexStats().nodeBytes,
     meta: pretouch ? fixed + t2 - t1 : NaN,
     fixed,
@@ -205,17 +251,31 @@ async function child(limitBytes: number, n: number, pattern: string, pretouch: b
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') {
-    const r = await child(Number(process.argv[3]), Number(process.argv[4]), process.argv[5], process.argv[6] === 'pretouch');
+    const r = await child(
+      Number(process.argv[3]),
+      Number(process.argv[4]),
+      process.argv[5],
+      process.argv[6] === 'pretouch',
+    );
     process.stdout.write(JSON.stringify(r) + '\n');
     return;
   }
   const which = process.argv[2] ?? 'all';
   const patterns = which === 'all' ? ['dense', 'spread'] : [which];
-  for (const p of patterns) if (p !== 'dense' && p !== 'spread') throw new RangeError(`pattern: expected dense, spread or all, got ${p}`);
+  for (const p of patterns)
+    if (p !== 'dense' && p !== 'spread') throw new RangeError(`pattern: expected dense, spread or all, got ${p}`);
   const ns = (process.argv[3] ?? '2000,20000,200000').split(',').map(Number);
   const limits = (process.argv[4] ?? '64,1024').split(',').map((x) => Number(x) * MiB);
   const run = (limit: number, n: number, pattern: string, pretouch: boolean): Row => {
-    const args = ['--expose-gc', __filename, '--child', String(limit), String(n), pattern, pretouch ? 'pretouch' : 'plain'];
+    const args = [
+      '--expose-gc',
+      __filename,
+      '--child',
+      String(limit),
+      String(n),
+      pattern,
+      pretouch ? 'pretouch' : 'plain',
+    ];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
     return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Row;
@@ -225,7 +285,9 @@ async function main(): Promise<void> {
   let worst = 0;
   for (const pattern of patterns) {
     console.log(`pattern ${pattern}`);
-    console.log('     limit       N   stored  growth KiB  pool KiB    B/page  meta/page  fixed KiB  put/page  index/page');
+    console.log(
+      '     limit       N   stored  growth KiB  pool KiB    B/page  meta/page  fixed KiB  put/page  index/page',
+    );
     for (const limit of limits) {
       for (const n of ns) {
         const r = run(limit, n, pattern, false);
@@ -233,12 +295,16 @@ async function main(): Promise<void> {
         const per = (r.growth - r.pool) / Math.max(1, r.stored);
         const meta = m.meta / Math.max(1, m.stored);
         if (pattern === 'dense') worst = Math.max(worst, meta);
-        console.log(`  ${(limit / MiB + ' MiB').padStart(8)} ${String(n).padStart(7)} ${String(r.stored).padStart(8)} ${kb(r.growth)}    ${kb(r.pool)}  ${f(per)}   ${f(meta)}   ${kb(m.fixed)}  ${f((m.meta - m.fixed) / Math.max(1, m.stored))}    ${f(m.indexBytes / Math.max(1, m.stored))}`);
+        console.log(
+          `  ${(limit / MiB + ' MiB').padStart(8)} ${String(n).padStart(7)} ${String(r.stored).padStart(8)} ${kb(r.growth)}    ${kb(r.pool)}  ${f(per)}   ${f(meta)}   ${kb(m.fixed)}  ${f((m.meta - m.fixed) / Math.max(1, m.stored))}    ${f(m.indexBytes / Math.max(1, m.stored))}`,
+        );
       }
     }
   }
   if (patterns.includes('dense')) {
-    console.log(`target (dense): <= 16 B of index + metadata per stored page at every N: ${worst <= 16 ? 'met' : 'MISSED'} (worst meta/page ${worst.toFixed(1)} B)`);
+    console.log(
+      `target (dense): <= 16 B of index + metadata per stored page at every N: ${worst <= 16 ? 'met' : 'MISSED'} (worst meta/page ${worst.toFixed(1)} B)`,
+    );
   }
 }
 

@@ -16,7 +16,8 @@ import { Zbud } from '../lib/zpool/zbud';
 import { makeCorpus, PAGE_KINDS } from './corpus';
 
 const pages = Number(process.argv[2] ?? 100000);
-if (!Number.isInteger(pages) || pages < 1) throw new RangeError(`pages: expected a positive integer, got ${process.argv[2]}`);
+if (!Number.isInteger(pages) || pages < 1)
+  throw new RangeError(`pages: expected a positive integer, got ${process.argv[2]}`);
 
 const corpus = makeCorpus(pages, 42);
 const comp: Uint8Array[] = [];
@@ -36,19 +37,34 @@ function rate(n: number, ns: bigint): number {
 }
 
 interface Row {
-  driver: string; putOps: number; getOps: number; efficiency: number; afterChurn: number;
-  frames: number; objectsPerFrame: number; minObjectsPerFrame?: number; maxObjectsPerFrame?: number;
+  driver: string;
+  putOps: number;
+  getOps: number;
+  efficiency: number;
+  afterChurn: number;
+  frames: number;
+  objectsPerFrame: number;
+  minObjectsPerFrame?: number;
+  maxObjectsPerFrame?: number;
 }
 const rows: Row[] = [];
 for (const driver of ['zsmalloc', 'zbud']) {
-  const s = Store.create({ arena: { maxBytes: Math.ceil(pages * 4096 * 1.1) + (64 << 20) }, maxPages: pages + 1024, maxObjects: 1024 });
+  const s = Store.create({
+    arena: { maxBytes: Math.ceil(pages * 4096 * 1.1) + (64 << 20) },
+    maxPages: pages + 1024,
+    maxObjects: 1024,
+  });
   const pool = s.createPool({ persistent: true, driver });
   const dst = new Uint8Array(4096);
   // warm up the JIT on a few pages of another object
-  for (let i = 0; i < Math.min(2000, pages); i++) { s.put(pool, 2, 0, 0, i, comp[i], comp[i].length); s.get(pool, 2, 0, 0, i, dst); }
+  for (let i = 0; i < Math.min(2000, pages); i++) {
+    s.put(pool, 2, 0, 0, i, comp[i], comp[i].length);
+    s.get(pool, 2, 0, 0, i, dst);
+  }
   s.flushObject(pool, 2, 0, 0);
   let t = process.hrtime.bigint();
-  for (let i = 0; i < pages; i++) if (!s.put(pool, 1, 0, 0, i, comp[i], comp[i].length)) throw new Error(`put ${i} refused`);
+  for (let i = 0; i < pages; i++)
+    if (!s.put(pool, 1, 0, 0, i, comp[i], comp[i].length)) throw new Error(`put ${i} refused`);
   const putOps = rate(pages, process.hrtime.bigint() - t);
   const st = s.poolStats(pool);
   const efficiency = st.bytes / st.poolBytes;
@@ -63,7 +79,12 @@ for (const driver of ['zsmalloc', 'zbud']) {
     for (let j = 0; j < n; j++) if (dst[j] !== comp[i][j]) throw new Error(`page ${i} differs at ${j}`);
   }
   const row: Row = {
-    driver, putOps, getOps, efficiency: +efficiency.toFixed(4), afterChurn: 0, frames: zs.frames,
+    driver,
+    putOps,
+    getOps,
+    efficiency: +efficiency.toFixed(4),
+    afterChurn: 0,
+    frames: zs.frames,
     objectsPerFrame: +(zs.objects / zs.frames).toFixed(3),
   };
   if (driver === 'zbud') {
@@ -74,7 +95,9 @@ for (const driver of ['zsmalloc', 'zbud']) {
   }
   let x = 12345;
   for (let i = 0; i < pages; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     if ((x >>> 0) % 3 === 0) s.flushPage(pool, 1, 0, 0, i);
   }
   s.zpool(pool).compact();
@@ -84,14 +107,30 @@ for (const driver of ['zsmalloc', 'zbud']) {
   s.destroyPool(pool);
 }
 
-const kinds = PAGE_KINDS.map((k, i) => `${k} ${(corpus.kinds.filter((x) => x === i).length / pages * 100).toFixed(1)}%`).join(', ');
-console.log(`corpus: ${pages} pages (${kinds}); lz4 ratio ${(pages * 4096 / compBytes).toFixed(2)}; compress ${(compressNs / 1000).toFixed(1)} us/page`);
+const kinds = PAGE_KINDS.map(
+  (k, i) => `${k} ${((corpus.kinds.filter((x) => x === i).length / pages) * 100).toFixed(1)}%`,
+).join(', ');
+console.log(
+  `corpus: ${pages} pages (${kinds}); lz4 ratio ${((pages * 4096) / compBytes).toFixed(2)}; compress ${(compressNs / 1000).toFixed(1)} us/page`,
+);
 console.log('driver    | put ops/s | get ops/s | efficiency | after 1/3 flushed + compact | frames  | objs/frame');
 for (const r of rows) {
-  console.log(`${r.driver.padEnd(9)} | ${String(r.putOps).padStart(9)} | ${String(r.getOps).padStart(9)} | ${r.efficiency.toFixed(4).padStart(10)} | ${r.afterChurn.toFixed(4).padStart(27)} | ${String(r.frames).padStart(7)} | ${r.objectsPerFrame}` +
-    (r.minObjectsPerFrame !== undefined ? ` (min ${r.minObjectsPerFrame}, max ${r.maxObjectsPerFrame})` : ''));
+  console.log(
+    `${r.driver.padEnd(9)} | ${String(r.putOps).padStart(9)} | ${String(r.getOps).padStart(9)} | ${r.efficiency.toFixed(4).padStart(10)} | ${r.afterChurn.toFixed(4).padStart(27)} | ${String(r.frames).padStart(7)} | ${r.objectsPerFrame}` +
+      (r.minObjectsPerFrame !== undefined ? ` (min ${r.minObjectsPerFrame}, max ${r.maxObjectsPerFrame})` : ''),
+  );
 }
 const zsm = rows.find((r) => r.driver === 'zsmalloc') as Row;
 const zb = rows.find((r) => r.driver === 'zbud') as Row;
-console.log(`targets: zsmalloc efficiency >= 0.97: ${zsm.efficiency >= 0.97 ? 'met' : 'MISSED'}; zbud 1..2 objects per frame: ${zb.minObjectsPerFrame! >= 1 && zb.maxObjectsPerFrame! <= 2 ? 'met' : 'MISSED'}`);
-console.log(JSON.stringify({ bench: 'store', pages, compressedBytes: compBytes, lz4Ratio: +(pages * 4096 / compBytes).toFixed(3), drivers: rows }));
+console.log(
+  `targets: zsmalloc efficiency >= 0.97: ${zsm.efficiency >= 0.97 ? 'met' : 'MISSED'}; zbud 1..2 objects per frame: ${zb.minObjectsPerFrame! >= 1 && zb.maxObjectsPerFrame! <= 2 ? 'met' : 'MISSED'}`,
+);
+console.log(
+  JSON.stringify({
+    bench: 'store',
+    pages,
+    compressedBytes: compBytes,
+    lz4Ratio: +((pages * 4096) / compBytes).toFixed(3),
+    drivers: rows,
+  }),
+);

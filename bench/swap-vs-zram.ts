@@ -42,20 +42,41 @@
  */
 import { makeCorpus, PAGE_KINDS } from './corpus';
 import {
-  poolFaultLatency, evictionThroughput, zramBaseline, writeCorpusFile, removeCorpusFile, defaultKernelSwapin,
-  type PoolFaultResult, type EvictionResult, type ZramResult,
+  poolFaultLatency,
+  evictionThroughput,
+  zramBaseline,
+  writeCorpusFile,
+  removeCorpusFile,
+  defaultKernelSwapin,
+  type PoolFaultResult,
+  type EvictionResult,
+  type ZramResult,
 } from './scenarios';
 import { eachOption, type Summary } from './helpers/stats';
 
 interface Options {
-  pages: number; seed: number; rounds: number; compressor: 'lz4' | 'zstd'; allocator: 'zsmalloc' | 'zbud';
-  pin: boolean; alsoUnpinned: boolean; zram: boolean; kernelSwapin: string;
+  pages: number;
+  seed: number;
+  rounds: number;
+  compressor: 'lz4' | 'zstd';
+  allocator: 'zsmalloc' | 'zbud';
+  pin: boolean;
+  alsoUnpinned: boolean;
+  zram: boolean;
+  kernelSwapin: string;
 }
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    pages: 20000, seed: 1, rounds: 3, compressor: 'lz4', allocator: 'zsmalloc', pin: true, alsoUnpinned: false,
-    zram: true, kernelSwapin: defaultKernelSwapin(),
+    pages: 20000,
+    seed: 1,
+    rounds: 3,
+    compressor: 'lz4',
+    allocator: 'zsmalloc',
+    pin: true,
+    alsoUnpinned: false,
+    zram: true,
+    kernelSwapin: defaultKernelSwapin(),
   };
   eachOption(argv, 'bench/swap-vs-zram.ts', (a, next) => {
     if (a === '--pages') o.pages = Number(next());
@@ -82,10 +103,16 @@ const ratio = (a: number | undefined, b: number | undefined): number | null =>
   a === undefined || b === undefined || !(b > 0) ? null : r3(a / b);
 
 function fmtLat(s: Omit<Summary, 'max'> | undefined): string {
-  return s ? `p50 ${s.p50.toFixed(2)}  p90 ${s.p90.toFixed(2)}  p99 ${s.p99.toFixed(2)}  p99.9 ${s.p999.toFixed(2)}` : '(not measured)';
+  return s
+    ? `p50 ${s.p50.toFixed(2)}  p90 ${s.p90.toFixed(2)}  p99 ${s.p99.toFixed(2)}  p99.9 ${s.p999.toFixed(2)}`
+    : '(not measured)';
 }
 
-async function attempt<T>(name: string, f: () => Promise<T> | T, errors: Record<string, string>): Promise<T | undefined> {
+async function attempt<T>(
+  name: string,
+  f: () => Promise<T> | T,
+  errors: Record<string, string>,
+): Promise<T | undefined> {
   try {
     return await f();
   } catch (e) {
@@ -99,8 +126,10 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const corpus = makeCorpus(o.pages, o.seed);
   const kinds = PAGE_KINDS.map((k, i) => `${k} ${corpus.kinds.filter((x) => x === i).length}`).join(', ');
-  console.log(`swap-vs-zram: ${o.pages} pages (${kinds}), seed ${o.seed}, ${o.compressor}/${o.allocator}, ` +
-    `pin ${o.pin}, node ${process.version}`);
+  console.log(
+    `swap-vs-zram: ${o.pages} pages (${kinds}), seed ${o.seed}, ${o.compressor}/${o.allocator}, ` +
+      `pin ${o.pin}, node ${process.version}`,
+  );
   const errors: Record<string, string> = {};
   const base = { corpus, compressor: o.compressor, allocator: o.allocator, seed: o.seed + 11 };
 
@@ -112,7 +141,11 @@ async function main(): Promise<void> {
     unpinned = await attempt('poolFaultLatencyUnpinned', () => poolFaultLatency({ ...base, pin: false }), errors);
   }
   console.log(`tmem: eviction throughput, ${o.rounds} rounds of fill + evict() ...`);
-  const evict = await attempt<EvictionResult>('evictionThroughput', () => evictionThroughput({ ...base, pin: o.pin, rounds: o.rounds }), errors);
+  const evict = await attempt<EvictionResult>(
+    'evictionThroughput',
+    () => evictionThroughput({ ...base, pin: o.pin, rounds: o.rounds }),
+    errors,
+  );
 
   let zram: ZramResult = { skipped: '--no-zram' };
   if (o.zram) {
@@ -127,7 +160,8 @@ async function main(): Promise<void> {
   }
 
   // ---- table
-  const tr = fault?.random, ts = fault?.sequential;
+  const tr = fault?.random,
+    ts = fault?.sequential;
   const ratios = {
     p50_random: ratio(tr?.touch.p50, zram.random?.p50),
     p99_random: ratio(tr?.touch.p99, zram.random?.p99),
@@ -143,7 +177,8 @@ async function main(): Promise<void> {
     p50_random: ratios.p50_random === null ? null : ratios.p50_random <= targets.p50_random,
     p99_random: ratios.p99_random === null ? null : ratios.p99_random <= targets.p99_random,
     density: ratios.density === null ? null : ratios.density <= targets.density,
-    eviction_throughput: ratios.eviction_throughput === null ? null : ratios.eviction_throughput >= targets.eviction_throughput,
+    eviction_throughput:
+      ratios.eviction_throughput === null ? null : ratios.eviction_throughput >= targets.eviction_throughput,
   };
   const verdict = (m: boolean | null): string => (m === null ? 'n/a' : m ? 'met' : 'MISSED');
 
@@ -154,24 +189,37 @@ async function main(): Promise<void> {
   console.log(`  zram sequential   ${fmtLat(zram.sequential)}`);
   if (unpinned) console.log(`  tmem random, pin: false  ${fmtLat(unpinned.random.touch)}`);
   if (tr) {
-    console.log(`  tmem random by page kind (p50): ${Object.entries(tr.byKind).map(([k, s]) => `${k} ${s.p50.toFixed(2)}`).join(', ')}` +
-      ' (zero pages are same-filled in tmem, zeromap in the kernel)');
-    console.log(`  tmem dispatcher service time (histogram bounds), random: p50 ${tr.service.p50} p99 ${tr.service.p99}; ` +
-      `faults: ${tr.faults.pool} pool, ${tr.faults.same} same-filled; evictions during touches: ${fault.evictionsDuringTouches}`);
+    console.log(
+      `  tmem random by page kind (p50): ${Object.entries(tr.byKind)
+        .map(([k, s]) => `${k} ${s.p50.toFixed(2)}`)
+        .join(', ')}` + ' (zero pages are same-filled in tmem, zeromap in the kernel)',
+    );
+    console.log(
+      `  tmem dispatcher service time (histogram bounds), random: p50 ${tr.service.p50} p99 ${tr.service.p99}; ` +
+        `faults: ${tr.faults.pool} pool, ${tr.faults.same} same-filled; evictions during touches: ${fault.evictionsDuringTouches}`,
+    );
   }
   if (evict) {
-    console.log(`\neviction: tmem ${evict.median} pages/s median (${evict.usPerPage} us/page; rounds ${evict.pagesPerSecond.join(', ')}), ` +
-      `kernel pageout ${zram.pageoutPagesPerSecond ?? 'n/a'} pages/s (${zram.pageoutUsPerPage ?? 'n/a'} us/page)`);
-    console.log(`density: tmem ${evict.density.processAnon ?? 'n/a'} B/page measured (process anonymous memory growth), ` +
-      `${evict.density.withMetadata} B/page pool + index + page state, ${evict.density.poolOnly} pool only (` +
-      `${evict.storedPages} stored, ${evict.samePages} same-filled, ${evict.hugePages} huge; ratio ${evict.compressionRatio}), ` +
-      `zram ${zram.bytesPerPage ?? 'n/a'} B/page (${zram.zramPagesStored ?? 'n/a'} pages in zram, rest in the zeromap)`);
-    console.log(`  tmem metadata allocated up front for poolLimit: index ${evict.density.indexBytesAllocated} B, ` +
-      `zpool metadata ${evict.density.zpoolMetaBytesAllocated} B (virtual; resident as touched; not in the ratio)`);
+    console.log(
+      `\neviction: tmem ${evict.median} pages/s median (${evict.usPerPage} us/page; rounds ${evict.pagesPerSecond.join(', ')}), ` +
+        `kernel pageout ${zram.pageoutPagesPerSecond ?? 'n/a'} pages/s (${zram.pageoutUsPerPage ?? 'n/a'} us/page)`,
+    );
+    console.log(
+      `density: tmem ${evict.density.processAnon ?? 'n/a'} B/page measured (process anonymous memory growth), ` +
+        `${evict.density.withMetadata} B/page pool + index + page state, ${evict.density.poolOnly} pool only (` +
+        `${evict.storedPages} stored, ${evict.samePages} same-filled, ${evict.hugePages} huge; ratio ${evict.compressionRatio}), ` +
+        `zram ${zram.bytesPerPage ?? 'n/a'} B/page (${zram.zramPagesStored ?? 'n/a'} pages in zram, rest in the zeromap)`,
+    );
+    console.log(
+      `  tmem metadata allocated up front for poolLimit: index ${evict.density.indexBytesAllocated} B, ` +
+        `zpool metadata ${evict.density.zpoolMetaBytesAllocated} B (virtual; resident as touched; not in the ratio)`,
+    );
   }
   console.log('\nratio (tmem / kernel)        value   target   verdict');
   const row = (name: string, v: number | null, t: string, m: boolean | null | undefined): void =>
-    console.log(`  ${name.padEnd(26)} ${v === null ? '  n/a' : v.toFixed(3).padStart(6)}   ${t.padEnd(7)}  ${m === undefined ? '' : verdict(m)}`);
+    console.log(
+      `  ${name.padEnd(26)} ${v === null ? '  n/a' : v.toFixed(3).padStart(6)}   ${t.padEnd(7)}  ${m === undefined ? '' : verdict(m)}`,
+    );
   row('fault p50, random', ratios.p50_random, '<= 1.3', met.p50_random);
   row('fault p99, random', ratios.p99_random, '<= 2.0', met.p99_random);
   row('fault p50, sequential', ratios.p50_sequential, '', undefined);
@@ -184,19 +232,28 @@ async function main(): Promise<void> {
   if (bad > 0) console.log(`WARNING: ${bad} pages read back with wrong contents`);
   for (const [k, v] of Object.entries(errors)) console.log(`ERROR ${k}: ${v}`);
 
-  console.log(JSON.stringify({
-    bench: 'swap-vs-zram',
-    pages: o.pages, seed: o.seed, compressor: o.compressor, allocator: o.allocator, pin: o.pin,
-    tmem: {
-      random: tr ?? null, sequential: ts ?? null,
-      unpinned_random: unpinned?.random.touch ?? null,
-      eviction: evict ?? null,
-    },
-    zram: { ...zram, raw: undefined },
-    ratios, targets, met,
-    bad_pages: bad,
-    errors,
-  }));
+  console.log(
+    JSON.stringify({
+      bench: 'swap-vs-zram',
+      pages: o.pages,
+      seed: o.seed,
+      compressor: o.compressor,
+      allocator: o.allocator,
+      pin: o.pin,
+      tmem: {
+        random: tr ?? null,
+        sequential: ts ?? null,
+        unpinned_random: unpinned?.random.touch ?? null,
+        eviction: evict ?? null,
+      },
+      zram: { ...zram, raw: undefined },
+      ratios,
+      targets,
+      met,
+      bad_pages: bad,
+      errors,
+    }),
+  );
   if (Object.keys(errors).length > 0 || bad > 0) process.exitCode = 1;
 }
 

@@ -34,15 +34,25 @@ const PAGES = Number(arg('--pages', '4096'));
 const READS = Number(arg('--reads', '20000'));
 
 let gcs = 0;
-new PerformanceObserver((l) => { gcs += l.getEntries().length; }).observe({ entryTypes: ['gc'] });
+new PerformanceObserver((l) => {
+  gcs += l.getEntries().length;
+}).observe({ entryTypes: ['gc'] });
 
 function xorshiftFill(b: Uint8Array, seed: number): void {
   const w = new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
   let x = seed | 1;
-  for (let i = 0; i < w.length; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; w[i] = x >>> 0; }
+  for (let i = 0; i < w.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    w[i] = x >>> 0;
+  }
 }
 
-interface Loop { nsPerOp: number; gcs: number }
+interface Loop {
+  nsPerOp: number;
+  gcs: number;
+}
 async function loop(n: number, f: (i: number) => void): Promise<Loop> {
   for (let i = 0; i < Math.min(2000, n); i++) f(i);
   await new Promise((r) => setImmediate(r)); // let the observer flush
@@ -59,7 +69,9 @@ async function perPage(): Promise<Record<string, Loop>> {
   const page = new Uint8Array(SLOT);
   xorshiftFill(page, 1);
   const out: Record<string, Loop> = {};
-  out.crc32 = await loop(READS, () => { crc32(page); });
+  out.crc32 = await loop(READS, () => {
+    crc32(page);
+  });
   for (const encrypt of [false, true]) {
     const { fd } = openSwapFile(dir);
     try {
@@ -81,7 +93,7 @@ async function perPage(): Promise<Record<string, Loop>> {
       if (bad) throw new Error(`${bad} reads failed their check`);
       // The write side: rewrite slots in runs of 32 (free them first).
       out[encrypt ? 'writeRun/page encrypted' : 'writeRun/page plain'] = await loop(Math.max(10, READS / 320), (i) => {
-        const first = ((i * 32) % slots);
+        const first = (i * 32) % slots;
         f.release(first, 32);
         if (f.allocRun(32, run) !== 32) throw new Error('allocRun');
         f.writeRun(run[0], batch, 32, owners, pages, 0);
@@ -94,9 +106,23 @@ async function perPage(): Promise<Record<string, Loop>> {
   return out;
 }
 
-interface Faults { encrypt: boolean; meanUs: number; p50Us: number; p99Us: number; dispatcherP50Us: number; dispatcherP99Us: number; fromFile: number; wrong: number }
+interface Faults {
+  encrypt: boolean;
+  meanUs: number;
+  p50Us: number;
+  p99Us: number;
+  dispatcherP50Us: number;
+  dispatcherP99Us: number;
+  fromFile: number;
+  wrong: number;
+}
 async function throughFaults(encrypt: boolean): Promise<Faults> {
-  const swap = await open({ residentLimit: '1MiB', poolLimit: '64KiB', pin: true, swapFile: { path: dir, size: (PAGES + 1024) * SLOT, encrypt } });
+  const swap = await open({
+    residentLimit: '1MiB',
+    poolLimit: '64KiB',
+    pin: true,
+    swapFile: { path: dir, size: (PAGES + 1024) * SLOT, encrypt },
+  });
   try {
     const region = swap.region(PAGES * SLOT);
     const bytes = new Uint8Array(region.buffer);
@@ -105,7 +131,13 @@ async function throughFaults(encrypt: boolean): Promise<Faults> {
     const before = swap.stats();
     const order = Uint32Array.from({ length: PAGES }, (_, i) => i);
     let x = 12345;
-    for (let i = PAGES - 1; i > 0; i--) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; const j = (x >>> 0) % (i + 1); [order[i], order[j]] = [order[j], order[i]]; }
+    for (let i = PAGES - 1; i > 0; i--) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      const j = (x >>> 0) % (i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
     const times = new Float64Array(PAGES);
     const words = new Uint32Array(region.buffer);
     let sink = 0;
@@ -122,16 +154,25 @@ async function throughFaults(encrypt: boolean): Promise<Faults> {
     for (let p = 0; p < PAGES; p++) {
       xorshiftFill(ref, p + 11);
       const got = bytes.subarray(p * SLOT, (p + 1) * SLOT);
-      for (let k = 0; k < SLOT; k++) if (got[k] !== ref[k]) { wrong++; break; }
+      for (let k = 0; k < SLOT; k++)
+        if (got[k] !== ref[k]) {
+          wrong++;
+          break;
+        }
     }
     const sorted = Array.from(times).sort((a, b) => a - b);
     const mean = sorted.reduce((a, b) => a + b, 0) / PAGES;
     void sink;
     await region.close();
     return {
-      encrypt, meanUs: mean, p50Us: sorted[Math.floor(PAGES / 2)], p99Us: sorted[Math.floor(PAGES * 0.99)],
-      dispatcherP50Us: s.latency.p50, dispatcherP99Us: s.latency.p99,
-      fromFile: s.swapFile!.swapIns - before.swapFile!.swapIns, wrong,
+      encrypt,
+      meanUs: mean,
+      p50Us: sorted[Math.floor(PAGES / 2)],
+      p99Us: sorted[Math.floor(PAGES * 0.99)],
+      dispatcherP50Us: s.latency.p50,
+      dispatcherP99Us: s.latency.p99,
+      fromFile: s.swapFile!.swapIns - before.swapFile!.swapIns,
+      wrong,
     };
   } finally {
     await swap.close();
@@ -144,18 +185,37 @@ async function main(): Promise<void> {
   for (const e of [false, true, false, true]) faults.push(await throughFaults(e));
   const f = (x: number): string => x.toFixed(2);
   console.log('per 4 KiB page                 ns/op     GCs in loop');
-  for (const [k, v] of Object.entries(per)) console.log(`  ${k.padEnd(28)} ${v.nsPerOp.toFixed(0).padStart(7)} ${String(v.gcs).padStart(8)}`);
-  console.log(`  ratio read encrypted / plain: ${f(per['read encrypted'].nsPerOp / per['read plain'].nsPerOp)}; AES-GCM open vs CRC-32 alone: ` +
-    `${f((per['read encrypted'].nsPerOp - per['read plain'].nsPerOp + per.crc32.nsPerOp) / per.crc32.nsPerOp)}`);
+  for (const [k, v] of Object.entries(per))
+    console.log(`  ${k.padEnd(28)} ${v.nsPerOp.toFixed(0).padStart(7)} ${String(v.gcs).padStart(8)}`);
+  console.log(
+    `  ratio read encrypted / plain: ${f(per['read encrypted'].nsPerOp / per['read plain'].nsPerOp)}; AES-GCM open vs CRC-32 alone: ` +
+      `${f((per['read encrypted'].nsPerOp - per['read plain'].nsPerOp + per.crc32.nsPerOp) / per.crc32.nsPerOp)}`,
+  );
   console.log('swap-in through real faults (us)   mean    p50    p99   dispatcher p50/p99  from file  wrong');
   for (const r of faults) {
-    console.log(`  encrypt ${String(r.encrypt).padEnd(24)} ${f(r.meanUs).padStart(6)} ${f(r.p50Us).padStart(6)} ${f(r.p99Us).padStart(6)}   ${r.dispatcherP50Us}/${r.dispatcherP99Us}`.padEnd(75) + `${r.fromFile}`.padStart(6) + `${r.wrong}`.padStart(7));
+    console.log(
+      `  encrypt ${String(r.encrypt).padEnd(24)} ${f(r.meanUs).padStart(6)} ${f(r.p50Us).padStart(6)} ${f(r.p99Us).padStart(6)}   ${r.dispatcherP50Us}/${r.dispatcherP99Us}`.padEnd(
+        75,
+      ) +
+        `${r.fromFile}`.padStart(6) +
+        `${r.wrong}`.padStart(7),
+    );
   }
-  const med = (e: boolean, k: 'meanUs' | 'p50Us'): number => faults.filter((r) => r.encrypt === e).reduce((a, r) => a + r[k], 0) / 2;
-  const ratio = { readPerPage: per['read encrypted'].nsPerOp / per['read plain'].nsPerOp, swapInMean: med(true, 'meanUs') / med(false, 'meanUs'), swapInP50: med(true, 'p50Us') / med(false, 'p50Us') };
-  console.log(`ratios encrypted / plain: read ${f(ratio.readPerPage)}, swap-in mean ${f(ratio.swapInMean)}, swap-in p50 ${f(ratio.swapInP50)}`);
+  const med = (e: boolean, k: 'meanUs' | 'p50Us'): number =>
+    faults.filter((r) => r.encrypt === e).reduce((a, r) => a + r[k], 0) / 2;
+  const ratio = {
+    readPerPage: per['read encrypted'].nsPerOp / per['read plain'].nsPerOp,
+    swapInMean: med(true, 'meanUs') / med(false, 'meanUs'),
+    swapInP50: med(true, 'p50Us') / med(false, 'p50Us'),
+  };
+  console.log(
+    `ratios encrypted / plain: read ${f(ratio.readPerPage)}, swap-in mean ${f(ratio.swapInMean)}, swap-in p50 ${f(ratio.swapInP50)}`,
+  );
   console.log(JSON.stringify({ perPage: per, faults, ratio }));
   if (faults.some((r) => r.wrong > 0)) process.exitCode = 1;
 }
 
-main().catch((e: unknown) => { console.error(e); process.exit(1); });
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -57,11 +57,25 @@ import * as path from 'node:path';
 import { open } from '../lib';
 import { makeCorpus } from './corpus';
 import * as P from '../lib/dispatcher/protocol';
-import { eachOption, nativeBenchProgram, runJsonProgram, shuffled, summarize as summarizeAll, summaryLine, type Summary } from './helpers/stats';
+import {
+  eachOption,
+  nativeBenchProgram,
+  runJsonProgram,
+  shuffled,
+  summarize as summarizeAll,
+  summaryLine,
+  type Summary,
+} from './helpers/stats';
 
 const PAGE = 4096;
 
-interface Options { pages: number; dir: string; seed: number; kernel: string; runKernel: boolean }
+interface Options {
+  pages: number;
+  dir: string;
+  seed: number;
+  kernel: string;
+  runKernel: boolean;
+}
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
@@ -103,11 +117,19 @@ interface KernelResult {
 function runKernel(o: Options, corpusFile: string): KernelResult {
   if (!o.runKernel) return { error: 'skipped (--no-kernel)' };
   if (!fs.existsSync(o.kernel)) return { error: `${o.kernel} is missing: run \`npm run build:native\`` };
-  const { r, last } = runJsonProgram(o.kernel, ['--backend', 'swapfile', '--dir', o.dir, '--corpus', corpusFile, '--seed', String(o.seed)], {
-    timeout: 300_000, killSignal: 'SIGTERM',
-  });
+  const { r, last } = runJsonProgram(
+    o.kernel,
+    ['--backend', 'swapfile', '--dir', o.dir, '--corpus', corpusFile, '--seed', String(o.seed)],
+    {
+      timeout: 300_000,
+      killSignal: 'SIGTERM',
+    },
+  );
   if (r.status !== 0 || !last.startsWith('{')) {
-    return { error: `kernel_swapin failed (status ${r.status}, signal ${r.signal}): ${(r.stdout ?? '').slice(-400)} ${r.stderr ?? ''}`.trim() };
+    return {
+      error:
+        `kernel_swapin failed (status ${r.status}, signal ${r.signal}): ${(r.stdout ?? '').slice(-400)} ${r.stderr ?? ''}`.trim(),
+    };
   }
   return JSON.parse(last) as KernelResult;
 }
@@ -117,7 +139,11 @@ const ioBuf = Buffer.alloc(512);
 let ioFd = -2;
 function readBytes(): number {
   if (ioFd === -2) {
-    try { ioFd = fs.openSync('/proc/self/io', 'r'); } catch { ioFd = -1; }
+    try {
+      ioFd = fs.openSync('/proc/self/io', 'r');
+    } catch {
+      ioFd = -1;
+    }
   }
   if (ioFd < 0) return -1;
   const n = fs.readSync(ioFd, ioBuf, 0, ioBuf.length, 0);
@@ -153,10 +179,23 @@ interface Pass {
   dispatcherP50: number;
 }
 
-interface WriteBack { pages: number; ms: number; pagesPerSec: number; usPerPage: number }
+interface WriteBack {
+  pages: number;
+  ms: number;
+  pagesPerSec: number;
+  usPerPage: number;
+}
 
-async function runTmem(o: Options, corpus: Uint8Array): Promise<{
-  writeback: WriteBack[]; warm: Pass; cold: Pass | null; seq: Pass | null; dropError: string | null; swapFileStats: unknown;
+async function runTmem(
+  o: Options,
+  corpus: Uint8Array,
+): Promise<{
+  writeback: WriteBack[];
+  warm: Pass;
+  cold: Pass | null;
+  seq: Pass | null;
+  dropError: string | null;
+  swapFileStats: unknown;
 }> {
   const pages = corpus.length / PAGE;
   const swapPath = path.join(o.dir, `tmem-bench-swapfile.${process.pid}.swap`);
@@ -178,7 +217,12 @@ async function runTmem(o: Options, corpus: Uint8Array): Promise<{
       await region.evict();
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       const n = swap.stats().swapFile!.writtenBack - before;
-      writeback.push({ pages: n, ms: Math.round(ms * 10) / 10, pagesPerSec: Math.round(n / (ms / 1000)), usPerPage: Math.round((ms * 1000 / n) * 100) / 100 });
+      writeback.push({
+        pages: n,
+        ms: Math.round(ms * 10) / 10,
+        pagesPerSec: Math.round(n / (ms / 1000)),
+        usPerPage: Math.round(((ms * 1000) / n) * 100) / 100,
+      });
     };
 
     const touchAll = (order: Uint32Array): Pass => {
@@ -208,19 +252,30 @@ async function runTmem(o: Options, corpus: Uint8Array): Promise<{
       const s1 = swap.stats();
       let bad = 0;
       const all = Buffer.from(region.buffer);
-      for (let p = 0; p < pages; p++) if (all.compare(corpus, p * PAGE, (p + 1) * PAGE, p * PAGE, (p + 1) * PAGE) !== 0) bad++;
-      const fileLat: number[] = [], diskLat: number[] = [], cachedLat: number[] = [], otherLat: number[] = [];
+      for (let p = 0; p < pages; p++)
+        if (all.compare(corpus, p * PAGE, (p + 1) * PAGE, p * PAGE, (p + 1) * PAGE) !== 0) bad++;
+      const fileLat: number[] = [],
+        diskLat: number[] = [],
+        cachedLat: number[] = [],
+        otherLat: number[] = [];
       for (let k = 0; k < pages; k++) {
         (src[k] ? fileLat : otherLat).push(lat[k]);
         if (src[k] === 2) diskLat.push(lat[k]);
         else if (src[k] === 1) cachedLat.push(lat[k]);
       }
       return {
-        all: summarize(lat), file: summarize(fileLat), fileDisk: summarize(diskLat), fileCached: summarize(cachedLat), other: summarize(otherLat),
+        all: summarize(lat),
+        file: summarize(fileLat),
+        fileDisk: summarize(diskLat),
+        fileCached: summarize(cachedLat),
+        other: summarize(otherLat),
         diskPages: io0 < 0 ? -1 : Math.round((readBytes() - io0) / PAGE),
         faults: {
-          file: s1.swapFile!.swapIns - s0.swapFile!.swapIns, pool: s1.faults.pool - s0.faults.pool, same: s1.faults.same - s0.faults.same,
-          zero: s1.faults.zero - s0.faults.zero, staged: s1.faults.staged - s0.faults.staged,
+          file: s1.swapFile!.swapIns - s0.swapFile!.swapIns,
+          pool: s1.faults.pool - s0.faults.pool,
+          same: s1.faults.same - s0.faults.same,
+          zero: s1.faults.zero - s0.faults.zero,
+          staged: s1.faults.staged - s0.faults.staged,
         },
         readaheadHits: s1.swapFile!.readaheadHits - s0.swapFile!.readaheadHits,
         badPages: bad,
@@ -261,7 +316,9 @@ async function main(): Promise<void> {
   }
   const tmem = await runTmem(o, corpus.data);
 
-  console.log(`swap file in ${o.dir}, ${o.pages} pages (bench/corpus.ts seed ${o.seed}), cpu ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}`);
+  console.log(
+    `swap file in ${o.dir}, ${o.pages} pages (bench/corpus.ts seed ${o.seed}), cpu ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}`,
+  );
   console.log('\ntouch latency of pages swapped out to a file (us):');
   if (kernel.error) console.log(`kernel: ${kernel.error}`);
   console.log(line('kernel random', kernel.random));
@@ -277,15 +334,20 @@ async function main(): Promise<void> {
   console.log(line('  from file, read the disk', tmem.seq?.fileDisk));
   if (tmem.dropError) console.log(`cold passes skipped: cannot drop the page cache: ${tmem.dropError}`);
   console.log('\nwrite-back to the file (region.evict() of every page):');
-  for (const w of tmem.writeback) console.log(`  ${w.pages} pages in ${w.ms} ms: ${w.pagesPerSec} pages/s, ${w.usPerPage} us/page`);
+  for (const w of tmem.writeback)
+    console.log(`  ${w.pages} pages in ${w.ms} ms: ${w.pagesPerSec} pages/s, ${w.usPerPage} us/page`);
   if (kernel.pageout_us_per_page) {
-    console.log(`  kernel MADV_PAGEOUT to its swap file: ${kernel.pageout_us_per_page} us/page (submission; the writes complete asynchronously)`);
+    console.log(
+      `  kernel MADV_PAGEOUT to its swap file: ${kernel.pageout_us_per_page} us/page (submission; the writes complete asynchronously)`,
+    );
   }
   const passes = { warm: tmem.warm, cold: tmem.cold, seq: tmem.seq };
   for (const [k, p] of Object.entries(passes)) {
     if (p) {
-      console.log(`${k}: faults ${JSON.stringify(p.faults)}, tmem readahead hits ${p.readaheadHits}, pages read from disk ${p.diskPages}, ` +
-        `file touches that read the disk ${p.fileDisk?.n ?? 0}, wrong pages ${p.badPages}`);
+      console.log(
+        `${k}: faults ${JSON.stringify(p.faults)}, tmem readahead hits ${p.readaheadHits}, pages read from disk ${p.diskPages}, ` +
+          `file touches that read the disk ${p.fileDisk?.n ?? 0}, wrong pages ${p.badPages}`,
+      );
     }
   }
 
@@ -294,27 +356,40 @@ async function main(): Promise<void> {
   const result = {
     bench: 'swapfile-vs-kernel',
     pages: o.pages,
-    kernel: kernel.error ? { error: kernel.error } : {
-      random: kernel.random, sequential: kernel.sequential, pageout_us_per_page: kernel.pageout_us_per_page,
-      pageout_pages_per_s: kernel.pageout_us_per_page ? Math.round(1e6 / kernel.pageout_us_per_page) : null,
-    },
+    kernel: kernel.error
+      ? { error: kernel.error }
+      : {
+          random: kernel.random,
+          sequential: kernel.sequential,
+          pageout_us_per_page: kernel.pageout_us_per_page,
+          pageout_pages_per_s: kernel.pageout_us_per_page ? Math.round(1e6 / kernel.pageout_us_per_page) : null,
+        },
     tmem: {
-      cold_random: tmem.cold, warm_random: tmem.warm, cold_sequential: tmem.seq,
-      writeback: tmem.writeback, swapFile: tmem.swapFileStats, drop_caches_error: tmem.dropError,
+      cold_random: tmem.cold,
+      warm_random: tmem.warm,
+      cold_sequential: tmem.seq,
+      writeback: tmem.writeback,
+      swapFile: tmem.swapFileStats,
+      drop_caches_error: tmem.dropError,
     },
     ratio_p50_cold: ratio(tmem.cold?.all?.p50),
     ratio_p50_cold_file_only: ratio(tmem.cold?.file?.p50),
-    ratio_p50_cold_disk_reads: kernel.random?.major_p50 && tmem.cold?.fileDisk
-      ? Math.round((tmem.cold.fileDisk.p50 / kernel.random.major_p50) * 100) / 100 : null,
+    ratio_p50_cold_disk_reads:
+      kernel.random?.major_p50 && tmem.cold?.fileDisk
+        ? Math.round((tmem.cold.fileDisk.p50 / kernel.random.major_p50) * 100) / 100
+        : null,
     ratio_p50_warm: ratio(tmem.warm.all?.p50),
     target: 1.3,
-    met: (() => { const r = ratio(tmem.cold?.all?.p50); return r === null ? null : r <= 1.3; })(),
+    met: (() => {
+      const r = ratio(tmem.cold?.all?.p50);
+      return r === null ? null : r <= 1.3;
+    })(),
     wrong_pages: tmem.warm.badPages + (tmem.cold?.badPages ?? 0) + (tmem.seq?.badPages ?? 0),
   };
   console.log(JSON.stringify(result));
 }
 
 main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.stack ?? e.message : String(e));
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
   process.exit(1);
 });

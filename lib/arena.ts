@@ -39,11 +39,21 @@ export const FRAME_SIZE = 4096;
 export const FRAME_SHIFT = 12;
 
 const MAGIC = 0x41524e41; // 'ARNA'
-const H_MAGIC = 0, H_LOCK = 1, H_FPC = 2, H_MAXCH = 3, H_USED = 4, H_ACTIVE = 5, H_PEAK = 6,
-  H_DIRTY = 7, H_RELEASES = 8, H_HINT = 9;
+const H_MAGIC = 0,
+  H_LOCK = 1,
+  H_FPC = 2,
+  H_MAXCH = 3,
+  H_USED = 4,
+  H_ACTIVE = 5,
+  H_PEAK = 6,
+  H_DIRTY = 7,
+  H_RELEASES = 8,
+  H_HINT = 9;
 const HDR = 16;
 const CH_WORDS = 8;
-const C_STATE = 0, C_USED = 1, C_SCAN = 2;
+const C_STATE = 0,
+  C_USED = 1,
+  C_SCAN = 2;
 
 /** Structured-cloneable description of an arena; pass it to a Worker and call `Arena.attach`. */
 export interface ArenaHandle {
@@ -124,8 +134,12 @@ export class Arena {
    */
   static create(opts: ArenaOptions = {}): Arena {
     const chunkBytes = opts.chunkBytes ?? 16 << 20;
-    if (!Number.isInteger(chunkBytes) || chunkBytes < 128 << 10 || chunkBytes > 1 << 30 ||
-      (chunkBytes & (chunkBytes - 1)) !== 0) {
+    if (
+      !Number.isInteger(chunkBytes) ||
+      chunkBytes < 128 << 10 ||
+      chunkBytes > 1 << 30 ||
+      (chunkBytes & (chunkBytes - 1)) !== 0
+    ) {
       throw new RangeError(`chunkBytes: expected a power of two from 131072 to 1073741824, got ${chunkBytes}`);
     }
     const maxBytes = opts.maxBytes ?? 256 << 20;
@@ -153,8 +167,12 @@ export class Arena {
    * Open, in this thread, an arena created elsewhere from its `handle()`.
    */
   static attach(handle: ArenaHandle): Arena {
-    if (handle === null || typeof handle !== 'object' || !(handle.control instanceof SharedArrayBuffer) ||
-      !Array.isArray(handle.chunks)) {
+    if (
+      handle === null ||
+      typeof handle !== 'object' ||
+      !(handle.control instanceof SharedArrayBuffer) ||
+      !Array.isArray(handle.chunks)
+    ) {
       throw new TypeError('handle: expected { control: SharedArrayBuffer, chunks: SharedArrayBuffer[] }');
     }
     return new Arena(handle);
@@ -200,7 +218,10 @@ export class Arena {
         const ce = HDR + c * CH_WORDS;
         if (ctl[ce + C_STATE] === 0 || this.framesPerChunk - ctl[ce + C_USED] < n) continue;
         const pfn = this.takeRun(c, n);
-        if (pfn >= 0) { ctl[H_HINT] = c; return pfn; }
+        if (pfn >= 0) {
+          ctl[H_HINT] = c;
+          return pfn;
+        }
       }
       for (let c = 0; c < this.maxChunks; c++) {
         const ce = HDR + c * CH_WORDS;
@@ -289,7 +310,10 @@ export class Arena {
     const ce = HDR + c * CH_WORDS;
     const db = this.freeBase(c) + this.bmWords;
     let dirty = 0;
-    for (let w = 0; w < this.bmWords; w++) { dirty += popcount(ctl[db + w]); ctl[db + w] = 0; }
+    for (let w = 0; w < this.bmWords; w++) {
+      dirty += popcount(ctl[db + w]);
+      ctl[db + w] = 0;
+    }
     ctl[H_DIRTY] -= dirty;
     ctl[ce + C_STATE] = 0;
     ctl[H_ACTIVE]--;
@@ -312,8 +336,7 @@ export class Arena {
         const db = fb + this.bmWords;
         let runStart = -1;
         for (let f = 0; f <= this.framesPerChunk; f++) {
-          const rel = f < this.framesPerChunk &&
-            ((ctl[fb + (f >>> 5)] & ctl[db + (f >>> 5)]) >>> (f & 31)) & 1;
+          const rel = f < this.framesPerChunk && ((ctl[fb + (f >>> 5)] & ctl[db + (f >>> 5)]) >>> (f & 31)) & 1;
           if (rel && runStart < 0) runStart = f;
           else if (!rel && runStart >= 0) {
             for (let g = runStart; g < f; g++) ctl[db + (g >>> 5)] &= ~(1 << (g & 31));
@@ -340,9 +363,12 @@ export class Arena {
   stats(): ArenaStats {
     const c = this.ctl;
     return {
-      usedFrames: Atomics.load(c, H_USED), peakFrames: Atomics.load(c, H_PEAK),
-      activeChunks: Atomics.load(c, H_ACTIVE), dirtyFrames: Atomics.load(c, H_DIRTY),
-      releases: Atomics.load(c, H_RELEASES), maxFrames: this.maxFrames,
+      usedFrames: Atomics.load(c, H_USED),
+      peakFrames: Atomics.load(c, H_PEAK),
+      activeChunks: Atomics.load(c, H_ACTIVE),
+      dirtyFrames: Atomics.load(c, H_DIRTY),
+      releases: Atomics.load(c, H_RELEASES),
+      maxFrames: this.maxFrames,
     };
   }
 }
@@ -362,7 +388,10 @@ export function copyIn(arena: Arena, pfn: number, off: number, src: Uint8Array, 
   const c = pfn >>> arena.chunkShift;
   const at = ((pfn & (arena.framesPerChunk - 1)) << FRAME_SHIFT) + off;
   const dst = arena.bytes[c];
-  if (srcOff === 0 && len === src.length) { dst.set(src, at); return; }
+  if (srcOff === 0 && len === src.length) {
+    dst.set(src, at);
+    return;
+  }
   for (let i = 0; i < len; i++) dst[at + i] = src[srcOff + i];
 }
 
@@ -380,11 +409,15 @@ export function copyOut(arena: Arena, pfn: number, off: number, dst: Uint8Array,
   const d = dst.byteOffset + dstOff;
   if (((at | d) & 3) === 0 && len >= 64) {
     const buf = dst.buffer;
-    if (buf !== lastBuf) { lastBuf = buf; lastI32 = new Int32Array(buf, 0, buf.byteLength >>> 2); }
+    if (buf !== lastBuf) {
+      lastBuf = buf;
+      lastI32 = new Int32Array(buf, 0, buf.byteLength >>> 2);
+    }
     const dw = lastI32 as Int32Array;
     const sw = arena.words[c];
     const n = len >>> 2;
-    const s0 = at >>> 2, d0 = d >>> 2;
+    const s0 = at >>> 2,
+      d0 = d >>> 2;
     for (let i = 0; i < n; i++) dw[d0 + i] = sw[s0 + i];
     const src = arena.bytes[c];
     for (let i = n << 2; i < len; i++) dst[dstOff + i] = src[at + i];

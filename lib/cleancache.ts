@@ -14,7 +14,10 @@
 import type { Store } from './tmem';
 
 export class Cleancache {
-  constructor(private readonly tmem: Store, /** The ephemeral pool id. */ readonly pool: number) {}
+  constructor(
+    private readonly tmem: Store,
+    /** The ephemeral pool id. */ readonly pool: number,
+  ) {}
 
   /** cleancache_put_page. False if the pool would not take it (nothing is lost: the file has it). */
   put(inode: number, index: number, src: Uint8Array, len: number): boolean {

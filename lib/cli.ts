@@ -61,19 +61,24 @@ export async function main(argv: string[]): Promise<number> {
     throw new UsageError(`unknown command '${cmd}'; commands: bench, stats, help`, '');
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`tmem: ${e.message}\nRun 'tmem ${e.command ? `${e.command} ` : ''}--help' for the options.\n`);
+      process.stderr.write(
+        `tmem: ${e.message}\nRun 'tmem ${e.command ? `${e.command} ` : ''}--help' for the options.\n`,
+      );
       return 2;
     }
-    process.stderr.write(`tmem: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    process.stderr.write(`tmem: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     return 1;
   }
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  }, (e: unknown) => {
-    process.stderr.write(`tmem: ${String(e)}\n`);
-    process.exitCode = 1;
-  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`tmem: ${String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

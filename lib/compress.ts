@@ -108,7 +108,8 @@ export class PageCodec {
   private readonly nativeUnzstd = native.zstdAvailable;
 
   constructor(name: CompressorName, level = 3) {
-    if (name !== 'lz4' && name !== 'zstd') throw new RangeError(`compressor must be 'lz4' or 'zstd', got '${String(name)}'`);
+    if (name !== 'lz4' && name !== 'zstd')
+      throw new RangeError(`compressor must be 'lz4' or 'zstd', got '${String(name)}'`);
     this.name = name;
     this.level = level;
     if (name === 'zstd' && !this.nativeZstd) zstd(); // throws ERR_TMEM_NO_ZSTD now, not on the first page

@@ -59,10 +59,17 @@ export const CHANNELS: { readonly [K in keyof SwapEventMap]: string } = {
   dispatcherGone: 'tmem:dispatcher-gone',
 };
 
-const channels = Object.fromEntries(Object.entries(CHANNELS).map(([k, v]) => [k, dc.channel(v)])) as Record<keyof SwapEventMap, dc.Channel>;
+const channels = Object.fromEntries(Object.entries(CHANNELS).map(([k, v]) => [k, dc.channel(v)])) as Record<
+  keyof SwapEventMap,
+  dc.Channel
+>;
 
 /** Emits `name` on the swap and publishes it on its channel. */
-export function emitSwapEvent<K extends keyof SwapEventMap>(swap: EventEmitter, name: K, payload: SwapEventMap[K]): void {
+export function emitSwapEvent<K extends keyof SwapEventMap>(
+  swap: EventEmitter,
+  name: K,
+  payload: SwapEventMap[K],
+): void {
   const ch = channels[name];
   if (ch.hasSubscribers) ch.publish({ ...payload, swap });
   swap.emit(name, payload);
@@ -77,8 +84,12 @@ export class SwapEventWatcher {
   private ioErrors = 0;
   private csumErrors = 0;
 
-  constructor(private readonly swap: EventEmitter, private readonly G: Float64Array, private readonly poolLimit: number,
-    private readonly poolBytes: () => number) {}
+  constructor(
+    private readonly swap: EventEmitter,
+    private readonly G: Float64Array,
+    private readonly poolLimit: number,
+    private readonly poolBytes: () => number,
+  ) {}
 
   start(): void {
     this.timer = setInterval(() => this.poll(), POLL_MS);

@@ -16,7 +16,10 @@
 import type { Store } from './tmem';
 
 export class Frontswap {
-  constructor(private readonly tmem: Store, /** The persistent pool id. */ readonly pool: number) {}
+  constructor(
+    private readonly tmem: Store,
+    /** The persistent pool id. */ readonly pool: number,
+  ) {}
 
   /** frontswap_store. Returns false if refused. */
   store(type: number, offset: number, src: Uint8Array, len: number): boolean {

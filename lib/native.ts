@@ -95,7 +95,13 @@ export interface Uffd {
    * copied, or -11 (EAGAIN: drain events and retry) or -3 (ESRCH: faulter gone).
    * @param flags COPY_DONTWAKE | COPY_WP
    */
-  copy(dst: number, src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset?: number, flags?: number, length?: number): number;
+  copy(
+    dst: number,
+    src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    srcOffset?: number,
+    flags?: number,
+    length?: number,
+  ): number;
   /**
    * The fault path of a stored page in one call: decode a stored object
    * (lib/compress.ts format: 4096 bytes is a raw page, else byte 0 is the codec:
@@ -103,7 +109,13 @@ export interface Uffd {
    * staging page, then ioctl(UFFDIO_COPY) it to dst. Returns as copy().
    * @throws Error if the object does not decode to exactly one page
    */
-  copyObject(dst: number, src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number, flags?: number): number;
+  copyObject(
+    dst: number,
+    src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    srcOffset: number,
+    srcLength: number,
+    flags?: number,
+  ): number;
   /** ioctl(UFFDIO_ZEROPAGE): map the zero page. Returns bytes, or -EAGAIN / -ESRCH. */
   zeropage(dst: number, length: number, flags?: number): number;
   /**
@@ -201,7 +213,13 @@ export interface FileIo {
   /** Drops the handle; its descriptor is closed when no queued job needs it. */
   closeFile(handle: number): void;
   /** Queues pwrite of `length` (<= 4096) bytes of src (copied now) at `position`. Returns the job id. */
-  write(handle: number, src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, length: number, position: number): number;
+  write(
+    handle: number,
+    src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    srcOffset: number,
+    length: number,
+    position: number,
+  ): number;
   /** Queues fdatasync behind the writes queued before it. Returns the job id. */
   sync(handle: number): number;
   /** Queues pread of `length` (<= 4096) bytes at `position` on the reader thread. Returns the job id. */
@@ -211,7 +229,13 @@ export interface FileIo {
    * end of file) or -errno: -11 (EAGAIN) when it would wait for I/O or a lock,
    * -95 (EOPNOTSUPP) when the filesystem cannot say.
    */
-  tryRead(handle: number, dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number, length: number, position: number): number;
+  tryRead(
+    handle: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    dstOffset: number,
+    length: number,
+    position: number,
+  ): number;
   /** The next completion into out ([id, FILEIO_*, bytes or -errno]); a read's bytes into dst at dstOffset. False if none. */
   take(out: Float64Array, dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): boolean;
   /** statx of the file against its last snapshot (size, mtime, ctime, inode, device): the generation, bumped when someone else changed it. */
@@ -278,11 +302,21 @@ export interface NativeBinding {
   /** Field 39 of /proc/self/task/TID/stat: the CPU a thread last ran on, -1 if unknown. */
   threadCpu(tid: number): number;
   /** LZ4_decompress_safe from liblz4.so.1 into dst; returns bytes written, throws on bad data. */
-  lz4Decompress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
-    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): number;
+  lz4Decompress(
+    src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    srcOffset: number,
+    srcLength: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    dstOffset: number,
+  ): number;
   /** LZ4_compress_default from liblz4.so.1 into dst; returns bytes written, 0 if dst is too small. */
-  lz4Compress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
-    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): number;
+  lz4Compress(
+    src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    srcOffset: number,
+    srcLength: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    dstOffset: number,
+  ): number;
   /** liblz4.so.1 was found. */
   lz4Available: boolean;
   /** libzstd.so.1 was found (copyObject decodes zstd objects natively). */
@@ -293,11 +327,22 @@ export interface NativeBinding {
    * ZSTD_compressCCtx at `level` (1..22) from libzstd.so.1 with a per-thread
    * context into dst; returns bytes written, 0 if dst is too small.
    */
-  zstdCompress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
-    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number, level: number): number;
+  zstdCompress(
+    src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    srcOffset: number,
+    srcLength: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    dstOffset: number,
+    level: number,
+  ): number;
   /** ZSTD_decompressDCtx of one frame into dst; returns bytes written, throws on bad data. */
-  zstdDecompress(src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, srcOffset: number, srcLength: number,
-    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): number;
+  zstdDecompress(
+    src: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    srcOffset: number,
+    srcLength: number,
+    dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+    dstOffset: number,
+  ): number;
 }
 
 /**

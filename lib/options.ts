@@ -12,7 +12,9 @@ import { parseSize } from './size';
 import { PageCodec, zstdAvailable } from './compress';
 import type { DispatcherOptions } from './dispatcher/protocol';
 
-const MiB = 2 ** 20, GiB = 2 ** 30, TiB = 2 ** 40;
+const MiB = 2 ** 20,
+  GiB = 2 ** 30,
+  TiB = 2 ** 40;
 
 /** Upper bounds of the size options, with where each comes from. */
 export const LIMITS = {
@@ -30,8 +32,20 @@ export const LIMITS = {
   idleBudget: 2 ** 20,
 } as const;
 
-const OPEN_KEYS = ['residentLimit', 'lowWatermark', 'poolLimit', 'acceptThreshold', 'compressor', 'allocator', 'pin',
-  'stagingSize', 'userModeOnly', 'swapFile', 'idle', 'statsSocket'] as const;
+const OPEN_KEYS = [
+  'residentLimit',
+  'lowWatermark',
+  'poolLimit',
+  'acceptThreshold',
+  'compressor',
+  'allocator',
+  'pin',
+  'stagingSize',
+  'userModeOnly',
+  'swapFile',
+  'idle',
+  'statsSocket',
+] as const;
 const SWAPFILE_KEYS = ['path', 'size', 'encrypt'] as const;
 const IDLE_KEYS = ['after', 'recompress', 'recompressLevel', 'writeback', 'budget'] as const;
 
@@ -67,7 +81,9 @@ function checkObject(v: unknown, name: string, known: readonly string[], shape: 
   }
   for (const k of Object.keys(v)) {
     if (!known.includes(k)) {
-      throw invalidArgValue(`${name === 'options' ? 'unknown option' : `unknown key in ${name}:`} '${k}'; accepted: ${known.join(', ')}`);
+      throw invalidArgValue(
+        `${name === 'options' ? 'unknown option' : `unknown key in ${name}:`} '${k}'; accepted: ${known.join(', ')}`,
+      );
     }
   }
   return v as Record<string, unknown>;
@@ -89,14 +105,23 @@ function numberOpt(v: unknown, name: string, dflt: number, range: string, ok: (n
 
 function enumOpt<T extends string>(v: unknown, name: string, dflt: T, names: readonly T[]): T {
   if (v === undefined) return dflt;
-  if (typeof v !== 'string') throw invalidArgType(`${name} must be ${names.map((n) => `'${n}'`).join(' or ')}, got ${describe(v)}`);
+  if (typeof v !== 'string')
+    throw invalidArgType(`${name} must be ${names.map((n) => `'${n}'`).join(' or ')}, got ${describe(v)}`);
   if (!(names as readonly string[]).includes(v)) {
     throw invalidArgValue(`${name} must be ${names.map((n) => `'${n}'`).join(' or ')}, got '${v}'`, 'range');
   }
   return v as T;
 }
 
-function sizeOpt(v: unknown, name: string, dflt: number | string, min: number, minText: string, max: number, maxText: string): number {
+function sizeOpt(
+  v: unknown,
+  name: string,
+  dflt: number | string,
+  min: number,
+  minText: string,
+  max: number,
+  maxText: string,
+): number {
   const bytes = parseSize(v === undefined ? dflt : v, name);
   if (bytes < min) throw outOfRange(`${name} must be at least ${minText}, got ${String(v)}`);
   if (bytes > max) throw outOfRange(`${name} must be at most ${maxText}, got ${String(v)}`);
@@ -109,17 +134,46 @@ function sizeOpt(v: unknown, name: string, dflt: number | string, min: number, m
  */
 export function checkOpenOptions(options: unknown): CheckedOptions {
   const o = checkObject(options === undefined ? {} : options, 'options', OPEN_KEYS, '(open() options)');
-  const residentLimit = sizeOpt(o.residentLimit, 'residentLimit', '256MiB', 16 * 4096, '64KiB (16 pages)', LIMITS.residentLimit, '64TiB (the largest region)');
-  const lowWatermark = numberOpt(o.lowWatermark, 'lowWatermark', 0.9, 'a fraction between 0 and 1', (n) => n > 0 && n < 1);
-  const poolLimit = sizeOpt(o.poolLimit, 'poolLimit', '1GiB', 16 * 4096, '64KiB', LIMITS.poolLimit, '16GiB (the arena indexes frames with 32-bit numbers)');
-  const acceptThreshold = numberOpt(o.acceptThreshold, 'acceptThreshold', 90, 'a percentage in (0, 100]', (n) => n > 0 && n <= 100);
+  const residentLimit = sizeOpt(
+    o.residentLimit,
+    'residentLimit',
+    '256MiB',
+    16 * 4096,
+    '64KiB (16 pages)',
+    LIMITS.residentLimit,
+    '64TiB (the largest region)',
+  );
+  const lowWatermark = numberOpt(
+    o.lowWatermark,
+    'lowWatermark',
+    0.9,
+    'a fraction between 0 and 1',
+    (n) => n > 0 && n < 1,
+  );
+  const poolLimit = sizeOpt(
+    o.poolLimit,
+    'poolLimit',
+    '1GiB',
+    16 * 4096,
+    '64KiB',
+    LIMITS.poolLimit,
+    '16GiB (the arena indexes frames with 32-bit numbers)',
+  );
+  const acceptThreshold = numberOpt(
+    o.acceptThreshold,
+    'acceptThreshold',
+    90,
+    'a percentage in (0, 100]',
+    (n) => n > 0 && n <= 100,
+  );
   const compressor = enumOpt(o.compressor, 'compressor', 'lz4', ['lz4', 'zstd'] as const);
   if (compressor === 'zstd') new PageCodec('zstd'); // throws ERR_TMEM_NO_ZSTD where neither libzstd nor zstd-napi is found
   const allocator = enumOpt(o.allocator, 'allocator', 'zsmalloc', ['zsmalloc', 'zbud'] as const);
   const pin = boolOpt(o.pin, 'pin', true);
-  const stagingBytes = o.stagingSize === undefined
-    ? Math.min(32 * MiB, Math.max(64 * 4096, residentLimit / 8))
-    : sizeOpt(o.stagingSize, 'stagingSize', 0, 16 * 4096, '64KiB', LIMITS.stagingSize, '1GiB');
+  const stagingBytes =
+    o.stagingSize === undefined
+      ? Math.min(32 * MiB, Math.max(64 * 4096, residentLimit / 8))
+      : sizeOpt(o.stagingSize, 'stagingSize', 0, 16 * 4096, '64KiB', LIMITS.stagingSize, '1GiB');
   let userModeOnly: boolean | 'auto' = 'auto';
   if (o.userModeOnly !== undefined) {
     if (o.userModeOnly !== 'auto' && typeof o.userModeOnly !== 'boolean') {
@@ -130,34 +184,77 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
   let swapFile: CheckedOptions['swapFile'];
   if (o.swapFile !== undefined) {
     const sf = checkObject(o.swapFile, 'swapFile', SWAPFILE_KEYS, '{ path, size, encrypt }');
-    if (typeof sf.path !== 'string' || sf.path.length === 0) throw invalidArgType(`swapFile.path must be a non-empty path string, got ${describe(sf.path)}`);
-    if (sf.size === undefined) throw invalidArgType('swapFile.size must be given: a number of bytes or a string like \'1GiB\'');
-    const size = Math.floor(sizeOpt(sf.size, 'swapFile.size', 0, 4096, '4KiB', LIMITS.swapFileSize,
-      '1TiB (the dispatcher keeps 13 bytes of slot tables per 4 KiB slot in memory)') / 4096) * 4096;
+    if (typeof sf.path !== 'string' || sf.path.length === 0)
+      throw invalidArgType(`swapFile.path must be a non-empty path string, got ${describe(sf.path)}`);
+    if (sf.size === undefined)
+      throw invalidArgType("swapFile.size must be given: a number of bytes or a string like '1GiB'");
+    const size =
+      Math.floor(
+        sizeOpt(
+          sf.size,
+          'swapFile.size',
+          0,
+          4096,
+          '4KiB',
+          LIMITS.swapFileSize,
+          '1TiB (the dispatcher keeps 13 bytes of slot tables per 4 KiB slot in memory)',
+        ) / 4096,
+      ) * 4096;
     const encrypt = boolOpt(sf.encrypt, 'swapFile.encrypt', true);
     swapFile = { path: sf.path, size, encrypt };
   }
   const idle = checkIdle(o.idle);
   const statsSocket = boolOpt(o.statsSocket, 'statsSocket', process.env.TMEM_STATS === '1');
-  return { residentLimit, lowWatermark, poolLimit, acceptThreshold, compressor, allocator, pin, stagingBytes, userModeOnly, swapFile, idle, statsSocket };
+  return {
+    residentLimit,
+    lowWatermark,
+    poolLimit,
+    acceptThreshold,
+    compressor,
+    allocator,
+    pin,
+    stagingBytes,
+    userModeOnly,
+    swapFile,
+    idle,
+    statsSocket,
+  };
 }
 
 function checkIdle(v: unknown): DispatcherOptions['idle'] {
-  const i = v === undefined ? {} : checkObject(v, 'idle', IDLE_KEYS, '{ after, recompress, recompressLevel, writeback, budget }');
-  const afterMs = numberOpt(i.after, 'idle.after', 60000, `a number of milliseconds from 0 to ${LIMITS.idleAfterMs}`,
-    (n) => n >= 0 && n <= LIMITS.idleAfterMs);
+  const i =
+    v === undefined
+      ? {}
+      : checkObject(v, 'idle', IDLE_KEYS, '{ after, recompress, recompressLevel, writeback, budget }');
+  const afterMs = numberOpt(
+    i.after,
+    'idle.after',
+    60000,
+    `a number of milliseconds from 0 to ${LIMITS.idleAfterMs}`,
+    (n) => n >= 0 && n <= LIMITS.idleAfterMs,
+  );
   const recompress = boolOpt(i.recompress, 'idle.recompress', zstdAvailable()); // zstd from libzstd.so.1 or zstd-napi
-  const recompressLevel = numberOpt(i.recompressLevel, 'idle.recompressLevel', 9, 'a zstd level 1..22',
-    (n) => Number.isInteger(n) && n >= 1 && n <= 22);
+  const recompressLevel = numberOpt(
+    i.recompressLevel,
+    'idle.recompressLevel',
+    9,
+    'a zstd level 1..22',
+    (n) => Number.isInteger(n) && n >= 1 && n <= 22,
+  );
   let writeback: 'huge' | 'idle' | false = 'huge';
   if (i.writeback !== undefined) {
     if (i.writeback !== false && typeof i.writeback !== 'string') {
       throw invalidArgType(`idle.writeback must be 'huge', 'idle' or false, got ${describe(i.writeback)}`);
     }
-    writeback = i.writeback === false ? false : enumOpt(i.writeback, 'idle.writeback', 'huge', ['huge', 'idle'] as const);
+    writeback =
+      i.writeback === false ? false : enumOpt(i.writeback, 'idle.writeback', 'huge', ['huge', 'idle'] as const);
   }
-  const budget = numberOpt(i.budget, 'idle.budget', 256, `a whole number of pages from 1 to ${LIMITS.idleBudget}`,
-    (n) => Number.isInteger(n) && n >= 1 && n <= LIMITS.idleBudget);
+  const budget = numberOpt(
+    i.budget,
+    'idle.budget',
+    256,
+    `a whole number of pages from 1 to ${LIMITS.idleBudget}`,
+    (n) => Number.isInteger(n) && n >= 1 && n <= LIMITS.idleBudget,
+  );
   return { afterMs, recompress, recompressLevel, writeback, budget };
 }
-

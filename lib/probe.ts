@@ -56,13 +56,17 @@ function readNumber(file: string, re?: RegExp): number | null {
 /** The hint for a refused userfaultfd, by cause. */
 export function userfaultfdHint(seccomp: number | null): string {
   if (seccomp !== null && seccomp > 0) {
-    return 'a seccomp filter blocks userfaultfd(2), as the default profiles of Docker and Podman do: run the container with a ' +
+    return (
+      'a seccomp filter blocks userfaultfd(2), as the default profiles of Docker and Podman do: run the container with a ' +
       'profile that allows userfaultfd (docker run --security-opt seccomp=PROFILE.json, PROFILE.json being the default ' +
       "profile with 'userfaultfd' added to its allowed syscalls), or pass /dev/userfaultfd into the container " +
-      '(--device /dev/userfaultfd, readable and writable by its user): tmem opens it instead of calling userfaultfd(2)';
+      '(--device /dev/userfaultfd, readable and writable by its user): tmem opens it instead of calling userfaultfd(2)'
+    );
   }
-  return 'allow unprivileged userfaultfd (sysctl -w vm.unprivileged_userfaultfd=1), or give the process access to ' +
-    '/dev/userfaultfd (Linux 6.1+: chgrp GROUP /dev/userfaultfd && chmod 0660 /dev/userfaultfd), or run it with CAP_SYS_PTRACE';
+  return (
+    'allow unprivileged userfaultfd (sysctl -w vm.unprivileged_userfaultfd=1), or give the process access to ' +
+    '/dev/userfaultfd (Linux 6.1+: chgrp GROUP /dev/userfaultfd && chmod 0660 /dev/userfaultfd), or run it with CAP_SYS_PTRACE'
+  );
 }
 
 /**
@@ -73,9 +77,22 @@ export function probe(): ProbeResult {
   const kernel = os.release();
   const seccomp = readNumber('/proc/self/status', /^Seccomp:\s*(\d+)/m);
   const unprivilegedUserfaultfd = readNumber('/proc/sys/vm/unprivileged_userfaultfd');
-  const base = { kernel, seccomp, unprivilegedUserfaultfd, userModeOnly: false, devUserfaultfd: false, features: [] as string[] };
+  const base = {
+    kernel,
+    seccomp,
+    unprivilegedUserfaultfd,
+    userModeOnly: false,
+    devUserfaultfd: false,
+    features: [] as string[],
+  };
   if (process.platform !== 'linux') {
-    return { ...base, ok: false, reason: 'kernel', message: `tmem needs Linux (userfaultfd), this is ${process.platform}`, hint: 'run on Linux 6.8 or later' };
+    return {
+      ...base,
+      ok: false,
+      reason: 'kernel',
+      message: `tmem needs Linux (userfaultfd), this is ${process.platform}`,
+      hint: 'run on Linux 6.8 or later',
+    };
   }
   let p;
   try {
@@ -84,17 +101,41 @@ export function probe(): ProbeResult {
     const err = e as NodeJS.ErrnoException;
     const code = err.code ?? '';
     if (code === 'ENOSYS' && !(seccomp !== null && seccomp > 0)) {
-      return { ...base, ok: false, reason: 'kernel', message: `userfaultfd(2) does not exist in this kernel (${kernel}): ENOSYS`, hint: 'use a kernel built with CONFIG_USERFAULTFD, Linux 6.8 or later' };
+      return {
+        ...base,
+        ok: false,
+        reason: 'kernel',
+        message: `userfaultfd(2) does not exist in this kernel (${kernel}): ENOSYS`,
+        hint: 'use a kernel built with CONFIG_USERFAULTFD, Linux 6.8 or later',
+      };
     }
     if (code === 'EPERM' || code === 'ENOSYS' || code === 'EACCES') {
       const reason = seccomp !== null && seccomp > 0 ? 'seccomp' : 'privileges';
-      return { ...base, ok: false, reason, message: `cannot open a userfaultfd: ${err.message}`, hint: userfaultfdHint(seccomp) };
+      return {
+        ...base,
+        ok: false,
+        reason,
+        message: `cannot open a userfaultfd: ${err.message}`,
+        hint: userfaultfdHint(seccomp),
+      };
     }
-    return { ...base, ok: false, reason: 'unknown', message: `cannot open a userfaultfd: ${err.message}`, hint: 'see the message' };
+    return {
+      ...base,
+      ok: false,
+      reason: 'unknown',
+      message: `cannot open a userfaultfd: ${err.message}`,
+      hint: 'see the message',
+    };
   }
   const found = { ...base, userModeOnly: !p.fullMode, devUserfaultfd: p.devUserfaultfd, features: p.featureNames };
   if ((p.features & FEATURE_MOVE) === 0) {
-    return { ...found, ok: false, reason: 'kernel', message: `the kernel (${kernel}) has no UFFDIO_MOVE, which tmem evicts with`, hint: 'use Linux 6.8 or later' };
+    return {
+      ...found,
+      ok: false,
+      reason: 'kernel',
+      message: `the kernel (${kernel}) has no UFFDIO_MOVE, which tmem evicts with`,
+      hint: 'use Linux 6.8 or later',
+    };
   }
   return { ...found, ok: true };
 }
@@ -105,7 +146,12 @@ export function probe(): ProbeResult {
  */
 export function withUserfaultfdHint(e: unknown): unknown {
   const err = e as NodeJS.ErrnoException & { hint?: string };
-  if (!(e instanceof Error) || (err.code !== 'EPERM' && err.code !== 'ENOSYS') || !/userfaultfd/.test(err.syscall ?? err.message)) return e;
+  if (
+    !(e instanceof Error) ||
+    (err.code !== 'EPERM' && err.code !== 'ENOSYS') ||
+    !/userfaultfd/.test(err.syscall ?? err.message)
+  )
+    return e;
   const seccomp = readNumber('/proc/self/status', /^Seccomp:\s*(\d+)/m);
   err.hint = userfaultfdHint(seccomp);
   err.message = `${err.message}; ${err.hint}`;

@@ -55,7 +55,9 @@ function promClient(): PromClient {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional peer dependency, loaded on first use
     return require('prom-client') as PromClient;
   } catch (e) {
-    const err = new Error('tmem/prometheus needs prom-client (an optional peer dependency): npm install prom-client', { cause: e });
+    const err = new Error('tmem/prometheus needs prom-client (an optional peer dependency): npm install prom-client', {
+      cause: e,
+    });
     (err as NodeJS.ErrnoException).code = 'ERR_TMEM_NO_PROM_CLIENT';
     throw err;
   }
@@ -77,7 +79,9 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
   const registry = options.registry ?? client.register;
   const prefix = options.prefix ?? 'tmem_';
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) {
-    const err = new TypeError(`prefix must be a Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*), got '${prefix}'`);
+    const err = new TypeError(
+      `prefix must be a Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*), got '${prefix}'`,
+    );
     (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
     throw err;
   }
@@ -105,17 +109,28 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
     const full = prefix + name;
     names.push(full);
     new client.Gauge({
-      name: full, help, labelNames: baseNames, registers: [registry],
+      name: full,
+      help,
+      labelNames: baseNames,
+      registers: [registry],
       collect(this: GaugeT) {
         this.set(base, value(stats()));
       },
     });
   };
-  const counter = (name: string, help: string, label: string | null, values: (s: SwapStats) => Record<string, number>): void => {
+  const counter = (
+    name: string,
+    help: string,
+    label: string | null,
+    values: (s: SwapStats) => Record<string, number>,
+  ): void => {
     const full = prefix + name;
     names.push(full);
     new client.Counter({
-      name: full, help, labelNames: label ? [...baseNames, label] : baseNames, registers: [registry],
+      name: full,
+      help,
+      labelNames: label ? [...baseNames, label] : baseNames,
+      registers: [registry],
       collect(this: CounterT) {
         this.reset();
         for (const [k, v] of Object.entries(values(stats()))) this.inc(label ? { ...base, [label]: k } : base, v);
@@ -134,30 +149,69 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
   gauge('compression_ratio', 'Stored bytes over compressed bytes (0 when empty)', (s) => s.compressionRatio);
   gauge('huge_pages', 'Stored pages kept raw (they did not compress), pages', (s) => s.hugePages);
   gauge('clean_copies', 'Resident pages whose compressed copy the pool also keeps, pages', (s) => s.cleanCopies);
-  gauge('unevictable_pages', 'Pages eviction set aside because the kernel holds them (pinned), pages', (s) => s.unevictablePages);
-  gauge('swap_file_cached_pages', 'Resident pages whose swap file slot is kept (swap cache), pages', (s) => s.swapFile?.cached ?? 0);
+  gauge(
+    'unevictable_pages',
+    'Pages eviction set aside because the kernel holds them (pinned), pages',
+    (s) => s.unevictablePages,
+  );
+  gauge(
+    'swap_file_cached_pages',
+    'Resident pages whose swap file slot is kept (swap cache), pages',
+    (s) => s.swapFile?.cached ?? 0,
+  );
   gauge('cleancache_pages', 'File pages held by the ephemeral pool, pages', (s) => s.cleancache.pages);
   gauge('swap_file_bytes', 'Pages in the swap file, bytes', (s) => s.swapFile?.bytes ?? 0);
   gauge('swap_file_slots', 'Slots of the swap file (0 without one), slots', (s) => s.swapFile?.slots ?? 0);
 
   counter('faults_total', 'Faults served, by where the page came from', 'source', (s) => ({
-    zero: s.faults.zero, pool: s.faults.pool, same: s.faults.same, staged: s.faults.staged,
-    file: s.faults.file, cleancache: s.faults.cleancache, swap_file: s.faults.swapFile, write_protect: s.faults.writeProtect,
+    zero: s.faults.zero,
+    pool: s.faults.pool,
+    same: s.faults.same,
+    staged: s.faults.staged,
+    file: s.faults.file,
+    cleancache: s.faults.cleancache,
+    swap_file: s.faults.swapFile,
+    write_protect: s.faults.writeProtect,
   }));
   counter('evictions_total', 'Pages evicted', null, (s) => one(s.evictions));
-  counter('refused_total', 'Stores the pool refused, by reason', 'reason', (s) => ({ pool_limit: s.refused.poolLimit, alloc: s.refused.alloc }));
+  counter('refused_total', 'Stores the pool refused, by reason', 'reason', (s) => ({
+    pool_limit: s.refused.poolLimit,
+    alloc: s.refused.alloc,
+  }));
   counter('second_chance_total', 'Staged pages touched again before compression', null, (s) => one(s.secondChance));
-  counter('pool_readahead_total', 'Pages loaded from the pool ahead of a sequential run of faults (also in faults_total{source="pool"})', null, (s) => one(s.poolReadahead));
+  counter(
+    'pool_readahead_total',
+    'Pages loaded from the pool ahead of a sequential run of faults (also in faults_total{source="pool"})',
+    null,
+    (s) => one(s.poolReadahead),
+  );
   counter('cleancache_puts_total', 'Clean file pages put into the ephemeral pool', null, (s) => one(s.cleancache.puts));
   counter('file_writes_total', 'Dirty file pages written back to their file', null, (s) => one(s.fileWrites));
-  counter('file_write_errors_total', 'Write-backs to mapped files that failed (the pages stayed dirty)', null, (s) => one(s.fileWriteErrors));
-  counter('evictions_without_compression_total', 'Evictions of clean pages whose copy was kept (no compression, no write)', null, (s) => one(s.evictionsWithoutCompression));
-  counter('unshared_pages_total', 'Pages shared copy-on-write with a child process that eviction made exclusive again', null, (s) => one(s.unsharedPages));
+  counter('file_write_errors_total', 'Write-backs to mapped files that failed (the pages stayed dirty)', null, (s) =>
+    one(s.fileWriteErrors),
+  );
+  counter(
+    'evictions_without_compression_total',
+    'Evictions of clean pages whose copy was kept (no compression, no write)',
+    null,
+    (s) => one(s.evictionsWithoutCompression),
+  );
+  counter(
+    'unshared_pages_total',
+    'Pages shared copy-on-write with a child process that eviction made exclusive again',
+    null,
+    (s) => one(s.unsharedPages),
+  );
   counter('idle_recompressed_total', 'Idle pages recompressed with zstd', null, (s) => one(s.idle.recompressed));
   counter('idle_written_back_total', 'Idle pages written back to the swap file', null, (s) => one(s.idle.writtenBack));
-  counter('swap_file_written_back_total', 'Pages written to the swap file', null, (s) => one(s.swapFile?.writtenBack ?? 0));
+  counter('swap_file_written_back_total', 'Pages written to the swap file', null, (s) =>
+    one(s.swapFile?.writtenBack ?? 0),
+  );
   counter('swap_file_swap_ins_total', 'Pages read back from the swap file', null, (s) => one(s.swapFile?.swapIns ?? 0));
-  counter('swap_file_errors_total', 'Swap file errors, by kind', 'kind', (s) => ({ io: s.swapFile?.ioErrors ?? 0, checksum: s.swapFile?.checksumErrors ?? 0 }));
+  counter('swap_file_errors_total', 'Swap file errors, by kind', 'kind', (s) => ({
+    io: s.swapFile?.ioErrors ?? 0,
+    checksum: s.swapFile?.checksumErrors ?? 0,
+  }));
 
   // The histogram: prom-client's Histogram can only observe() single values, so
   // this is a metric object of prom-client's registry interface (get()) that
@@ -178,7 +232,12 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
         const hi = i < l.bounds.length ? l.bounds[i] : lo * 2 ** 0.25;
         sum += l.counts[i] * ((lo + hi) / 2) * 1e-6;
         acc += l.counts[i];
-        if (i < l.bounds.length) values.push({ value: acc, labels: { ...base, le: +(l.bounds[i] * 1e-6).toPrecision(6) }, metricName: `${hname}_bucket` });
+        if (i < l.bounds.length)
+          values.push({
+            value: acc,
+            labels: { ...base, le: +(l.bounds[i] * 1e-6).toPrecision(6) },
+            metricName: `${hname}_bucket`,
+          });
       }
       values.push({ value: acc, labels: { ...base, le: '+Inf' }, metricName: `${hname}_bucket` });
       values.push({ value: sum, labels: base, metricName: `${hname}_sum` });

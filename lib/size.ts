@@ -6,11 +6,20 @@
 import { invalidArgType, outOfRange } from './errors';
 
 const UNITS: Record<string, number> = {
-  '': 1, b: 1,
-  k: 2 ** 10, kib: 2 ** 10, kb: 1e3,
-  m: 2 ** 20, mib: 2 ** 20, mb: 1e6,
-  g: 2 ** 30, gib: 2 ** 30, gb: 1e9,
-  t: 2 ** 40, tib: 2 ** 40, tb: 1e12,
+  '': 1,
+  b: 1,
+  k: 2 ** 10,
+  kib: 2 ** 10,
+  kb: 1e3,
+  m: 2 ** 20,
+  mib: 2 ** 20,
+  mb: 1e6,
+  g: 2 ** 30,
+  gib: 2 ** 30,
+  gb: 1e9,
+  t: 2 ** 40,
+  tib: 2 ** 40,
+  tb: 1e12,
 };
 
 /**
@@ -32,7 +41,9 @@ export function parseSize(value: unknown, name: string): number {
     }
     bytes = Math.round(Number(m[1]) * unit);
   } else {
-    throw invalidArgType(`${name} must be a number of bytes or a string like '256MiB', got ${value === null ? 'null' : typeof value}`);
+    throw invalidArgType(
+      `${name} must be a number of bytes or a string like '256MiB', got ${value === null ? 'null' : typeof value}`,
+    );
   }
   if (!Number.isFinite(bytes) || !Number.isInteger(bytes) || bytes < 0) {
     throw outOfRange(`${name} must be a whole, non-negative number of bytes, got ${String(value)}`);

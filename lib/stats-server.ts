@@ -84,10 +84,14 @@ export function statsSocketDir(): string {
     fs.mkdirSync(dir, { mode: 0o700 });
     fs.chmodSync(dir, 0o700); // the umask may have taken bits off; it is ours, just made
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`tmem: cannot make the stats socket directory ${dir}: ${(e as Error).message}`, { cause: e });
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new Error(`tmem: cannot make the stats socket directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
   const why = notPrivate(dir, process.getuid!());
-  if (why) throw new Error(`tmem: the stats socket directory ${dir} ${why}; not serving stats (another user may have made it first)`);
+  if (why)
+    throw new Error(
+      `tmem: the stats socket directory ${dir} ${why}; not serving stats (another user may have made it first)`,
+    );
   return dir;
 }
 
@@ -261,19 +265,34 @@ export function findStatsSocket(pid: number): string {
     } catch {
       continue;
     }
-    const why = notPrivate(dir, uid) ?? (!st.isSocket() ? 'holds a non-socket at that name' : st.uid !== uid ? `holds a socket owned by uid ${st.uid}` : null);
+    const why =
+      notPrivate(dir, uid) ??
+      (!st.isSocket()
+        ? 'holds a non-socket at that name'
+        : st.uid !== uid
+          ? `holds a socket owned by uid ${st.uid}`
+          : null);
     if (why === null) return file;
     refused.push(`${file}: the directory ${why}`);
   }
   if (refused.length > 0) {
-    throw codeError(`tmem: refusing the stats socket of process ${pid} (run by uid ${uid}): ${refused.join('; ')}. ` +
-      'Another user may have placed it; it is not read.', 'ERR_TMEM_STATS_SOCKET_UNTRUSTED');
+    throw codeError(
+      `tmem: refusing the stats socket of process ${pid} (run by uid ${uid}): ${refused.join('; ')}. ` +
+        'Another user may have placed it; it is not read.',
+      'ERR_TMEM_STATS_SOCKET_UNTRUSTED',
+    );
   }
-  throw codeError(`tmem: no stats endpoint for process ${pid} (start it with TMEM_STATS=1, or open({ statsSocket: true }))`, 'ERR_TMEM_NO_STATS_SOCKET');
+  throw codeError(
+    `tmem: no stats endpoint for process ${pid} (start it with TMEM_STATS=1, or open({ statsSocket: true }))`,
+    'ERR_TMEM_NO_STATS_SOCKET',
+  );
 }
 
 /** Reads the stats of process `pid` once (for the CLI). */
-export async function fetchStats(pid: number, timeoutMs = 2000): Promise<{ pid: number; time: number; swaps: unknown[] }> {
+export async function fetchStats(
+  pid: number,
+  timeoutMs = 2000,
+): Promise<{ pid: number; time: number; swaps: unknown[] }> {
   const file = findStatsSocket(pid); // its error rejects the returned promise
   return new Promise((resolve, reject) => {
     const sock = net.connect(file);
@@ -287,21 +306,30 @@ export async function fetchStats(pid: number, timeoutMs = 2000): Promise<{ pid: 
       if (e) reject(e);
       else resolve(v!);
     };
-    const timer = setTimeout(() => done(new Error(`tmem: process ${pid} did not answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => done(new Error(`tmem: process ${pid} did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     sock.on('data', (d: Buffer) => chunks.push(d));
     sock.on('end', () => {
       try {
         const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { pid: number; time: number; swaps: unknown[] };
-        if (v === null || typeof v !== 'object' || v.pid !== pid || !Array.isArray(v.swaps)) throw new Error('not a stats answer of that process');
+        if (v === null || typeof v !== 'object' || v.pid !== pid || !Array.isArray(v.swaps))
+          throw new Error('not a stats answer of that process');
         done(null, v);
       } catch (e) {
         done(new Error(`tmem: process ${pid} sent a malformed stats answer: ${(e as Error).message}`));
       }
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
-      done(e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-        ? codeError(`tmem: no stats endpoint for process ${pid} (start it with TMEM_STATS=1, or open({ statsSocket: true }))`, 'ERR_TMEM_NO_STATS_SOCKET')
-        : e);
+      done(
+        e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+          ? codeError(
+              `tmem: no stats endpoint for process ${pid} (start it with TMEM_STATS=1, or open({ statsSocket: true }))`,
+              'ERR_TMEM_NO_STATS_SOCKET',
+            )
+          : e,
+      );
     });
   });
 }

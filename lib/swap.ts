@@ -9,7 +9,14 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { native, REGISTER_MODE_MISSING, REGISTER_MODE_WP, FEATURE_MOVE, type Uffd, type Region as NativeRegion } from './native';
+import {
+  native,
+  REGISTER_MODE_MISSING,
+  REGISTER_MODE_WP,
+  FEATURE_MOVE,
+  type Uffd,
+  type Region as NativeRegion,
+} from './native';
 import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
@@ -73,7 +80,13 @@ export interface OpenOptions {
    * file, written back to it: `writeback` 'huge' (default: raw pages only),
    * 'idle' (all idle pages) or false.
    */
-  idle?: { after?: number; recompress?: boolean; recompressLevel?: number; writeback?: 'huge' | 'idle' | false; budget?: number };
+  idle?: {
+    after?: number;
+    recompress?: boolean;
+    recompressLevel?: number;
+    writeback?: 'huge' | 'idle' | false;
+    budget?: number;
+  };
   /**
    * Serve stats() on a Unix socket for `tmem stats <pid>` (default: true when
    * the environment has TMEM_STATS=1). See lib/stats-server.ts.
@@ -171,7 +184,16 @@ export interface SwapStats {
    * page loaded from the pool, those read ahead of a fault included (as the kernel's pswpin
    * counts swap readahead; `same` likewise); `poolReadahead` says how many were read ahead.
    */
-  faults: { zero: number; pool: number; same: number; staged: number; file: number; cleancache: number; swapFile: number; writeProtect: number };
+  faults: {
+    zero: number;
+    pool: number;
+    same: number;
+    staged: number;
+    file: number;
+    cleancache: number;
+    swapFile: number;
+    writeProtect: number;
+  };
   /** Pages that left residency (to the pool, as a same-filled word, to the swap file, or dropped). */
   evictions: number;
   /** Evictions of clean pages whose copy was kept (pool object or swap file slot): no compression, no store, no write. */
@@ -224,7 +246,15 @@ export interface RegionStats {
   /** Pages of this region held as a same-filled word, now. */
   samePages: number;
   /** Faults served for this region, by source, as in {@link SwapStats.faults} (write-protect faults apart). */
-  faults: { zero: number; pool: number; same: number; staged: number; file: number; cleancache: number; swapFile: number };
+  faults: {
+    zero: number;
+    pool: number;
+    same: number;
+    staged: number;
+    file: number;
+    cleancache: number;
+    swapFile: number;
+  };
   /** Pages of this region that left residency. */
   evictions: number;
   /** A writable file mapping: pages written since they were last written to the file, now (0 for other regions). */
@@ -251,7 +281,11 @@ export function attachRegion(shared: SharedRegion): ArrayBuffer {
     return markRegionBuffer(native.attachBuffer(shared.address));
   } catch (e) {
     // The binding's argument errors ("address must be the start of an open tmem region").
-    throw e instanceof RangeError ? ensureCode(e, 'ERR_OUT_OF_RANGE') : e instanceof TypeError ? ensureCode(e, 'ERR_INVALID_ARG_TYPE') : e;
+    throw e instanceof RangeError
+      ? ensureCode(e, 'ERR_OUT_OF_RANGE')
+      : e instanceof TypeError
+        ? ensureCode(e, 'ERR_INVALID_ARG_TYPE')
+        : e;
   }
 }
 
@@ -270,7 +304,9 @@ process.on('exit', () => {
  */
 export async function open(options: OpenOptions = {}): Promise<Swap> {
   const o = checkOpenOptions(options);
-  const residentLimit = o.residentLimit, low = o.lowWatermark, umo = o.userModeOnly;
+  const residentLimit = o.residentLimit,
+    low = o.lowWatermark,
+    umo = o.userModeOnly;
   let swapFile: { fd: number; size: number; path: string; encrypt: boolean } | undefined;
   if (o.swapFile) {
     const { fd } = openSwapFile(o.swapFile.path);
@@ -282,7 +318,9 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     uffd = new native.Uffd(umo === 'auto' ? 0 : umo ? 2 : 1);
     if ((uffd.describe().features & FEATURE_MOVE) === 0) {
       uffd.close();
-      const e = new Error('tmem needs UFFDIO_MOVE (Linux 6.8 or later): eviction moves pages out atomically') as NodeJS.ErrnoException;
+      const e = new Error(
+        'tmem needs UFFDIO_MOVE (Linux 6.8 or later): eviction moves pages out atomically',
+      ) as NodeJS.ErrnoException;
       e.code = 'ENOTSUP';
       throw e;
     }
@@ -297,20 +335,24 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
       { code: 'TMEM_USER_MODE_ONLY' },
     );
   }
-  const swap = new Swap(uffd, {
-    residentLimitPages: Math.floor(residentLimit / 4096),
-    lowWatermarkPages: Math.floor((residentLimit / 4096) * low),
-    poolLimitBytes: o.poolLimit,
-    acceptThresholdPercent: o.acceptThreshold,
-    compressor: o.compressor,
-    allocator: o.allocator,
-    stagingPages: Math.floor(o.stagingBytes / 4096),
-    follow: o.pin,
-    swapFileFd: swapFile ? swapFile.fd : -1,
-    swapFileSize: swapFile ? swapFile.size : 0,
-    swapFileEncrypt: swapFile ? swapFile.encrypt : false,
-    idle: o.idle,
-  }, swapFile);
+  const swap = new Swap(
+    uffd,
+    {
+      residentLimitPages: Math.floor(residentLimit / 4096),
+      lowWatermarkPages: Math.floor((residentLimit / 4096) * low),
+      poolLimitBytes: o.poolLimit,
+      acceptThresholdPercent: o.acceptThreshold,
+      compressor: o.compressor,
+      allocator: o.allocator,
+      stagingPages: Math.floor(o.stagingBytes / 4096),
+      follow: o.pin,
+      swapFileFd: swapFile ? swapFile.fd : -1,
+      swapFileSize: swapFile ? swapFile.size : 0,
+      swapFileEncrypt: swapFile ? swapFile.encrypt : false,
+      idle: o.idle,
+    },
+    swapFile,
+  );
   try {
     await swap._start();
   } catch (e) {
@@ -357,8 +399,11 @@ export class Swap extends EventEmitter {
   _unpublish?: () => void;
 
   /** @internal use {@link open} */
-  constructor(private readonly uffd: Uffd, private readonly opts: P.DispatcherOptions,
-    private readonly swapFile?: { fd: number; size: number; path: string; encrypt: boolean }) {
+  constructor(
+    private readonly uffd: Uffd,
+    private readonly opts: P.DispatcherOptions,
+    private readonly swapFile?: { fd: number; size: number; path: string; encrypt: boolean },
+  ) {
     super();
     const ch = new MessageChannel();
     this.port = ch.port1;
@@ -369,8 +414,13 @@ export class Swap extends EventEmitter {
   async _start(): Promise<void> {
     const worker = new Worker(path.join(__dirname, 'dispatcher', 'worker.js'), {
       workerData: {
-        uffd: this.uffd.describe(), port: this.workerPort, ctl: this.ctl.buffer, stats: this.statsBuf,
-        hist: this.histBuf, store: undefined, options: this.opts,
+        uffd: this.uffd.describe(),
+        port: this.workerPort,
+        ctl: this.ctl.buffer,
+        stats: this.statsBuf,
+        hist: this.histBuf,
+        store: undefined,
+        options: this.opts,
       },
       transferList: [this.workerPort],
       stdout: false,
@@ -387,7 +437,8 @@ export class Swap extends EventEmitter {
     this.port.unref();
     worker.on('error', (e) => this.die(dispatcherGone(`tmem: the dispatcher failed: ${e.message}`, e)));
     worker.on('exit', (code) => {
-      if (!this.closed && !this.stopping) this.die(dispatcherGone(`tmem: the dispatcher exited unexpectedly (code ${code})`));
+      if (!this.closed && !this.stopping)
+        this.die(dispatcherGone(`tmem: the dispatcher exited unexpectedly (code ${code})`));
       // A request it could not answer (a stop racing its exit) settles now.
       this.die(dispatcherGone(`tmem: the dispatcher exited (code ${code})`), true);
     });
@@ -400,7 +451,9 @@ export class Swap extends EventEmitter {
     //    faults (CTL_READY): an option it could not honour rejects open() here.
     const failed = new Promise<never>((_, reject) => {
       worker.once('error', (e) => reject(dispatcherGone(startFailure(e), e)));
-      worker.once('exit', (code) => reject(dispatcherGone(`tmem: the dispatcher exited while starting (code ${code}); its message is on stderr`)));
+      worker.once('exit', (code) =>
+        reject(dispatcherGone(`tmem: the dispatcher exited while starting (code ${code}); its message is on stderr`)),
+      );
     });
     failed.catch(() => undefined);
     await Promise.race([new Promise<void>((resolve) => worker.once('online', () => resolve())), failed]);
@@ -412,9 +465,11 @@ export class Swap extends EventEmitter {
     this.port.postMessage({ store: this.store.handle });
     Atomics.store(this.ctl, P.CTL_STORE, 1);
     Atomics.notify(this.ctl, P.CTL_STORE);
-    const waiting = (Atomics as unknown as {
-      waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string };
-    }).waitAsync(this.ctl, P.CTL_READY, 0);
+    const waiting = (
+      Atomics as unknown as {
+        waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string };
+      }
+    ).waitAsync(this.ctl, P.CTL_READY, 0);
     if (waiting.async) await Promise.race([waiting.value as Promise<string>, failed]);
     worker.unref();
     liveSwaps.add(this);
@@ -456,7 +511,11 @@ export class Swap extends EventEmitter {
   /** @internal */
   _exiting(): void {
     Atomics.store(this.ctl, P.CTL_EXITING, 1);
-    try { this.uffd.wakeReader(); } catch { /* closed */ }
+    try {
+      this.uffd.wakeReader();
+    } catch {
+      /* closed */
+    }
   }
 
   private check(): void {
@@ -519,7 +578,8 @@ export class Swap extends EventEmitter {
   mapFile(file: string, options: { writable?: boolean } = {}): FileRegion {
     this.check();
     if (typeof file !== 'string' || file.length === 0) throw invalidArgType('file must be a non-empty path string');
-    if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalidArgType('options must be an object { writable }');
+    if (options === null || typeof options !== 'object' || Array.isArray(options))
+      throw invalidArgType('options must be an object { writable }');
     for (const k of Object.keys(options)) {
       if (k !== 'writable') throw invalidArgValue(`unknown key in mapFile options: '${k}'; accepted: writable`);
     }
@@ -536,7 +596,9 @@ export class Swap extends EventEmitter {
       const st = fs.fstatSync(fd);
       if (!st.isFile()) throw notRegular(file, st);
       if (st.ino !== before.ino || st.dev !== before.dev) {
-        const e = new Error(`mapFile: ${JSON.stringify(file)} was replaced while it was being opened`) as NodeJS.ErrnoException;
+        const e = new Error(
+          `mapFile: ${JSON.stringify(file)} was replaced while it was being opened`,
+        ) as NodeJS.ErrnoException;
         e.code = 'ERR_TMEM_FILE_CHANGED';
         throw e;
       }
@@ -564,7 +626,9 @@ export class Swap extends EventEmitter {
   /** Swap-wide figures (zswap's debugfs counters, zram's mm_stat). */
   stats(): SwapStats {
     const G = this.G;
-    const s = this.store ? storeStats(this.store) : { poolBytes: 0, compressedBytes: 0, frontswapPages: 0, cleancachePages: 0 };
+    const s = this.store
+      ? storeStats(this.store)
+      : { poolBytes: 0, compressedBytes: 0, frontswapPages: 0, cleancachePages: 0 };
     const stored = G[P.G_STORED];
     const cached = G[P.G_SWAP_CACHED];
     return {
@@ -580,8 +644,14 @@ export class Swap extends EventEmitter {
       compressionRatio: s.compressedBytes > 0 ? ((s.frontswapPages + s.cleancachePages) * 4096) / s.compressedBytes : 0,
       hugePages: G[P.G_HUGE],
       faults: {
-        zero: G[P.G_FAULTS_ZERO], pool: G[P.G_FAULTS_POOL], same: G[P.G_FAULTS_SAME], staged: G[P.G_FAULTS_STAGED],
-        file: G[P.G_FAULTS_FILE], cleancache: G[P.G_CLEANCACHE_HITS], swapFile: G[P.G_SWAP_INS], writeProtect: G[P.G_FAULTS_WP],
+        zero: G[P.G_FAULTS_ZERO],
+        pool: G[P.G_FAULTS_POOL],
+        same: G[P.G_FAULTS_SAME],
+        staged: G[P.G_FAULTS_STAGED],
+        file: G[P.G_FAULTS_FILE],
+        cleancache: G[P.G_CLEANCACHE_HITS],
+        swapFile: G[P.G_SWAP_INS],
+        writeProtect: G[P.G_FAULTS_WP],
       },
       evictions: G[P.G_EVICTIONS],
       evictionsWithoutCompression: G[P.G_EVICT_NO_COMPRESS],
@@ -590,20 +660,37 @@ export class Swap extends EventEmitter {
       refused: { poolLimit: G[P.G_REFUSED_POOL_LIMIT], alloc: G[P.G_REFUSED_ALLOC] },
       secondChance: G[P.G_SECOND_CHANCE],
       poolReadahead: G[P.G_POOL_READAHEAD],
-      cleancache: { puts: G[P.G_CLEANCACHE_PUTS], hits: G[P.G_CLEANCACHE_HITS], misses: G[P.G_CLEANCACHE_MISSES], pages: s.cleancachePages },
+      cleancache: {
+        puts: G[P.G_CLEANCACHE_PUTS],
+        hits: G[P.G_CLEANCACHE_HITS],
+        misses: G[P.G_CLEANCACHE_MISSES],
+        pages: s.cleancachePages,
+      },
       fileWrites: G[P.G_FILE_WRITES],
       fileWriteErrors: G[P.G_FILE_WRITE_ERRORS],
       latency: latencyFrom(this.hist),
       userModeOnly: this.uffd.closed ? false : this.uffd.describe().userModeOnly,
       idle: {
-        pages: G[P.G_IDLE], recompressed: G[P.G_RECOMPRESSED], bytesSaved: G[P.G_RECOMPRESS_SAVED],
-        noGain: G[P.G_RECOMPRESS_NO_GAIN], writtenBack: G[P.G_IDLE_WRITEBACK],
+        pages: G[P.G_IDLE],
+        recompressed: G[P.G_RECOMPRESSED],
+        bytesSaved: G[P.G_RECOMPRESS_SAVED],
+        noGain: G[P.G_RECOMPRESS_NO_GAIN],
+        writtenBack: G[P.G_IDLE_WRITEBACK],
       },
-      swapFile: this.swapFile ? {
-        slots: G[P.G_SWAP_SLOTS], pages: Math.max(0, G[P.G_SWAP_PAGES] - cached), cached, bytes: G[P.G_SWAP_PAGES] * 4096,
-        writtenBack: G[P.G_SWAP_WRITEBACK], swapIns: G[P.G_SWAP_INS], readaheadHits: G[P.G_SWAP_READAHEAD_HITS],
-        checksumErrors: G[P.G_SWAP_CSUM_ERRORS], encrypted: this.opts.swapFileEncrypt, ioErrors: G[P.G_SWAP_IO_ERRORS],
-      } : undefined,
+      swapFile: this.swapFile
+        ? {
+            slots: G[P.G_SWAP_SLOTS],
+            pages: Math.max(0, G[P.G_SWAP_PAGES] - cached),
+            cached,
+            bytes: G[P.G_SWAP_PAGES] * 4096,
+            writtenBack: G[P.G_SWAP_WRITEBACK],
+            swapIns: G[P.G_SWAP_INS],
+            readaheadHits: G[P.G_SWAP_READAHEAD_HITS],
+            checksumErrors: G[P.G_SWAP_CSUM_ERRORS],
+            encrypted: this.opts.swapFileEncrypt,
+            ioErrors: G[P.G_SWAP_IO_ERRORS],
+          }
+        : undefined,
     };
   }
 
@@ -633,7 +720,10 @@ export class Swap extends EventEmitter {
       // close(): then this close() rejects too and everything stays open, so
       // that no dirty page is lost; fix the cause and close again.
       let failed: { error: unknown } | undefined;
-      for (const r of [...this.regions]) await r.close().catch((error: unknown) => { failed ??= { error }; });
+      for (const r of [...this.regions])
+        await r.close().catch((error: unknown) => {
+          failed ??= { error };
+        });
       if (failed && !this.dead) throw failed.error;
       this.stopping = true;
       await this._request({ op: 'stop', reqId: this._nextReq() }, true).catch(() => undefined);
@@ -658,9 +748,10 @@ export class Swap extends EventEmitter {
 /** open()'s error when the dispatcher Worker could not start. */
 function startFailure(e: Error): string {
   const code = (e as { code?: string }).code;
-  const hint = code === 'ERR_WORKER_INIT_FAILED' || code === 'ERR_WORKER_OUT_OF_MEMORY'
-    ? ' (a Worker needs about 800 MB of address space: is it limited by ulimit -v?)'
-    : '';
+  const hint =
+    code === 'ERR_WORKER_INIT_FAILED' || code === 'ERR_WORKER_OUT_OF_MEMORY'
+      ? ' (a Worker needs about 800 MB of address space: is it limited by ulimit -v?)'
+      : '';
   return `tmem: the dispatcher failed to start: ${code ? `${code} ` : ''}${e.message}${hint}`;
 }
 
@@ -669,7 +760,9 @@ function arenaFailure(e: unknown, poolLimit: number): Error {
   if (!(e instanceof RangeError)) return e as Error;
   const err = new Error(
     `tmem: could not reserve ${poolLimit} bytes of address space for the pool arena (poolLimit): ${e.message}. ` +
-      'The address space is limited (ulimit -v?): lower poolLimit, or raise the limit', { cause: e });
+      'The address space is limited (ulimit -v?): lower poolLimit, or raise the limit',
+    { cause: e },
+  );
   return Object.assign(err, { code: 'ERR_TMEM_ADDRESS_SPACE' });
 }
 
@@ -697,14 +790,20 @@ function fileKind(st: fs.Stats): string {
 }
 
 function notRegular(file: string, st: fs.Stats): Error {
-  const e = new TypeError(`mapFile: file must be a regular file; ${JSON.stringify(file)} is ${fileKind(st)}`) as TypeError & { code: string };
+  const e = new TypeError(
+    `mapFile: file must be a regular file; ${JSON.stringify(file)} is ${fileKind(st)}`,
+  ) as TypeError & { code: string };
   e.code = 'ERR_TMEM_NOT_REGULAR_FILE';
   return e;
 }
 
 /** The swap file has no name (lib/swapfile.ts): closing its fd frees it. */
 function closeSwapFile(f: { fd: number }): void {
-  try { fs.closeSync(f.fd); } catch { /* closed */ }
+  try {
+    fs.closeSync(f.fd);
+  } catch {
+    /* closed */
+  }
 }
 
 function latencyFrom(hist: Float64Array): LatencyStats {
@@ -720,11 +819,21 @@ function latencyFrom(hist: Float64Array): LatencyStats {
     }
     return P.bucketLow(hist.length);
   };
-  return { count: total, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), bounds: LATENCY_BOUNDS, counts: Array.from(hist) };
+  return {
+    count: total,
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    p999: at(0.999),
+    bounds: LATENCY_BOUNDS,
+    counts: Array.from(hist),
+  };
 }
 
 /** Upper bounds (µs) of the dispatcher's latency buckets; the last bucket has none. */
-const LATENCY_BOUNDS: readonly number[] = Object.freeze(Array.from({ length: P.HIST_BUCKETS - 1 }, (_, i) => P.bucketLow(i + 1)));
+const LATENCY_BOUNDS: readonly number[] = Object.freeze(
+  Array.from({ length: P.HIST_BUCKETS - 1 }, (_, i) => P.bucketLow(i + 1)),
+);
 
 /** Anonymous memory served by tmem (a frontswap "type"). */
 export class Region {
@@ -738,8 +847,14 @@ export class Region {
   protected readonly added: Promise<number>;
 
   /** @internal use {@link Swap.region} */
-  constructor(protected readonly swap: Swap, uffd: Uffd, size: number, readonly requested: number,
-    kind: P.RegionKind, file?: { fd: number; fileSize: number; writable: boolean; path: string }) {
+  constructor(
+    protected readonly swap: Swap,
+    uffd: Uffd,
+    size: number,
+    readonly requested: number,
+    kind: P.RegionKind,
+    file?: { fd: number; fileSize: number; writable: boolean; path: string },
+  ) {
     this.size = size;
     this.native = new native.Region(uffd, size, REGISTER_MODE_MISSING | REGISTER_MODE_WP);
     const spec: P.RegionSpec = { id: this.id, address: this.native.address, size, kind, stats: this.statsBuf, ...file };
@@ -786,8 +901,13 @@ export class Region {
       storedPages: R[P.R_STORED],
       samePages: R[P.R_SAME],
       faults: {
-        zero: R[P.R_FAULTS_ZERO], pool: R[P.R_FAULTS_POOL], same: R[P.R_FAULTS_SAME], staged: R[P.R_FAULTS_STAGED],
-        file: R[P.R_FAULTS_FILE], cleancache: R[P.R_FAULTS_CLEANCACHE], swapFile: R[P.R_FAULTS_SWAP],
+        zero: R[P.R_FAULTS_ZERO],
+        pool: R[P.R_FAULTS_POOL],
+        same: R[P.R_FAULTS_SAME],
+        staged: R[P.R_FAULTS_STAGED],
+        file: R[P.R_FAULTS_FILE],
+        cleancache: R[P.R_FAULTS_CLEANCACHE],
+        swapFile: R[P.R_FAULTS_SWAP],
       },
       evictions: R[P.R_EVICTIONS],
       dirtyPages: R[P.R_DIRTY],
@@ -846,8 +966,15 @@ export class Region {
 /** A file mapped through tmem (cleancache for clean pages). */
 export class FileRegion extends Region {
   /** @internal use {@link Swap.mapFile} */
-  constructor(swap: Swap, uffd: Uffd, size: number, fileSize: number, private readonly fd: number,
-    /** The mapped file's path. */ readonly path: string, /** Written pages go back to the file. */ readonly writable: boolean) {
+  constructor(
+    swap: Swap,
+    uffd: Uffd,
+    size: number,
+    fileSize: number,
+    private readonly fd: number,
+    /** The mapped file's path. */ readonly path: string,
+    /** Written pages go back to the file. */ readonly writable: boolean,
+  ) {
     super(swap, uffd, size, fileSize, 'file', { fd, fileSize, writable, path });
   }
 
@@ -865,6 +992,10 @@ export class FileRegion extends Region {
   }
 
   protected override afterClose(): void {
-    try { fs.closeSync(this.fd); } catch { /* already closed */ }
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
   }
 }

@@ -50,7 +50,10 @@ const TAG = 16;
 
 /** An I/O failure on the swap file; the page stays where it was. */
 export class SwapFileError extends Error {
-  constructor(message: string, readonly code?: string) {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
     super(message);
   }
 }
@@ -76,7 +79,16 @@ class SlotCipher {
   }
 
   /** Encrypts src (4096 bytes) into dst; writes the 16-byte tag at tags[tagOff]. */
-  seal(slot: number, counter: number, owner: number, page: number, src: Uint8Array, dst: Uint8Array, tags: Uint8Array, tagOff: number): void {
+  seal(
+    slot: number,
+    counter: number,
+    owner: number,
+    page: number,
+    src: Uint8Array,
+    dst: Uint8Array,
+    tags: Uint8Array,
+    tagOff: number,
+  ): void {
     this.bind(slot, counter, owner, page);
     const c = crypto.createCipheriv(CIPHER, this.key, this.iv, { authTagLength: TAG });
     c.setAAD(this.aad);
@@ -86,7 +98,16 @@ class SlotCipher {
   }
 
   /** Decrypts src into dst if the tag at tags[tagOff] matches; false (dst untouched) if not. */
-  open(slot: number, counter: number, owner: number, page: number, src: Uint8Array, dst: Uint8Array, tags: Uint8Array, tagOff: number): boolean {
+  open(
+    slot: number,
+    counter: number,
+    owner: number,
+    page: number,
+    src: Uint8Array,
+    dst: Uint8Array,
+    tags: Uint8Array,
+    tagOff: number,
+  ): boolean {
     this.bind(slot, counter, owner, page);
     const d = crypto.createDecipheriv(CIPHER, this.key, this.iv, { authTagLength: TAG });
     d.setAAD(this.aad);
@@ -127,7 +148,11 @@ export class SwapFile {
   readaheadHits = 0;
 
   /** `encrypt`: seal every slot with AES-256-GCM under a key only this object holds. */
-  constructor(readonly fd: number, size: number, readonly encrypt = false) {
+  constructor(
+    readonly fd: number,
+    size: number,
+    readonly encrypt = false,
+  ) {
     this.slots = Math.floor(size / SLOT);
     this.used = new Uint8Array(this.slots);
     this.owner = new Int32Array(this.slots);
@@ -157,8 +182,10 @@ export class SwapFile {
    */
   allocRun(n: number, out: Int32Array): number {
     if (this.usedCount === this.slots) return 0;
-    let best = -1, bestLen = 0;
-    let i = this.next, scanned = 0;
+    let best = -1,
+      bestLen = 0;
+    let i = this.next,
+      scanned = 0;
     while (scanned < this.slots) {
       if (i >= this.slots) i = 0;
       if (this.used[i]) {
@@ -213,8 +240,16 @@ export class SwapFile {
       out = this.sealed;
       // The tags go to a scratch copy first: a failed write must leave the recorded ones alone.
       for (let k = 0; k < n; k++) {
-        this.cipher.seal(first + k, base + k, owners[from + k], pages[from + k], buf.subarray(k * SLOT, (k + 1) * SLOT),
-          out.subarray(k * SLOT, (k + 1) * SLOT), this.sealedTags, k * TAG);
+        this.cipher.seal(
+          first + k,
+          base + k,
+          owners[from + k],
+          pages[from + k],
+          buf.subarray(k * SLOT, (k + 1) * SLOT),
+          out.subarray(k * SLOT, (k + 1) * SLOT),
+          this.sealedTags,
+          k * TAG,
+        );
       }
       this.writes += n; // counters are spent even if the write fails: a nonce is never reused
     }
@@ -226,7 +261,10 @@ export class SwapFile {
       // The file may not be able to grow (ENOSPC, EDQUOT, EFBIG): next time, look from the
       // start, where slots freed by swap-ins already have blocks, not further into the hole.
       this.next = 0;
-      throw new SwapFileError(`tmem: writing ${n} page(s) to the swap file failed: ${err.code ?? err.message}`, err.code);
+      throw new SwapFileError(
+        `tmem: writing ${n} page(s) to the swap file failed: ${err.code ?? err.message}`,
+        err.code,
+      );
     }
     for (let k = 0; k < n; k++) {
       const slot = first + k;
@@ -270,7 +308,17 @@ export class SwapFile {
       src = this.cipher ? this.one : out;
       this.preadFully(src, SLOT, slot * SLOT);
     }
-    if (this.cipher) return this.cipher.open(slot, this.gen![slot], this.owner[slot], this.page[slot], src, out, this.tag!, slot * TAG);
+    if (this.cipher)
+      return this.cipher.open(
+        slot,
+        this.gen![slot],
+        this.owner[slot],
+        this.page[slot],
+        src,
+        out,
+        this.tag!,
+        slot * TAG,
+      );
     if (src !== out) out.set(src);
     return crc32(out) === this.crc![slot];
   }
@@ -330,7 +378,8 @@ export function openSwapFile(path: string): { fd: number } {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EEXIST') {
-      err.message = `tmem: swapFile.path '${path}' already exists: tmem creates its swap file itself (O_EXCL) and never ` +
+      err.message =
+        `tmem: swapFile.path '${path}' already exists: tmem creates its swap file itself (O_EXCL) and never ` +
         `opens, truncates or removes an existing file, symlink or device; remove it, or give a directory (${err.message})`;
     }
     throw err;

@@ -33,8 +33,8 @@
 
 #include "deadman.h"
 #include "file_io.h"
-#include "page_codec.h"
 #include "memory.h"
+#include "page_codec.h"
 #include "sys_error.h"
 #include "thread.h"
 #include "uffd.h"
@@ -64,7 +64,7 @@ struct Mapping {
 };
 
 std::mutex g_mu;
-std::map<uint64_t, std::shared_ptr<Mapping>> g_regions;  // by start address
+std::map<uint64_t, std::shared_ptr<Mapping>> g_regions;   // by start address
 std::map<int, std::shared_ptr<tmem::Deadman>> g_deadmen;  // by uffd fd
 
 // Bumped whenever a region is added, closed or dropped: invalidates every
@@ -139,12 +139,8 @@ Napi::ArrayBuffer region_buffer(Napi::Env env, const std::shared_ptr<Mapping>& m
 
 // ---- argument checking -------------------------------------------------------
 
-[[noreturn]] void type_error(Napi::Env env, const std::string& msg) {
-  throw Napi::TypeError::New(env, msg);
-}
-[[noreturn]] void range_error(Napi::Env env, const std::string& msg) {
-  throw Napi::RangeError::New(env, msg);
-}
+[[noreturn]] void type_error(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+[[noreturn]] void range_error(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
 
 double number_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (i >= info.Length() || !info[i].IsNumber()) {
@@ -169,9 +165,11 @@ uint64_t addr_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
 /** A length in bytes: > 0 and a multiple of the page size. */
 uint64_t len_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   double v = number_arg(info, i, name);
-  if (v <= 0) range_error(info.Env(), std::string(name) + " must be > 0, got " + std::to_string(static_cast<int64_t>(v)));
+  if (v <= 0)
+    range_error(info.Env(), std::string(name) + " must be > 0, got " + std::to_string(static_cast<int64_t>(v)));
   uint64_t n = static_cast<uint64_t>(v);
-  if (n % kPageSize) range_error(info.Env(), std::string(name) + " must be a multiple of 4096, got " + std::to_string(n));
+  if (n % kPageSize)
+    range_error(info.Env(), std::string(name) + " must be a multiple of 4096, got " + std::to_string(n));
   return n;
 }
 
@@ -188,8 +186,7 @@ using tmem::hex;
 void check_in_region(Napi::Env env, int fd, uint64_t addr, uint64_t len, const char* name) {
   const RegionCache& c = t_region_cache;
   const uint64_t gen = g_regions_gen.load(std::memory_order_acquire);
-  if (c.gen == gen && c.fd == fd && addr >= c.addr &&
-      addr + len <= c.addr + c.len && addr + len > addr) {
+  if (c.gen == gen && c.fd == fd && addr >= c.addr && addr + len <= c.addr + c.len && addr + len > addr) {
     return;
   }
   auto m = find_region(addr);
@@ -222,9 +219,14 @@ Bytes bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
       NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &offset), Bytes{});
       size_t elem = 1;
       switch (type) {
-        case napi_int16_array: case napi_uint16_array: elem = 2; break;
-        case napi_int32_array: case napi_uint32_array: case napi_float32_array: elem = 4; break;
-        case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
+        case napi_int16_array:
+        case napi_uint16_array: elem = 2; break;
+        case napi_int32_array:
+        case napi_uint32_array:
+        case napi_float32_array: elem = 4; break;
+        case napi_float64_array:
+        case napi_bigint64_array:
+        case napi_biguint64_array: elem = 8; break;
         default: break;
       }
       return Bytes{static_cast<uint8_t*>(data), length * elem};
@@ -264,16 +266,17 @@ Napi::Error sys_error(Napi::Env env, const tmem::SysError& e) {
   return err;
 }
 
-#define SYSCALL_GUARD(body)                              \
-  try {                                                  \
-    body                                                 \
-  } catch (const tmem::SysError& e) {                    \
-    throw sys_error(info.Env(), e);                      \
+#define SYSCALL_GUARD(body)           \
+  try {                               \
+    body                              \
+  } catch (const tmem::SysError& e) { \
+    throw sys_error(info.Env(), e);   \
   }
 
 /** Names of the _UFFDIO_* bits in an ioctls mask. */
 Napi::Array ioctl_names(Napi::Env env, uint64_t ioctls) {
-  static const char* kIoctls[] = {"REGISTER", "UNREGISTER", "WAKE", "COPY", "ZEROPAGE", "MOVE", "WRITEPROTECT", "CONTINUE", "POISON"};
+  static const char* kIoctls[] = {"REGISTER", "UNREGISTER",   "WAKE",     "COPY",  "ZEROPAGE",
+                                  "MOVE",     "WRITEPROTECT", "CONTINUE", "POISON"};
   Napi::Array names = Napi::Array::New(env);
   uint32_t j = 0;
   for (int bit = 0; bit < 9; bit++)
@@ -287,27 +290,26 @@ Napi::Array ioctl_names(Napi::Env env, uint64_t ioctls) {
 class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(
-        env, "Uffd",
-        {
-            StaticMethod<&UffdWrap::Attach>("attach"),
-            InstanceMethod<&UffdWrap::Describe>("describe"),
-            InstanceMethod<&UffdWrap::Read>("read"),
-            InstanceMethod<&UffdWrap::WakeReader>("wakeReader"),
-            InstanceMethod<&UffdWrap::Copy>("copy"),
-            InstanceMethod<&UffdWrap::CopyObject>("copyObject"),
-            InstanceMethod<&UffdWrap::Zeropage>("zeropage"),
-            InstanceMethod<&UffdWrap::Move>("move"),
-            InstanceMethod<&UffdWrap::Wake>("wake"),
-            InstanceMethod<&UffdWrap::Unshare>("unshare"),
-            InstanceMethod<&UffdWrap::WriteProtect>("writeProtect"),
-            InstanceMethod<&UffdWrap::Poison>("poison"),
-            InstanceMethod<&UffdWrap::ArmDeadman>("armDeadman"),
-            InstanceMethod<&UffdWrap::DisarmDeadman>("disarmDeadman"),
-            InstanceMethod<&UffdWrap::Close>("close"),
-            InstanceAccessor<&UffdWrap::Fd>("fd"),
-            InstanceAccessor<&UffdWrap::Closed>("closed"),
-        });
+    return DefineClass(env, "Uffd",
+                       {
+                           StaticMethod<&UffdWrap::Attach>("attach"),
+                           InstanceMethod<&UffdWrap::Describe>("describe"),
+                           InstanceMethod<&UffdWrap::Read>("read"),
+                           InstanceMethod<&UffdWrap::WakeReader>("wakeReader"),
+                           InstanceMethod<&UffdWrap::Copy>("copy"),
+                           InstanceMethod<&UffdWrap::CopyObject>("copyObject"),
+                           InstanceMethod<&UffdWrap::Zeropage>("zeropage"),
+                           InstanceMethod<&UffdWrap::Move>("move"),
+                           InstanceMethod<&UffdWrap::Wake>("wake"),
+                           InstanceMethod<&UffdWrap::Unshare>("unshare"),
+                           InstanceMethod<&UffdWrap::WriteProtect>("writeProtect"),
+                           InstanceMethod<&UffdWrap::Poison>("poison"),
+                           InstanceMethod<&UffdWrap::ArmDeadman>("armDeadman"),
+                           InstanceMethod<&UffdWrap::DisarmDeadman>("disarmDeadman"),
+                           InstanceMethod<&UffdWrap::Close>("close"),
+                           InstanceAccessor<&UffdWrap::Fd>("fd"),
+                           InstanceAccessor<&UffdWrap::Closed>("closed"),
+                       });
   }
 
   // new Uffd(mode: 0 auto | 1 full | 2 user, extraFeatures)
@@ -318,9 +320,12 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
       if (!info[0].IsObject()) type_error(env, "descriptor must be the object from uffd.describe()");
       Napi::Object d = info[0].As<Napi::Object>();
       for (const char* key : {"fd", "features", "ioctls"}) {
-        if (!d.Get(key).IsNumber()) type_error(env, std::string("descriptor.") + key + " must be a number (pass the object from uffd.describe())");
+        if (!d.Get(key).IsNumber())
+          type_error(env,
+                     std::string("descriptor.") + key + " must be a number (pass the object from uffd.describe())");
       }
-      if (!d.Get("userModeOnly").IsBoolean()) type_error(env, "descriptor.userModeOnly must be a boolean (pass the object from uffd.describe())");
+      if (!d.Get("userModeOnly").IsBoolean())
+        type_error(env, "descriptor.userModeOnly must be a boolean (pass the object from uffd.describe())");
       int fd = d.Get("fd").As<Napi::Number>().Int32Value();
       uint64_t features = static_cast<uint64_t>(d.Get("features").As<Napi::Number>().Int64Value());
       uint64_t ioctls = static_cast<uint64_t>(d.Get("ioctls").As<Napi::Number>().Int64Value());
@@ -332,13 +337,13 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
       SYSCALL_GUARD({ uffd_ = std::make_unique<tmem::Uffd>(fd, features, ioctls, umo); })
       return;
     }
-    uint32_t mode = info.Length() > 0 && !info[0].IsUndefined() ? static_cast<uint32_t>(number_arg(info, 0, "mode")) : 0;
+    uint32_t mode =
+        info.Length() > 0 && !info[0].IsUndefined() ? static_cast<uint32_t>(number_arg(info, 0, "mode")) : 0;
     if (mode > 2) range_error(env, "mode must be 0 (auto), 1 (full) or 2 (user-mode-only)");
     double extra = info.Length() > 1 && !info[1].IsUndefined() ? number_arg(info, 1, "features") : 0;
     if (extra < 0) range_error(env, "features must be a UFFD_FEATURE_* bit mask");
-    SYSCALL_GUARD({
-      uffd_ = std::make_unique<tmem::Uffd>(static_cast<tmem::UffdMode>(mode), static_cast<uint64_t>(extra));
-    })
+    SYSCALL_GUARD(
+        { uffd_ = std::make_unique<tmem::Uffd>(static_cast<tmem::UffdMode>(mode), static_cast<uint64_t>(extra)); })
     deadman_ = std::make_shared<tmem::Deadman>(uffd_.get());
     std::lock_guard<std::mutex> lock(g_mu);
     g_deadmen[uffd_->fd()] = deadman_;
@@ -353,7 +358,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
 
  private:
   static Napi::Value Attach(const Napi::CallbackInfo& info) {
-    if (info.Length() < 1 || !info[0].IsObject()) type_error(info.Env(), "descriptor must be the object from uffd.describe()");
+    if (info.Length() < 1 || !info[0].IsObject())
+      type_error(info.Env(), "descriptor must be the object from uffd.describe()");
     Napi::FunctionReference* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return ctor->New({info[0], Napi::Boolean::New(info.Env(), true)});
   }
@@ -390,7 +396,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     double* o = out.Data();
     for (int i = 0; i < n; i++) {
       o[4 * i] = ev[i].kind;
-      o[4 * i + 1] = ev[i].kind == UFFD_EVENT_REMAP ? static_cast<double>(ev[i].arg2) : static_cast<double>(ev[i].flags);
+      o[4 * i + 1] =
+          ev[i].kind == UFFD_EVENT_REMAP ? static_cast<double>(ev[i].arg2) : static_cast<double>(ev[i].flags);
       o[4 * i + 2] = static_cast<double>(ev[i].address);
       o[4 * i + 3] = static_cast<double>(ev[i].arg1);
     }
@@ -411,7 +418,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     double off = info.Length() > 2 && !info[2].IsUndefined() ? number_arg(info, 2, "srcOffset") : 0;
     if (off < 0 || static_cast<size_t>(off) >= src.len) range_error(env, "srcOffset must be inside src");
     uint32_t flags = flags_arg(info, 3, "flags");
-    double lenv = info.Length() > 4 && !info[4].IsUndefined() ? static_cast<double>(len_arg(info, 4, "length")) : kPageSize;
+    double lenv =
+        info.Length() > 4 && !info[4].IsUndefined() ? static_cast<double>(len_arg(info, 4, "length")) : kPageSize;
     uint64_t len = static_cast<uint64_t>(lenv);
     if (static_cast<size_t>(off) + len > src.len) range_error(env, "src must hold length bytes from srcOffset");
     tmem::Uffd* u = uffd(env);
@@ -529,7 +537,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     Napi::Env env = info.Env();
     tmem::Uffd* u = uffd(env);
     std::string why = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value()
-                                                               : std::string("its thread exited");
+                                                              : std::string("its thread exited");
     std::shared_ptr<tmem::Deadman> dm;
     {
       std::lock_guard<std::mutex> lock(g_mu);
@@ -561,9 +569,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     return info.Env().Undefined();
   }
 
-  Napi::Value Fd(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), uffd_ ? uffd_->fd() : -1);
-  }
+  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), uffd_ ? uffd_->fd() : -1); }
   Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !uffd_); }
 
   void shutdown() {
@@ -623,7 +629,8 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     tmem::Uffd* u = uw->uffd(env);
     uint64_t len = len_arg(info, 1, "size");
     if (len > (uint64_t{1} << 46)) range_error(env, "size must be at most 64 TiB");
-    uint32_t mode = info.Length() > 2 && !info[2].IsUndefined() ? flags_arg(info, 2, "mode") : UFFDIO_REGISTER_MODE_MISSING;
+    uint32_t mode =
+        info.Length() > 2 && !info[2].IsUndefined() ? flags_arg(info, 2, "mode") : UFFDIO_REGISTER_MODE_MISSING;
     if (mode == 0 || (mode & ~(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP))) {
       range_error(env, "mode must be MISSING (1), WP (2) or both (3)");
     }
@@ -785,7 +792,8 @@ Napi::Value Madvise(const Napi::CallbackInfo& info) {
     double a = r[2 * i], l = r[2 * i + 1];
     if (a <= 0 || l <= 0 || a != std::floor(a) || l != std::floor(l) || static_cast<uint64_t>(a) % kPageSize ||
         static_cast<uint64_t>(l) % kPageSize) {
-      range_error(env, "ranges[" + std::to_string(i) + "] must be a page-aligned address and a positive multiple of 4096");
+      range_error(env,
+                  "ranges[" + std::to_string(i) + "] must be a page-aligned address and a positive multiple of 4096");
     }
     ranges[2 * i] = static_cast<uint64_t>(a);
     ranges[2 * i + 1] = static_cast<uint64_t>(l);
@@ -806,7 +814,8 @@ Napi::Value DiscardBuffer(const Napi::CallbackInfo& info) {
   Bytes b = bytes_arg(info, 0, "buffer");
   double off = number_arg(info, 1, "offset");
   double len = number_arg(info, 2, "length");
-  if (off < 0 || len <= 0 || off + len > static_cast<double>(b.len)) range_error(env, "offset/length must lie inside buffer");
+  if (off < 0 || len <= 0 || off + len > static_cast<double>(b.len))
+    range_error(env, "offset/length must lie inside buffer");
   // Only whole pages inside the range (a buffer's data need not be page aligned).
   uint64_t first = reinterpret_cast<uint64_t>(b.data) + static_cast<uint64_t>(off);
   uint64_t start = (first + kPageSize - 1) & ~(kPageSize - 1);
@@ -828,7 +837,8 @@ Napi::Value SetAffinity(const Napi::CallbackInfo& info) {
     Napi::Value v = a.Get(i);
     if (!v.IsNumber()) type_error(env, "cpus[" + std::to_string(i) + "] must be a number");
     double c = v.As<Napi::Number>().DoubleValue();
-    if (c < 0 || c >= CPU_SETSIZE || c != std::floor(c)) range_error(env, "cpus[" + std::to_string(i) + "] must be a CPU number 0..1023");
+    if (c < 0 || c >= CPU_SETSIZE || c != std::floor(c))
+      range_error(env, "cpus[" + std::to_string(i) + "] must be a CPU number 0..1023");
     cpus.push_back(static_cast<int>(c));
   }
   SYSCALL_GUARD({ tmem::set_affinity(cpus); })
@@ -869,7 +879,8 @@ BlockArgs block_args(const Napi::CallbackInfo& info, bool lib_available, const c
   double sl = number_arg(info, 2, "srcLength");
   Bytes dst = bytes_arg(info, 3, "dst");
   double d_off = number_arg(info, 4, "dstOffset");
-  if (so < 0 || sl <= 0 || so + sl > static_cast<double>(src.len)) range_error(env, "srcOffset/srcLength must lie inside src");
+  if (so < 0 || sl <= 0 || so + sl > static_cast<double>(src.len))
+    range_error(env, "srcOffset/srcLength must lie inside src");
   if (d_off < 0 || d_off > static_cast<double>(dst.len)) range_error(env, "dstOffset must lie inside dst");
   return BlockArgs{reinterpret_cast<const char*>(src.data + static_cast<size_t>(so)), static_cast<int>(sl),
                    reinterpret_cast<char*>(dst.data + static_cast<size_t>(d_off)),
@@ -880,7 +891,9 @@ BlockArgs block_args(const Napi::CallbackInfo& info, bool lib_available, const c
 Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
   BlockArgs a = block_args(info, tmem::lz4::available(), "liblz4.so.1");
   int n = tmem::lz4::decompress(a.src, a.dst, a.src_len, a.dst_capacity);
-  if (n < 0) throw Napi::Error::New(info.Env(), "lz4 block is malformed (LZ4_decompress_safe returned " + std::to_string(n) + ")");
+  if (n < 0)
+    throw Napi::Error::New(info.Env(),
+                           "lz4 block is malformed (LZ4_decompress_safe returned " + std::to_string(n) + ")");
   return Napi::Number::New(info.Env(), n);
 }
 
@@ -894,8 +907,10 @@ Napi::Value Lz4Compress(const Napi::CallbackInfo& info) {
 Napi::Value ZstdCompress(const Napi::CallbackInfo& info) {
   BlockArgs a = block_args(info, tmem::zstd::compress_available(), "libzstd.so.1 (ZSTD_compressCCtx)");
   double level = number_arg(info, 5, "level");
-  if (level != static_cast<int>(level) || level < 1 || level > 22) range_error(info.Env(), "level must be an integer 1..22");
-  long n = tmem::zstd::compress(a.src, static_cast<size_t>(a.src_len), a.dst, static_cast<size_t>(a.dst_capacity), static_cast<int>(level));
+  if (level != static_cast<int>(level) || level < 1 || level > 22)
+    range_error(info.Env(), "level must be an integer 1..22");
+  long n = tmem::zstd::compress(a.src, static_cast<size_t>(a.src_len), a.dst, static_cast<size_t>(a.dst_capacity),
+                                static_cast<int>(level));
   if (n < 0) throw Napi::Error::New(info.Env(), "zstd: could not create a compression context");
   return Napi::Number::New(info.Env(), static_cast<double>(n));
 }
@@ -1020,7 +1035,8 @@ class FileIoWrap : public Napi::ObjectWrap<FileIoWrap> {
   // take(out: Float64Array(3) [id, op, result], dst, dstOffset) -> false when nothing finished
   Napi::Value Take(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
         info[0].As<Napi::Float64Array>().ElementLength() < 3) {
       type_error(env, "out must be a Float64Array of at least 3 elements");
     }

@@ -53,8 +53,10 @@ void Deadman::run() {
     } catch (const std::exception& e) {
       // Nobody could serve faults any more: dying loudly beats hanging forever.
       char line[512];
-      int len = std::snprintf(line, sizeof line, "tmem: the fault dispatcher is gone (%s) and its fallback cannot read the userfaultfd: %s\n",
-                              why_.c_str(), e.what());
+      int len =
+          std::snprintf(line, sizeof line,
+                        "tmem: the fault dispatcher is gone (%s) and its fallback cannot read the userfaultfd: %s\n",
+                        why_.c_str(), e.what());
       ssize_t w = ::write(2, line, static_cast<size_t>(len));
       (void)w;
       std::abort();

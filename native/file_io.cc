@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,7 +38,8 @@ struct Identity {
 /** statx of an open file; false (errno set) if it failed. */
 bool identify(int fd, Identity* out) {
   struct statx sx;
-  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_SIZE | STATX_MTIME | STATX_CTIME | STATX_INO, &sx) != 0) {
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_SIZE | STATX_MTIME | STATX_CTIME | STATX_INO, &sx) !=
+      0) {
     return false;
   }
   out->size = static_cast<int64_t>(sx.stx_size);
@@ -149,10 +150,8 @@ int64_t do_read(Job& j) { return read_full(j.file->fd, j.data, j.len, j.offset, 
 
 int64_t execute(Job& j) {
   switch (j.op) {
-    case FileIo::kWrite:
-      return do_write(j);
-    case FileIo::kRead:
-      return do_read(j);
+    case FileIo::kWrite: return do_write(j);
+    case FileIo::kRead: return do_read(j);
     case FileIo::kSync:
       // msync(MS_SYNC) is vfs_fsync_range(datasync=1): data and what finds it (the size), not timestamps.
       return ::fdatasync(j.file->fd) == 0 ? 0 : -errno;

@@ -26,8 +26,8 @@ void madvise_ranges(const uint64_t* ranges, size_t count, int advice) {
   for (size_t i = 0; i < count; i++) {
     uint64_t addr = ranges[2 * i], len = ranges[2 * i + 1];
     if (::madvise(reinterpret_cast<void*>(addr), len, advice) < 0) {
-      throw SysError("madvise", errno, "range " + std::to_string(i) + " (" + hex(addr) + ", " +
-                                           std::to_string(len) + " bytes)");
+      throw SysError("madvise", errno,
+                     "range " + std::to_string(i) + " (" + hex(addr) + ", " + std::to_string(len) + " bytes)");
     }
   }
 }

@@ -118,12 +118,11 @@ const void* decode_page(const uint8_t* obj, size_t n, char* stage, std::string* 
     case 3:
       if (n == kPage + 1) return obj + 1;
       break;
-    default:
-      *err = "stored object has unknown codec " + std::to_string(obj[0]);
-      return nullptr;
+    default: *err = "stored object has unknown codec " + std::to_string(obj[0]); return nullptr;
   }
   if (!page) {
-    *err = "stored object has codec " + std::to_string(obj[0]) + " but its library is not available or its length is wrong";
+    *err = "stored object has codec " + std::to_string(obj[0]) +
+           " but its library is not available or its length is wrong";
     return nullptr;
   }
   if (got != static_cast<long>(kPage)) {

@@ -153,12 +153,23 @@ std::string missing_features(uint64_t missing) {
 }  // namespace
 
 const char* feature_name(int bit) {
-  static const char* names[] = {
-      "PAGEFAULT_FLAG_WP", "EVENT_FORK",   "EVENT_REMAP",     "EVENT_REMOVE",
-      "MISSING_HUGETLBFS", "MISSING_SHMEM", "EVENT_UNMAP",     "SIGBUS",
-      "THREAD_ID",         "MINOR_HUGETLBFS", "MINOR_SHMEM",   "EXACT_ADDRESS",
-      "WP_HUGETLBFS_SHMEM", "WP_UNPOPULATED", "POISON",        "WP_ASYNC",
-      "MOVE"};
+  static const char* names[] = {"PAGEFAULT_FLAG_WP",
+                                "EVENT_FORK",
+                                "EVENT_REMAP",
+                                "EVENT_REMOVE",
+                                "MISSING_HUGETLBFS",
+                                "MISSING_SHMEM",
+                                "EVENT_UNMAP",
+                                "SIGBUS",
+                                "THREAD_ID",
+                                "MINOR_HUGETLBFS",
+                                "MINOR_SHMEM",
+                                "EXACT_ADDRESS",
+                                "WP_HUGETLBFS_SHMEM",
+                                "WP_UNPOPULATED",
+                                "POISON",
+                                "WP_ASYNC",
+                                "MOVE"};
   if (bit >= 0 && bit < static_cast<int>(sizeof(names) / sizeof(names[0]))) return names[bit];
   return "UNKNOWN";
 }
@@ -241,8 +252,7 @@ uint64_t Uffd::register_range(uint64_t addr, uint64_t len, uint64_t mode) {
   r.range.len = len;
   r.mode = mode;
   if (::ioctl(fd_, UFFDIO_REGISTER, &r) < 0) {
-    throw SysError("ioctl(UFFDIO_REGISTER)", errno,
-                   "start " + hex(addr) + " len " + std::to_string(len));
+    throw SysError("ioctl(UFFDIO_REGISTER)", errno, "start " + hex(addr) + " len " + std::to_string(len));
   }
   return r.ioctls;
 }
@@ -311,9 +321,7 @@ int Uffd::read_events(UffdEvent* out, int max, int timeout_ms) {
           e.address = m.arg.pagefault.address & ~(kPageSize - 1);
           e.arg1 = m.arg.pagefault.feat.ptid;
           break;
-        case UFFD_EVENT_FORK:
-          e.arg1 = m.arg.fork.ufd;
-          break;
+        case UFFD_EVENT_FORK: e.arg1 = m.arg.fork.ufd; break;
         case UFFD_EVENT_REMAP:
           e.address = m.arg.remap.from;
           e.arg1 = m.arg.remap.to;
@@ -324,8 +332,7 @@ int Uffd::read_events(UffdEvent* out, int max, int timeout_ms) {
           e.address = m.arg.remove.start;
           e.arg1 = m.arg.remove.end;
           break;
-        default:
-          break;
+        default: break;
       }
     }
   }
@@ -401,8 +408,7 @@ int64_t Uffd::move(uint64_t dst, uint64_t src, uint64_t len, bool allow_src_hole
     m.dst = dst + done;
     m.src = src + done;
     m.len = len - done;
-    m.mode = (allow_src_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0) |
-             (dont_wake ? UFFDIO_MOVE_MODE_DONTWAKE : 0);
+    m.mode = (allow_src_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0) | (dont_wake ? UFFDIO_MOVE_MODE_DONTWAKE : 0);
     if (::ioctl(fd_, UFFDIO_MOVE, &m) == 0) return static_cast<int64_t>(len);
     int err = errno;
     if (m.move > 0) {
@@ -411,8 +417,7 @@ int64_t Uffd::move(uint64_t dst, uint64_t src, uint64_t len, bool allow_src_hole
     }
     if (done > 0) return static_cast<int64_t>(done);
     if (err == EAGAIN || err == ESRCH || err == ENOENT || err == EBUSY || err == EEXIST) return -err;
-    throw SysError("ioctl(UFFDIO_MOVE)", err,
-                   "dst " + hex(dst) + " src " + hex(src) + " len " + std::to_string(len));
+    throw SysError("ioctl(UFFDIO_MOVE)", err, "dst " + hex(dst) + " src " + hex(src) + " len " + std::to_string(len));
   }
   return static_cast<int64_t>(len);
 }

@@ -46,8 +46,8 @@ enum class UffdMode {
 
 /** What the kernel offers, from a throwaway UFFDIO_API with features = 0. */
 struct UffdProbe {
-  uint64_t features = 0;  // UFFD_FEATURE_* the kernel supports
-  uint64_t ioctls = 0;    // 1 << _UFFDIO_* available on the fd
+  uint64_t features = 0;         // UFFD_FEATURE_* the kernel supports
+  uint64_t ioctls = 0;           // 1 << _UFFDIO_* available on the fd
   bool dev_userfaultfd = false;  // /dev/userfaultfd could be opened
   bool full_mode = false;        // a uffd without UFFD_USER_MODE_ONLY could be opened
 };
@@ -67,8 +67,7 @@ class Uffd {
  public:
   /** Features tmem asks for when the kernel has them. */
   static constexpr uint64_t kWantedFeatures =
-      UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_MOVE |
-      UFFD_FEATURE_POISON;
+      UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_MOVE | UFFD_FEATURE_POISON;
 
   /** Probe what the kernel offers without keeping a uffd. */
   static UffdProbe probe();

@@ -38,7 +38,11 @@ function toolchain(arch) {
   if (arch === process.arch) return { env: {}, strip: 'strip', native: true };
   const cxx = `${t.cross}g++`;
   if (!onPath(cxx)) return null;
-  return { env: { CC: `${t.cross}gcc`, CXX: cxx, LINK: cxx, AR: `${t.cross}ar` }, strip: `${t.cross}strip`, native: false };
+  return {
+    env: { CC: `${t.cross}gcc`, CXX: cxx, LINK: cxx, AR: `${t.cross}ar` },
+    strip: `${t.cross}strip`,
+    native: false,
+  };
 }
 
 function build(arch, tc) {
@@ -50,13 +54,28 @@ function build(arch, tc) {
     fs.symlinkSync(path.join(root, 'node_modules'), path.join(scratch, 'node_modules'), 'dir');
     const bin = require.resolve('prebuildify/bin.js', { paths: [root] });
     // The running Node's headers (N-API is the same for every version): no download.
-    const args = [bin, '--napi', '--target', process.versions.node, '--strip', '--strip-bin', tc.strip, '--tag-libc', '--arch', arch, '--out', root, scratch];
+    const args = [
+      bin,
+      '--napi',
+      '--target',
+      process.versions.node,
+      '--strip',
+      '--strip-bin',
+      tc.strip,
+      '--tag-libc',
+      '--arch',
+      arch,
+      '--out',
+      root,
+      scratch,
+    ];
     console.log(`prebuild: linux-${arch}${tc.native ? '' : ` (cross: ${tc.env.CXX})`}`);
     const env = { ...process.env, ...tc.env };
     const nodedir = path.resolve(process.execPath, '..', '..');
     if (fs.existsSync(path.join(nodedir, 'include', 'node', 'node_api.h'))) env.npm_config_nodedir = nodedir;
     const r = spawnSync(process.execPath, args, { stdio: 'inherit', env });
-    if (r.status !== 0) throw new Error(`prebuild: prebuildify for linux-${arch} failed (exit ${r.status ?? r.signal})`);
+    if (r.status !== 0)
+      throw new Error(`prebuild: prebuildify for linux-${arch} failed (exit ${r.status ?? r.signal})`);
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }

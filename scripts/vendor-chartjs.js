@@ -14,7 +14,9 @@ let src;
 try {
   src = path.join(path.dirname(require.resolve('chart.js', { paths: [root] })), 'chart.umd.min.js');
 } catch {
-  console.error('vendor-chartjs: chart.js is not installed (a devDependency: run `npm install` in the tmem repository)');
+  console.error(
+    'vendor-chartjs: chart.js is not installed (a devDependency: run `npm install` in the tmem repository)',
+  );
   process.exit(1);
 }
 const dir = path.join(root, 'dist', 'lib', 'cli', 'vendor');

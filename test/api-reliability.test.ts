@@ -24,7 +24,12 @@ test('item 4: swap.close() twice at once: both promises settle and the code afte
   const r = await runNodeChild(CHILD, ['close-twice'], 60000);
   t.is(r.signal, null, show(r));
   t.is(r.code, 0, show(r));
-  for (let round = 0; round < 4; round++) t.regex(r.stderr, new RegExp(`round ${round}: first close settled\n.*round ${round}: second close settled`, 's'), show(r));
+  for (let round = 0; round < 4; round++)
+    t.regex(
+      r.stderr,
+      new RegExp(`round ${round}: first close settled\n.*round ${round}: second close settled`, 's'),
+      show(r),
+    );
   t.regex(r.stderr, /after close\n.*exiting with 0/s, show(r));
 });
 
@@ -49,14 +54,23 @@ test('item 4: options the dispatcher used to find out about are checked in open(
     [{ idle: { budget: 2 ** 30 } }, /idle\.budget/],
   ];
   for (const [o, message] of bad) {
-    await t.throwsAsync(withTimeout(open(o), 30000, 'open()'), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message }, JSON.stringify(o));
+    await t.throwsAsync(
+      withTimeout(open(o), 30000, 'open()'),
+      { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message },
+      JSON.stringify(o),
+    );
   }
 });
 
 test('item 13: unknown keys in idle and swapFile, open([]), null options are refused with codes', async (t) => {
   const cases: [unknown, string, typeof TypeError | typeof RangeError, RegExp][] = [
     [{ idle: { afer: 50 } }, 'ERR_INVALID_ARG_VALUE', TypeError, /unknown key in idle: 'afer'; accepted: after, /],
-    [{ swapFile: { path: '.', size: '1MiB', sise: 1 } }, 'ERR_INVALID_ARG_VALUE', TypeError, /unknown key in swapFile: 'sise'/],
+    [
+      { swapFile: { path: '.', size: '1MiB', sise: 1 } },
+      'ERR_INVALID_ARG_VALUE',
+      TypeError,
+      /unknown key in swapFile: 'sise'/,
+    ],
     [{ swapFile: { path: '.' } }, 'ERR_INVALID_ARG_TYPE', TypeError, /swapFile\.size must be given/],
     [{ residentLimt: '1MiB' }, 'ERR_INVALID_ARG_VALUE', TypeError, /unknown option 'residentLimt'/],
     [[], 'ERR_INVALID_ARG_TYPE', TypeError, /options must be an object .*got an array/],
@@ -77,7 +91,11 @@ test('item 13: unknown keys in idle and swapFile, open([]), null options are ref
     [{ userModeOnly: null }, 'ERR_INVALID_ARG_TYPE', TypeError, /userModeOnly/],
   ];
   for (const [o, code, instanceOf, message] of cases) {
-    await t.throwsAsync(withTimeout(open(o as never), 30000, 'open()'), { instanceOf, code, message }, JSON.stringify(o));
+    await t.throwsAsync(
+      withTimeout(open(o as never), 30000, 'open()'),
+      { instanceOf, code, message },
+      JSON.stringify(o),
+    );
   }
 });
 
@@ -87,10 +105,17 @@ test('codes on every API error: bad sizes, use after close, bad share()', async 
   t.throws(() => swap.region('2 apples'), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => swap.region({} as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => swap.mapFile(''), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
-  t.throws(() => swap.mapFile(__filename, { writeable: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: /writeable/ });
+  t.throws(() => swap.mapFile(__filename, { writeable: true } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /writeable/,
+  });
   const { attachRegion } = await import('../lib');
   t.throws(() => attachRegion(null as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
-  t.throws(() => attachRegion({ id: 1, address: 4096 * 16, size: 4096 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /open tmem region/ });
+  t.throws(() => attachRegion({ id: 1, address: 4096 * 16, size: 4096 }), {
+    instanceOf: RangeError,
+    code: 'ERR_OUT_OF_RANGE',
+    message: /open tmem region/,
+  });
   const r = swap.region('64KiB');
   await withTimeout(r.close(), 30000, 'region.close()');
   t.throws(() => r.buffer, { code: 'ERR_TMEM_CLOSED' });
@@ -119,7 +144,7 @@ test('await using closes a swap and its regions at the end of the scope', async 
   t.throws(() => swapRef.region(4096), { code: 'ERR_TMEM_CLOSED' });
 });
 
-test('pin: true changes no program thread\'s affinity: the main thread and Workers (started before or while open, faulting or not) keep theirs', async (t) => {
+test("pin: true changes no program thread's affinity: the main thread and Workers (started before or while open, faulting or not) keep theirs", async (t) => {
   if (os.cpus().length < 2) {
     t.pass('one CPU: affinity cannot be told apart');
     return;
@@ -131,7 +156,13 @@ test('pin: true changes no program thread\'s affinity: the main thread and Worke
   t.true(all!.includes(','), `the child starts on every CPU\n${show(r)}`);
   t.true(r.stderr.includes(`a Worker before open: ${all}\n`), show(r));
   for (const order of ['opened', 'reverse']) {
-    for (const what of ['the early Worker after its faults', 'while open', 'a Worker started while open', 'after one close', 'after both']) {
+    for (const what of [
+      'the early Worker after its faults',
+      'while open',
+      'a Worker started while open',
+      'after one close',
+      'after both',
+    ]) {
       t.true(r.stderr.includes(`${order}: ${what}: ${all}\n`), `${order}: ${what}: every CPU still\n${show(r)}`);
     }
   }
@@ -145,25 +176,35 @@ test('item 15: a region buffer in a postMessage transfer list throws ERR_TMEM_UN
   const bytes = new Uint8Array(buf);
   bytes[0] = 1;
   const { port1, port2 } = new MessageChannel();
-  t.teardown(() => { port1.close(); port2.close(); });
+  t.teardown(() => {
+    port1.close();
+    port2.close();
+  });
   const err = { instanceOf: TypeError, code: 'ERR_TMEM_UNTRANSFERABLE', message: /share\(\).*attachRegion\(\)/s };
   t.throws(() => port1.postMessage(buf, [buf]), err);
   t.throws(() => port1.postMessage({ buf }, { transfer: [buf] } as never), err);
   t.is(buf.byteLength, 64 * 1024, 'the region keeps its buffer');
   // Worker.postMessage goes through the same check; share() + attachRegion() is the way.
-  const worker = new Worker(`const { parentPort } = require('node:worker_threads');
+  const worker = new Worker(
+    `const { parentPort } = require('node:worker_threads');
     const { attachRegion } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'index.js'))});
     parentPort.once('message', (shared) => {
       const b = new Uint8Array(attachRegion(shared));
       for (let i = 0; i < b.length; i += 4096) b[i] = 0xab;
       try { parentPort.postMessage('x', [b.buffer]); } catch (e) { parentPort.postMessage(e.code); return; }
       parentPort.postMessage('transferred');
-    });`, { eval: true });
+    });`,
+    { eval: true },
+  );
   t.teardown(() => worker.terminate());
   t.throws(() => worker.postMessage(buf, [buf]), err);
   const reply = new Promise((resolve) => worker.once('message', resolve));
   worker.postMessage(region.share());
-  t.is(await withTimeout(reply, 30000, 'worker reply'), 'ERR_TMEM_UNTRANSFERABLE', 'attachRegion buffers are guarded too');
+  t.is(
+    await withTimeout(reply, 30000, 'worker reply'),
+    'ERR_TMEM_UNTRANSFERABLE',
+    'attachRegion buffers are guarded too',
+  );
   for (let i = 0; i < bytes.length; i += 4096) t.is(bytes[i], 0xab, `the Worker's write at ${i} reached the region`);
 });
 
@@ -174,7 +215,11 @@ test('item 6: regions over 4 GiB work where Node.js allows it, else ERR_OUT_OF_R
   if (bufferConstants.MAX_LENGTH < 16 * 2 ** 30) {
     // Node.js 20: external ArrayBuffers stop at 4 GiB.
     t.regex(r.stderr, /native buffer: RangeError ERR_OUT_OF_RANGE: .*napi_create_external_arraybuffer/, show(r));
-    t.regex(r.stderr, /region: RangeError ERR_OUT_OF_RANGE: region size is 16GiB: more than the 4GiB .*buffer\.constants\.MAX_LENGTH/, show(r));
+    t.regex(
+      r.stderr,
+      /region: RangeError ERR_OUT_OF_RANGE: region size is 16GiB: more than the 4GiB .*buffer\.constants\.MAX_LENGTH/,
+      show(r),
+    );
     t.regex(r.stderr, /mapFile: RangeError ERR_OUT_OF_RANGE: file .* is 5GiB/, show(r));
   } else {
     t.regex(r.stderr, /native buffer: 8589934592/, show(r));
@@ -190,11 +235,16 @@ test('item 6: regions over 4 GiB work where Node.js allows it, else ERR_OUT_OF_R
 function underUlimit(kib: number, mode: string, timeoutMs: number, ...args: string[]): Promise<ChildResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', `ulimit -v ${kib} && exec "$0" "$@"`, process.execPath, CHILD, mode, ...args],
-      { stdio: ['ignore', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    const child = spawn('bash', ['-c', `ulimit -v ${kib} && exec "$0" "$@"`, process.execPath, CHILD, mode, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    });
     let stderr = '';
     child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.stderr.on('data', (d: string) => {
+      stderr += d;
+    });
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - started }));
   });
@@ -207,7 +257,11 @@ test('item 8: under ulimit -v, open() either works or fails naming poolLimit; a 
   const dflt = await underUlimit(3_000_000, 'pool', 60000);
   t.is(dflt.signal, null, show(dflt));
   t.is(dflt.code, 0, show(dflt));
-  t.regex(dflt.stderr, /pool: 0 wrong bytes|open: Error ERR_TMEM_ADDRESS_SPACE: .*\(poolLimit\).*ulimit -v.*lower poolLimit/, show(dflt));
+  t.regex(
+    dflt.stderr,
+    /pool: 0 wrong bytes|open: Error ERR_TMEM_ADDRESS_SPACE: .*\(poolLimit\).*ulimit -v.*lower poolLimit/,
+    show(dflt),
+  );
   const small = await underUlimit(3_000_000, 'pool', 60000, '256MiB');
   t.is(small.signal, null, show(small));
   t.regex(small.stderr, /pool: 0 wrong bytes, stored \d+ pages/, show(small));

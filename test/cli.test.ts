@@ -16,12 +16,20 @@ import { parseBenchArgs, SCENARIOS, UsageError } from '../lib/cli/args';
 
 const CLI = path.join(__dirname, '..', 'lib', 'cli.js');
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function tmem(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
-    let stdout = '', stderr = '';
+    const child = spawn(process.execPath, [CLI, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: opts.env ?? process.env,
+    });
+    let stdout = '',
+      stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
@@ -38,7 +46,19 @@ function tmem(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEn
 test('tmem bench --help prints the options, exit 0', async (t) => {
   const r = await tmem(['bench', '--help']);
   t.is(r.code, 0);
-  for (const s of ['--quick', '--pages', '--corpus', '--pattern', '--compressor', '--allocator', '--no-pin', '--threads', '--scenarios', '--json', '--report']) {
+  for (const s of [
+    '--quick',
+    '--pages',
+    '--corpus',
+    '--pattern',
+    '--compressor',
+    '--allocator',
+    '--no-pin',
+    '--threads',
+    '--scenarios',
+    '--json',
+    '--report',
+  ]) {
     t.true(r.stdout.includes(s), `help mentions ${s}`);
   }
 });
@@ -64,7 +84,10 @@ const bad: [string[], RegExp][] = [
   [['bench', '--pages', '10'], /'--pages' must be an integer from 64/],
   [['bench', '--threads', '0'], /'--threads' must be an integer from 1 to 64/],
   [['bench', '--scenarios', 'zero,warp'], /unknown scenario 'warp'; accepted: zero, pool, swapfile, eviction, density/],
-  [['bench', '--scenario', 'steady,warp'], /option '--scenario': unknown scenario 'warp'; accepted: .*steady, fill, threads, readback/],
+  [
+    ['bench', '--scenario', 'steady,warp'],
+    /option '--scenario': unknown scenario 'warp'; accepted: .*steady, fill, threads, readback/,
+  ],
   [['bench', '--frobnicate'], /unknown option '--frobnicate' for 'tmem bench'; accepted: .*--pattern/],
   [['bench', '--pages'], /option '--pages' needs a value/],
   [['bench', '--json=yes'], /'--json' takes no value/],
@@ -103,7 +126,7 @@ test('options: defaults, --quick, --no-pin, --scenarios order, --name=value', (t
   t.throws(() => parseBenchArgs(['--threads', '-1']), { instanceOf: UsageError });
 });
 
-test('corpus generators: single kinds, a mix, a file of the user\'s pages', (t) => {
+test("corpus generators: single kinds, a mix, a file of the user's pages", (t) => {
   const z = buildCorpus('zero', 100, 1);
   t.is(z.corpus.pages, 100);
   t.deepEqual(z.counts, { zero: 100 });
@@ -135,7 +158,11 @@ test('corpus generators: single kinds, a mix, a file of the user\'s pages', (t) 
 test('touch orders are permutations; zipfian puts hot pages first', (t) => {
   for (const p of ['sequential', 'random', 'zipfian'] as const) {
     const o = touchOrder(p, 1000, 5);
-    t.deepEqual([...o].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => i), p);
+    t.deepEqual(
+      [...o].sort((a, b) => a - b),
+      Array.from({ length: 1000 }, (_, i) => i),
+      p,
+    );
   }
   t.deepEqual([...touchOrder('sequential', 5, 1)], [0, 1, 2, 3, 4]);
 });
@@ -145,13 +172,29 @@ function checkLatency(t: import('ava').ExecutionContext, sc: LatencyScenario, pa
   const tm = sc.series[0];
   t.is(tm.role, 'tmem');
   t.is(tm.summary!.n, pages, `${sc.id}: one sample per page`);
-  t.true(tm.summary!.p50 > 0 && tm.summary!.p50 <= tm.summary!.p90 && tm.summary!.p90 <= tm.summary!.p99 && tm.summary!.p99 <= tm.summary!.p999, `${sc.id}: ordered percentiles`);
+  t.true(
+    tm.summary!.p50 > 0 &&
+      tm.summary!.p50 <= tm.summary!.p90 &&
+      tm.summary!.p90 <= tm.summary!.p99 &&
+      tm.summary!.p99 <= tm.summary!.p999,
+    `${sc.id}: ordered percentiles`,
+  );
   t.is(sc.badPages, 0, `${sc.id}: every page read back right`);
   t.true(tm.cdf!.length > 10 && tm.cdf![tm.cdf!.length - 1][1] === 1, `${sc.id}: CDF ends at 1`);
-  t.is(tm.hist!.reduce((a, b) => a + b, 0), pages, `${sc.id}: histogram holds every sample`);
-  for (const s of sc.series.slice(1)) t.true(s.summary !== null || typeof s.skipped === 'string', `${sc.id}: ${s.label} measured or says why not`);
+  t.is(
+    tm.hist!.reduce((a, b) => a + b, 0),
+    pages,
+    `${sc.id}: histogram holds every sample`,
+  );
+  for (const s of sc.series.slice(1))
+    t.true(s.summary !== null || typeof s.skipped === 'string', `${sc.id}: ${s.label} measured or says why not`);
   const base = sc.series.find((s) => s.label === sc.baseline);
-  if (base) t.is(sc.ratio!.p50, Math.round((tm.summary!.p50 / base.summary!.p50) * 1000) / 1000, `${sc.id}: ratio = tmem / baseline`);
+  if (base)
+    t.is(
+      sc.ratio!.p50,
+      Math.round((tm.summary!.p50 / base.summary!.p50) * 1000) / 1000,
+      `${sc.id}: ratio = tmem / baseline`,
+    );
   else t.is(sc.ratio, null);
 }
 
@@ -159,13 +202,28 @@ function checkLatency(t: import('ava').ExecutionContext, sc: LatencyScenario, pa
 // they change the machine. The CI browser check (npm run test:report) runs them for real.
 // Every scenario is in the default set; the suite runs them in two halves to keep each child short.
 test('tmem bench --quick --pages 500 --json: one JSON document with every scenario of the idle state', async (t) => {
-  const r = await tmem(['bench', '--quick', '--pages', '500', '--no-baselines', '--json', '--scenarios', 'zero,pool,swapfile,eviction,density'], { timeoutMs: 55000 });
+  const r = await tmem(
+    [
+      'bench',
+      '--quick',
+      '--pages',
+      '500',
+      '--no-baselines',
+      '--json',
+      '--scenarios',
+      'zero,pool,swapfile,eviction,density',
+    ],
+    { timeoutMs: 55000 },
+  );
   t.is(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as BenchResult;
   t.is(doc.tool, 'tmem bench');
   t.true(doc.ok);
   t.is(doc.corpus.pages, 500);
-  t.deepEqual(doc.scenarios.map((s) => s.id), ['zero', 'pool-lz4', 'pool-zstd', 'swapfile', 'eviction', 'density']);
+  t.deepEqual(
+    doc.scenarios.map((s) => s.id),
+    ['zero', 'pool-lz4', 'pool-zstd', 'swapfile', 'eviction', 'density'],
+  );
   for (const sc of doc.scenarios) if (sc.kind === 'latency') checkLatency(t, sc, 500);
   const pool = doc.scenarios.find((s) => s.id === 'pool-lz4') as LatencyScenario;
   t.is(pool.faults!.pool + pool.faults!.same, 500, 'every touch faulted from the pool (or same-filled)');
@@ -177,24 +235,44 @@ test('tmem bench --quick --pages 500 --json: one JSON document with every scenar
   t.true(ev.bars[0].value! > 0);
   const dn = doc.scenarios.find((s) => s.id === 'density') as BarScenario;
   t.true(dn.bars[1].value! > 0 && dn.bars[1].value! < 4096, 'pool bytes per page below a page');
-  t.true(doc.notes.some((n) => /--no-baselines/.test(n)), 'says why the baselines are missing');
+  t.true(
+    doc.notes.some((n) => /--no-baselines/.test(n)),
+    'says why the baselines are missing',
+  );
   t.regex(r.stderr, /pool lz4: touch/, 'progress on stderr');
 });
 
 test('tmem bench --quick --pages 500 --json: the steady-state scenarios (steady, fill, threads, readback) and their targets', async (t) => {
-  const r = await tmem(['bench', '--quick', '--pages', '500', '--no-baselines', '--json', '--scenario', 'readback,threads,fill,steady'], { timeoutMs: 55000 });
+  const r = await tmem(
+    ['bench', '--quick', '--pages', '500', '--no-baselines', '--json', '--scenario', 'readback,threads,fill,steady'],
+    { timeoutMs: 55000 },
+  );
   t.is(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as BenchResult;
   t.true(doc.ok);
   const oneCpu = doc.notes.some((n) => /^threads: this process may run on 1 CPU/.test(n));
-  t.deepEqual(doc.scenarios.map((s) => s.id), ['steady', 'fill', ...(oneCpu ? [] : ['threads']), 'readback'], 'in the order of the scenario list');
+  t.deepEqual(
+    doc.scenarios.map((s) => s.id),
+    ['steady', 'fill', ...(oneCpu ? [] : ['threads']), 'readback'],
+    'in the order of the scenario list',
+  );
   for (const sc of doc.scenarios) if (sc.kind === 'latency') checkLatency(t, sc, 500);
-  for (const sc of doc.scenarios) if (sc.kind === 'bars') t.is(sc.badPages ?? 0, 0, `${sc.id}: every page read back right`);
+  for (const sc of doc.scenarios)
+    if (sc.kind === 'bars') t.is(sc.badPages ?? 0, 0, `${sc.id}: every page read back right`);
   // Eviction runs during the touches; the targets are listed (not measured without baselines, and never a failure).
   const st = doc.scenarios.find((s) => s.id === 'steady') as LatencyScenario;
   t.true(st.faults!.pool + st.faults!.same > 250, 'most touches fault from the pool at residentLimit = 1/8');
-  t.true(st.notes.some((n) => /^[1-9]\d* evictions during the timed touches/.test(n)), 'eviction ran during the touches');
-  t.deepEqual(st.targets!.map((g) => [g.label, g.met]), [['p50 <= 1.5x kernel zram in a memory cgroup', null], ['p99 <= 2x kernel zram in a memory cgroup', null]]);
+  t.true(
+    st.notes.some((n) => /^[1-9]\d* evictions during the timed touches/.test(n)),
+    'eviction ran during the touches',
+  );
+  t.deepEqual(
+    st.targets!.map((g) => [g.label, g.met]),
+    [
+      ['p50 <= 1.5x kernel zram in a memory cgroup', null],
+      ['p99 <= 2x kernel zram in a memory cgroup', null],
+    ],
+  );
   const th = doc.scenarios.find((s) => s.id === 'threads') as LatencyScenario | undefined;
   if (th) {
     t.is(th.series[1].role, 'baseline');
@@ -219,10 +297,31 @@ test('targets: met, missed, not measured; ratios at the bound meet it', (t) => {
 });
 
 test('tmem bench --threads 2: faults from two Workers through attachRegion(region.share())', async (t) => {
-  const r = await tmem(['bench', '--quick', '--pages', '500', '--scenarios', 'pool,zero', '--compressor', 'zstd', '--threads', '2', '--pattern', 'zipfian', '--no-baselines', '--json'], { timeoutMs: 40000 });
+  const r = await tmem(
+    [
+      'bench',
+      '--quick',
+      '--pages',
+      '500',
+      '--scenarios',
+      'pool,zero',
+      '--compressor',
+      'zstd',
+      '--threads',
+      '2',
+      '--pattern',
+      'zipfian',
+      '--no-baselines',
+      '--json',
+    ],
+    { timeoutMs: 40000 },
+  );
   t.is(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as BenchResult;
-  t.deepEqual(doc.scenarios.map((s) => s.id), ['zero', 'pool-zstd']);
+  t.deepEqual(
+    doc.scenarios.map((s) => s.id),
+    ['zero', 'pool-zstd'],
+  );
   for (const sc of doc.scenarios) checkLatency(t, sc as LatencyScenario, 500);
   t.true(doc.notes.some((n) => /--no-baselines/.test(n)));
 });
@@ -231,7 +330,22 @@ test('tmem bench --report writes a self-contained page with Chart.js inlined; th
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-cli-report-'));
   try {
     const file = path.join(dir, 'report.html');
-    const r = await tmem(['bench', '--quick', '--pages', '500', '--scenarios', 'zero,eviction,density', '--corpus', 'json=70,zero=30', '--no-baselines', '--report', file], { timeoutMs: 40000 });
+    const r = await tmem(
+      [
+        'bench',
+        '--quick',
+        '--pages',
+        '500',
+        '--scenarios',
+        'zero,eviction,density',
+        '--corpus',
+        'json=70,zero=30',
+        '--no-baselines',
+        '--report',
+        file,
+      ],
+      { timeoutMs: 40000 },
+    );
     t.is(r.code, 0, r.stderr);
     t.regex(r.stdout, /fault latency, us per touch\s+p50\s+p90\s+p99\s+p99\.9/);
     t.regex(r.stdout, /zero\s+first touch/);
@@ -241,7 +355,8 @@ test('tmem bench --report writes a self-contained page with Chart.js inlined; th
     t.false(/<script[^>]+src=/i.test(html), 'no external script');
     t.false(/<link[^>]+href=/i.test(html), 'no external stylesheet');
     t.regex(html, /data-expected="4"/, 'CDF of zero, histogram, eviction and density bars');
-    for (const id of ['cdf-zero', 'histogram', 'bars-eviction', 'bars-density']) t.true(html.includes(`<canvas id="${id}">`), id);
+    for (const id of ['cdf-zero', 'histogram', 'bars-eviction', 'bars-density'])
+      t.true(html.includes(`<canvas id="${id}">`), id);
     t.true(html.includes('document.body') && html.includes('dataset.rendered'), 'sets the rendered marker');
     const data = /<script id="bench-data" type="application\/json">([\s\S]*?)<\/script>/.exec(html);
     t.truthy(data);
@@ -271,11 +386,17 @@ const { open } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'ind
 `;
 
 async function startChild(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['-e', CHILD], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, TMEM_STATS: '1' } });
+  const child = spawn(process.execPath, ['-e', CHILD], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, TMEM_STATS: '1' },
+  });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('stats child not ready in 15 s')), 15000);
     child.stdout.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) { clearTimeout(timer); resolve(); }
+      if (d.toString().includes('ready')) {
+        clearTimeout(timer);
+        resolve();
+      }
     });
     child.once('exit', (code) => reject(new Error(`stats child exited (${code})`)));
   });
@@ -290,7 +411,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-test('tmem stats --once <pid>: a running program\'s pool, as a table and as JSON', async (t) => {
+test("tmem stats --once <pid>: a running program's pool, as a table and as JSON", async (t) => {
   const child = await startChild();
   try {
     const pid = String(child.pid);
@@ -300,7 +421,16 @@ test('tmem stats --once <pid>: a running program\'s pool, as a table and as JSON
     t.regex(a.stdout, /resident\s+pool\s+stored\s+ratio\s+swap file\s+faults\/s/);
     const b = await tmem(['stats', '--once', '--json', pid]);
     t.is(b.code, 0, b.stderr);
-    const s = JSON.parse(b.stdout) as { pid: number; swaps: { poolBytes: number; residentBytes: number; faults: number; faultsPerSecond: number | null; compressionRatio: number }[] };
+    const s = JSON.parse(b.stdout) as {
+      pid: number;
+      swaps: {
+        poolBytes: number;
+        residentBytes: number;
+        faults: number;
+        faultsPerSecond: number | null;
+        compressionRatio: number;
+      }[];
+    };
     t.is(s.pid, child.pid as number);
     t.is(s.swaps.length, 1);
     t.true(s.swaps[0].poolBytes > 0, 'pages in the pool');
@@ -308,7 +438,10 @@ test('tmem stats --once <pid>: a running program\'s pool, as a table and as JSON
     t.is(s.swaps[0].faultsPerSecond, null, 'one sample: no rate');
     const c = await tmem(['stats', '--json', '--count', '2', '--interval', '300', pid]);
     t.is(c.code, 0, c.stderr);
-    const lines = c.stdout.trim().split('\n').map((l) => JSON.parse(l) as typeof s);
+    const lines = c.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as typeof s);
     t.is(lines.length, 2);
     t.is(typeof lines[1].swaps[0].faultsPerSecond, 'number', 'rate from two samples');
     t.true(lines[1].swaps[0].faultsPerSecond! > 0, 'the child keeps faulting');

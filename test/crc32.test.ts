@@ -50,19 +50,31 @@ const { open } = require(process.argv[2]);
 `;
 
 const oldNode = process.env.TMEM_OLD_NODE;
-(oldNode ? test : test.skip)('a swap file round-trips every byte on a Node without zlib.crc32 (TMEM_OLD_NODE)', async (t) => {
-  const dir = tempDir(t, 'tmem-crc-');
-  const script = path.join(dir, 'child.js');
-  fs.writeFileSync(script, CHILD);
-  const r = await runNodeChildWith(oldNode!, script, [path.join(__dirname, '..', 'lib'), path.join(dir, 'swap')], 60_000);
-  t.is(r.code, 0, r.stderr);
-});
+(oldNode ? test : test.skip)(
+  'a swap file round-trips every byte on a Node without zlib.crc32 (TMEM_OLD_NODE)',
+  async (t) => {
+    const dir = tempDir(t, 'tmem-crc-');
+    const script = path.join(dir, 'child.js');
+    fs.writeFileSync(script, CHILD);
+    const r = await runNodeChildWith(
+      oldNode!,
+      script,
+      [path.join(__dirname, '..', 'lib'), path.join(dir, 'swap')],
+      60_000,
+    );
+    t.is(r.code, 0, r.stderr);
+  },
+);
 
 /** runNodeChild with another node binary. */
 async function runNodeChildWith(node: string, script: string, args: string[], timeoutMs: number) {
   const { spawn } = await import('node:child_process');
   return new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    const c = spawn(node, [script, ...args], { stdio: ['ignore', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    const c = spawn(node, [script, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    });
     let stderr = '';
     c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     c.on('error', reject);

@@ -75,7 +75,11 @@ test.serial('swapFileError when the swap file cannot be written (ENOSPC on a 1 M
     return t.pass();
   }
   t.teardown(() => small.unmount());
-  const swap = await open({ residentLimit: '1MiB', poolLimit: '256KiB', swapFile: { path: path.join(small.dir, 'tmem.swap'), size: '16MiB' } });
+  const swap = await open({
+    residentLimit: '1MiB',
+    poolLimit: '256KiB',
+    swapFile: { path: path.join(small.dir, 'tmem.swap'), size: '16MiB' },
+  });
   t.teardown(() => swap.close());
   const channelMsgs: unknown[] = [];
   const onMsg = (m: unknown): void => void channelMsgs.push(m);
@@ -104,18 +108,35 @@ for (const how of ['crc', 'tag'] as const) {
     // In a child: the lost page is poisoned, and a touch by this thread would be SIGBUS.
     const dir = tempDir(t, 'tmem-csum-event-');
     const seed = (Date.now() & 0x7fffffff) | 0;
-    const r = await runNodeChild(path.join(__dirname, 'helpers', 'checksum-event-child.js'), [dir, String(seed), how], 60_000);
+    const r = await runNodeChild(
+      path.join(__dirname, 'helpers', 'checksum-event-child.js'),
+      [dir, String(seed), how],
+      60_000,
+    );
     t.log(r.stderr.trim());
     t.is(r.code, 0, `the child exited with code ${r.code}, signal ${r.signal}`);
     const line = /^result (.*)$/m.exec(r.stderr);
     t.truthy(line, 'the child wrote its result');
     if (!line) return;
     const res = JSON.parse(line[1]) as ChecksumEventResult;
-    t.deepEqual(res.failedWrites.map((f) => f.code), ['EFAULT'], 'exactly one page is lost: the kernel\'s read of it fails with EFAULT');
-    t.regex(r.stderr, new RegExp(`tmem: region \\d+ page ${res.failedWrites[0]?.page} cannot be restored: .*mismatch in swap file slot \\d+`));
+    t.deepEqual(
+      res.failedWrites.map((f) => f.code),
+      ['EFAULT'],
+      "exactly one page is lost: the kernel's read of it fails with EFAULT",
+    );
+    t.regex(
+      r.stderr,
+      new RegExp(
+        `tmem: region \\d+ page ${res.failedWrites[0]?.page} cannot be restored: .*mismatch in swap file slot \\d+`,
+      ),
+    );
     t.deepEqual(res.wrongPages, [], 'every other page reads back byte for byte');
     t.deepEqual(res.events, [{ count: 1, total: 1 }], "one 'checksumError' event for the one bad slot");
-    t.deepEqual(res.channel, [{ count: 1, total: 1, sameSwap: true }], 'the same on tmem:checksum-error, naming the swap');
+    t.deepEqual(
+      res.channel,
+      [{ count: 1, total: 1, sameSwap: true }],
+      'the same on tmem:checksum-error, naming the swap',
+    );
     t.is(res.checksumErrors, 1, 'stats().swapFile.checksumErrors counts it');
     t.is(res.ioErrors, 0, 'not an I/O error');
   });

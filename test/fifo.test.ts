@@ -3,10 +3,18 @@ import test from 'ava';
 import fc from 'fast-check';
 import { PageFifo } from '../lib/dispatcher/fifo';
 
-type Op = { kind: 'push'; region: number; page: number } | { kind: 'shift' } | { kind: 'peek' } | { kind: 'compact'; mod: number };
+type Op =
+  | { kind: 'push'; region: number; page: number }
+  | { kind: 'shift' }
+  | { kind: 'peek' }
+  | { kind: 'compact'; mod: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant('push' as const), region: fc.integer({ min: 0, max: 5 }), page: fc.integer({ min: 0, max: 2 ** 32 - 1 }) }),
+  fc.record({
+    kind: fc.constant('push' as const),
+    region: fc.integer({ min: 0, max: 5 }),
+    page: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+  }),
   fc.record({ kind: fc.constant('shift' as const) }),
   fc.record({ kind: fc.constant('peek' as const) }),
   fc.record({ kind: fc.constant('compact' as const), mod: fc.integer({ min: 1, max: 4 }) }),

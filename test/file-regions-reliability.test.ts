@@ -63,25 +63,32 @@ test('item 3: mapFile of a FIFO, a socket, a device or a directory is refused at
   passed(t, r);
 });
 
-test.serial('item 5: after close() of a writable mapping failed with ENOSPC, the region stays usable, a retried close() writes it, and a new region at its address is served', async (t) => {
-  const small = smallFs(t, 2 * 2 ** 20);
-  if (!small) return t.pass();
-  const r = await child(t, ['close-enospc', small.dir, path.join(small.dir, 'filler')]);
-  passed(t, r);
-});
+test.serial(
+  'item 5: after close() of a writable mapping failed with ENOSPC, the region stays usable, a retried close() writes it, and a new region at its address is served',
+  async (t) => {
+    const small = smallFs(t, 2 * 2 ** 20);
+    if (!small) return t.pass();
+    const r = await child(t, ['close-enospc', small.dir, path.join(small.dir, 'filler')]);
+    passed(t, r);
+  },
+);
 
-test.serial('item 7: ENOSPC on write-back keeps the dirty pages, counts fileWriteErrors, flush() rejects with ENOSPC and succeeds once there is room', async (t) => {
-  const small = smallFs(t, 2 * 2 ** 20);
-  if (!small) return t.pass();
-  const r = await child(t, ['wb-enospc', small.dir, path.join(small.dir, 'filler')]);
-  passed(t, r);
-});
+test.serial(
+  'item 7: ENOSPC on write-back keeps the dirty pages, counts fileWriteErrors, flush() rejects with ENOSPC and succeeds once there is room',
+  async (t) => {
+    const small = smallFs(t, 2 * 2 ** 20);
+    if (!small) return t.pass();
+    const r = await child(t, ['wb-enospc', small.dir, path.join(small.dir, 'filler')]);
+    passed(t, r);
+  },
+);
 
 test('item 14: a file changed by someone else: truncated pages read as zeros, cleancache never serves a page older than the file, flush() never re-extends a truncated file, a grown file keeps its mapped size', async (t) => {
   const dir = tempDir(t);
   const swap = await withTimeout(open({ residentLimit: '64MiB', poolLimit: '64MiB' }), 10000, 'open()');
   try {
-    const text = (salt: string, pages: number): Buffer => Buffer.from(`${salt} `.repeat(Math.ceil((pages * PAGE) / (salt.length + 1)))).subarray(0, pages * PAGE);
+    const text = (salt: string, pages: number): Buffer =>
+      Buffer.from(`${salt} `.repeat(Math.ceil((pages * PAGE) / (salt.length + 1)))).subarray(0, pages * PAGE);
 
     // Changed in place by another writer (same size): the evicted page comes back new, not from cleancache.
     const a = path.join(dir, 'changed');
@@ -91,14 +98,20 @@ test('item 14: a file changed by someone else: truncated pages read as zeros, cl
     await withTimeout(ra.evict(), 10000, 'evict()');
     t.true(swap.stats().cleancache.puts >= 8, 'the clean pages went to cleancache');
     fs.writeFileSync(a, text('new', 8));
-    t.true(touch('re-read', () => Buffer.from(ra.buffer).equals(text('new', 8))), 'the pages the file has now, not the evicted ones');
+    t.true(
+      touch('re-read', () => Buffer.from(ra.buffer).equals(text('new', 8))),
+      'the pages the file has now, not the evicted ones',
+    );
 
     // Truncated under the mapping: pages past the new end read as zeros (no SIGBUS).
     await withTimeout(ra.evict(), 10000, 'evict()');
     fs.truncateSync(a, 3 * PAGE);
     const after = touch('read truncated', () => Buffer.from(ra.buffer));
     t.true(after.subarray(0, 3 * PAGE).equals(text('new', 3)), 'what is left of the file');
-    t.true(after.subarray(3 * PAGE).every((x) => x === 0), 'zeros past the new end');
+    t.true(
+      after.subarray(3 * PAGE).every((x) => x === 0),
+      'zeros past the new end',
+    );
     await withTimeout(ra.close(), 10000, 'close()');
 
     // A writable mapping's dirty pages past a truncation are dropped: flush() never re-extends the file.
@@ -106,7 +119,10 @@ test('item 14: a file changed by someone else: truncated pages read as zeros, cl
     fs.writeFileSync(b, text('bbb', 8));
     const rb = swap.mapFile(b, { writable: true });
     const patch = randomBytes(100);
-    touch('write', () => { new Uint8Array(rb.buffer).set(patch, 6 * PAGE); new Uint8Array(rb.buffer).set(patch, 10); });
+    touch('write', () => {
+      new Uint8Array(rb.buffer).set(patch, 6 * PAGE);
+      new Uint8Array(rb.buffer).set(patch, 10);
+    });
     fs.truncateSync(b, 2 * PAGE);
     await withTimeout(rb.flush(), 10000, 'flush()');
     t.is(fs.statSync(b).size, 2 * PAGE, 'the file keeps the size it was truncated to');
@@ -125,7 +141,10 @@ test('item 14: a file changed by someone else: truncated pages read as zeros, cl
     t.is(rc.buffer.byteLength, 3 * PAGE);
     const g = touch('read grown', () => Buffer.from(rc.buffer));
     t.true(g.subarray(0, size).equals(text('ccc', 3).subarray(0, size)));
-    t.true(g.subarray(size).every((x) => x === 0), 'bytes past the mapped size read as zero');
+    t.true(
+      g.subarray(size).every((x) => x === 0),
+      'bytes past the mapped size read as zero',
+    );
     await withTimeout(rc.close(), 10000, 'close()');
   } finally {
     await withTimeout(swap.close(), 10000, 'swap.close()');

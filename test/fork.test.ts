@@ -27,17 +27,37 @@ const CHILD = path.join(__dirname, 'helpers', 'fork-child.js');
 // Under ava's 60 s timeout, so that a hung child is killed by the test, never left behind.
 const HANG_GUARD_MS = 45000;
 
-interface Figures { resident: number; staged: number; evictions: number; unshared: number; unevictable: number; stored: number; secondChance: number; regionResident: number }
+interface Figures {
+  resident: number;
+  staged: number;
+  evictions: number;
+  unshared: number;
+  unevictable: number;
+  stored: number;
+  secondChance: number;
+  regionResident: number;
+}
 interface Result {
-  scenario: string; how: string; limitPages: number; pages: number; evicted?: number; childExit: number | null; wrong: number[];
-  before: Figures; afterGrow?: Figures; after: Figures; final: Figures;
+  scenario: string;
+  how: string;
+  limitPages: number;
+  pages: number;
+  evicted?: number;
+  childExit: number | null;
+  wrong: number[];
+  before: Figures;
+  afterGrow?: Figures;
+  after: Figures;
+  final: Figures;
 }
 
 async function run(t: ExecutionContext, scenario: string, how: string): Promise<Result> {
   const r = await runNodeChild(CHILD, [scenario, how], HANG_GUARD_MS);
   const line = r.stderr.split('\n').find((l) => l.startsWith('RESULT '));
   if (r.code !== 0 || !line) {
-    t.fail(`${scenario}/${how}: the child ended with code ${String(r.code)} signal ${String(r.signal)}\n${r.stderr.slice(-3000)}`);
+    t.fail(
+      `${scenario}/${how}: the child ended with code ${String(r.code)} signal ${String(r.signal)}\n${r.stderr.slice(-3000)}`,
+    );
     throw new Error('no result');
   }
   const res = JSON.parse(line.slice(7)) as Result;
@@ -46,33 +66,42 @@ async function run(t: ExecutionContext, scenario: string, how: string): Promise<
 }
 
 for (const how of ['execSync', 'spawnSync', 'spawn', 'fork', 'cluster']) {
-  test.serial(`after a child process (${how}), evict() takes every resident page and every byte reads back`, async (t) => {
-    const r = await run(t, 'evict', how);
-    t.is(r.before.resident, r.pages, 'every page was resident when the child was made');
-    t.is(r.evicted, r.pages, 'evict() evicted every page');
-    t.is(r.after.regionResident, 0, 'none left resident');
-    t.true(r.after.unshared >= r.pages, `the pages shared since the fork were made exclusive: ${r.after.unshared}`);
-    t.is(r.after.unevictable, 0, 'nothing set aside');
-    t.deepEqual(r.wrong, [], 'every byte of every page reads back');
-    t.is(r.childExit, 0, 'the child ran normally');
-  });
+  test.serial(
+    `after a child process (${how}), evict() takes every resident page and every byte reads back`,
+    async (t) => {
+      const r = await run(t, 'evict', how);
+      t.is(r.before.resident, r.pages, 'every page was resident when the child was made');
+      t.is(r.evicted, r.pages, 'evict() evicted every page');
+      t.is(r.after.regionResident, 0, 'none left resident');
+      t.true(r.after.unshared >= r.pages, `the pages shared since the fork were made exclusive: ${r.after.unshared}`);
+      t.is(r.after.unevictable, 0, 'nothing set aside');
+      t.deepEqual(r.wrong, [], 'every byte of every page reads back');
+      t.is(r.childExit, 0, 'the child ran normally');
+    },
+  );
 }
 
 for (const how of ['execSync', 'fork']) {
-  test.serial(`after a child process (${how}), background eviction keeps resident pages at residentLimit (no rescans)`, async (t) => {
-    const r = await run(t, 'pressure', how);
-    const grown = r.pages - r.limitPages;
-    t.is(r.before.evictions, 0, 'nothing was evicted before the child');
-    // Every page written after the fork needed an eviction, and the only candidates
-    // at first were pages resident (and shared) at the fork.
-    t.true(r.afterGrow!.evictions >= grown, `${r.afterGrow!.evictions} evictions for ${grown} new pages`);
-    t.true(r.afterGrow!.resident <= r.limitPages, `resident ${r.afterGrow!.resident} <= residentLimit ${r.limitPages}`);
-    t.true(r.afterGrow!.unshared > 0, 'pages shared since the fork were evicted');
-    t.is(r.after.unevictable, 0, 'no page was set aside: every shared page could go');
-    t.true(r.after.resident <= r.limitPages, `after rewriting everything: resident ${r.after.resident}`);
-    t.deepEqual(r.wrong, [], 'every byte of every page reads back');
-    t.is(r.childExit, 0);
-  });
+  test.serial(
+    `after a child process (${how}), background eviction keeps resident pages at residentLimit (no rescans)`,
+    async (t) => {
+      const r = await run(t, 'pressure', how);
+      const grown = r.pages - r.limitPages;
+      t.is(r.before.evictions, 0, 'nothing was evicted before the child');
+      // Every page written after the fork needed an eviction, and the only candidates
+      // at first were pages resident (and shared) at the fork.
+      t.true(r.afterGrow!.evictions >= grown, `${r.afterGrow!.evictions} evictions for ${grown} new pages`);
+      t.true(
+        r.afterGrow!.resident <= r.limitPages,
+        `resident ${r.afterGrow!.resident} <= residentLimit ${r.limitPages}`,
+      );
+      t.true(r.afterGrow!.unshared > 0, 'pages shared since the fork were evicted');
+      t.is(r.after.unevictable, 0, 'no page was set aside: every shared page could go');
+      t.true(r.after.resident <= r.limitPages, `after rewriting everything: resident ${r.after.resident}`);
+      t.deepEqual(r.wrong, [], 'every byte of every page reads back');
+      t.is(r.childExit, 0);
+    },
+  );
 }
 
 test.serial('pages in the staging area at a fork come back by reads and writes, every byte intact', async (t) => {
@@ -96,49 +125,61 @@ test.serial('a child made while the dispatcher evicts runs normally and inherits
   t.is(r.stdout, '42');
   let bad = 0;
   for (let i = 0; i < words.length; i += 1024) if (words[i] !== i + 1 || words[i + 1023] !== i + 1) bad++;
-  t.is(bad, 0, 'the parent\'s pages are intact');
+  t.is(bad, 0, "the parent's pages are intact");
   await region.close();
 });
 
-test.serial('direct I/O into region pages while they are evicted: a pinned page is never taken, no byte is lost', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-odirect-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const file = path.join(dir, 'data');
-  const filePages = 64;
-  const content = Buffer.alloc(filePages * PAGE);
-  for (let k = 0; k < filePages; k++) for (let i = 0; i < PAGE; i += 4) content.writeUInt32LE((k * 0x9e3779b1 + i) >>> 0, k * PAGE + i);
-  fs.writeFileSync(file, content);
-  try {
-    fs.closeSync(fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_DIRECT));
-  } catch (e) {
-    t.log(`no O_DIRECT on ${os.tmpdir()} (${(e as Error).message}), skipping`);
-    t.pass();
-    return;
-  }
-  const swap = await open({ residentLimit: '64MiB', pin: false });
-  t.teardown(() => swap.close());
-  const pages = 16;
-  const region = swap.region(pages * PAGE);
-  const last = new Int32Array(new SharedArrayBuffer(4 * pages));
-  const worker = new Worker(path.join(__dirname, 'helpers', 'direct-io-worker.js'), {
-    workerData: { shared: region.share(), file, pages, filePages, rounds: 150, last: last.buffer },
-  });
-  const done = new Promise<number>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
-  let finished = false;
-  void done.finally(() => { finished = true; });
-  let evictions = 0, setAside = 0;
-  while (!finished) {
-    evictions += await withTimeout(region.evict(), 20000, 'evict()');
-    setAside = Math.max(setAside, swap.stats().unevictablePages);
-  }
-  const reads = await withTimeout(done, 30000, 'the direct I/O worker');
-  t.log(`${reads} O_DIRECT reads, ${evictions} pages evicted meanwhile, at most ${setAside} page(s) set aside as pinned at once`);
-  const bytes = new Uint8Array(region.buffer);
-  const wrong: number[] = [];
-  for (let p = 0; p < pages; p++) {
-    const k = last[p];
-    if (!Buffer.from(bytes.buffer, p * PAGE, PAGE).equals(content.subarray(k * PAGE, (k + 1) * PAGE))) wrong.push(p);
-  }
-  t.deepEqual(wrong, [], 'every page holds the file page read into it last');
-  await worker.terminate();
-});
+test.serial(
+  'direct I/O into region pages while they are evicted: a pinned page is never taken, no byte is lost',
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-odirect-'));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'data');
+    const filePages = 64;
+    const content = Buffer.alloc(filePages * PAGE);
+    for (let k = 0; k < filePages; k++)
+      for (let i = 0; i < PAGE; i += 4) content.writeUInt32LE((k * 0x9e3779b1 + i) >>> 0, k * PAGE + i);
+    fs.writeFileSync(file, content);
+    try {
+      fs.closeSync(fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_DIRECT));
+    } catch (e) {
+      t.log(`no O_DIRECT on ${os.tmpdir()} (${(e as Error).message}), skipping`);
+      t.pass();
+      return;
+    }
+    const swap = await open({ residentLimit: '64MiB', pin: false });
+    t.teardown(() => swap.close());
+    const pages = 16;
+    const region = swap.region(pages * PAGE);
+    const last = new Int32Array(new SharedArrayBuffer(4 * pages));
+    const worker = new Worker(path.join(__dirname, 'helpers', 'direct-io-worker.js'), {
+      workerData: { shared: region.share(), file, pages, filePages, rounds: 150, last: last.buffer },
+    });
+    const done = new Promise<number>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    let finished = false;
+    void done.finally(() => {
+      finished = true;
+    });
+    let evictions = 0,
+      setAside = 0;
+    while (!finished) {
+      evictions += await withTimeout(region.evict(), 20000, 'evict()');
+      setAside = Math.max(setAside, swap.stats().unevictablePages);
+    }
+    const reads = await withTimeout(done, 30000, 'the direct I/O worker');
+    t.log(
+      `${reads} O_DIRECT reads, ${evictions} pages evicted meanwhile, at most ${setAside} page(s) set aside as pinned at once`,
+    );
+    const bytes = new Uint8Array(region.buffer);
+    const wrong: number[] = [];
+    for (let p = 0; p < pages; p++) {
+      const k = last[p];
+      if (!Buffer.from(bytes.buffer, p * PAGE, PAGE).equals(content.subarray(k * PAGE, (k + 1) * PAGE))) wrong.push(p);
+    }
+    t.deepEqual(wrong, [], 'every page holds the file page read into it last');
+    await worker.terminate();
+  },
+);

@@ -33,10 +33,12 @@ function content(pages: number, randomPages: number): Buffer {
   return b;
 }
 
-const until = (swap: Swap, ok: (s: SwapStats) => boolean, ms: number): Promise<SwapStats> => statsWhen(swap, ok, ms, 20);
+const until = (swap: Swap, ok: (s: SwapStats) => boolean, ms: number): Promise<SwapStats> =>
+  statsWhen(swap, ok, ms, 20);
 
 test('idle pages are recompressed with zstd when it saves space; incompressible ones are marked once and never retried', async (t) => {
-  const pages = 256, random = 32;
+  const pages = 256,
+    random = 32;
   const swap = await open({ residentLimit: '4MiB', poolLimit: '16MiB', idle: { after: 150, budget: 10000 } });
   try {
     const region = swap.region(pages * PAGE);
@@ -50,14 +52,19 @@ test('idle pages are recompressed with zstd when it saves space; incompressible 
     t.is(s1.idle.recompressed, pages - random, 'every text page was recompressed');
     t.is(s1.idle.noGain, random, 'every random page was tried once and marked');
     t.true(s1.idle.bytesSaved > 0);
-    t.true(s1.compressedBytes < before.compressedBytes, `compressed bytes fell: ${before.compressedBytes} -> ${s1.compressedBytes}`);
+    t.true(
+      s1.compressedBytes < before.compressedBytes,
+      `compressed bytes fell: ${before.compressedBytes} -> ${s1.compressedBytes}`,
+    );
     t.is(s1.compressedBytes, before.compressedBytes - s1.idle.bytesSaved);
     // Another idle period: the marked pages are visited again but not retried.
     await new Promise((r) => setTimeout(r, 1500));
     const s2 = swap.stats();
     t.is(s2.idle.noGain, random, 'no page is retried');
     t.is(s2.idle.recompressed, pages - random, 'zstd pages are not recompressed again');
-    watchdog.guard('read back', 10000, () => t.true(Buffer.from(bytes.buffer, 0, pages * PAGE).equals(want), 'every byte reads back'));
+    watchdog.guard('read back', 10000, () =>
+      t.true(Buffer.from(bytes.buffer, 0, pages * PAGE).equals(want), 'every byte reads back'),
+    );
     // Counters move right after the faulting thread is woken: wait for the last one.
     t.is((await until(swap, (x) => x.faults.pool === pages, 2000)).faults.pool, pages);
   } finally {
@@ -69,7 +76,9 @@ test("idle.writeback 'idle' with a swap file: idle pages go to the file and read
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-idle-'));
   const pages = 200;
   const swap = await open({
-    residentLimit: '4MiB', poolLimit: '16MiB', swapFile: { path: dir, size: '4MiB' },
+    residentLimit: '4MiB',
+    poolLimit: '16MiB',
+    swapFile: { path: dir, size: '4MiB' },
     idle: { after: 150, budget: 10000, recompress: false, writeback: 'idle' },
   });
   try {
@@ -80,11 +89,21 @@ test("idle.writeback 'idle' with a swap file: idle pages go to the file and read
     await region.evict();
     // idle.writtenBack counts a page when the pass queues it; the batch is written at the end of
     // the pass (later with an encrypted file): wait for the file to hold what was counted.
-    const s = await until(swap, (x) => x.idle.writtenBack >= pages - 10 && x.swapFile!.pages >= x.idle.writtenBack + 10, 5000);
+    const s = await until(
+      swap,
+      (x) => x.idle.writtenBack >= pages - 10 && x.swapFile!.pages >= x.idle.writtenBack + 10,
+      5000,
+    );
     t.true(s.idle.writtenBack >= pages - 10, `idle pages written back: ${s.idle.writtenBack}`);
-    t.is(s.swapFile!.pages, s.idle.writtenBack + 10, 'the random pages went to the file at eviction, the rest when idle');
+    t.is(
+      s.swapFile!.pages,
+      s.idle.writtenBack + 10,
+      'the random pages went to the file at eviction, the rest when idle',
+    );
     t.is(s.storedPages, 0, 'nothing idle is left in the pool');
-    watchdog.guard('read back', 10000, () => t.true(Buffer.from(bytes.buffer, 0, pages * PAGE).equals(want), 'every byte reads back'));
+    watchdog.guard('read back', 10000, () =>
+      t.true(Buffer.from(bytes.buffer, 0, pages * PAGE).equals(want), 'every byte reads back'),
+    );
     t.true((await until(swap, (x) => x.swapFile!.swapIns >= pages - 10, 2000)).swapFile!.swapIns >= pages - 10);
   } finally {
     await swap.close();
@@ -94,8 +113,14 @@ test("idle.writeback 'idle' with a swap file: idle pages go to the file and read
 
 test('idle option validation names the field', async (t) => {
   await t.throwsAsync(open({ idle: { after: -1 } }), { instanceOf: RangeError, message: /idle\.after/ });
-  await t.throwsAsync(open({ idle: { writeback: 'all' as never } }), { instanceOf: RangeError, message: /idle\.writeback/ });
-  await t.throwsAsync(open({ idle: { recompressLevel: 30 } }), { instanceOf: RangeError, message: /idle\.recompressLevel/ });
+  await t.throwsAsync(open({ idle: { writeback: 'all' as never } }), {
+    instanceOf: RangeError,
+    message: /idle\.writeback/,
+  });
+  await t.throwsAsync(open({ idle: { recompressLevel: 30 } }), {
+    instanceOf: RangeError,
+    message: /idle\.recompressLevel/,
+  });
   await t.throwsAsync(open({ idle: { budget: 0 } }), { instanceOf: RangeError, message: /idle\.budget/ });
   await t.throwsAsync(open({ idle: 'soon' as never }), { instanceOf: TypeError, message: /idle/ });
 });

@@ -57,13 +57,18 @@ test('the specifier scan sees every import form', (t) => {
     "const d = await import('../bench/v');",
     "import '../bench/side-effect';",
   ].join('\n');
-  t.deepEqual(specifiers(src).sort(), ['../../bench/w', '../../bench/x', '../bench/side-effect', '../bench/v', '../bench/y', './z', 'node:fs'].sort());
+  t.deepEqual(
+    specifiers(src).sort(),
+    ['../../bench/w', '../../bench/x', '../bench/side-effect', '../bench/v', '../bench/y', './z', 'node:fs'].sort(),
+  );
   const dir = fs.mkdtempSync(path.join(ROOT, 'dist', 'layering-'));
   try {
     fs.mkdirSync(path.join(dir, 'lib', 'cli'), { recursive: true });
     const f = path.join(dir, 'lib', 'cli', 'x.ts');
     fs.writeFileSync(f, "import { makeCorpus } from '../../bench/corpus';\nimport { open } from '../swap';\n");
-    t.deepEqual(offenders([f], path.join(dir, 'bench')), ['dist/' + path.basename(dir) + '/lib/cli/x.ts -> ../../bench/corpus']);
+    t.deepEqual(offenders([f], path.join(dir, 'bench')), [
+      'dist/' + path.basename(dir) + '/lib/cli/x.ts -> ../../bench/corpus',
+    ]);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -15,13 +15,36 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { compressSync } from 'lz4-napi';
 import {
-  native, COPY_WP, MADV_DONTNEED, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, PAGE_SIZE, REGISTER_MODE_MISSING,
-  REGISTER_MODE_WP, UFFD_EVENT_PAGEFAULT, FEATURE_MOVE, FEATURE_THREAD_ID, FEATURE_POISON,
+  native,
+  COPY_WP,
+  MADV_DONTNEED,
+  PAGEFAULT_FLAG_WP,
+  PAGEFAULT_FLAG_WRITE,
+  PAGE_SIZE,
+  REGISTER_MODE_MISSING,
+  REGISTER_MODE_WP,
+  UFFD_EVENT_PAGEFAULT,
+  FEATURE_MOVE,
+  FEATURE_THREAD_ID,
+  FEATURE_POISON,
 } from '../lib/native';
 import {
-  ACTION_MOVE_FROM, ACTION_PATTERN, ACTION_PATTERN_WP, ACTION_ZERO, fillPattern, firstPatternMismatch,
+  ACTION_MOVE_FROM,
+  ACTION_PATTERN,
+  ACTION_PATTERN_WP,
+  ACTION_ZERO,
+  fillPattern,
+  firstPatternMismatch,
 } from './helpers/fault-protocol';
-import { type ChildResult, FaultServer, LoggedEvent, Watchdog, runNodeChild, startFaultServer, withTimeout } from './helpers/harness';
+import {
+  type ChildResult,
+  FaultServer,
+  LoggedEvent,
+  Watchdog,
+  runNodeChild,
+  startFaultServer,
+  withTimeout,
+} from './helpers/harness';
 
 const watchdog = new Watchdog();
 /** Runs a step that faults; the process dies (test fails) if it is not served within 5 s. */
@@ -43,7 +66,13 @@ function onlyFault(t: import('ava').ExecutionContext, events: LoggedEvent[], add
 }
 
 /** Every byte of a page compared with the pattern; one assertion. */
-function assertPattern(t: import('ava').ExecutionContext, bytes: Uint8Array, offset: number, address: number, what: string): void {
+function assertPattern(
+  t: import('ava').ExecutionContext,
+  bytes: Uint8Array,
+  offset: number,
+  address: number,
+  what: string,
+): void {
   t.is(firstPatternMismatch(bytes, offset, address), -1, `${what}: first byte that differs from the pattern`);
 }
 
@@ -74,10 +103,14 @@ test('the binding loads in a Worker', async (t) => {
     { eval: true },
   );
   const exited = new Promise<number>((resolve) => w.once('exit', resolve));
-  const m = await withTimeout(new Promise<{ uffd: string; tid: number; size: number }>((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-  }), 5000, 'Worker loading the addon');
+  const m = await withTimeout(
+    new Promise<{ uffd: string; tid: number; size: number }>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    }),
+    5000,
+    'Worker loading the addon',
+  );
   t.is(m.uffd, 'function');
   t.not(m.tid, mainTid);
   t.is(m.size, 4096);
@@ -98,9 +131,14 @@ test.serial('a Worker serves zero-page, copy and write faults of the main thread
     t.is(z, 0);
     let ev = onlyFault(t, server.takeEvents(), base);
     t.is(ev.flags & PAGEFAULT_FLAG_WRITE, 0, 'a read fault');
-    t.true(bytes.subarray(0, PAGE_SIZE).every((b) => b === 0), 'zero page');
+    t.true(
+      bytes.subarray(0, PAGE_SIZE).every((b) => b === 0),
+      'zero page',
+    );
     // A write to the zero page is the kernel's own copy-on-write: no uffd event.
-    touch('write to the zero page', () => { bytes[5] = 9; });
+    touch('write to the zero page', () => {
+      bytes[5] = 9;
+    });
     t.deepEqual(server.takeEvents(), []);
     t.is(bytes[5], 9);
 
@@ -110,7 +148,9 @@ test.serial('a Worker serves zero-page, copy and write faults of the main thread
     t.is(ev.flags & PAGEFAULT_FLAG_WRITE, 0);
     assertPattern(t, bytes, PAGE_SIZE, base + PAGE_SIZE, 'page 1');
 
-    touch('write to page 2 (copy)', () => { bytes[2 * PAGE_SIZE + 5] = 0xab; });
+    touch('write to page 2 (copy)', () => {
+      bytes[2 * PAGE_SIZE + 5] = 0xab;
+    });
     ev = onlyFault(t, server.takeEvents(), base + 2 * PAGE_SIZE);
     t.is(ev.flags & PAGEFAULT_FLAG_WRITE, PAGEFAULT_FLAG_WRITE, 'a write fault says so');
     const expected = new Uint8Array(PAGE_SIZE);
@@ -133,113 +173,139 @@ test.serial('a Worker serves zero-page, copy and write faults of the main thread
   }
 });
 
-test.serial('copy onto a page that is already there (EEXIST) counts as success and leaves the page alone', async (t) => {
-  const uffd = new native.Uffd(1);
-  const region = new native.Region(uffd, 2 * PAGE_SIZE);
-  const bytes = new Uint8Array(region.buffer);
-  const server = await startFaultServer(uffd);
-  try {
-    server.setAction(ACTION_PATTERN);
-    touch('read of page 0', () => bytes[0]);
-    const other = new Uint8Array(PAGE_SIZE).fill(0x11);
-    t.is(uffd.copy(region.address, other), PAGE_SIZE);
-    assertPattern(t, bytes, 0, region.address, 'page 0 after a second copy');
-    // Resolving a page nobody faulted on is fine too: it is simply there afterwards.
-    t.is(uffd.copy(region.address + PAGE_SIZE, other), PAGE_SIZE);
-    t.true(touch('read of page 1', () => bytes.subarray(PAGE_SIZE).every((b) => b === 0x11)));
-    t.is(server.takeEvents().length, 1);
-    assertNoErrors(t, server);
-  } finally {
-    t.is(await server.stop(), 0);
-    region.close();
-    uffd.close();
-  }
-});
+test.serial(
+  'copy onto a page that is already there (EEXIST) counts as success and leaves the page alone',
+  async (t) => {
+    const uffd = new native.Uffd(1);
+    const region = new native.Region(uffd, 2 * PAGE_SIZE);
+    const bytes = new Uint8Array(region.buffer);
+    const server = await startFaultServer(uffd);
+    try {
+      server.setAction(ACTION_PATTERN);
+      touch('read of page 0', () => bytes[0]);
+      const other = new Uint8Array(PAGE_SIZE).fill(0x11);
+      t.is(uffd.copy(region.address, other), PAGE_SIZE);
+      assertPattern(t, bytes, 0, region.address, 'page 0 after a second copy');
+      // Resolving a page nobody faulted on is fine too: it is simply there afterwards.
+      t.is(uffd.copy(region.address + PAGE_SIZE, other), PAGE_SIZE);
+      t.true(touch('read of page 1', () => bytes.subarray(PAGE_SIZE).every((b) => b === 0x11)));
+      t.is(server.takeEvents().length, 1);
+      assertNoErrors(t, server);
+    } finally {
+      t.is(await server.stop(), 0);
+      region.close();
+      uffd.close();
+    }
+  },
+);
 
-test.serial('write-protect: a page copied in with COPY_WP faults on write; the Worker unprotects it and the write lands', async (t) => {
-  const uffd = new native.Uffd(1);
-  const region = new native.Region(uffd, 4 * PAGE_SIZE, REGISTER_MODE_MISSING | REGISTER_MODE_WP);
-  const bytes = new Uint8Array(region.buffer);
-  const addr = region.address + PAGE_SIZE;
-  const server = await startFaultServer(uffd);
-  try {
-    server.setAction(ACTION_PATTERN_WP);
-    touch('read of page 1 (copy, left write-protected)', () => bytes[PAGE_SIZE + 3]);
-    let ev = onlyFault(t, server.takeEvents(), addr);
-    t.is(ev.flags & (PAGEFAULT_FLAG_WP | PAGEFAULT_FLAG_WRITE), 0, 'a MISSING read fault');
-    assertPattern(t, bytes, PAGE_SIZE, addr, 'page 1');
+test.serial(
+  'write-protect: a page copied in with COPY_WP faults on write; the Worker unprotects it and the write lands',
+  async (t) => {
+    const uffd = new native.Uffd(1);
+    const region = new native.Region(uffd, 4 * PAGE_SIZE, REGISTER_MODE_MISSING | REGISTER_MODE_WP);
+    const bytes = new Uint8Array(region.buffer);
+    const addr = region.address + PAGE_SIZE;
+    const server = await startFaultServer(uffd);
+    try {
+      server.setAction(ACTION_PATTERN_WP);
+      touch('read of page 1 (copy, left write-protected)', () => bytes[PAGE_SIZE + 3]);
+      let ev = onlyFault(t, server.takeEvents(), addr);
+      t.is(ev.flags & (PAGEFAULT_FLAG_WP | PAGEFAULT_FLAG_WRITE), 0, 'a MISSING read fault');
+      assertPattern(t, bytes, PAGE_SIZE, addr, 'page 1');
 
-    touch('write to the protected page', () => { bytes[PAGE_SIZE + 100] = 0x5a; });
-    ev = onlyFault(t, server.takeEvents(), addr);
-    t.is(ev.flags & PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WP, 'a WP fault');
-    t.is(ev.flags & PAGEFAULT_FLAG_WRITE, PAGEFAULT_FLAG_WRITE);
-    const expected = new Uint8Array(PAGE_SIZE);
-    fillPattern(expected, 0, addr);
-    expected[100] = 0x5a;
-    t.deepEqual(bytes.slice(PAGE_SIZE, 2 * PAGE_SIZE), expected, 'the write landed and nothing else changed');
+      touch('write to the protected page', () => {
+        bytes[PAGE_SIZE + 100] = 0x5a;
+      });
+      ev = onlyFault(t, server.takeEvents(), addr);
+      t.is(ev.flags & PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WP, 'a WP fault');
+      t.is(ev.flags & PAGEFAULT_FLAG_WRITE, PAGEFAULT_FLAG_WRITE);
+      const expected = new Uint8Array(PAGE_SIZE);
+      fillPattern(expected, 0, addr);
+      expected[100] = 0x5a;
+      t.deepEqual(bytes.slice(PAGE_SIZE, 2 * PAGE_SIZE), expected, 'the write landed and nothing else changed');
 
-    touch('second write (unprotected now)', () => { bytes[PAGE_SIZE + 101] = 0x5b; });
-    t.deepEqual(server.takeEvents(), []);
+      touch('second write (unprotected now)', () => {
+        bytes[PAGE_SIZE + 101] = 0x5b;
+      });
+      t.deepEqual(server.takeEvents(), []);
 
-    // Protect again from the main thread: the next write faults again.
-    uffd.writeProtect(addr, PAGE_SIZE, true);
-    touch('write after writeProtect(true)', () => { bytes[PAGE_SIZE + 102] = 0x5c; });
-    ev = onlyFault(t, server.takeEvents(), addr);
-    t.is(ev.flags & PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WP);
-    expected[101] = 0x5b;
-    expected[102] = 0x5c;
-    t.deepEqual(bytes.slice(PAGE_SIZE, 2 * PAGE_SIZE), expected);
-    assertNoErrors(t, server);
-  } finally {
-    t.is(await server.stop(), 0);
-    region.close();
-    uffd.close();
-  }
-});
+      // Protect again from the main thread: the next write faults again.
+      uffd.writeProtect(addr, PAGE_SIZE, true);
+      touch('write after writeProtect(true)', () => {
+        bytes[PAGE_SIZE + 102] = 0x5c;
+      });
+      ev = onlyFault(t, server.takeEvents(), addr);
+      t.is(ev.flags & PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WP);
+      expected[101] = 0x5b;
+      expected[102] = 0x5c;
+      t.deepEqual(bytes.slice(PAGE_SIZE, 2 * PAGE_SIZE), expected);
+      assertNoErrors(t, server);
+    } finally {
+      t.is(await server.stop(), 0);
+      region.close();
+      uffd.close();
+    }
+  },
+);
 
-test.serial('MOVE: a page moved out to a staging region faults as missing and is moved back with identical bytes', async (t) => {
-  const uffd = new native.Uffd(1);
-  const region = new native.Region(uffd, 4 * PAGE_SIZE);
-  const staging = new native.Region(uffd, PAGE_SIZE);
-  const bytes = new Uint8Array(region.buffer);
-  const addr = region.address + PAGE_SIZE;
-  const server = await startFaultServer(uffd);
-  try {
-    server.setAction(ACTION_PATTERN);
-    touch('write to page 1', () => { bytes[PAGE_SIZE + 77] = 0xee; });
-    t.is(server.takeEvents().length, 1);
-    const before = bytes.slice(PAGE_SIZE, 2 * PAGE_SIZE);
-    t.is(before[77], 0xee);
+test.serial(
+  'MOVE: a page moved out to a staging region faults as missing and is moved back with identical bytes',
+  async (t) => {
+    const uffd = new native.Uffd(1);
+    const region = new native.Region(uffd, 4 * PAGE_SIZE);
+    const staging = new native.Region(uffd, PAGE_SIZE);
+    const bytes = new Uint8Array(region.buffer);
+    const addr = region.address + PAGE_SIZE;
+    const server = await startFaultServer(uffd);
+    try {
+      server.setAction(ACTION_PATTERN);
+      touch('write to page 1', () => {
+        bytes[PAGE_SIZE + 77] = 0xee;
+      });
+      t.is(server.takeEvents().length, 1);
+      const before = bytes.slice(PAGE_SIZE, 2 * PAGE_SIZE);
+      t.is(before[77], 0xee);
 
-    t.is(uffd.move(staging.address, addr, PAGE_SIZE), PAGE_SIZE, 'moved out');
-    t.deepEqual(new Uint8Array(staging.buffer).slice(), before, 'the staging page holds the page');
-    t.deepEqual(server.takeEvents(), []);
+      t.is(uffd.move(staging.address, addr, PAGE_SIZE), PAGE_SIZE, 'moved out');
+      t.deepEqual(new Uint8Array(staging.buffer).slice(), before, 'the staging page holds the page');
+      t.deepEqual(server.takeEvents(), []);
 
-    server.setAction(ACTION_MOVE_FROM, staging.address);
-    const v = touch('read of the moved-out page', () => bytes[PAGE_SIZE + 77]);
-    const ev = onlyFault(t, server.takeEvents(), addr);
-    t.is(ev.flags & (PAGEFAULT_FLAG_WP | PAGEFAULT_FLAG_WRITE), 0, 'faults as MISSING');
-    t.is(v, 0xee);
-    t.deepEqual(bytes.slice(PAGE_SIZE, 2 * PAGE_SIZE), before, 'moved back: identical bytes');
-    // The staging page is a hole again: moving from it finds nothing (-ENOENT).
-    t.is(uffd.move(region.address + 2 * PAGE_SIZE, staging.address, PAGE_SIZE), -2);
-    assertNoErrors(t, server);
-  } finally {
-    t.is(await server.stop(), 0);
-    staging.close();
-    region.close();
-    uffd.close();
-  }
-});
+      server.setAction(ACTION_MOVE_FROM, staging.address);
+      const v = touch('read of the moved-out page', () => bytes[PAGE_SIZE + 77]);
+      const ev = onlyFault(t, server.takeEvents(), addr);
+      t.is(ev.flags & (PAGEFAULT_FLAG_WP | PAGEFAULT_FLAG_WRITE), 0, 'faults as MISSING');
+      t.is(v, 0xee);
+      t.deepEqual(bytes.slice(PAGE_SIZE, 2 * PAGE_SIZE), before, 'moved back: identical bytes');
+      // The staging page is a hole again: moving from it finds nothing (-ENOENT).
+      t.is(uffd.move(region.address + 2 * PAGE_SIZE, staging.address, PAGE_SIZE), -2);
+      assertNoErrors(t, server);
+    } finally {
+      t.is(await server.stop(), 0);
+      staging.close();
+      region.close();
+      uffd.close();
+    }
+  },
+);
 
-interface WriteFixture { region: InstanceType<typeof native.Region>; file: string; fd: number; server: FaultServer }
+interface WriteFixture {
+  region: InstanceType<typeof native.Region>;
+  file: string;
+  fd: number;
+  server: FaultServer;
+}
 
 /**
  * A 2-page region of a new Uffd(mode) served with ACTION_PATTERN, and an empty
  * temporary file open for writing; `fn` writes page 1 of the region to it with
  * write(2). Everything is closed and removed afterwards.
  */
-async function withWriteFixture(t: import('ava').ExecutionContext, mode: number, fn: (f: WriteFixture) => void): Promise<void> {
+async function withWriteFixture(
+  t: import('ava').ExecutionContext,
+  mode: number,
+  fn: (f: WriteFixture) => void,
+): Promise<void> {
   const uffd = new native.Uffd(mode);
   t.is(uffd.describe().userModeOnly, mode === 2);
   const region = new native.Region(uffd, 2 * PAGE_SIZE);
@@ -259,30 +325,39 @@ async function withWriteFixture(t: import('ava').ExecutionContext, mode: number,
   }
 }
 
-test.serial('kernel-mode access: write(2) from a missing page of a full-mode region waits for the Worker', async (t) => {
-  await withWriteFixture(t, 1, ({ region, file, fd, server }) => {
-    const n = touch('fs.writeSync from a missing page', () => fs.writeSync(fd, new Uint8Array(region.buffer, PAGE_SIZE, PAGE_SIZE)));
-    t.is(n, PAGE_SIZE);
-    onlyFault(t, server.takeEvents(), region.address + PAGE_SIZE);
-    const written = fs.readFileSync(file);
-    t.is(written.length, PAGE_SIZE);
-    assertPattern(t, written, 0, region.address + PAGE_SIZE, 'file contents');
-  });
-});
+test.serial(
+  'kernel-mode access: write(2) from a missing page of a full-mode region waits for the Worker',
+  async (t) => {
+    await withWriteFixture(t, 1, ({ region, file, fd, server }) => {
+      const n = touch('fs.writeSync from a missing page', () =>
+        fs.writeSync(fd, new Uint8Array(region.buffer, PAGE_SIZE, PAGE_SIZE)),
+      );
+      t.is(n, PAGE_SIZE);
+      onlyFault(t, server.takeEvents(), region.address + PAGE_SIZE);
+      const written = fs.readFileSync(file);
+      t.is(written.length, PAGE_SIZE);
+      assertPattern(t, written, 0, region.address + PAGE_SIZE, 'file contents');
+    });
+  },
+);
 
-test.serial('user-mode-only limitation: write(2) from a missing page fails with EFAULT (user touches still fault)', async (t) => {
-  await withWriteFixture(t, 2, ({ region, fd, server }) => {
-    const err = touch('fs.writeSync from a missing page (user-mode-only)',
-      () => t.throws(() => fs.writeSync(fd, new Uint8Array(region.buffer, PAGE_SIZE, PAGE_SIZE))));
-    t.is((err as NodeJS.ErrnoException | undefined)?.code, 'EFAULT');
-    t.deepEqual(server.takeEvents(), [], 'the kernel-mode fault never reached the uffd');
-    t.is(fs.fstatSync(fd).size, 0);
-    // The same page touched from user mode is served as usual.
-    touch('read of the page from user mode', () => new Uint8Array(region.buffer)[PAGE_SIZE]);
-    onlyFault(t, server.takeEvents(), region.address + PAGE_SIZE);
-    assertPattern(t, new Uint8Array(region.buffer), PAGE_SIZE, region.address + PAGE_SIZE, 'page 1');
-  });
-});
+test.serial(
+  'user-mode-only limitation: write(2) from a missing page fails with EFAULT (user touches still fault)',
+  async (t) => {
+    await withWriteFixture(t, 2, ({ region, fd, server }) => {
+      const err = touch('fs.writeSync from a missing page (user-mode-only)', () =>
+        t.throws(() => fs.writeSync(fd, new Uint8Array(region.buffer, PAGE_SIZE, PAGE_SIZE))),
+      );
+      t.is((err as NodeJS.ErrnoException | undefined)?.code, 'EFAULT');
+      t.deepEqual(server.takeEvents(), [], 'the kernel-mode fault never reached the uffd');
+      t.is(fs.fstatSync(fd).size, 0);
+      // The same page touched from user mode is served as usual.
+      touch('read of the page from user mode', () => new Uint8Array(region.buffer)[PAGE_SIZE]);
+      onlyFault(t, server.takeEvents(), region.address + PAGE_SIZE);
+      assertPattern(t, new Uint8Array(region.buffer), PAGE_SIZE, region.address + PAGE_SIZE, 'page 1');
+    });
+  },
+);
 
 // ---- shutdown and the deadman, in child processes ------------------------------------
 
@@ -333,7 +408,7 @@ test('Region.close() detaches the ArrayBuffer; closed regions and uffds refuse f
   t.is(ab.byteLength, 4 * PAGE_SIZE);
   const view = new Uint8Array(ab);
   const addr = region.address;
-  uffd.zeropage(addr, PAGE_SIZE);  // resolved ahead of any fault: no Worker needed
+  uffd.zeropage(addr, PAGE_SIZE); // resolved ahead of any fault: no Worker needed
   t.is(view[0], 0);
 
   region.close();
@@ -347,7 +422,10 @@ test('Region.close() detaches the ArrayBuffer; closed regions and uffds refuse f
   t.throws(() => uffd.zeropage(addr, PAGE_SIZE), { instanceOf: RangeError, message: /dst/ });
   t.throws(() => uffd.move(addr, addr + PAGE_SIZE, PAGE_SIZE), { instanceOf: RangeError, message: /dst/ });
   t.throws(() => uffd.writeProtect(addr, PAGE_SIZE, true), { instanceOf: RangeError, message: /address/ });
-  t.throws(() => native.madvise(new Float64Array([addr, PAGE_SIZE]), 1, MADV_DONTNEED), { instanceOf: RangeError, message: /ranges\[0\]/ });
+  t.throws(() => native.madvise(new Float64Array([addr, PAGE_SIZE]), 1, MADV_DONTNEED), {
+    instanceOf: RangeError,
+    message: /ranges\[0\]/,
+  });
 
   t.false(uffd.closed);
   uffd.close();
@@ -389,7 +467,10 @@ test('copy() takes its source as any ArrayBufferView, a DataView included', (t) 
     new Uint8Array(backing).fill(0x42, PAGE_SIZE, 2 * PAGE_SIZE);
     t.is(uffd.copy(region.address, new DataView(backing, PAGE_SIZE, PAGE_SIZE)), PAGE_SIZE);
     t.true(new Uint8Array(region.buffer, 0, PAGE_SIZE).every((b) => b === 0x42));
-    t.throws(() => uffd.copy(region.address + PAGE_SIZE, new DataView(backing, 0, 100)), { instanceOf: RangeError, message: /src/ });
+    t.throws(() => uffd.copy(region.address + PAGE_SIZE, new DataView(backing, 0, 100)), {
+      instanceOf: RangeError,
+      message: /src/,
+    });
   } finally {
     region.close();
     uffd.close();
@@ -414,7 +495,11 @@ test('bad arguments throw TypeError/RangeError naming the argument', (t) => {
     bad(() => native.Uffd.attach({ ...uffd.describe(), fd: 1 << 20 }), RangeError, /descriptor\.fd/);
     bad(() => native.Uffd.attach({} as never), TypeError, /descriptor\.fd/);
     bad(() => native.Uffd.attach({ ...uffd.describe(), ioctls: '3' } as never), TypeError, /descriptor\.ioctls/);
-    bad(() => native.Uffd.attach({ ...uffd.describe(), userModeOnly: 0 } as never), TypeError, /descriptor\.userModeOnly/);
+    bad(
+      () => native.Uffd.attach({ ...uffd.describe(), userModeOnly: 0 } as never),
+      TypeError,
+      /descriptor\.userModeOnly/,
+    );
     // Region
     bad(() => new native.Region({} as never, PAGE_SIZE), TypeError, /uffd/);
     bad(() => new native.Region(uffd, '4096' as unknown as number), TypeError, /size/);
@@ -433,7 +518,11 @@ test('bad arguments throw TypeError/RangeError naming the argument', (t) => {
     bad(() => uffd.copy('0' as unknown as number, page), TypeError, /dst/);
     bad(() => uffd.copy(PAGE_SIZE * 16, page), RangeError, /dst .*not inside an open tmem region/);
     bad(() => uffd.copy(a + region.size, page), RangeError, /dst/);
-    bad(() => uffd.copy(a + PAGE_SIZE, new Uint8Array(2 * PAGE_SIZE), 0, 0, 2 * PAGE_SIZE), RangeError, /dst .*past the end/);
+    bad(
+      () => uffd.copy(a + PAGE_SIZE, new Uint8Array(2 * PAGE_SIZE), 0, 0, 2 * PAGE_SIZE),
+      RangeError,
+      /dst .*past the end/,
+    );
     bad(() => uffd.copy(a, page, 0, 0, 2 * PAGE_SIZE), RangeError, /src/);
     bad(() => uffd.copy(a, 'page' as unknown as Uint8Array), TypeError, /src/);
     bad(() => uffd.copy(a, page, PAGE_SIZE), RangeError, /srcOffset/);
@@ -467,7 +556,11 @@ test('bad arguments throw TypeError/RangeError naming the argument', (t) => {
     bad(() => native.setAffinity([4096]), RangeError, /cpus\[0\]/);
     bad(() => native.madvise([a, PAGE_SIZE] as unknown as Float64Array, 1, MADV_DONTNEED), TypeError, /ranges/);
     bad(() => native.madvise(new Float64Array([a + 1, PAGE_SIZE]), 1, MADV_DONTNEED), RangeError, /ranges\[0\]/);
-    bad(() => native.madvise(new Float64Array([a, PAGE_SIZE, a, 3 * PAGE_SIZE]), 2, MADV_DONTNEED), RangeError, /ranges\[1\]/);
+    bad(
+      () => native.madvise(new Float64Array([a, PAGE_SIZE, a, 3 * PAGE_SIZE]), 2, MADV_DONTNEED),
+      RangeError,
+      /ranges\[1\]/,
+    );
     bad(() => native.madvise(new Float64Array([a, PAGE_SIZE]), 2, MADV_DONTNEED), RangeError, /count/);
     bad(() => native.madvise(new Float64Array([a, PAGE_SIZE]), 1, 99), RangeError, /advice/);
     bad(() => native.threadCpu(0), RangeError, /tid/);
@@ -488,12 +581,16 @@ test('bad arguments throw TypeError/RangeError naming the argument', (t) => {
 
 test('a failed syscall surfaces with code, errno and syscall', (t) => {
   const uffd = new native.Uffd();
-  const region = new native.Region(uffd, PAGE_SIZE);  // MISSING only, no WP
+  const region = new native.Region(uffd, PAGE_SIZE); // MISSING only, no WP
   try {
     const err = t.throws<NodeJS.ErrnoException>(() => uffd.writeProtect(region.address, PAGE_SIZE, true));
     t.is(err.syscall, 'ioctl(UFFDIO_WRITEPROTECT)');
     t.is(typeof err.code, 'string');
-    t.is(err.errno, (os.constants.errno as Record<string, number>)[err.code as string], `${err.code} is errno ${err.errno}`);
+    t.is(
+      err.errno,
+      (os.constants.errno as Record<string, number>)[err.code as string],
+      `${err.code} is errno ${err.errno}`,
+    );
     t.regex(err.message, /^ioctl\(UFFDIO_WRITEPROTECT\) failed: E[A-Z]+ \(/);
     t.false(err instanceof RangeError || err instanceof TypeError);
 
@@ -518,7 +615,10 @@ test('a region of another uffd is refused by name; an attached (non-owning) Uffd
   const u2 = new native.Uffd();
   const r1 = new native.Region(u1, PAGE_SIZE);
   try {
-    t.throws(() => u2.copy(r1.address, new Uint8Array(PAGE_SIZE)), { instanceOf: RangeError, message: /dst lies in a region registered with another userfaultfd/ });
+    t.throws(() => u2.copy(r1.address, new Uint8Array(PAGE_SIZE)), {
+      instanceOf: RangeError,
+      message: /dst lies in a region registered with another userfaultfd/,
+    });
     const attached = native.Uffd.attach(u1.describe());
     t.is(attached.fd, u1.fd);
     t.is(attached.copy(r1.address, new Uint8Array(PAGE_SIZE).fill(3)), PAGE_SIZE, 'an attached Uffd resolves faults');
@@ -526,7 +626,7 @@ test('a region of another uffd is refused by name; an attached (non-owning) Uffd
     const r2 = new native.Region(attached, PAGE_SIZE);
     t.is(u1.zeropage(r2.address, PAGE_SIZE), PAGE_SIZE, 'registered with the same userfaultfd');
     r2.close();
-    attached.close();  // non-owning: the fd stays open
+    attached.close(); // non-owning: the fd stays open
     t.true(attached.closed);
     t.false(u1.closed);
     t.is(u1.read(new Float64Array(4), 0), 0, 'the fd still works');
@@ -560,14 +660,17 @@ test('lz4Decompress decodes the block of lz4-napi compressSync (after its 4-byte
   t.true(native.lz4Available);
   const page = new Uint8Array(PAGE_SIZE);
   fillPattern(page, 0, 0x12345000);
-  page.fill(0, 1000, 3000);  // something to compress
+  page.fill(0, 1000, 3000); // something to compress
   const packed = compressSync(Buffer.from(page));
   t.is(packed.readUInt32LE(0), PAGE_SIZE, 'lz4-napi prefixes the length');
   t.true(packed.length < PAGE_SIZE);
   const out = new Uint8Array(2 * PAGE_SIZE).fill(0xcc);
   t.is(native.lz4Decompress(packed, 4, packed.length - 4, out, PAGE_SIZE), PAGE_SIZE);
   t.deepEqual(out.subarray(PAGE_SIZE), page);
-  t.true(out.subarray(0, PAGE_SIZE).every((b) => b === 0xcc), 'nothing written before dstOffset');
+  t.true(
+    out.subarray(0, PAGE_SIZE).every((b) => b === 0xcc),
+    'nothing written before dstOffset',
+  );
 
   // Into a SharedArrayBuffer, from an ArrayBuffer.
   const sab = new SharedArrayBuffer(PAGE_SIZE);

@@ -17,12 +17,27 @@ import * as path from 'node:path';
 
 const root = path.join(__dirname, '..', '..');
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs a command; SIGKILL after `timeoutMs` (a hang guard, not a time assertion). */
-function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<Run> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs, killSignal: 'SIGKILL' });
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs,
+      killSignal: 'SIGKILL',
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -33,7 +48,8 @@ function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.Proc
 }
 
 function must(r: Run, what: string): Run {
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code ?? r.signal}):\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
+  if (r.code !== 0)
+    throw new Error(`${what} failed (exit ${r.code ?? r.signal}):\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
   return r;
 }
 
@@ -50,7 +66,10 @@ function bareBin(dir: string): string {
   return bin;
 }
 
-interface LockEntry { dev?: boolean; [k: string]: unknown }
+interface LockEntry {
+  dev?: boolean;
+  [k: string]: unknown;
+}
 
 /**
  * The consumer's package-lock.json: tmem from the tarball, and tmem's runtime
@@ -60,18 +79,36 @@ interface LockEntry { dev?: boolean; [k: string]: unknown }
  */
 function writeConsumerLock(proj: string, tgz: string, integrity: string): void {
   const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as Record<string, unknown>;
-  const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
+  const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, LockEntry>;
+  };
   const rel = `file:${path.relative(proj, tgz)}`;
   const packages: Record<string, unknown> = {
     '': { name: 'consumer', version: '1.0.0', dependencies: { tmem: rel } },
     'node_modules/tmem': {
-      version: pkg.version, resolved: rel, integrity, hasInstallScript: true, license: pkg.license, os: pkg.os, engines: pkg.engines, bin: pkg.bin,
-      dependencies: pkg.dependencies, optionalDependencies: pkg.optionalDependencies, peerDependencies: pkg.peerDependencies, peerDependenciesMeta: pkg.peerDependenciesMeta,
+      version: pkg.version,
+      resolved: rel,
+      integrity,
+      hasInstallScript: true,
+      license: pkg.license,
+      os: pkg.os,
+      engines: pkg.engines,
+      bin: pkg.bin,
+      dependencies: pkg.dependencies,
+      optionalDependencies: pkg.optionalDependencies,
+      peerDependencies: pkg.peerDependencies,
+      peerDependenciesMeta: pkg.peerDependenciesMeta,
     },
   };
   for (const [k, v] of Object.entries(lock.packages)) if (k !== '' && !v.dev) packages[k] = v;
-  fs.writeFileSync(path.join(proj, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, dependencies: { tmem: rel } }));
-  fs.writeFileSync(path.join(proj, 'package-lock.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2));
+  fs.writeFileSync(
+    path.join(proj, 'package.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, dependencies: { tmem: rel } }),
+  );
+  fs.writeFileSync(
+    path.join(proj, 'package-lock.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2),
+  );
 }
 
 // The consumer: a plain CommonJS program of the empty project.
@@ -136,46 +173,115 @@ test('the npm pack tarball installs offline with no compiler on PATH and round-t
   t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   // The prebuild for this machine, then the tarball (its files are what we ship).
-  must(await run(process.execPath, [path.join(root, 'scripts', 'prebuild.js'), process.arch], { cwd: root, timeoutMs: 300_000 }), 'npm run prebuilds');
-  const packed = must(await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], { cwd: root, timeoutMs: 120_000 }), 'npm pack');
-  const info = (JSON.parse(packed.stdout) as { filename: string; integrity: string; size: number; unpackedSize: number; files: { path: string }[] }[])[0];
+  must(
+    await run(process.execPath, [path.join(root, 'scripts', 'prebuild.js'), process.arch], {
+      cwd: root,
+      timeoutMs: 300_000,
+    }),
+    'npm run prebuilds',
+  );
+  const packed = must(
+    await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], {
+      cwd: root,
+      timeoutMs: 120_000,
+    }),
+    'npm pack',
+  );
+  const info = (
+    JSON.parse(packed.stdout) as {
+      filename: string;
+      integrity: string;
+      size: number;
+      unpackedSize: number;
+      files: { path: string }[];
+    }[]
+  )[0];
   const files = info.files.map((f) => f.path);
   t.true(files.includes(`prebuilds/linux-${process.arch}/tmem.glibc.node`), 'ships the prebuilt addon');
-  t.false(files.some((f) => f.startsWith('build/')), 'no local build/ in the tarball');
-  t.false(files.some((f) => /^dist\/test\/|^test\//.test(f)), 'no tests in the tarball');
-  t.false(files.some((f) => /\.png$/.test(f)), 'no screenshots in the tarball');
+  t.false(
+    files.some((f) => f.startsWith('build/')),
+    'no local build/ in the tarball',
+  );
+  t.false(
+    files.some((f) => /^dist\/test\/|^test\//.test(f)),
+    'no tests in the tarball',
+  );
+  t.false(
+    files.some((f) => /\.png$/.test(f)),
+    'no screenshots in the tarball',
+  );
   t.true(files.includes('LICENSE') && files.includes('CHANGELOG.md'));
   t.true(files.includes('dist/lib/cli/vendor/chart.umd.min.js'), 'Chart.js inlined for the bench report');
-  t.false(files.some((f) => f.startsWith('native/test/')), 'no native tests');
+  t.false(
+    files.some((f) => f.startsWith('native/test/')),
+    'no native tests',
+  );
   const dts = fs.readFileSync(path.join(root, 'dist', 'lib', 'swap.d.ts'), 'utf8');
   t.false(/_start|_request|_abandon/.test(dts), 'no @internal members in the declarations');
-  t.log(`tarball ${info.filename}: ${info.files.length} files, ${info.size} bytes packed, ${info.unpackedSize} unpacked`);
+  t.log(
+    `tarball ${info.filename}: ${info.files.length} files, ${info.size} bytes packed, ${info.unpackedSize} unpacked`,
+  );
 
   // An empty project, a PATH without compilers, the local npm cache only.
   const proj = path.join(tmp, 'consumer');
   fs.mkdirSync(proj);
-  fs.writeFileSync(path.join(proj, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+  fs.writeFileSync(
+    path.join(proj, 'package.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }),
+  );
   const bin = bareBin(tmp);
-  const env: NodeJS.ProcessEnv = { HOME: os.homedir(), PATH: bin, npm_config_cache: spawnSync('npm', ['config', 'get', 'cache'], { encoding: 'utf8' }).stdout.trim() };
+  const env: NodeJS.ProcessEnv = {
+    HOME: os.homedir(),
+    PATH: bin,
+    npm_config_cache: spawnSync('npm', ['config', 'get', 'cache'], { encoding: 'utf8' }).stdout.trim(),
+  };
   for (const tool of ['g++', 'cc', 'gcc', 'make', 'python3', 'python']) {
     t.is(spawnSync(tool, ['--version'], { env }).error?.message.includes('ENOENT'), true, `${tool} is not reachable`);
   }
   const tgz = path.join(tmp, info.filename);
   writeConsumerLock(proj, tgz, info.integrity);
-  must(await run(path.join(bin, 'npm'), ['ci', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: proj, env, timeoutMs: 300_000 }), 'npm ci --offline --ignore-scripts');
+  must(
+    await run(
+      path.join(bin, 'npm'),
+      ['ci', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'],
+      { cwd: proj, env, timeoutMs: 300_000 },
+    ),
+    'npm ci --offline --ignore-scripts',
+  );
   t.false(fs.existsSync(path.join(proj, 'node_modules', 'tmem', 'build')), 'nothing was compiled');
 
   fs.writeFileSync(path.join(proj, 'consumer.js'), CONSUMER);
-  const r = must(await run(path.join(bin, 'node'), ['consumer.js', path.join(tmp, 'swapfile')], { cwd: proj, env, timeoutMs: 180_000 }), 'the consumer program');
+  const r = must(
+    await run(path.join(bin, 'node'), ['consumer.js', path.join(tmp, 'swapfile')], {
+      cwd: proj,
+      env,
+      timeoutMs: 180_000,
+    }),
+    'the consumer program',
+  );
   const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ok: boolean; zstdNapi: string };
   t.true(out.ok);
   t.log(`zstd-napi in the consumer: ${out.zstdNapi} (zstd went through the system libzstd)`);
 
   // Again with install scripts on: node-gyp-build finds the prebuild and compiles
   // nothing; zstd-napi (optional) cannot build here and must not fail the install.
-  must(await run(path.join(bin, 'npm'), ['ci', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: proj, env, timeoutMs: 300_000 }), 'npm ci --offline (scripts on)');
+  must(
+    await run(path.join(bin, 'npm'), ['ci', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], {
+      cwd: proj,
+      env,
+      timeoutMs: 300_000,
+    }),
+    'npm ci --offline (scripts on)',
+  );
   t.false(fs.existsSync(path.join(proj, 'node_modules', 'tmem', 'build')), 'the install script compiled nothing');
-  must(await run(path.join(bin, 'node'), ['consumer.js', path.join(tmp, 'swapfile2')], { cwd: proj, env, timeoutMs: 180_000 }), 'the consumer program (scripts on)');
+  must(
+    await run(path.join(bin, 'node'), ['consumer.js', path.join(tmp, 'swapfile2')], {
+      cwd: proj,
+      env,
+      timeoutMs: 180_000,
+    }),
+    'the consumer program (scripts on)',
+  );
 
   // tmem bench's C baselines: built with cmake (full PATH) into XDG_CACHE_HOME, not into node_modules.
   const cache = path.join(tmp, 'cache');
@@ -188,7 +294,14 @@ test('the npm pack tarball installs offline with no compiler on PATH and round-t
     t.log('cmake is not installed: the baselines build is not checked');
     return;
   }
-  const b = must(await run(process.execPath, ['-e', script], { cwd: proj, env: { ...process.env, XDG_CACHE_HOME: cache }, timeoutMs: 300_000 }), 'building the bench baselines');
+  const b = must(
+    await run(process.execPath, ['-e', script], {
+      cwd: proj,
+      env: { ...process.env, XDG_CACHE_HOME: cache },
+      timeoutMs: 300_000,
+    }),
+    'building the bench baselines',
+  );
   const res = JSON.parse(b.stdout.trim().split('\n').pop() ?? '{}') as { why: string | null; dir: string };
   t.is(res.why, null);
   t.true(res.dir.startsWith(path.join(cache, 'tmem') + path.sep), `baselines in the cache: ${res.dir}`);

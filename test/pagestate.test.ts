@@ -3,7 +3,19 @@ import test from 'ava';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
-  NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, READING, BUSY, isFast, claim, publish, pageStateArrays,
+  NEVER,
+  ACTIVE,
+  CLEAN,
+  STAGED,
+  STORED,
+  SAME,
+  SWAPPED,
+  READING,
+  BUSY,
+  isFast,
+  claim,
+  publish,
+  pageStateArrays,
 } from '../lib/dispatcher/pagestate';
 
 test('state and aux are over SharedArrayBuffers; a claim succeeds only from the expected state, and publish ends it', (t) => {
@@ -28,7 +40,7 @@ test('the fast states: NEVER of anonymous regions, SAME, STORED, STAGED', (t) =>
     t.true(isFast(st, true));
   }
   t.true(isFast(NEVER, false));
-  t.false(isFast(NEVER, true), 'a file page never resident is the file\'s: JS only');
+  t.false(isFast(NEVER, true), "a file page never resident is the file's: JS only");
   for (const st of [ACTIVE, CLEAN, SWAPPED, READING, BUSY]) t.false(isFast(st, false), `state ${st}`);
 });
 
@@ -37,18 +49,28 @@ test('threads racing to claim the same pages: each page is claimed by exactly on
   const { state, aux } = pageStateArrays(pages);
   state.fill(STORED);
   const go = new SharedArrayBuffer(4);
-  const workers = [1, 2, 3].map((id) => new Worker(path.join(__dirname, 'helpers', 'pagestate-claimer.js'), {
-    workerData: { state: state.buffer, aux: aux.buffer, id, go },
-  }));
-  const results = workers.map((w) => new Promise<{ mine: number }>((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-  }));
+  const workers = [1, 2, 3].map(
+    (id) =>
+      new Worker(path.join(__dirname, 'helpers', 'pagestate-claimer.js'), {
+        workerData: { state: state.buffer, aux: aux.buffer, id, go },
+      }),
+  );
+  const results = workers.map(
+    (w) =>
+      new Promise<{ mine: number }>((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      }),
+  );
   await new Promise((r) => setTimeout(r, 100)); // all three waiting on `go`
   Atomics.store(new Int32Array(go), 0, 1);
   Atomics.notify(new Int32Array(go), 0);
   const got = await Promise.all(results);
-  t.is(got.reduce((n, r) => n + r.mine, 0), pages, 'every page claimed once in all');
+  t.is(
+    got.reduce((n, r) => n + r.mine, 0),
+    pages,
+    'every page claimed once in all',
+  );
   for (let page = 0; page < pages; page++) {
     if (state[page] !== ACTIVE || aux[page] < 1 || aux[page] > 3) {
       t.fail(`page ${page}: state ${state[page]}, aux ${aux[page]}`);
@@ -56,6 +78,10 @@ test('threads racing to claim the same pages: each page is claimed by exactly on
     }
   }
   const perWorker = [1, 2, 3].map((id) => aux.filter((a) => a === id).length);
-  t.deepEqual(perWorker, got.map((r) => r.mine), 'aux says who claimed each page');
+  t.deepEqual(
+    perWorker,
+    got.map((r) => r.mine),
+    'aux says who claimed each page',
+  );
   await Promise.all(workers.map((w) => w.terminate()));
 });

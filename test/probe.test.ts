@@ -32,7 +32,9 @@ function seccompDeny(): { bin: string | null; why: string } {
   if (helper === undefined) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-seccomp-'));
     const bin = path.join(dir, 'seccomp-deny');
-    const r = spawnSync('cc', ['-O2', '-o', bin, path.join(root, 'test', 'helpers', 'seccomp-deny.c')], { encoding: 'utf8' });
+    const r = spawnSync('cc', ['-O2', '-o', bin, path.join(root, 'test', 'helpers', 'seccomp-deny.c')], {
+      encoding: 'utf8',
+    });
     helper = r.status === 0 ? bin : null;
     if (!helper) return { bin: null, why: `cc failed: ${r.error?.message ?? r.stderr}` };
   }
@@ -54,10 +56,19 @@ const { probe, open } = require(${JSON.stringify(path.join(root, 'dist', 'lib'))
 })();
 `;
 
-function runChild(bin: string, errno: number, uid: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runChild(
+  bin: string,
+  errno: number,
+  uid: number,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     // cwd '/': the unprivileged child cannot enter a private temporary directory.
-    const c = spawn(bin, [String(errno), String(uid), process.execPath, '-e', CHILD], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, killSignal: 'SIGKILL' });
+    const c = spawn(bin, [String(errno), String(uid), process.execPath, '-e', CHILD], {
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    });
     let stdout = '';
     let stderr = '';
     c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -73,10 +84,13 @@ interface ChildOut {
   uid: number;
 }
 
-for (const [errno, name] of [[1, 'EPERM'], [38, 'ENOSYS']] as const) {
+for (const [errno, name] of [
+  [1, 'EPERM'],
+  [38, 'ENOSYS'],
+] as const) {
   test(`in a container whose seccomp profile fails userfaultfd with ${name}: probe() says seccomp and how to fix it; open() throws ${name} with the hint`, async (t) => {
     const { bin, why } = seccompDeny();
-    if (!bin) return t.log(`skipped: ${why}`), t.pass();
+    if (!bin) return (t.log(`skipped: ${why}`), t.pass());
     const r = await runChild(bin, errno, NOBODY);
     t.is(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as ChildOut;
@@ -95,8 +109,8 @@ for (const [errno, name] of [[1, 'EPERM'], [38, 'ENOSYS']] as const) {
 
 test('userfaultfd(2) blocked by seccomp but /dev/userfaultfd open to the process (docker run --device /dev/userfaultfd): tmem runs, in full mode', async (t) => {
   const { bin, why } = seccompDeny();
-  if (!bin) return t.log(`skipped: ${why}`), t.pass();
-  if (!fs.existsSync('/dev/userfaultfd')) return t.log('skipped: no /dev/userfaultfd (Linux < 6.1)'), t.pass();
+  if (!bin) return (t.log(`skipped: ${why}`), t.pass());
+  if (!fs.existsSync('/dev/userfaultfd')) return (t.log('skipped: no /dev/userfaultfd (Linux < 6.1)'), t.pass());
   const r = await runChild(bin, 1, 0); // root keeps access to root's /dev/userfaultfd
   t.is(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as ChildOut;
@@ -109,7 +123,7 @@ test('userfaultfd(2) blocked by seccomp but /dev/userfaultfd open to the process
 
 test('an unprivileged process without a filter (vm.unprivileged_userfaultfd=0): probe() says it runs, in user-mode-only mode', async (t) => {
   const { bin, why } = seccompDeny();
-  if (!bin) return t.log(`skipped: ${why}`), t.pass();
+  if (!bin) return (t.log(`skipped: ${why}`), t.pass());
   const sysctl = fs.readFileSync('/proc/sys/vm/unprivileged_userfaultfd', 'utf8').trim();
   const r = await runChild(bin, 0, NOBODY);
   t.is(r.code, 0, r.stderr);

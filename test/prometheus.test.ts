@@ -39,7 +39,10 @@ test('stats().latency has the histogram: ascending bounds, counts that add up to
   const l = s.latency;
   t.is(l.counts.length, l.bounds.length + 1);
   for (let i = 1; i < l.bounds.length; i++) t.true(l.bounds[i] > l.bounds[i - 1]);
-  t.is(l.counts.reduce((a, b) => a + b, 0), l.count);
+  t.is(
+    l.counts.reduce((a, b) => a + b, 0),
+    l.count,
+  );
   t.true(l.count >= 512, `faults counted: ${l.count}`);
   // The percentiles are bucket bounds of the same histogram.
   t.true(l.bounds.includes(l.p50) || l.bounds.some((b) => Math.abs(Math.round(b * 100) / 100 - l.p50) < 1e-9));
@@ -64,7 +67,11 @@ test('tmem/prometheus: gauges, counters by fault source and a histogram, scraped
   const text = await registry.metrics();
   const samples = parse(text);
   const get = (name: string, labels: Record<string, string> = {}): number[] =>
-    samples.filter((x) => x.name === name && Object.entries({ swap: 'test', ...labels }).every(([k, v]) => x.labels[k] === v)).map((x) => x.value);
+    samples
+      .filter(
+        (x) => x.name === name && Object.entries({ swap: 'test', ...labels }).every(([k, v]) => x.labels[k] === v),
+      )
+      .map((x) => x.value);
 
   t.regex(text, /# TYPE tmem_faults_total counter/);
   t.regex(text, /# TYPE tmem_resident_bytes gauge/);

@@ -15,7 +15,11 @@ import ts from 'typescript';
 
 const root = path.join(__dirname, '..', '..');
 
-interface Block { lang: string; code: string; line: number }
+interface Block {
+  lang: string;
+  code: string;
+  line: number;
+}
 
 function blocks(markdown: string): Block[] {
   const out: Block[] = [];
@@ -27,12 +31,21 @@ function blocks(markdown: string): Block[] {
 }
 
 function toJs(code: string): string {
-  return ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+  return ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } })
+    .outputText;
 }
 
-function runNode(file: string, cwd: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> {
+function runNode(
+  file: string,
+  cwd: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [file], { cwd, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, killSignal: 'SIGKILL' });
+    const c = spawn(process.execPath, [file], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    });
     let out = '';
     c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     c.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));

@@ -8,7 +8,9 @@ function run(file: string, data: unknown): Promise<{ own: [number, number][]; ep
     const w = new Worker(file, { workerData: data });
     w.once('message', resolve);
     w.once('error', reject);
-    w.once('exit', (code) => { if (code !== 0) reject(new Error(`worker exit ${code}`)); });
+    w.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`worker exit ${code}`));
+    });
   });
 }
 
@@ -21,8 +23,11 @@ test('four Workers hammer one store; afterwards it equals the model', async (t) 
   const keyLocks = new SharedArrayBuffer(nShared * 2 * 4);
   const file = path.join(__dirname, 'helpers', 'store-worker.js');
   const N = 4;
-  const results = await Promise.all(Array.from({ length: N }, (_, id) =>
-    run(file, { handle: s.handle(), id: id + 1, ops: 20000, pp, ep, keyLocks, nShared })));
+  const results = await Promise.all(
+    Array.from({ length: N }, (_, id) =>
+      run(file, { handle: s.handle(), id: id + 1, ops: 20000, pp, ep, keyLocks, nShared }),
+    ),
+  );
   const dst = new Uint8Array(4096);
   const dv = new DataView(dst.buffer);
   let pages = 0;

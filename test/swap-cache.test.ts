@@ -15,11 +15,21 @@ import { Watchdog, statsWhen, tempDir, withTimeout } from './helpers/harness';
 const PAGE = 4096;
 const watchdog = new Watchdog();
 const touch = <T>(what: string, fn: () => T): T => watchdog.guard(what, 15000, fn);
-const file = (s: SwapStats): string => JSON.stringify({ ...s.swapFile, resident: s.residentPages, stored: s.storedPages, noCompress: s.evictionsWithoutCompression });
+const file = (s: SwapStats): string =>
+  JSON.stringify({
+    ...s.swapFile,
+    resident: s.residentPages,
+    stored: s.storedPages,
+    noCompress: s.evictionsWithoutCompression,
+  });
 
 test('pages only read since their swap-in are evicted again without a swap file write', async (t) => {
   const dir = tempDir(t, 'tmem-swapcache-');
-  const swap = await withTimeout(open({ residentLimit: '64MiB', swapFile: { path: dir, size: '16MiB' } }), 10000, 'open()');
+  const swap = await withTimeout(
+    open({ residentLimit: '64MiB', swapFile: { path: dir, size: '16MiB' } }),
+    10000,
+    'open()',
+  );
   try {
     const pages = 256;
     const region = swap.region(pages * PAGE);
@@ -32,7 +42,10 @@ test('pages only read since their swap-in are evicted again without a swap file 
     t.is(s0.swapFile!.pages, pages);
 
     for (let cycle = 1; cycle <= 3; cycle++) {
-      t.true(touch(`read back, cycle ${cycle}`, () => Buffer.from(region.buffer).equals(model)), `every byte, cycle ${cycle}`);
+      t.true(
+        touch(`read back, cycle ${cycle}`, () => Buffer.from(region.buffer).equals(model)),
+        `every byte, cycle ${cycle}`,
+      );
       const r = await statsWhen(swap, (x) => x.swapFile!.swapIns === cycle * pages && x.swapFile!.cached === pages);
       t.is(r.swapFile!.swapIns, cycle * pages, 'each read came from the file');
       t.is(r.swapFile!.cached, pages, `resident and still in the file: ${file(r)}`);
@@ -46,15 +59,23 @@ test('pages only read since their swap-in are evicted again without a swap file 
     }
 
     // A write frees the page's slot: its next eviction writes it (and only it).
-    touch('write page 5', () => { bytes[5 * PAGE + 9] ^= 0x5a; });
+    touch('write page 5', () => {
+      bytes[5 * PAGE + 9] ^= 0x5a;
+    });
     model[5 * PAGE + 9] ^= 0x5a;
     const w = await statsWhen(swap, (x) => x.swapFile!.pages === pages - 1);
     t.is(w.swapFile!.pages, pages - 1, `page 5 left the file: ${file(w)}`);
-    t.true(touch('read all', () => Buffer.from(region.buffer).equals(model)), 'every byte after the write');
+    t.true(
+      touch('read all', () => Buffer.from(region.buffer).equals(model)),
+      'every byte after the write',
+    );
     await withTimeout(region.evict(), 20000, 'evict');
     const f = swap.stats();
     t.is(f.swapFile!.writtenBack, pages + 1, `only the written page was written again: ${file(f)}`);
-    t.true(touch('read all again', () => Buffer.from(region.buffer).equals(model)), 'every byte at the end');
+    t.true(
+      touch('read all again', () => Buffer.from(region.buffer).equals(model)),
+      'every byte at the end',
+    );
     await region.close();
     const c = await statsWhen(swap, (x) => x.swapFile!.cached === 0 && x.swapFile!.pages === 0);
     t.is(c.swapFile!.cached, 0, 'close() frees kept slots');
@@ -66,7 +87,11 @@ test('pages only read since their swap-in are evicted again without a swap file 
 
 test('a swap file more than half full keeps no slot (vm_swap_full): read pages are written again, nothing lost', async (t) => {
   const dir = tempDir(t, 'tmem-swapcache-');
-  const swap = await withTimeout(open({ residentLimit: '64MiB', swapFile: { path: dir, size: '1MiB' } }), 10000, 'open()');
+  const swap = await withTimeout(
+    open({ residentLimit: '64MiB', swapFile: { path: dir, size: '1MiB' } }),
+    10000,
+    'open()',
+  );
   try {
     const pages = 200; // of 256 slots
     const region = swap.region(pages * PAGE);
@@ -84,8 +109,15 @@ test('a swap file more than half full keeps no slot (vm_swap_full): read pages a
     const notKept = pages - (256 / 2 + 1);
     t.true(r.swapFile!.cached <= pages - notKept, `the first ${notKept} reads kept no slot: ${file(r)}`);
     await withTimeout(region.evict(), 20000, 'evict');
-    t.is(swap.stats().swapFile!.writtenBack, pages + (pages - r.swapFile!.cached), 'the pages without a kept slot were written again');
-    t.true(touch('read back again', () => Buffer.from(region.buffer).equals(model)), 'every byte');
+    t.is(
+      swap.stats().swapFile!.writtenBack,
+      pages + (pages - r.swapFile!.cached),
+      'the pages without a kept slot were written again',
+    );
+    t.true(
+      touch('read back again', () => Buffer.from(region.buffer).equals(model)),
+      'every byte',
+    );
   } finally {
     await withTimeout(swap.close(), 10000, 'swap.close()');
   }

@@ -52,8 +52,14 @@ test('mapFile reads back equal to the file; bytes past EOF in the last page are 
     t.is(r.path, file);
     t.false(r.writable);
     t.is(r.buffer.byteLength, 6 * PAGE);
-    t.true(touch('read the mapping', () => view(r.buffer, 0, size).equals(data)), 'every byte of the file');
-    t.true(touch('read past EOF', () => new Uint8Array(r.buffer, size).every((b) => b === 0)), 'zeros past EOF');
+    t.true(
+      touch('read the mapping', () => view(r.buffer, 0, size).equals(data)),
+      'every byte of the file',
+    );
+    t.true(
+      touch('read past EOF', () => new Uint8Array(r.buffer, size).every((b) => b === 0)),
+      'zeros past EOF',
+    );
     const s = await statsWhen(swap, (x) => x.faults.file === 6);
     t.is(s.faults.file, 6, 'one file read per page');
     t.is(s.cleancache.misses, 6);
@@ -72,12 +78,18 @@ test('clean file pages evicted under a small residentLimit come back from cleanc
   try {
     const r = swap.mapFile(file);
     for (let round = 0; round < 3; round++) {
-      t.true(touch(`read round ${round}`, () => view(r.buffer, 0, size).equals(data)), `round ${round}: every byte`);
+      t.true(
+        touch(`read round ${round}`, () => view(r.buffer, 0, size).equals(data)),
+        `round ${round}: every byte`,
+      );
       t.true(touch(`zeros round ${round}`, () => new Uint8Array(r.buffer, size).every((b) => b === 0)));
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     await withTimeout(r.evict(), 10000, 'evict()');
-    t.true(touch('read after evict()', () => view(r.buffer, 0, size).equals(data)), 'every byte after evict()');
+    t.true(
+      touch('read after evict()', () => view(r.buffer, 0, size).equals(data)),
+      'every byte after evict()',
+    );
     const s = await statsWhen(swap, (x) => x.cleancache.hits + x.faults.file >= 4 * 301);
     t.true(s.evictions > 0, `clean pages were evicted: ${JSON.stringify(s)}`);
     t.true(s.cleancache.puts > 0, `compressible clean pages went to cleancache: ${JSON.stringify(s.cleancache)}`);
@@ -101,7 +113,9 @@ test('writable mapping: flush() writes the changes, the file keeps its length; e
     t.true(r.writable);
     const b = new Uint8Array(r.buffer);
     // Writes into pages never read (write faults), pages read first (write-protect faults), and the last partial page.
-    touch('read some pages', () => { for (let p = 0; p < 40; p += 4) t.is(b[p * PAGE + 5], model[p * PAGE + 5]); });
+    touch('read some pages', () => {
+      for (let p = 0; p < 40; p += 4) t.is(b[p * PAGE + 5], model[p * PAGE + 5]);
+    });
     const patch = (off: number, bytes: Uint8Array): void => {
       touch(`write at ${off}`, () => b.set(bytes, off));
       model.set(bytes, off);
@@ -176,14 +190,25 @@ test('read-only mapping: private writes survive eviction (frontswap), a re-read 
       { off: 5 * PAGE, bytes: Buffer.alloc(PAGE, 0x5a) }, // same-filled
       { off: 8 * PAGE, bytes: randomBytes(100) }, // the partial last page
     ];
-    touch('private writes', () => { for (const w of priv) b.set(w.bytes, w.off); });
+    touch('private writes', () => {
+      for (const w of priv) b.set(w.bytes, w.off);
+    });
     for (const w of priv) model.set(w.bytes, w.off);
 
     for (let round = 0; round < 3; round++) {
       await t.notThrowsAsync(withTimeout(r.evict(), 10000, 'evict()'), `evict() round ${round}`);
-      const lost = touch(`read round ${round}`, () => priv.filter((w) => !view(r.buffer, w.off, w.bytes.length).equals(w.bytes)));
-      t.deepEqual(lost.map((w) => w.off), [], `round ${round}: private writes lost (offsets)`);
-      t.true(touch(`read all round ${round}`, () => view(r.buffer, 0, size).equals(model)), `round ${round}: every byte`);
+      const lost = touch(`read round ${round}`, () =>
+        priv.filter((w) => !view(r.buffer, w.off, w.bytes.length).equals(w.bytes)),
+      );
+      t.deepEqual(
+        lost.map((w) => w.off),
+        [],
+        `round ${round}: private writes lost (offsets)`,
+      );
+      t.true(
+        touch(`read all round ${round}`, () => view(r.buffer, 0, size).equals(model)),
+        `round ${round}: every byte`,
+      );
       t.true(fs.readFileSync(file).equals(data), `round ${round}: the file is unchanged`);
     }
     t.is(swap.stats().fileWrites, 0);

@@ -18,7 +18,14 @@ import { Worker } from 'node:worker_threads';
 import { open, type OpenOptions, type Region, type Swap } from '../lib';
 import { Watchdog, withTimeout } from './helpers/harness';
 import {
-  PAGE, Writer, fillPage, pageMismatch, describeMismatch, kindOf, KIND_RANDOM, type WriterReport,
+  PAGE,
+  Writer,
+  fillPage,
+  pageMismatch,
+  describeMismatch,
+  kindOf,
+  KIND_RANDOM,
+  type WriterReport,
 } from './helpers/swap-pattern';
 
 const watchdog = new Watchdog();
@@ -26,7 +33,7 @@ const watchdog = new Watchdog();
 const touch = <T>(what: string, fn: () => T, ms = 15000): T => watchdog.guard(what, ms, fn);
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-const baseSeed = Number(process.env.TMEM_SEED) || (Date.now() & 0x7fffffff);
+const baseSeed = Number(process.env.TMEM_SEED) || Date.now() & 0x7fffffff;
 
 const WRITERS = 3;
 const OPS_PER_THREAD = 4000;
@@ -88,7 +95,10 @@ async function integrity(t: ExecutionContext, options: OpenOptions): Promise<voi
 
     await fillAll(bytes, 'initial fill');
     const afterFill = swap.stats();
-    t.true(afterFill.evictions > 0, `eviction ran while 16MiB were written under a 4MiB limit: ${JSON.stringify(afterFill)}`);
+    t.true(
+      afterFill.evictions > 0,
+      `eviction ran while 16MiB were written under a 4MiB limit: ${JSON.stringify(afterFill)}`,
+    );
 
     // Three writers at once: this thread (index 0) and two Workers (1, 2); everyone reads everything.
     const seq = new SharedArrayBuffer(pages * 4);
@@ -113,8 +123,10 @@ async function integrity(t: ExecutionContext, options: OpenOptions): Promise<voi
     t.is(mergeErrors, 0, 'every page has one owner whose model matches the published version');
     for (const r of reports) {
       t.deepEqual(r.errors, [], `reads during the run (writer ${r.index})`);
-      t.true(r.writes > 1000 && r.ownReads > 100 && r.foreignChecked > 100,
-        `writer ${r.index} did real work: ${JSON.stringify({ ...r, versions: undefined })}`);
+      t.true(
+        r.writes > 1000 && r.ownReads > 100 && r.foreignChecked > 100,
+        `writer ${r.index} did real work: ${JSON.stringify({ ...r, versions: undefined })}`,
+      );
     }
 
     t.deepEqual(await checkAll(bytes, versions, 'after the run'), [], 'every byte after concurrent reads and writes');
@@ -145,7 +157,8 @@ test.serial('integrity: the same with zstd + zbud', (t) => integrity(t, { compre
 /** Checks bytes against a model Buffer; the first wrong page or -1. */
 function firstWrongPage(bytes: Uint8Array, model: Buffer): number {
   for (let off = 0; off < model.length; off += PAGE) {
-    if (!Buffer.from(bytes.buffer, bytes.byteOffset + off, PAGE).equals(model.subarray(off, off + PAGE))) return off / PAGE;
+    if (!Buffer.from(bytes.buffer, bytes.byteOffset + off, PAGE).equals(model.subarray(off, off + PAGE)))
+      return off / PAGE;
   }
   return -1;
 }
@@ -165,12 +178,23 @@ test.serial('pool full: a 256KiB pool refuses stores of incompressible pages, no
     const s = swap.stats();
     t.true(s.refused.poolLimit > 0, `stores were refused: ${JSON.stringify(s.refused)}`);
     t.true(s.poolBytes <= 256 * 1024, `the pool kept to its limit: ${s.poolBytes}`);
-    t.true(s.residentPages > 256, `refused pages stay resident, over the limit (documented until the swap-file tier): ${s.residentPages}`);
-    t.is(touch('read back after refusals', () => firstWrongPage(bytes, model)), -1, 'every byte reads back');
+    t.true(
+      s.residentPages > 256,
+      `refused pages stay resident, over the limit (documented until the swap-file tier): ${s.residentPages}`,
+    );
+    t.is(
+      touch('read back after refusals', () => firstWrongPage(bytes, model)),
+      -1,
+      'every byte reads back',
+    );
 
     // evict() cannot push out more than the pool takes either; still nothing lost.
     await withTimeout(region.evict(), 20000, 'region.evict()');
-    t.is(touch('read back after evict()', () => firstWrongPage(bytes, model)), -1, 'every byte after evict()');
+    t.is(
+      touch('read back after evict()', () => firstWrongPage(bytes, model)),
+      -1,
+      'every byte after evict()',
+    );
     const s2 = swap.stats();
     t.true(s2.faults.pool > 0, 'the pages the pool did take came back from it');
     t.true(s2.refused.poolLimit >= s.refused.poolLimit);
@@ -183,7 +207,11 @@ test.serial('pool full: a 256KiB pool refuses stores of incompressible pages, no
       }
     });
     await withTimeout(region.evict(), 20000, 'region.evict()');
-    t.is(touch('read back after rewrites', () => firstWrongPage(bytes, model)), -1, 'every byte after rewrites');
+    t.is(
+      touch('read back after rewrites', () => firstWrongPage(bytes, model)),
+      -1,
+      'every byte after rewrites',
+    );
   } finally {
     await withTimeout(swap.close(), 10000, 'swap.close()');
   }
@@ -212,8 +240,14 @@ test.serial('pool full: with nothing left that can be stored, the dispatcher doe
     const cpu = process.cpuUsage(cpu0);
     const busy = (cpu.user + cpu.system) / 1000 / (performance.now() - t0);
     const again = swap.stats().refused.poolLimit - refused;
-    t.true(busy < 0.3, `process CPU while idle: ${(busy * 100).toFixed(0)}% of one CPU; ${again} more refusals in 500 ms`);
-    t.is(touch('read back', () => firstWrongPage(bytes, model)), -1);
+    t.true(
+      busy < 0.3,
+      `process CPU while idle: ${(busy * 100).toFixed(0)}% of one CPU; ${again} more refusals in 500 ms`,
+    );
+    t.is(
+      touch('read back', () => firstWrongPage(bytes, model)),
+      -1,
+    );
   } finally {
     await withTimeout(swap.close(), 10000, 'swap.close()');
   }

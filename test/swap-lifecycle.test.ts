@@ -54,7 +54,11 @@ test('dispatcher death: API calls fail with a clear error, then a touch of an ev
 
 test('dispatcher death: a touch right after terminate() raises SIGBUS, never hangs (three children)', async (t) => {
   // The touch races the dispatcher's last poll: it may see the fault and die before serving it.
-  const rs = await Promise.all([runChild('kill-touch', 60000), runChild('kill-touch', 60000), runChild('kill-touch', 60000)]);
+  const rs = await Promise.all([
+    runChild('kill-touch', 60000),
+    runChild('kill-touch', 60000),
+    runChild('kill-touch', 60000),
+  ]);
   for (const r of rs) {
     t.is(r.signal, 'SIGBUS', show(r));
     t.regex(r.stderr, /tmem: the fault dispatcher is gone/, show(r));
@@ -65,13 +69,15 @@ test('after swap.close(): region() and mapFile() throw, its regions are closed, 
   const swap = await withTimeout(open({ residentLimit: '1MiB' }), 10000, 'open()');
   const region = swap.region('64KiB');
   const ab = region.buffer;
-  touch('touch', () => { new Uint8Array(ab)[100] = 1; });
+  touch('touch', () => {
+    new Uint8Array(ab)[100] = 1;
+  });
   await withTimeout(swap.close(), 10000, 'swap.close()');
   t.throws(() => swap.region(4096), { message: /closed/ });
   t.throws(() => swap.region('1MiB'), { message: /closed/ });
   t.throws(() => swap.mapFile(__filename), { message: /closed/ });
   t.true(region.closed);
-  t.is(ab.byteLength, 0, 'the region\'s ArrayBuffer is detached');
+  t.is(ab.byteLength, 0, "the region's ArrayBuffer is detached");
   t.throws(() => region.buffer, { message: /closed/ });
   await t.notThrowsAsync(withTimeout(swap.close(), 5000, 'swap.close() again'));
   const s = swap.stats();

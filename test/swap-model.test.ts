@@ -37,7 +37,14 @@ for (const cfg of CONFIGS) {
         totals.add(await reported(input, () => runSwapModel(cfg, input, dir, guard)));
       }),
       // A failure is reported with what shrinking reached within the time limit (ava allows 60 s a test).
-      { numRuns: RUNS, seed, path: replayPath, endOnFailure: false, includeErrorInReport: true, interruptAfterTimeLimit: 30000 },
+      {
+        numRuns: RUNS,
+        seed,
+        path: replayPath,
+        endOnFailure: false,
+        includeErrorInReport: true,
+        interruptAfterTimeLimit: 30000,
+      },
     );
     t.log(totals.line());
     t.is(totals.runs >= RUNS, true);

@@ -43,56 +43,65 @@ test.serial('full mode: fs.writeSync from region pages that are in the pool writ
   }
 });
 
-test.serial('user-mode-only: JS access works; a syscall on a page that is not resident fails with EFAULT', async (t) => {
-  const swap = await open({ residentLimit: '1MiB', poolLimit: '8MiB', userModeOnly: true });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-modes-'));
-  try {
-    t.true(swap.stats().userModeOnly);
-    const pages = 32;
-    const region = swap.region(pages * PAGE);
-    const want = pattern(pages);
-    watchdog.guard('fill', 10000, () => new Uint8Array(region.buffer).set(want));
-    await region.evict();
-    const fd = fs.openSync(path.join(dir, 'out.bin'), 'w');
-    const err = t.throws(() => fs.writeSync(fd, new Uint8Array(region.buffer, 0, PAGE)));
-    t.is((err as NodeJS.ErrnoException).code, 'EFAULT');
-    // Touched from JavaScript first, the same write works.
-    const copy = watchdog.guard('read', 10000, () => Buffer.from(new Uint8Array(region.buffer).slice()));
-    t.true(copy.equals(Buffer.from(want)));
-    t.is(fs.writeSync(fd, new Uint8Array(region.buffer, 0, PAGE)), PAGE);
-    fs.closeSync(fd);
-  } finally {
-    await swap.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+test.serial(
+  'user-mode-only: JS access works; a syscall on a page that is not resident fails with EFAULT',
+  async (t) => {
+    const swap = await open({ residentLimit: '1MiB', poolLimit: '8MiB', userModeOnly: true });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-modes-'));
+    try {
+      t.true(swap.stats().userModeOnly);
+      const pages = 32;
+      const region = swap.region(pages * PAGE);
+      const want = pattern(pages);
+      watchdog.guard('fill', 10000, () => new Uint8Array(region.buffer).set(want));
+      await region.evict();
+      const fd = fs.openSync(path.join(dir, 'out.bin'), 'w');
+      const err = t.throws(() => fs.writeSync(fd, new Uint8Array(region.buffer, 0, PAGE)));
+      t.is((err as NodeJS.ErrnoException).code, 'EFAULT');
+      // Touched from JavaScript first, the same write works.
+      const copy = watchdog.guard('read', 10000, () => Buffer.from(new Uint8Array(region.buffer).slice()));
+      t.true(copy.equals(Buffer.from(want)));
+      t.is(fs.writeSync(fd, new Uint8Array(region.buffer, 0, PAGE)), PAGE);
+      fs.closeSync(fd);
+    } finally {
+      await swap.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
-test.serial('pin: false leaves the main thread free; faults are still served; close() restores nothing it did not change', async (t) => {
-  const before = native.getAffinity();
-  const swap = await open({ residentLimit: '1MiB', poolLimit: '8MiB', pin: false });
-  try {
-    t.deepEqual(native.getAffinity(), before, 'the main thread is not pinned');
-    const pages = 512;
-    const region = swap.region(pages * PAGE);
-    const want = pattern(pages);
-    const bytes = new Uint8Array(region.buffer);
-    watchdog.guard('fill + read', 20000, () => {
-      bytes.set(want);
-      t.true(Buffer.from(bytes.buffer, 0, want.length).equals(Buffer.from(want)));
-    });
-    t.true(swap.stats().evictions > 0);
-  } finally {
-    await swap.close();
-  }
-  t.deepEqual(native.getAffinity(), before);
-});
+test.serial(
+  'pin: false leaves the main thread free; faults are still served; close() restores nothing it did not change',
+  async (t) => {
+    const before = native.getAffinity();
+    const swap = await open({ residentLimit: '1MiB', poolLimit: '8MiB', pin: false });
+    try {
+      t.deepEqual(native.getAffinity(), before, 'the main thread is not pinned');
+      const pages = 512;
+      const region = swap.region(pages * PAGE);
+      const want = pattern(pages);
+      const bytes = new Uint8Array(region.buffer);
+      watchdog.guard('fill + read', 20000, () => {
+        bytes.set(want);
+        t.true(Buffer.from(bytes.buffer, 0, want.length).equals(Buffer.from(want)));
+      });
+      t.true(swap.stats().evictions > 0);
+    } finally {
+      await swap.close();
+    }
+    t.deepEqual(native.getAffinity(), before);
+  },
+);
 
-test.serial('pin: true (the default) leaves the main thread\'s affinity as it was, while open and after close', async (t) => {
-  const before = native.getAffinity();
-  const swap = await open({ residentLimit: '1MiB', poolLimit: '8MiB' });
-  const region = swap.region('2MiB');
-  new Uint8Array(region.buffer).fill(9); // faults: the dispatcher follows this thread, this thread stays as it is
-  t.deepEqual(native.getAffinity(), before, 'unchanged while open');
-  await swap.close();
-  t.deepEqual(native.getAffinity(), before);
-});
+test.serial(
+  "pin: true (the default) leaves the main thread's affinity as it was, while open and after close",
+  async (t) => {
+    const before = native.getAffinity();
+    const swap = await open({ residentLimit: '1MiB', poolLimit: '8MiB' });
+    const region = swap.region('2MiB');
+    new Uint8Array(region.buffer).fill(9); // faults: the dispatcher follows this thread, this thread stays as it is
+    t.deepEqual(native.getAffinity(), before, 'unchanged while open');
+    await swap.close();
+    t.deepEqual(native.getAffinity(), before);
+  },
+);

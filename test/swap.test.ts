@@ -40,7 +40,10 @@ test('an incompressible page is evicted (stored raw) and reads back', async (t) 
     t.is(s.hugePages, 4, 'random pages do not compress: stored raw');
     t.is(s.storedPages, 4);
     t.is(region.stats().residentPages, 0);
-    t.true(touch('read back', () => Buffer.from(region.buffer).equals(model)), 'every byte reads back');
+    t.true(
+      touch('read back', () => Buffer.from(region.buffer).equals(model)),
+      'every byte reads back',
+    );
     t.is((await statsWhen(swap, (x) => x.faults.pool === 4)).faults.pool, 4);
   } finally {
     await withTimeout(swap.close(), 10000, 'swap.close()');
@@ -94,7 +97,11 @@ test('clean pages: evicted again without compression; a write makes them dirty a
     // Evict it again: no compression, no store.
     await withTimeout(region.evict(), 10000, 'evict');
     const s2 = swap.stats();
-    t.is(s2.evictionsWithoutCompression, s1.evictionsWithoutCompression + 1, 'the clean page was dropped, not recompressed');
+    t.is(
+      s2.evictionsWithoutCompression,
+      s1.evictionsWithoutCompression + 1,
+      'the clean page was dropped, not recompressed',
+    );
     t.is(s2.evictions, s1.evictions + 1);
     t.is(s2.compressedBytes, s1.compressedBytes, 'the pool holds the same objects');
     t.is(s2.storedPages, pages);
@@ -103,12 +110,17 @@ test('clean pages: evicted again without compression; a write makes them dirty a
     t.true(touch('read page 3 again', () => samePage(bytes, 3 * PAGE, model, 3 * PAGE)));
     const s2b = await statsWhen(swap, (x) => x.faults.pool === s2.faults.pool + 1);
     t.is(s2b.faults.pool, s2.faults.pool + 1, 'the kept copy was loaded');
-    touch('write one byte of page 3', () => { bytes[3 * PAGE + 100] ^= 0xff; });
+    touch('write one byte of page 3', () => {
+      bytes[3 * PAGE + 100] ^= 0xff;
+    });
     model[3 * PAGE + 100] ^= 0xff;
     const s3 = await statsWhen(swap, (x) => x.faults.writeProtect === s2.faults.writeProtect + 1);
     t.is(s3.faults.writeProtect, s2.faults.writeProtect + 1, 'the write hit a write-protect fault');
     t.is(region.stats().dirtyPages, 0, 'dirtyPages counts pages owed to a file: none in an anonymous region');
-    t.is(touch('read the written byte', () => bytes[3 * PAGE + 100]), model[3 * PAGE + 100]);
+    t.is(
+      touch('read the written byte', () => bytes[3 * PAGE + 100]),
+      model[3 * PAGE + 100],
+    );
 
     // The next eviction must compress it again (the old copy is stale).
     await withTimeout(region.evict(), 10000, 'evict');
@@ -116,9 +128,15 @@ test('clean pages: evicted again without compression; a write makes them dirty a
     t.is(s4.evictionsWithoutCompression, s3.evictionsWithoutCompression, 'a dirty page is not dropped as clean');
     t.is(s4.evictions, s3.evictions + 1);
     t.is(s4.storedPages, pages);
-    t.true(touch('read page 3 after the dirty eviction', () => samePage(bytes, 3 * PAGE, model, 3 * PAGE)), 'the new bytes came back');
+    t.true(
+      touch('read page 3 after the dirty eviction', () => samePage(bytes, 3 * PAGE, model, 3 * PAGE)),
+      'the new bytes came back',
+    );
     t.is((await statsWhen(swap, (x) => x.faults.pool === s4.faults.pool + 1)).faults.pool, s4.faults.pool + 1);
-    t.true(touch('read all', () => Buffer.from(region.buffer).equals(model)), 'every byte of every page');
+    t.true(
+      touch('read all', () => Buffer.from(region.buffer).equals(model)),
+      'every byte of every page',
+    );
 
     // A page written while resident but never read since (write fault on a stored page): also recompressed.
     touch('write page 5 without reading it', () => bytes.fill(7, 5 * PAGE, 5 * PAGE + 64));
@@ -153,7 +171,10 @@ test('bad options to open() throw TypeError/RangeError naming the option', async
   for (const [options, type, message] of cases) {
     const what = JSON.stringify(options);
     const opened = withTimeout(open(options as never), 5000, `open(${what})`);
-    opened.then((s) => s.close(), () => undefined); // a swap that opened by mistake is closed again
+    opened.then(
+      (s) => s.close(),
+      () => undefined,
+    ); // a swap that opened by mistake is closed again
     await t.throwsAsync(opened, { instanceOf: type, message }, `open(${what})`);
   }
 });
@@ -177,7 +198,10 @@ test('bad arguments to region() and mapFile() throw errors naming the argument',
     t.true(e?.message.includes(missing), 'the fs error names the path');
     t.throws(() => swap.mapFile(dir), { instanceOf: TypeError, message: /regular file/ });
     // Refused before it is opened, writable or not (file-regions-reliability.test.ts has the other kinds).
-    const wd = t.throws(() => swap.mapFile(dir, { writable: true }), { instanceOf: TypeError, message: /regular file/ }) as NodeJS.ErrnoException;
+    const wd = t.throws(() => swap.mapFile(dir, { writable: true }), {
+      instanceOf: TypeError,
+      message: /regular file/,
+    }) as NodeJS.ErrnoException;
     t.is(wd?.code, 'ERR_TMEM_NOT_REGULAR_FILE');
     const empty = path.join(dir, 'empty');
     fs.writeFileSync(empty, '');
@@ -189,8 +213,13 @@ test('bad arguments to region() and mapFile() throw errors naming the argument',
 
     // None of that left a region behind, and the swap still works.
     const r = swap.region(PAGE);
-    touch('use a region after bad calls', () => { new Uint8Array(r.buffer)[10] = 5; });
-    t.is(touch('read it', () => new Uint8Array(r.buffer)[10]), 5);
+    touch('use a region after bad calls', () => {
+      new Uint8Array(r.buffer)[10] = 5;
+    });
+    t.is(
+      touch('read it', () => new Uint8Array(r.buffer)[10]),
+      5,
+    );
   } finally {
     await withTimeout(swap.close(), 10000, 'swap.close()');
     fs.rmSync(dir, { recursive: true, force: true });
@@ -203,7 +232,11 @@ function checkNumbers(t: import('ava').ExecutionContext, o: object, at = 'stats'
     if (k === 'swapFile' && v === undefined) continue; // only with a swap file
     if (v !== null && typeof v === 'object') checkNumbers(t, v as object, `${at}.${k}`);
     else if (k === 'userModeOnly') t.is(typeof v, 'boolean', `${at}.${k}`);
-    else t.true(typeof v === 'number' && Number.isFinite(v) && v >= 0, `${at}.${k} is a non-negative number: ${String(v)}`);
+    else
+      t.true(
+        typeof v === 'number' && Number.isFinite(v) && v >= 0,
+        `${at}.${k} is a non-negative number: ${String(v)}`,
+      );
   }
 }
 
@@ -242,26 +275,38 @@ test('stats: numbers, consistent with each other and with what was touched; late
     t.true(s.residentPages <= touched, `resident ${s.residentPages} <= touched ${touched}`);
     t.true(s.residentPages <= 256 + 16, `eviction keeps about residentLimit: ${s.residentPages}`);
     t.is(s.residentBytes, s.residentPages * PAGE);
-    t.is(s.residentPages + s.storedPages + s.samePages, touched, 'every touched page is resident, stored or same-filled');
+    t.is(
+      s.residentPages + s.storedPages + s.samePages,
+      touched,
+      'every touched page is resident, stored or same-filled',
+    );
     t.is(s.logicalBytes, (s.storedPages + s.samePages) * PAGE);
     t.true(s.samePages > 0 && s.storedPages > 0 && s.hugePages > 0, JSON.stringify(s));
     t.true(s.hugePages <= s.storedPages);
-    t.true(s.compressedBytes > 0 && s.poolBytes >= s.compressedBytes, `pool ${s.poolBytes} >= objects ${s.compressedBytes}`);
+    t.true(
+      s.compressedBytes > 0 && s.poolBytes >= s.compressedBytes,
+      `pool ${s.poolBytes} >= objects ${s.compressedBytes}`,
+    );
     t.true(Math.abs(s.compressionRatio - (s.storedPages * PAGE) / s.compressedBytes) < 1e-9);
     t.true(s.evictions >= s.storedPages + s.samePages);
     t.is(s.faults.zero, touched, 'each page faulted once as a zero page');
     t.is(s.refused.poolLimit + s.refused.alloc, 0);
 
     t.is(rs.size, 4 * 2 ** 20);
-    t.is(rs.residentPages, s.residentPages, 'one region: its figures are the swap\'s');
+    t.is(rs.residentPages, s.residentPages, "one region: its figures are the swap's");
     t.is(rs.storedPages, s.storedPages);
     t.is(rs.samePages, s.samePages);
     t.is(rs.faults.zero, touched);
     t.is(rs.evictions, s.evictions);
 
     t.true(s.latency.count >= touched, `every fault is in the histogram: ${s.latency.count}`);
-    t.true(s.latency.p50 > 0 && s.latency.p50 <= s.latency.p90 && s.latency.p90 <= s.latency.p99 && s.latency.p99 <= s.latency.p999,
-      JSON.stringify(s.latency));
+    t.true(
+      s.latency.p50 > 0 &&
+        s.latency.p50 <= s.latency.p90 &&
+        s.latency.p90 <= s.latency.p99 &&
+        s.latency.p99 <= s.latency.p999,
+      JSON.stringify(s.latency),
+    );
 
     t.true(touch('read back', () => Buffer.from(region.buffer, 0, model.length).equals(model)));
     t.true(touch('untouched pages read zero', () => new Uint8Array(region.buffer, model.length).every((b) => b === 0)));

@@ -6,12 +6,18 @@ import { Zsmalloc, pagesPerZspage } from '../lib/zpool/zsmalloc';
 import { runZpoolModel, zcmdArb, fill } from './helpers/zpool-model';
 
 test('random malloc/free/compact/shrink/reset sequences match a Map model', (t) => {
-  fc.assert(fc.property(fc.array(zcmdArb, { maxLength: 40 }), (cmds) => runZpoolModel('zsmalloc', cmds)), { numRuns: 700 });
+  fc.assert(
+    fc.property(fc.array(zcmdArb, { maxLength: 40 }), (cmds) => runZpoolModel('zsmalloc', cmds)),
+    { numRuns: 700 },
+  );
   t.pass();
 });
 
 test('refuses at its frame limit and keeps its objects', (t) => {
-  fc.assert(fc.property(fc.array(zcmdArb, { maxLength: 40 }), (cmds) => runZpoolModel('zsmalloc', cmds, 6)), { numRuns: 200 });
+  fc.assert(
+    fc.property(fc.array(zcmdArb, { maxLength: 40 }), (cmds) => runZpoolModel('zsmalloc', cmds, 6)),
+    { numRuns: 200 },
+  );
   t.pass();
 });
 
@@ -19,7 +25,7 @@ test('class geometry: zspages of 1..8 frames, waste below 1/8 of the zspage exce
   for (let size = 32; size <= 4096; size += 16) {
     const n = pagesPerZspage(size);
     t.true(n >= 1 && n <= 8);
-    const objs = Math.floor(n * 4096 / size);
+    const objs = Math.floor((n * 4096) / size);
     if (objs > 1) t.true((n * 4096 - objs * size) / (n * 4096) < 0.125, `size ${size}`);
   }
   t.is(pagesPerZspage(4096), 1);
@@ -33,7 +39,10 @@ test('classes of equal geometry are merged; sizes above 3641 share the huge clas
   t.not(z.classOf(3600), z.classOf(4096));
   const h = z.malloc(3700);
   const st = z.stats() as unknown as { classes: { huge: boolean; size: number }[] };
-  t.deepEqual(st.classes.map((c) => [c.size, c.huge]), [[4096, true]]);
+  t.deepEqual(
+    st.classes.map((c) => [c.size, c.huge]),
+    [[4096, true]],
+  );
   z.free(h);
 });
 
@@ -42,7 +51,12 @@ test('compaction frees zspages and keeps every byte', (t) => {
   const z = createZpool('zsmalloc', a);
   const hs: number[] = [];
   const src = new Uint8Array(4096);
-  for (let i = 0; i < 2000; i++) { const h = z.malloc(200 + (i % 7)); fill(src, 200, i); z.write(h, src, 0, 200); hs.push(h); }
+  for (let i = 0; i < 2000; i++) {
+    const h = z.malloc(200 + (i % 7));
+    fill(src, 200, i);
+    z.write(h, src, 0, 200);
+    hs.push(h);
+  }
   const keep = hs.filter((_, i) => i % 5 === 0);
   for (let i = 0; i < hs.length; i++) if (i % 5 !== 0) z.free(hs[i]);
   const before = z.stats().frames;

@@ -23,7 +23,7 @@ const data = workerData as CopyServerData;
 const uffd = native.Uffd.attach(data.descriptor);
 if (data.cpu >= 0) native.setAffinity([data.cpu]);
 const page = new Uint8Array(PAGE_SIZE);
-for (let i = 0; i < PAGE_SIZE; i++) page[i] = 0x5a ^ (i & 0xff);  // the contents uffd_min_handler copies
+for (let i = 0; i < PAGE_SIZE; i++) page[i] = 0x5a ^ (i & 0xff); // the contents uffd_min_handler copies
 const ev = new Float64Array(4 * 64);
 
 uffd.armDeadman('bench copy-server');
@@ -34,7 +34,7 @@ let retries = 0;
 let failures = 0;
 for (;;) {
   const n = uffd.read(ev, -1);
-  if (n < 0) break;  // wakeReader(): the benchmark is over
+  if (n < 0) break; // wakeReader(): the benchmark is over
   for (let k = 0; k < n; k++) {
     if (ev[4 * k] !== UFFD_EVENT_PAGEFAULT) continue;
     const address = ev[4 * k + 2];

@@ -7,11 +7,24 @@
 import { spawnSync, type SpawnSyncOptionsWithStringEncoding, type SpawnSyncReturns } from 'node:child_process';
 import * as path from 'node:path';
 
-export { nearestRank, summarizeSorted, summarize, summarizeWithMin, shuffled, type Summary, type SummaryWithMin } from '../../lib/cli/samples';
+export {
+  nearestRank,
+  summarizeSorted,
+  summarize,
+  summarizeWithMin,
+  shuffled,
+  type Summary,
+  type SummaryWithMin,
+} from '../../lib/cli/samples';
 import type { Summary } from '../../lib/cli/samples';
 
 /** One table row: `name` padded to `width`, then n and the percentiles in us (and ` note` when given). */
-export function summaryLine(name: string, s: Omit<Summary, 'max'> | null | undefined, width: number, note?: string): string {
+export function summaryLine(
+  name: string,
+  s: Omit<Summary, 'max'> | null | undefined,
+  width: number,
+  note?: string,
+): string {
   const tail = note === undefined ? '' : ` ${note}`;
   if (!s) return `${name.padEnd(width)} (not measured)${tail}`;
   const f = (x: number): string => x.toFixed(2).padStart(8);
@@ -39,8 +52,13 @@ export function nativeBenchProgram(name: string): string {
 }
 
 /** Runs a baseline program to the end; `last` is its last stdout line (JSON when it succeeded). */
-export function runJsonProgram(bin: string, args: string[], options: Omit<SpawnSyncOptionsWithStringEncoding, 'encoding'>): {
-  r: SpawnSyncReturns<string>; last: string;
+export function runJsonProgram(
+  bin: string,
+  args: string[],
+  options: Omit<SpawnSyncOptionsWithStringEncoding, 'encoding'>,
+): {
+  r: SpawnSyncReturns<string>;
+  last: string;
 } {
   const r = spawnSync(bin, args, { ...options, encoding: 'utf8' });
   const lines = (r.stdout ?? '').trim().split('\n');

@@ -106,15 +106,14 @@ inline Summary summarize(std::vector<uint64_t> ns) {
 }
 
 inline void print_summary(const char* label, const Summary& s) {
-  std::printf("%-22s n=%-7zu p50=%8.2f  p90=%8.2f  p99=%8.2f  p99.9=%8.2f  mean=%8.2f  max=%9.2f us\n",
-              label, s.n, s.p50, s.p90, s.p99, s.p999, s.mean, s.max);
+  std::printf("%-22s n=%-7zu p50=%8.2f  p90=%8.2f  p99=%8.2f  p99.9=%8.2f  mean=%8.2f  max=%9.2f us\n", label, s.n,
+              s.p50, s.p90, s.p99, s.p999, s.mean, s.max);
 }
 
 // {"p50":..,"p90":..,"p99":..,"p999":..,"mean":..,"n":..}
 inline std::string summary_json(const Summary& s) {
   char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"mean\":%.2f,\"n\":%zu}",
+  std::snprintf(buf, sizeof buf, "{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"mean\":%.2f,\"n\":%zu}",
                 s.p50, s.p90, s.p99, s.p999, s.mean, s.n);
   return buf;
 }

@@ -107,16 +107,16 @@ static const size_t kPage = 4096;
 static volatile sig_atomic_t g_cleaning = 0;
 static void* g_region = nullptr;
 static size_t g_region_len = 0;
-static char g_swap_path[PATH_MAX];        // device or file given to swapon
+static char g_swap_path[PATH_MAX];  // device or file given to swapon
 static volatile sig_atomic_t g_swapon = 0;
 static int g_zram_id = -1;
-static char g_zram_reset[128];            // /sys/block/zramN/reset
-static char g_zram_id_str[32];            // "N" for hot_remove
+static char g_zram_reset[128];  // /sys/block/zramN/reset
+static char g_zram_id_str[32];  // "N" for hot_remove
 static volatile sig_atomic_t g_devnode_made = 0;
 static volatile sig_atomic_t g_swapfile_made = 0;
-static char g_cg_dir[PATH_MAX];           // the steady-state memory cgroup
+static char g_cg_dir[PATH_MAX];  // the steady-state memory cgroup
 static volatile sig_atomic_t g_cg_made = 0;
-static volatile pid_t g_child = 0;        // the steady-state child
+static volatile pid_t g_child = 0;  // the steady-state child
 
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -201,8 +201,7 @@ static void install_cleanup() {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigfillset(&sa.sa_mask);  // no nested signals while tearing down
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL})
-    sigaction(s, &sa, nullptr);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) sigaction(s, &sa, nullptr);
 }
 
 // Normal-path cleanup with signals blocked, so a late Ctrl-C cannot cut it.
@@ -266,10 +265,10 @@ static void gen_json_page(char* p, Rng& rng) {
     std::snprintf(rec, sizeof rec,
                   "{\"id\":%llu,\"name\":\"%s_%llu\",\"score\":%llu.%02llu,\"active\":%s,"
                   "\"tags\":[%s,%s],\"ts\":16%08llu},",
-                  (unsigned long long)rng.below(1000000), names[rng.below(8)],
-                  (unsigned long long)rng.below(10000), (unsigned long long)rng.below(1000),
-                  (unsigned long long)rng.below(100), rng.below(2) ? "true" : "false",
-                  tags[rng.below(6)], tags[rng.below(6)], (unsigned long long)rng.below(100000000));
+                  (unsigned long long)rng.below(1000000), names[rng.below(8)], (unsigned long long)rng.below(10000),
+                  (unsigned long long)rng.below(1000), (unsigned long long)rng.below(100),
+                  rng.below(2) ? "true" : "false", tags[rng.below(6)], tags[rng.below(6)],
+                  (unsigned long long)rng.below(100000000));
     s += rec;
   }
   memcpy(p, s.data(), kPage);
@@ -284,7 +283,11 @@ static void gen_binary_page(char* p, Rng& rng) {
     switch (rng.below(4)) {
       case 0: w[i] = base + (rng.below(1 << 20) << 3) + 1; break;
       case 1: w[i] = rng.below(4096) << 32; break;
-      case 2: { double d = 100.0 + double(rng.below(10000)) / 8.0; memcpy(&w[i], &d, 8); break; }
+      case 2: {
+        double d = 100.0 + double(rng.below(10000)) / 8.0;
+        memcpy(&w[i], &d, 8);
+        break;
+      }
       default: w[i] = (i > 0) ? w[i - 1] : 0; break;
     }
   }
@@ -373,8 +376,7 @@ static size_t swap_dev_pages(size_t data_pages) { return (4 * data_pages + 1024 
 
 static void do_swapon(int prio) {
   int flags = SWAP_FLAG_PREFER | ((prio << SWAP_FLAG_PRIO_SHIFT) & SWAP_FLAG_PRIO_MASK);
-  if (swapon(g_swap_path, flags) != 0)
-    unavailable(std::string("swapon(") + g_swap_path + ") failed: " + errstr());
+  if (swapon(g_swap_path, flags) != 0) unavailable(std::string("swapon(") + g_swap_path + ") failed: " + errstr());
   g_swapon = 1;
 }
 
@@ -382,8 +384,7 @@ static void do_swapon(int prio) {
 static std::string setup_zram(size_t data_pages, const std::string& want_alg, int prio, uint64_t seed) {
   std::string s;
   if (!read_file("/sys/class/zram-control/hot_add", &s))
-    unavailable("zram not available (/sys/class/zram-control/hot_add: " + errstr() +
-                "; try modprobe zram)");
+    unavailable("zram not available (/sys/class/zram-control/hot_add: " + errstr() + "; try modprobe zram)");
   int id = std::atoi(s.c_str());
   if (s.empty() || id < 0) unavailable("zram hot_add returned '" + s + "'");
   g_zram_id = id;
@@ -395,8 +396,8 @@ static std::string setup_zram(size_t data_pages, const std::string& want_alg, in
   std::string algs;
   read_file(sys + "comp_algorithm", &algs);
   if (!write_file(sys + "comp_algorithm", want_alg))
-    std::printf("zram: algorithm '%s' not accepted (%s); available: %s", want_alg.c_str(),
-                errstr().c_str(), algs.c_str());
+    std::printf("zram: algorithm '%s' not accepted (%s); available: %s", want_alg.c_str(), errstr().c_str(),
+                algs.c_str());
   read_file(sys + "comp_algorithm", &algs);
   std::string alg;
   size_t lb = algs.find('['), rb = algs.find(']');
@@ -405,8 +406,7 @@ static std::string setup_zram(size_t data_pages, const std::string& want_alg, in
 
   // Room for every data page, the header and some slack, whole MiB.
   size_t dev_pages = swap_dev_pages(data_pages);
-  if (!write_file(sys + "disksize", std::to_string(dev_pages * kPage)))
-    fail("zram disksize: " + errstr());
+  if (!write_file(sys + "disksize", std::to_string(dev_pages * kPage))) fail("zram disksize: " + errstr());
 
   std::snprintf(g_swap_path, sizeof g_swap_path, "/dev/zram%d", id);
   struct stat st;
@@ -454,9 +454,9 @@ struct MmStat {
   long long v[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
   int n = 0;
 };
-static const char* kMmStatNames[9] = {"orig_data_size", "compr_data_size", "mem_used_total",
-                                      "mem_limit",      "mem_used_max",    "same_pages",
-                                      "pages_compacted", "huge_pages",     "huge_pages_since"};
+static const char* kMmStatNames[9] = {"orig_data_size",  "compr_data_size", "mem_used_total",
+                                      "mem_limit",       "mem_used_max",    "same_pages",
+                                      "pages_compacted", "huge_pages",      "huge_pages_since"};
 
 static MmStat read_mm_stat() {
   MmStat m;
@@ -522,21 +522,21 @@ static size_t pagemap_swapped(int pm, const char* region, size_t pages, std::vec
 
 struct Round {
   std::string name;
-  size_t swapped = 0;          // after the first MADV_PAGEOUT
-  size_t swapped_final = 0;    // swapped out and not in the swap cache, measured
-  int settle_passes = 0;       // extra pageout passes to get there
-  long foreign = 0;            // pages of other processes on our swap device
+  size_t swapped = 0;        // after the first MADV_PAGEOUT
+  size_t swapped_final = 0;  // swapped out and not in the swap cache, measured
+  int settle_passes = 0;     // extra pageout passes to get there
+  long foreign = 0;          // pages of other processes on our swap device
   double pageout_us_per_page = 0;
-  Summary lat;                 // all measured touches
-  Summary lat_major;           // only touches that were major faults
+  Summary lat;        // all measured touches
+  Summary lat_major;  // only touches that were major faults
   long majflt = 0;
   size_t bad = 0;
   double readback_us_per_page = 0;  // readback round: sequential 4 KiB copies of swapped-out pages
   double plain_us_per_page = 0;     // the same copies once the pages are resident
 };
 
-static Round run_round(const char* name, char* region, const std::vector<char>& corpus, size_t pages,
-                       bool random_order, Rng& rng, int pm, MmStat* before, MmStat* after, bool readback = false) {
+static Round run_round(const char* name, char* region, const std::vector<char>& corpus, size_t pages, bool random_order,
+                       Rng& rng, int pm, MmStat* before, MmStat* after, bool readback = false) {
   Round R;
   R.name = name;
   size_t len = pages * kPage;
@@ -653,7 +653,6 @@ static std::string round_json(const Round& R) {
   return j + buf;
 }
 
-
 // ---------------------------------------------------------------------------
 // Steady state in a memory cgroup (--steady-limit-pages)
 // ---------------------------------------------------------------------------
@@ -688,7 +687,8 @@ static bool own_memcg(std::string* dir, bool* v2, std::string* why) {
   }
   for (const char* mnt : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
     std::string d = std::string(mnt) + v2path, ctl;
-    if (!v2path.empty() && read_file(d + "/cgroup.controllers", &ctl) && (" " + ctl).find(" memory") != std::string::npos) {
+    if (!v2path.empty() && read_file(d + "/cgroup.controllers", &ctl) &&
+        (" " + ctl).find(" memory") != std::string::npos) {
       *dir = d;
       *v2 = true;
       return true;
@@ -795,7 +795,8 @@ static std::string run_steady(const std::vector<char>& corpus, size_t pages, siz
     if ((" " + sub).find(" memory") == std::string::npos && !write_file(parent + "/cgroup.subtree_control", "+memory"))
       unavailable("cannot enable the memory controller for children of " + parent + ": " + errstr());
   }
-  if (mkdir(g_cg_dir, 0755) != 0) unavailable(std::string("cannot create the memory cgroup ") + g_cg_dir + ": " + errstr());
+  if (mkdir(g_cg_dir, 0755) != 0)
+    unavailable(std::string("cannot create the memory cgroup ") + g_cg_dir + ": " + errstr());
   g_cg_made = 1;
   if (!v2) write_file(std::string(g_cg_dir) + "/memory.swappiness", "60");
   int fds[2];
@@ -869,13 +870,23 @@ int main(int argc, char** argv) {
     else if (a == "--algorithm") alg_want = next("--algorithm");
     else if (a == "--cpu") cpu = std::atoi(next("--cpu").c_str());
     else if (a == "--no-pin") pin = false;
-    else if (a == "--steady-limit-pages") steady_limit = std::strtoull(next("--steady-limit-pages").c_str(), nullptr, 0);
+    else if (a == "--steady-limit-pages")
+      steady_limit = std::strtoull(next("--steady-limit-pages").c_str(), nullptr, 0);
     else if (a == "--priority") prio = std::atoi(next("--priority").c_str());
     else if (a == "--seed") seed = std::strtoull(next("--seed").c_str(), nullptr, 0);
-    else if (a == "-h" || a == "--help") { usage(argv[0]); return 0; }
-    else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); usage(argv[0]); return 2; }
+    else if (a == "-h" || a == "--help") {
+      usage(argv[0]);
+      return 0;
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      usage(argv[0]);
+      return 2;
+    }
   }
-  if (backend != "zram" && backend != "swapfile") { usage(argv[0]); return 2; }
+  if (backend != "zram" && backend != "swapfile") {
+    usage(argv[0]);
+    return 2;
+  }
   if (backend == "swapfile" && dir.empty()) {
     std::fprintf(stderr, "--backend swapfile needs --dir DIR\n");
     return 2;
@@ -884,7 +895,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--steady-limit-pages needs --backend zram\n");
     return 2;
   }
-  if (prio < 0 || prio > 32767) { std::fprintf(stderr, "--priority must be 0..32767\n"); return 2; }
+  if (prio < 0 || prio > 32767) {
+    std::fprintf(stderr, "--priority must be 0..32767\n");
+    return 2;
+  }
   if (geteuid() != 0) unavailable("needs root (swapon, zram control)");
 
   install_cleanup();
@@ -900,8 +914,8 @@ int main(int argc, char** argv) {
     size_t counts[5] = {0, 0, 0, 0, 0};
     corpus = gen_corpus(pages ? pages : 20000, seed, counts);
     char buf[200];
-    std::snprintf(buf, sizeof buf, "generated: %zu zero, %zu json, %zu binary, %zu sparse, %zu random",
-                  counts[0], counts[1], counts[2], counts[3], counts[4]);
+    std::snprintf(buf, sizeof buf, "generated: %zu zero, %zu json, %zu binary, %zu sparse, %zu random", counts[0],
+                  counts[1], counts[2], counts[3], counts[4]);
     corpus_desc = buf;
   }
   pages = corpus.size() / kPage;
@@ -917,9 +931,9 @@ int main(int argc, char** argv) {
   if (backend == "zram") alg = setup_zram(pages, alg_want, prio, seed);
   else setup_swapfile(dir, pages, prio, seed);
 
-  std::printf("kernel_swapin: backend %s%s%s, swap %s (priority %d), %zu pages (%s), faulter cpu %s\n",
-              backend.c_str(), backend == "zram" ? ", algorithm " : "", backend == "zram" ? alg.c_str() : "",
-              g_swap_path, prio, pages, corpus_desc.c_str(), pin ? std::to_string(cpu).c_str() : "not pinned");
+  std::printf("kernel_swapin: backend %s%s%s, swap %s (priority %d), %zu pages (%s), faulter cpu %s\n", backend.c_str(),
+              backend == "zram" ? ", algorithm " : "", backend == "zram" ? alg.c_str() : "", g_swap_path, prio, pages,
+              corpus_desc.c_str(), pin ? std::to_string(cpu).c_str() : "not pinned");
 
   {
     // Other swap devices would take part of the reclaim: say so (ours has the top priority).
@@ -933,8 +947,8 @@ int main(int argc, char** argv) {
   if (steady_limit) {
     Steady S;
     std::string how = run_steady(corpus, pages, steady_limit, seed, &S);
-    std::printf("\nsteady state in a memory cgroup (%s = %lld bytes: %zu pages + %lld charged before):\n",
-                how.c_str(), S.limit, steady_limit, S.base);
+    std::printf("\nsteady state in a memory cgroup (%s = %lld bytes: %zu pages + %lld charged before):\n", how.c_str(),
+                S.limit, steady_limit, S.base);
     std::printf("  fill: %.1f MiB/s (%ld major faults), %ld pages on the swap device after it\n", S.fill_mib_s,
                 S.fill_majflt, S.swapped_after_fill);
     print_summary("random touches", S.lat);
@@ -984,22 +998,25 @@ int main(int argc, char** argv) {
   Round rb = run_round("readback", region, corpus, pages, false, rng, pm, nullptr, nullptr, true);
   close(pm);
 
-  std::printf("\n%-12s %9s %9s %7s %9s %8s %5s %8s\n", "round", "swapped", "measured", "passes", "pageout",
-              "majflt", "bad", "foreign");
+  std::printf("\n%-12s %9s %9s %7s %9s %8s %5s %8s\n", "round", "swapped", "measured", "passes", "pageout", "majflt",
+              "bad", "foreign");
   for (const Round* R : {&rnd, &seq})
     std::printf("%-12s %9zu %9zu %7d %9.2f %8ld %5zu %8ld\n", R->name.c_str(), R->swapped, R->swapped_final,
                 R->settle_passes, R->pageout_us_per_page, R->majflt, R->bad, R->foreign);
-  std::printf("swapped: pages out after the first, timed MADV_PAGEOUT; pageout: its time in us per such page;\n"
-              "measured: pages out of memory (pagemap swapped, not in swap cache) after `passes` extra passes;\n"
-              "majflt: touches that were major faults (RUSAGE_THREAD);\n"
-              "foreign: pages of other processes on our swap device (system reclaim, DAMON, cgroups)\n");
+  std::printf(
+      "swapped: pages out after the first, timed MADV_PAGEOUT; pageout: its time in us per such page;\n"
+      "measured: pages out of memory (pagemap swapped, not in swap cache) after `passes` extra passes;\n"
+      "majflt: touches that were major faults (RUSAGE_THREAD);\n"
+      "foreign: pages of other processes on our swap device (system reclaim, DAMON, cgroups)\n");
   std::printf("\nswap-in latency of swapped-out pages (us):\n");
   print_summary("random", rnd.lat);
   print_summary("random, major only", rnd.lat_major);
   print_summary("sequential", seq.lat);
   print_summary("sequential, major", seq.lat_major);
-  std::printf("sequential read-back (4 KiB copies, front to back) of %zu swapped-out pages: %.2f us/page; "
-              "of the same pages resident: %.3f us/page\n", rb.lat.n, rb.readback_us_per_page, rb.plain_us_per_page);
+  std::printf(
+      "sequential read-back (4 KiB copies, front to back) of %zu swapped-out pages: %.2f us/page; "
+      "of the same pages resident: %.3f us/page\n",
+      rb.lat.n, rb.readback_us_per_page, rb.plain_us_per_page);
 
   // Memory cost. Since Linux 6.12 the swap layer keeps zero-filled pages in
   // its own bitmap (zeromap): they never reach zram and cost ~1 bit. So
@@ -1023,16 +1040,18 @@ int main(int argc, char** argv) {
       mm_json += std::string(i ? "," : "") + "\"" + kMmStatNames[i] + "\":" + std::to_string(after.v[i]);
     }
     mm_json += "}";
-    std::printf("  round 1: %zu pages swapped out, %lld stored in zram (%lld same-filled; the rest of the\n"
-                "  swapped pages were zero pages kept in the swap zeromap), zram memory %lld bytes\n",
-                rnd.swapped, dstored, dsame, dmem);
-    std::printf("  bytes per swapped page %.1f, per zram-stored page %.1f, per non-same page %.1f, "
-                "compression ratio %.2f\n",
-                bpp, bpp_zram, bpp_nonsame, after.v[1] ? double(after.v[0]) / double(after.v[1]) : 0.0);
+    std::printf(
+        "  round 1: %zu pages swapped out, %lld stored in zram (%lld same-filled; the rest of the\n"
+        "  swapped pages were zero pages kept in the swap zeromap), zram memory %lld bytes\n",
+        rnd.swapped, dstored, dsame, dmem);
+    std::printf(
+        "  bytes per swapped page %.1f, per zram-stored page %.1f, per non-same page %.1f, "
+        "compression ratio %.2f\n",
+        bpp, bpp_zram, bpp_nonsame, after.v[1] ? double(after.v[0]) / double(after.v[1]) : 0.0);
   }
   bool ok = rnd.bad == 0 && seq.bad == 0 && rb.bad == 0 && rnd.swapped > 0;
-  if (!ok) std::printf("WARNING: %zu/%zu pages with wrong contents, %zu pages swapped out\n", rnd.bad, seq.bad,
-                       rnd.swapped);
+  if (!ok)
+    std::printf("WARNING: %zu/%zu pages with wrong contents, %zu pages swapped out\n", rnd.bad, seq.bad, rnd.swapped);
 
   char head[512];
   std::snprintf(head, sizeof head,

@@ -110,8 +110,8 @@ struct Handler {
 };
 
 // Runs one mode; returns false on setup failure.
-static bool run_mode(const char* name, int fault_cpu, int handler_cpu, size_t pages, size_t warmup,
-                     uint64_t seed, Summary* out) {
+static bool run_mode(const char* name, int fault_cpu, int handler_cpu, size_t pages, size_t warmup, uint64_t seed,
+                     Summary* out) {
   std::string how;
   int uffd = open_uffd(&how);
   if (uffd < 0) {
@@ -130,8 +130,7 @@ static bool run_mode(const char* name, int fault_cpu, int handler_cpu, size_t pa
   // Layout: [warmup pages][measured pages][stop page]
   size_t total = warmup + pages + 1;
   size_t len = total * kPage;
-  char* region = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE,
-                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  char* region = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (region == MAP_FAILED) {
     std::fprintf(stderr, "%s: mmap: %s\n", name, strerror(errno));
     close(uffd);
@@ -199,8 +198,8 @@ static bool run_mode(const char* name, int fault_cpu, int handler_cpu, size_t pa
   }
 
   *out = summarize(lat);
-  std::printf("%-10s faulter cpu %d, handler cpu %d, uffd via %s, faults served %ld (checksum %u)\n",
-              name, fault_cpu, handler_cpu, how.c_str(), h.served, sink & 0xff);
+  std::printf("%-10s faulter cpu %d, handler cpu %d, uffd via %s, faults served %ld (checksum %u)\n", name, fault_cpu,
+              handler_cpu, how.c_str(), h.served, sink & 0xff);
   print_summary(name, *out);
 
   munmap(region, len);
@@ -235,15 +234,24 @@ int main(int argc, char** argv) {
     else if (a == "--pages") pages = std::strtoull(next("--pages"), nullptr, 0);
     else if (a == "--warmup") warmup = std::strtoull(next("--warmup"), nullptr, 0);
     else if (a == "--seed") seed = std::strtoull(next("--seed"), nullptr, 0);
-    else if (a == "-h" || a == "--help") { usage(argv[0]); return 0; }
-    else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); usage(argv[0]); return 2; }
+    else if (a == "-h" || a == "--help") {
+      usage(argv[0]);
+      return 0;
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      usage(argv[0]);
+      return 2;
+    }
   }
   if (!same && !cross) same = cross = true;
-  if (pages == 0) { std::fprintf(stderr, "--pages must be > 0\n"); return 2; }
+  if (pages == 0) {
+    std::fprintf(stderr, "--pages must be > 0\n");
+    return 2;
+  }
 
   int cpu0 = nth_allowed_cpu(0), cpu1 = nth_allowed_cpu(1);
-  std::printf("uffd_min_handler: %zu measured faults per mode (+%zu warm-up), %d CPUs allowed\n",
-              pages, warmup, online_cpus());
+  std::printf("uffd_min_handler: %zu measured faults per mode (+%zu warm-up), %d CPUs allowed\n", pages, warmup,
+              online_cpus());
 
   std::string json = "{\"bench\":\"uffd_min_handler\"";
   bool ok = true, any = false;

@@ -8,13 +8,26 @@
 
 /** A bad command line: printed as `tmem: <message>`, exit code 2. */
 export class UsageError extends Error {
-  constructor(message: string, readonly command = 'bench') {
+  constructor(
+    message: string,
+    readonly command = 'bench',
+  ) {
     super(message);
     this.name = 'UsageError';
   }
 }
 
-export const SCENARIOS = ['zero', 'pool', 'swapfile', 'eviction', 'density', 'steady', 'fill', 'threads', 'readback'] as const;
+export const SCENARIOS = [
+  'zero',
+  'pool',
+  'swapfile',
+  'eviction',
+  'density',
+  'steady',
+  'fill',
+  'threads',
+  'readback',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 export const PATTERNS = ['sequential', 'random', 'zipfian'] as const;
 export type Pattern = (typeof PATTERNS)[number];
@@ -52,18 +65,42 @@ export interface StatsOptions {
 }
 
 const BENCH_FLAGS: Record<string, 'flag' | 'value'> = {
-  '--quick': 'flag', '--pages': 'value', '--corpus': 'value', '--pattern': 'value', '--compressor': 'value',
-  '--allocator': 'value', '--pin': 'flag', '--no-pin': 'flag', '--threads': 'value', '--scenarios': 'value', '--scenario': 'value',
-  '--seed': 'value', '--rounds': 'value', '--dir': 'value', '--no-baselines': 'flag', '--json': 'flag',
-  '--report': 'value', '--help': 'flag', '-h': 'flag',
+  '--quick': 'flag',
+  '--pages': 'value',
+  '--corpus': 'value',
+  '--pattern': 'value',
+  '--compressor': 'value',
+  '--allocator': 'value',
+  '--pin': 'flag',
+  '--no-pin': 'flag',
+  '--threads': 'value',
+  '--scenarios': 'value',
+  '--scenario': 'value',
+  '--seed': 'value',
+  '--rounds': 'value',
+  '--dir': 'value',
+  '--no-baselines': 'flag',
+  '--json': 'flag',
+  '--report': 'value',
+  '--help': 'flag',
+  '-h': 'flag',
 };
 
 const STATS_FLAGS: Record<string, 'flag' | 'value'> = {
-  '--once': 'flag', '--json': 'flag', '--interval': 'value', '--count': 'value', '--help': 'flag', '-h': 'flag',
+  '--once': 'flag',
+  '--json': 'flag',
+  '--interval': 'value',
+  '--count': 'value',
+  '--help': 'flag',
+  '-h': 'flag',
 };
 
 /** Splits argv into [option, value] pairs and positionals, checking names against `flags`. */
-function tokenize(argv: string[], flags: Record<string, 'flag' | 'value'>, command: string): { opts: [string, string | null][]; positional: string[] } {
+function tokenize(
+  argv: string[],
+  flags: Record<string, 'flag' | 'value'>,
+  command: string,
+): { opts: [string, string | null][]; positional: string[] } {
   const opts: [string, string | null][] = [];
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -76,7 +113,12 @@ function tokenize(argv: string[], flags: Record<string, 'flag' | 'value'>, comma
     const name = eq > 0 ? a.slice(0, eq) : a;
     const kind = flags[name];
     if (kind === undefined) {
-      throw new UsageError(`unknown option '${name}' for 'tmem ${command}'; accepted: ${Object.keys(flags).filter((f) => f !== '-h').join(', ')}`, command);
+      throw new UsageError(
+        `unknown option '${name}' for 'tmem ${command}'; accepted: ${Object.keys(flags)
+          .filter((f) => f !== '-h')
+          .join(', ')}`,
+        command,
+      );
     }
     if (kind === 'flag') {
       if (eq > 0) throw new UsageError(`option '${name}' takes no value`, command);
@@ -111,32 +153,70 @@ export const QUICK_PAGES = 4000;
 
 export function parseBenchArgs(argv: string[]): BenchOptions {
   const { opts, positional } = tokenize(argv, BENCH_FLAGS, 'bench');
-  if (positional.length > 0) throw new UsageError(`unexpected argument '${positional[0]}' for 'tmem bench' (it takes options only)`);
+  if (positional.length > 0)
+    throw new UsageError(`unexpected argument '${positional[0]}' for 'tmem bench' (it takes options only)`);
   const o: BenchOptions = {
-    quick: false, pages: 0, corpus: 'mix', pattern: 'random', compressors: ['lz4', 'zstd'], allocator: 'zsmalloc',
-    pin: true, threads: 1, scenarios: [...SCENARIOS], seed: 1, rounds: 0, dir: null, baselines: true,
-    json: false, report: null, help: false,
+    quick: false,
+    pages: 0,
+    corpus: 'mix',
+    pattern: 'random',
+    compressors: ['lz4', 'zstd'],
+    allocator: 'zsmalloc',
+    pin: true,
+    threads: 1,
+    scenarios: [...SCENARIOS],
+    seed: 1,
+    rounds: 0,
+    dir: null,
+    baselines: true,
+    json: false,
+    report: null,
+    help: false,
   };
   let pages: number | null = null;
   let rounds: number | null = null;
   for (const [name, v] of opts) {
     const val = v as string;
     switch (name) {
-      case '--quick': o.quick = true; break;
-      case '--pages': pages = intOf(name, val, 64, 4_000_000, 'bench'); break;
+      case '--quick':
+        o.quick = true;
+        break;
+      case '--pages':
+        pages = intOf(name, val, 64, 4_000_000, 'bench');
+        break;
       case '--corpus':
-        if (val.length === 0) throw new UsageError(`option '--corpus' needs a generator (mix, json, text, binary, zero, random), a mix such as json=60,zero=40, or a file`);
+        if (val.length === 0)
+          throw new UsageError(
+            `option '--corpus' needs a generator (mix, json, text, binary, zero, random), a mix such as json=60,zero=40, or a file`,
+          );
         o.corpus = val;
         break;
-      case '--pattern': o.pattern = oneOf(name, val, PATTERNS, 'bench'); break;
-      case '--compressor': o.compressors = [oneOf(name, val, ['lz4', 'zstd'] as const, 'bench')]; break;
-      case '--allocator': o.allocator = oneOf(name, val, ['zsmalloc', 'zbud'] as const, 'bench'); break;
-      case '--pin': o.pin = true; break;
-      case '--no-pin': o.pin = false; break;
-      case '--threads': o.threads = intOf(name, val, 1, 64, 'bench'); break;
-      case '--scenarios': case '--scenario': {
-        const list = val.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-        if (list.length === 0) throw new UsageError(`option '${name}' needs a comma-separated list of ${SCENARIOS.join(', ')}`);
+      case '--pattern':
+        o.pattern = oneOf(name, val, PATTERNS, 'bench');
+        break;
+      case '--compressor':
+        o.compressors = [oneOf(name, val, ['lz4', 'zstd'] as const, 'bench')];
+        break;
+      case '--allocator':
+        o.allocator = oneOf(name, val, ['zsmalloc', 'zbud'] as const, 'bench');
+        break;
+      case '--pin':
+        o.pin = true;
+        break;
+      case '--no-pin':
+        o.pin = false;
+        break;
+      case '--threads':
+        o.threads = intOf(name, val, 1, 64, 'bench');
+        break;
+      case '--scenarios':
+      case '--scenario': {
+        const list = val
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0);
+        if (list.length === 0)
+          throw new UsageError(`option '${name}' needs a comma-separated list of ${SCENARIOS.join(', ')}`);
         for (const s of list) {
           if (!(SCENARIOS as readonly string[]).includes(s)) {
             throw new UsageError(`option '${name}': unknown scenario '${s}'; accepted: ${SCENARIOS.join(', ')}`);
@@ -145,19 +225,31 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
         o.scenarios = SCENARIOS.filter((s) => list.includes(s));
         break;
       }
-      case '--seed': o.seed = intOf(name, val, 0, 2 ** 31 - 1, 'bench'); break;
-      case '--rounds': rounds = intOf(name, val, 1, 100, 'bench'); break;
+      case '--seed':
+        o.seed = intOf(name, val, 0, 2 ** 31 - 1, 'bench');
+        break;
+      case '--rounds':
+        rounds = intOf(name, val, 1, 100, 'bench');
+        break;
       case '--dir':
         if (val.length === 0) throw new UsageError(`option '--dir' needs a directory`);
         o.dir = val;
         break;
-      case '--no-baselines': o.baselines = false; break;
-      case '--json': o.json = true; break;
+      case '--no-baselines':
+        o.baselines = false;
+        break;
+      case '--json':
+        o.json = true;
+        break;
       case '--report':
-        if (val.length === 0 || val.startsWith('-')) throw new UsageError(`option '--report' needs an output file name such as report.html, got '${val}'`);
+        if (val.length === 0 || val.startsWith('-'))
+          throw new UsageError(`option '--report' needs an output file name such as report.html, got '${val}'`);
         o.report = val;
         break;
-      case '--help': case '-h': o.help = true; break;
+      case '--help':
+      case '-h':
+        o.help = true;
+        break;
     }
   }
   o.pages = pages ?? (o.quick ? QUICK_PAGES : DEFAULT_PAGES);
@@ -178,7 +270,12 @@ export function parseStatsArgs(argv: string[]): StatsOptions {
   }
   if (o.help) return o;
   if (positional.length !== 1) {
-    throw new UsageError(positional.length === 0 ? `'tmem stats' needs the pid of a program started with TMEM_STATS=1` : `'tmem stats' takes one pid, got ${positional.join(' ')}`, 'stats');
+    throw new UsageError(
+      positional.length === 0
+        ? `'tmem stats' needs the pid of a program started with TMEM_STATS=1`
+        : `'tmem stats' takes one pid, got ${positional.join(' ')}`,
+      'stats',
+    );
   }
   o.pid = intOf('<pid>', positional[0], 1, 2 ** 22, 'stats');
   return o;

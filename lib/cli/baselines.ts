@@ -37,7 +37,10 @@ const PROGRAMS = ['uffd_min_handler', 'kernel_swapin'];
 
 function packageVersion(): string {
   try {
-    return (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version?: string }).version ?? '0';
+    return (
+      (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version?: string }).version ??
+      '0'
+    );
   } catch {
     return '0';
   }
@@ -127,19 +130,27 @@ export function ensureBaselinePrograms(say: (s: string) => void): string | null 
   }
   const out = path.join(build, 'bench_native');
   const still = PROGRAMS.filter((p) => !fs.existsSync(path.join(out, p)));
-  return still.length === 0 ? null : `baseline programs not built (${still.join(', ')} missing after cmake in ${cache})`;
+  return still.length === 0
+    ? null
+    : `baseline programs not built (${still.join(', ')} missing after cmake in ${cache})`;
 }
 
 function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-interface ChildResult { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface ChildResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 function run(bin: string, args: string[], timeoutMs: number): Promise<ChildResult> {
   return new Promise((resolve) => {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
+    let stdout = '',
+      stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
@@ -166,22 +177,48 @@ function lastJson(r: ChildResult): Record<string, unknown> | null {
 }
 
 function why(r: ChildResult, name: string): string {
-  const text = `${r.stderr}\n${r.stdout}`.trim().split('\n').filter((l) => l.trim().length > 0);
+  const text = `${r.stderr}\n${r.stdout}`
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim().length > 0);
   return `${name} failed (status ${r.status}${r.signal ? `, signal ${r.signal}` : ''}): ${text.slice(-1)[0] ?? 'no output'}`;
 }
 
 export type Quantiles = Omit<Summary, 'max'> & { max?: number };
-export interface MinHandlerResult { skipped?: string; mode?: 'same_cpu' | 'cross_cpu'; summary?: Quantiles }
+export interface MinHandlerResult {
+  skipped?: string;
+  mode?: 'same_cpu' | 'cross_cpu';
+  summary?: Quantiles;
+}
 
 /** uffd_min_handler in one mode (same CPU when tmem is pinned, else cross CPU), random order. */
-export async function minHandler(pages: number, seed: number, mode: 'same_cpu' | 'cross_cpu'): Promise<MinHandlerResult> {
+export async function minHandler(
+  pages: number,
+  seed: number,
+  mode: 'same_cpu' | 'cross_cpu',
+): Promise<MinHandlerResult> {
   const bin = path.join(binDir(), 'uffd_min_handler');
   if (!fs.existsSync(bin)) return { skipped: `${bin} is missing: run \`npm run build:native\`` };
-  const r = await run(bin, [mode === 'same_cpu' ? '--same-cpu' : '--cross-cpu', '--pages', String(pages), '--warmup', String(Math.min(2000, pages)), '--seed', String(seed)], 120_000);
+  const r = await run(
+    bin,
+    [
+      mode === 'same_cpu' ? '--same-cpu' : '--cross-cpu',
+      '--pages',
+      String(pages),
+      '--warmup',
+      String(Math.min(2000, pages)),
+      '--seed',
+      String(seed),
+    ],
+    120_000,
+  );
   const j = lastJson(r);
   if (r.status !== 0 || !j) {
     const text = `${r.stderr}`;
-    if (/userfaultfd unavailable/.test(text)) return { skipped: `the minimal C handler cannot open a userfaultfd (${text.trim().split('\n')[0]}): run as root, or set vm.unprivileged_userfaultfd=1` };
+    if (/userfaultfd unavailable/.test(text))
+      return {
+        skipped: `the minimal C handler cannot open a userfaultfd (${text.trim().split('\n')[0]}): run as root, or set vm.unprivileged_userfaultfd=1`,
+      };
     return { skipped: why(r, 'uffd_min_handler') };
   }
   const s = j[mode] as Quantiles | null;
@@ -189,7 +226,10 @@ export async function minHandler(pages: number, seed: number, mode: 'same_cpu' |
   return { mode, summary: s };
 }
 
-export interface KernelPass extends Quantiles { majflt: number; major_p50?: number }
+export interface KernelPass extends Quantiles {
+  majflt: number;
+  major_p50?: number;
+}
 export interface KernelResult {
   skipped?: string;
   backend?: 'zram' | 'swapfile';
@@ -208,11 +248,22 @@ export interface KernelResult {
 }
 
 /** kernel_swapin --backend zram|swapfile on the corpus file (root). */
-export async function kernelSwapin(o: { backend: 'zram' | 'swapfile'; corpusFile: string; algorithm?: string; dir?: string; seed: number }): Promise<KernelResult> {
+export async function kernelSwapin(o: {
+  backend: 'zram' | 'swapfile';
+  corpusFile: string;
+  algorithm?: string;
+  dir?: string;
+  seed: number;
+}): Promise<KernelResult> {
   const label = o.backend === 'zram' ? 'the kernel zram baseline' : 'the kernel swap file baseline';
-  if (!isRoot()) return { skipped: `not root: ${label} needs root (swapon${o.backend === 'zram' ? ', zram hot_add' : ''}); run as root to measure it` };
+  if (!isRoot())
+    return {
+      skipped: `not root: ${label} needs root (swapon${o.backend === 'zram' ? ', zram hot_add' : ''}); run as root to measure it`,
+    };
   if (o.backend === 'zram' && !fs.existsSync('/sys/class/zram-control')) {
-    return { skipped: `no zram on this kernel (/sys/class/zram-control is missing; modprobe zram): ${label} not measured` };
+    return {
+      skipped: `no zram on this kernel (/sys/class/zram-control is missing; modprobe zram): ${label} not measured`,
+    };
   }
   const bin = path.join(binDir(), 'kernel_swapin');
   if (!fs.existsSync(bin)) return { skipped: `${bin} is missing: run \`npm run build:native\`` };
@@ -221,7 +272,10 @@ export async function kernelSwapin(o: { backend: 'zram' | 'swapfile'; corpusFile
   if (o.dir) args.push('--dir', o.dir);
   const r = await run(bin, args, 300_000);
   const j = lastJson(r);
-  if (r.status === 2) return { skipped: `${label} not available here: ${`${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean).pop()}` };
+  if (r.status === 2)
+    return {
+      skipped: `${label} not available here: ${`${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean).pop()}`,
+    };
   if (r.status !== 0 || !j) return { skipped: why(r, `kernel_swapin --backend ${o.backend}`) };
   const us = j.pageout_us_per_page as number;
   return {
@@ -263,17 +317,40 @@ export interface KernelSteadyResult {
  * (root): the fill and the random touches in a memory cgroup holding N pages,
  * created and removed by the program, zram the swap device.
  */
-export async function kernelSteady(o: { corpusFile: string; limitPages: number; algorithm?: string; seed: number }): Promise<KernelSteadyResult> {
+export async function kernelSteady(o: {
+  corpusFile: string;
+  limitPages: number;
+  algorithm?: string;
+  seed: number;
+}): Promise<KernelSteadyResult> {
   const label = 'the kernel steady-state baseline (zram + a memory cgroup)';
-  if (!isRoot()) return { skipped: `not root: ${label} needs root (swapon, zram hot_add, a memory cgroup); run as root to measure it` };
-  if (!fs.existsSync('/sys/class/zram-control')) return { skipped: `no zram on this kernel (/sys/class/zram-control is missing; modprobe zram): ${label} not measured` };
+  if (!isRoot())
+    return {
+      skipped: `not root: ${label} needs root (swapon, zram hot_add, a memory cgroup); run as root to measure it`,
+    };
+  if (!fs.existsSync('/sys/class/zram-control'))
+    return {
+      skipped: `no zram on this kernel (/sys/class/zram-control is missing; modprobe zram): ${label} not measured`,
+    };
   const bin = path.join(binDir(), 'kernel_swapin');
   if (!fs.existsSync(bin)) return { skipped: `${bin} is missing: run \`npm run build:native\`` };
-  const args = ['--backend', 'zram', '--corpus', o.corpusFile, '--seed', String(o.seed), '--steady-limit-pages', String(o.limitPages)];
+  const args = [
+    '--backend',
+    'zram',
+    '--corpus',
+    o.corpusFile,
+    '--seed',
+    String(o.seed),
+    '--steady-limit-pages',
+    String(o.limitPages),
+  ];
   if (o.algorithm) args.push('--algorithm', o.algorithm);
   const r = await run(bin, args, 300_000);
   const j = lastJson(r);
-  if (r.status === 2) return { skipped: `${label} not available here: ${`${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean).pop()}` };
+  if (r.status === 2)
+    return {
+      skipped: `${label} not available here: ${`${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean).pop()}`,
+    };
   if (r.status !== 0 || !j || j.mode !== 'steady') return { skipped: why(r, 'kernel_swapin --steady-limit-pages') };
   return {
     algorithm: j.algorithm as string,

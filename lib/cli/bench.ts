@@ -11,14 +11,32 @@ import { nearestRank, summarizeSorted } from './samples';
 import type { BenchOptions } from './args';
 import { buildCorpus } from './corpus';
 import { tmemLatency, plainFirstTouch, touchOrder, defaultSwapDir, type TouchRun } from './measure';
-import { ensureBaselinePrograms, minHandler, kernelSwapin, kernelSteady, packageRoot, type KernelResult, type KernelSteadyResult, type Quantiles, type KernelPass } from './baselines';
+import {
+  ensureBaselinePrograms,
+  minHandler,
+  kernelSwapin,
+  kernelSteady,
+  packageRoot,
+  type KernelResult,
+  type KernelSteadyResult,
+  type Quantiles,
+  type KernelPass,
+} from './baselines';
 import { tmemSteady, steadyLimitPages, type SteadyRun } from './steady-state';
 import { tmemReadback, type ReadbackRun } from './readback';
 import { native } from '../native';
 import { Progress } from './progress';
 
 /** Percentiles in us. */
-export interface Stat { p50: number; p90: number; p99: number; p999: number; mean: number; max?: number; n: number }
+export interface Stat {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  mean: number;
+  max?: number;
+  n: number;
+}
 
 export interface Series {
   label: string;
@@ -68,7 +86,12 @@ export interface LatencyScenario {
   notes: string[];
 }
 
-export interface Bar { label: string; role: 'tmem' | 'baseline' | 'reference'; value: number | null; note?: string }
+export interface Bar {
+  label: string;
+  role: 'tmem' | 'baseline' | 'reference';
+  value: number | null;
+  note?: string;
+}
 
 export interface BarScenario {
   kind: 'bars';
@@ -136,8 +159,28 @@ function fromSamples(label: string, role: Series['role'], ns: Float64Array, edge
 }
 
 function fromQuantiles(label: string, q: Quantiles, note?: string): Series {
-  const summary: Stat = { p50: q.p50, p90: q.p90, p99: q.p99, p999: q.p999, mean: q.mean, n: q.n, ...(q.max !== undefined ? { max: q.max } : {}) };
-  return { label, role: 'baseline', summary, cdf: [[q.p50, 0.5], [q.p90, 0.9], [q.p99, 0.99], [q.p999, 0.999]], cdfKind: 'quantiles', ...(note ? { note } : {}) };
+  const summary: Stat = {
+    p50: q.p50,
+    p90: q.p90,
+    p99: q.p99,
+    p999: q.p999,
+    mean: q.mean,
+    n: q.n,
+    ...(q.max !== undefined ? { max: q.max } : {}),
+  };
+  return {
+    label,
+    role: 'baseline',
+    summary,
+    cdf: [
+      [q.p50, 0.5],
+      [q.p90, 0.9],
+      [q.p99, 0.99],
+      [q.p999, 0.999],
+    ],
+    cdfKind: 'quantiles',
+    ...(note ? { note } : {}),
+  };
 }
 
 function skippedSeries(label: string, why: string): Series {
@@ -152,7 +195,10 @@ function ratioOf(t: Stat | null, b: Stat | null): LatencyScenario['ratio'] {
 
 /** A target on `value` (null: not measured). */
 export function target(label: string, value: number | null, bound: { max?: number; min?: number }): Target {
-  const met = value === null ? null : (bound.max === undefined || value <= bound.max) && (bound.min === undefined || value >= bound.min);
+  const met =
+    value === null
+      ? null
+      : (bound.max === undefined || value <= bound.max) && (bound.min === undefined || value >= bound.min);
   return { label, value, ...bound, met };
 }
 
@@ -162,7 +208,8 @@ function errText(e: unknown): string {
 
 function version(): string {
   try {
-    return (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+    return (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string })
+      .version;
   } catch {
     return '0.0.0';
   }
@@ -185,14 +232,21 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
   progress.start(`corpus: ${o.corpus}, ${o.pages} pages`, 0);
   const bc = buildCorpus(o.corpus, o.pages, o.seed);
   const corpus = bc.corpus;
-  progress.end(Object.entries(bc.counts).map(([k, v]) => `${k} ${v}`).join(', '));
+  progress.end(
+    Object.entries(bc.counts)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
+  );
 
   const wants = new Set(o.scenarios);
   let corpusFile: string | null = null;
   if (o.baselines) {
     const missing = ensureBaselinePrograms((s) => progress.note(s));
     if (missing) note(missing);
-    if (!root) note('not root: the kernel baselines (zram swap-in, swap file swap-in, pageout, density) need root and are skipped; run as root to measure them');
+    if (!root)
+      note(
+        'not root: the kernel baselines (zram swap-in, swap file swap-in, pageout, density) need root and are skipped; run as root to measure them',
+      );
     corpusFile = writeCorpusFile(corpus);
   } else {
     note('--no-baselines: no baseline was run; ratios are not computed');
@@ -204,21 +258,42 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     if (!p) {
       const label = backend === 'zram' ? `kernel zram (${algorithm}) swap-in` : 'kernel swap file swap-in';
       progress.startTimed(`baseline: ${label}`, 600 + corpus.pages * (backend === 'zram' ? 0.05 : 0.2));
-      p = kernelSwapin({ backend, corpusFile: corpusFile!, algorithm, dir: backend === 'swapfile' ? dir : undefined, seed: o.seed })
-        .then((r) => {
-          progress.end(r.skipped ? 'skipped' : `p50 ${kernelPass(r)?.p50} us`);
-          return r;
-        });
+      p = kernelSwapin({
+        backend,
+        corpusFile: corpusFile!,
+        algorithm,
+        dir: backend === 'swapfile' ? dir : undefined,
+        seed: o.seed,
+      }).then((r) => {
+        progress.end(r.skipped ? 'skipped' : `p50 ${kernelPass(r)?.p50} us`);
+        return r;
+      });
       kernelCache.set(key, p);
     }
     return p;
   };
-  const kernelPass = (r: KernelResult): KernelPass | undefined => (o.pattern === 'sequential' ? r.sequential : r.random);
-  const kernelOrderNote = o.pattern === 'zipfian' ? 'the kernel baseline touches its pages in random order (it has no zipfian order)' : undefined;
+  const kernelPass = (r: KernelResult): KernelPass | undefined =>
+    o.pattern === 'sequential' ? r.sequential : r.random;
+  const kernelOrderNote =
+    o.pattern === 'zipfian'
+      ? 'the kernel baseline touches its pages in random order (it has no zipfian order)'
+      : undefined;
 
   const scenarios: ScenarioResult[] = [];
-  const measure = { corpus, pattern: o.pattern, seed: o.seed, allocator: o.allocator, pin: o.pin, threads: o.threads, dir, progress };
-  const threadNote = o.threads > 1 ? `${o.threads} faulting Workers (attachRegion(region.share())), each timing its own touches` : undefined;
+  const measure = {
+    corpus,
+    pattern: o.pattern,
+    seed: o.seed,
+    allocator: o.allocator,
+    pin: o.pin,
+    threads: o.threads,
+    dir,
+    progress,
+  };
+  const threadNote =
+    o.threads > 1
+      ? `${o.threads} faulting Workers (attachRegion(region.share())), each timing its own touches`
+      : undefined;
 
   /**
    * One latency scenario: tmem's timed touches (series 0, from `go`), then
@@ -227,11 +302,21 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
    * baseline) are checked on it. A throw marks the scenario failed.
    */
   const latencyScenario = async <R extends Pick<TouchRun, 'ns' | 'faults' | 'badPages'>>(
-    head: Pick<LatencyScenario, 'id' | 'scenario' | 'title'>, go: () => Promise<R>,
-    tmemNote: (run: R) => string | undefined, rest: (sc: LatencyScenario, run: R) => Promise<void>,
+    head: Pick<LatencyScenario, 'id' | 'scenario' | 'title'>,
+    go: () => Promise<R>,
+    tmemNote: (run: R) => string | undefined,
+    rest: (sc: LatencyScenario, run: R) => Promise<void>,
     targets: { at: 'p50' | 'p99'; max: number; against: string }[] = [],
   ): Promise<void> => {
-    const sc: LatencyScenario = { kind: 'latency', ...head, status: 'ok', series: [], baseline: null, ratio: null, notes: [] };
+    const sc: LatencyScenario = {
+      kind: 'latency',
+      ...head,
+      status: 'ok',
+      series: [],
+      baseline: null,
+      ratio: null,
+      notes: [],
+    };
     try {
       const run = await go();
       const t = fromSamples('tmem', 'tmem', run.ns, edges, tmemNote(run));
@@ -242,7 +327,9 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       await rest(sc, run);
       sc.ratio = ratioOf(t.summary, sc.series.find((s) => s.label === sc.baseline)?.summary ?? null);
       if (targets.length > 0) {
-        sc.targets = targets.map((g) => target(`${g.at} <= ${g.max}x ${g.against}`, sc.ratio ? sc.ratio[g.at] : null, { max: g.max }));
+        sc.targets = targets.map((g) =>
+          target(`${g.at} <= ${g.max}x ${g.against}`, sc.ratio ? sc.ratio[g.at] : null, { max: g.max }),
+        );
       }
     } catch (e) {
       sc.status = 'failed';
@@ -251,11 +338,19 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     }
     scenarios.push(sc);
   };
-  const tmemRun = (kind: 'zero' | 'pool' | 'swapfile', compressor: BenchOptions['compressors'][number], label: string) =>
-    (): Promise<TouchRun> => tmemLatency(kind, { ...measure, compressor, label });
+  const tmemRun =
+    (kind: 'zero' | 'pool' | 'swapfile', compressor: BenchOptions['compressors'][number], label: string) =>
+    (): Promise<TouchRun> =>
+      tmemLatency(kind, { ...measure, compressor, label });
 
   /** Adds a kernel baseline series (or why it was skipped, also as a note); true when it was measured. */
-  const kernelBaseline = (sc: LatencyScenario, label: string, k: KernelResult, what: string, nothing: string): boolean => {
+  const kernelBaseline = (
+    sc: LatencyScenario,
+    label: string,
+    k: KernelResult,
+    what: string,
+    nothing: string,
+  ): boolean => {
     const pass = kernelPass(k);
     if (k.skipped || !pass) {
       sc.series.push(skippedSeries(label, k.skipped ?? 'no pass measured'));
@@ -270,8 +365,11 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
   try {
     // ---- zero: first touch
     if (wants.has('zero')) {
-      await latencyScenario({ id: 'zero', scenario: 'zero', title: 'first touch of a never-written page (zero fault)' },
-        tmemRun('zero', o.compressors[0], 'zero fault'), () => threadNote, async (sc) => {
+      await latencyScenario(
+        { id: 'zero', scenario: 'zero', title: 'first touch of a never-written page (zero fault)' },
+        tmemRun('zero', o.compressors[0], 'zero fault'),
+        () => threadNote,
+        async (sc) => {
           if (o.baselines) {
             const mode = o.pin && o.threads === 1 ? 'same_cpu' : 'cross_cpu';
             progress.startTimed('baseline: minimal C handler', 300 + corpus.pages * 0.02);
@@ -282,39 +380,86 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
               sc.series.push(skippedSeries(label, c.skipped));
               note(`zero: ${c.skipped}`);
             } else {
-              sc.series.push(fromQuantiles(label, c.summary!, `blocking read + UFFDIO_COPY in C, random order${o.pattern !== 'random' ? ' (its only order)' : ''}`));
+              sc.series.push(
+                fromQuantiles(
+                  label,
+                  c.summary!,
+                  `blocking read + UFFDIO_COPY in C, random order${o.pattern !== 'random' ? ' (its only order)' : ''}`,
+                ),
+              );
               sc.baseline = label;
             }
           }
           const plain = plainFirstTouch(corpus.pages, touchOrder(o.pattern, corpus.pages, o.seed + 11));
-          sc.series.push(fromSamples('kernel first touch, no userfaultfd', 'reference', plain, edges, 'plain anonymous memory: the kernel maps its zero page; what a fault costs without a handler'));
-        });
+          sc.series.push(
+            fromSamples(
+              'kernel first touch, no userfaultfd',
+              'reference',
+              plain,
+              edges,
+              'plain anonymous memory: the kernel maps its zero page; what a fault costs without a handler',
+            ),
+          );
+        },
+      );
     }
 
     // ---- pool: lz4, zstd
     if (wants.has('pool')) {
       for (const c of o.compressors) {
-        await latencyScenario({ id: `pool-${c}`, scenario: 'pool', title: `fault from the pool (${c}, ${o.allocator}), nothing evicted meanwhile` },
-          tmemRun('pool', c, `pool ${c}`), () => threadNote, async (sc, run) => {
-            if (run.evictionsDuringTouches > 0) sc.notes.push(`${run.evictionsDuringTouches} evictions happened during the timed touches`);
+        await latencyScenario(
+          {
+            id: `pool-${c}`,
+            scenario: 'pool',
+            title: `fault from the pool (${c}, ${o.allocator}), nothing evicted meanwhile`,
+          },
+          tmemRun('pool', c, `pool ${c}`),
+          () => threadNote,
+          async (sc, run) => {
+            if (run.evictionsDuringTouches > 0)
+              sc.notes.push(`${run.evictionsDuringTouches} evictions happened during the timed touches`);
             if (o.baselines) {
               const k = await kernel('zram', c);
-              if (kernelBaseline(sc, `kernel zram (${k.algorithm ?? c})`, k, `pool ${c}`, 'the zram baseline measured nothing')) {
-                if (k.algorithm && k.algorithm !== c) sc.notes.push(`this kernel's zram has no ${c}: the baseline used ${k.algorithm}`);
+              if (
+                kernelBaseline(
+                  sc,
+                  `kernel zram (${k.algorithm ?? c})`,
+                  k,
+                  `pool ${c}`,
+                  'the zram baseline measured nothing',
+                )
+              ) {
+                if (k.algorithm && k.algorithm !== c)
+                  sc.notes.push(`this kernel's zram has no ${c}: the baseline used ${k.algorithm}`);
               }
             }
-          }, [{ at: 'p50', max: 1.3, against: 'kernel zram swap-in' }]);
+          },
+          [{ at: 'p50', max: 1.3, against: 'kernel zram swap-in' }],
+        );
       }
     }
 
     // ---- swapfile
     if (wants.has('swapfile')) {
-      await latencyScenario({ id: 'swapfile', scenario: 'swapfile', title: 'fault from the swap file' },
-        tmemRun('swapfile', o.compressors[0], 'swap file'), (run) => [run.cold ? 'page cache dropped before the touches' : 'warm page cache', threadNote].filter(Boolean).join('; '),
+      await latencyScenario(
+        { id: 'swapfile', scenario: 'swapfile', title: 'fault from the swap file' },
+        tmemRun('swapfile', o.compressors[0], 'swap file'),
+        (run) =>
+          [run.cold ? 'page cache dropped before the touches' : 'warm page cache', threadNote]
+            .filter(Boolean)
+            .join('; '),
         async (sc, run) => {
           if (run.coldNote) note(`swapfile: ${run.coldNote}`);
-          if (o.baselines) kernelBaseline(sc, 'kernel swap file', await kernel('swapfile'), 'swapfile', 'the swap file baseline measured nothing');
-        });
+          if (o.baselines)
+            kernelBaseline(
+              sc,
+              'kernel swap file',
+              await kernel('swapfile'),
+              'swapfile',
+              'the swap file baseline measured nothing',
+            );
+        },
+      );
     }
 
     // ---- eviction throughput and density (one set of rounds)
@@ -324,7 +469,14 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       let evError: string | undefined;
       progress.start(`eviction: ${o.rounds} round(s) of fill + evict()`, 0);
       try {
-        ev = await evictionThroughput({ corpus, pin: o.pin, compressor: c, allocator: o.allocator, rounds: o.rounds, seed: o.seed });
+        ev = await evictionThroughput({
+          corpus,
+          pin: o.pin,
+          compressor: c,
+          allocator: o.allocator,
+          rounds: o.rounds,
+          seed: o.seed,
+        });
         progress.end(`${ev.median} pages/s`);
       } catch (e) {
         evError = errText(e);
@@ -335,15 +487,39 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       const zl = `kernel zram (${k.algorithm ?? c})`;
       if (wants.has('eviction')) {
         const bars: Bar[] = [
-          { label: `tmem region.evict() (${c})`, role: 'tmem', value: ev ? ev.median : null, note: ev ? `median of ${ev.rounds} round(s): ${ev.pagesPerSecond.join(', ')} pages/s; ${ev.usPerPage} us/page` : undefined },
-          { label: `${zl} MADV_PAGEOUT`, role: 'baseline', value: k.pageoutPagesPerSecond ?? null, note: k.skipped ?? `${k.pageoutUsPerPage} us/page` },
+          {
+            label: `tmem region.evict() (${c})`,
+            role: 'tmem',
+            value: ev ? ev.median : null,
+            note: ev
+              ? `median of ${ev.rounds} round(s): ${ev.pagesPerSecond.join(', ')} pages/s; ${ev.usPerPage} us/page`
+              : undefined,
+          },
+          {
+            label: `${zl} MADV_PAGEOUT`,
+            role: 'baseline',
+            value: k.pageoutPagesPerSecond ?? null,
+            note: k.skipped ?? `${k.pageoutUsPerPage} us/page`,
+          },
         ];
         scenarios.push({
-          kind: 'bars', id: 'eviction', title: 'eviction throughput (compress + store)', unit: 'pages/s', better: 'higher',
-          status: ev ? 'ok' : 'failed', ...(evError ? { error: evError } : {}), bars,
+          kind: 'bars',
+          id: 'eviction',
+          title: 'eviction throughput (compress + store)',
+          unit: 'pages/s',
+          better: 'higher',
+          status: ev ? 'ok' : 'failed',
+          ...(evError ? { error: evError } : {}),
+          bars,
           ratio: ev && k.pageoutPagesPerSecond ? r3(ev.median / k.pageoutPagesPerSecond) : null,
           detail: ev ? { rounds: ev.rounds, pagesPerSecond: ev.pagesPerSecond, usPerPage: ev.usPerPage } : undefined,
-          targets: [target(`pages/s >= 1x ${zl} MADV_PAGEOUT`, ev && k.pageoutPagesPerSecond ? r3(ev.median / k.pageoutPagesPerSecond) : null, { min: 1 })],
+          targets: [
+            target(
+              `pages/s >= 1x ${zl} MADV_PAGEOUT`,
+              ev && k.pageoutPagesPerSecond ? r3(ev.median / k.pageoutPagesPerSecond) : null,
+              { min: 1 },
+            ),
+          ],
           notes: [],
         });
       }
@@ -351,37 +527,91 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
         const d = ev?.density;
         const measured = d ? d.withMetadata : null;
         const bars: Bar[] = [
-          { label: 'tmem pool + index + page state', role: 'tmem', value: d?.withMetadata ?? null, note: 'pool bytes + 15 B of page index per stored page + 9 B of dispatcher page state per page' },
-          { label: 'tmem pool only', role: 'reference', value: d?.poolOnly ?? null, note: 'arena frames the pool occupies' },
-          { label: 'tmem process memory growth', role: 'reference', value: d?.processAnon ?? null, note: 'anonymous memory after evict() minus before the region, per page: noisy here, memory freed by earlier scenarios and rounds is reused' },
+          {
+            label: 'tmem pool + index + page state',
+            role: 'tmem',
+            value: d?.withMetadata ?? null,
+            note: 'pool bytes + 15 B of page index per stored page + 9 B of dispatcher page state per page',
+          },
+          {
+            label: 'tmem pool only',
+            role: 'reference',
+            value: d?.poolOnly ?? null,
+            note: 'arena frames the pool occupies',
+          },
+          {
+            label: 'tmem process memory growth',
+            role: 'reference',
+            value: d?.processAnon ?? null,
+            note: 'anonymous memory after evict() minus before the region, per page: noisy here, memory freed by earlier scenarios and rounds is reused',
+          },
           { label: `${zl} mem_used_total`, role: 'baseline', value: k.bytesPerPage ?? null, note: k.skipped },
         ];
         scenarios.push({
-          kind: 'bars', id: 'density', title: 'memory per evicted page', unit: 'bytes/page', better: 'lower',
-          status: ev ? 'ok' : 'failed', ...(evError ? { error: evError } : {}), bars,
+          kind: 'bars',
+          id: 'density',
+          title: 'memory per evicted page',
+          unit: 'bytes/page',
+          better: 'lower',
+          status: ev ? 'ok' : 'failed',
+          ...(evError ? { error: evError } : {}),
+          bars,
           ratio: measured !== null && k.bytesPerPage ? r3(measured / k.bytesPerPage) : null,
-          detail: ev ? { storedPages: ev.storedPages, samePages: ev.samePages, hugePages: ev.hugePages, compressionRatio: ev.compressionRatio, poolBytes: ev.poolBytes } : undefined,
-          notes: ['every corpus page counts in both denominators, zero pages included (same-filled in tmem, the swap zeromap in the kernel)'],
+          detail: ev
+            ? {
+                storedPages: ev.storedPages,
+                samePages: ev.samePages,
+                hugePages: ev.hugePages,
+                compressionRatio: ev.compressionRatio,
+                poolBytes: ev.poolBytes,
+              }
+            : undefined,
+          notes: [
+            'every corpus page counts in both denominators, zero pages included (same-filled in tmem, the swap zeromap in the kernel)',
+          ],
         });
       }
     }
 
     // ---- steady state and fill (one run of each side)
     let steadyP: Promise<SteadyRun> | null = null;
-    const steadyRun = (): Promise<SteadyRun> => (steadyP ??= tmemSteady({ corpus, seed: o.seed, compressor: o.compressors[0], allocator: o.allocator, pin: o.pin, progress }));
+    const steadyRun = (): Promise<SteadyRun> =>
+      (steadyP ??= tmemSteady({
+        corpus,
+        seed: o.seed,
+        compressor: o.compressors[0],
+        allocator: o.allocator,
+        pin: o.pin,
+        progress,
+      }));
     let kSteadyP: Promise<KernelSteadyResult> | null = null;
     const limitPages = steadyLimitPages(corpus.pages);
-    const kSteady = (): Promise<KernelSteadyResult> => (kSteadyP ??= (async () => {
-      progress.startTimed('baseline: kernel zram in a memory cgroup (fill + steady state)', 600 + corpus.pages * 0.1);
-      const r = await kernelSteady({ corpusFile: corpusFile!, limitPages, algorithm: o.compressors[0], seed: o.seed });
-      progress.end(r.skipped ? 'skipped' : `fill ${r.fillMiBs} MiB/s, p50 ${r.steady?.p50} us`);
-      return r;
-    })());
+    const kSteady = (): Promise<KernelSteadyResult> =>
+      (kSteadyP ??= (async () => {
+        progress.startTimed('baseline: kernel zram in a memory cgroup (fill + steady state)', 600 + corpus.pages * 0.1);
+        const r = await kernelSteady({
+          corpusFile: corpusFile!,
+          limitPages,
+          algorithm: o.compressors[0],
+          seed: o.seed,
+        });
+        progress.end(r.skipped ? 'skipped' : `fill ${r.fillMiBs} MiB/s, p50 ${r.steady?.p50} us`);
+        return r;
+      })());
     if (wants.has('steady')) {
       const c = o.compressors[0];
-      await latencyScenario({ id: 'steady', scenario: 'steady', title: `steady state: random touches at residentLimit = 1/8 of the pages (${limitPages}), eviction running (${c})` },
-        steadyRun, (run) => `residentLimit ${run.limitPages} pages (+ a staging area of ${run.stagingPages} pages)`, async (sc, run) => {
-          sc.notes.push(`${run.evictionsDuringTouches} evictions during the timed touches; faults: ${run.faults.pool} pool, ${run.faults.same} same-filled, ${run.faults.staged} staged, ${run.faults.zero} zero`);
+      await latencyScenario(
+        {
+          id: 'steady',
+          scenario: 'steady',
+          title: `steady state: random touches at residentLimit = 1/8 of the pages (${limitPages}), eviction running (${c})`,
+        },
+        steadyRun,
+        (run) => `residentLimit ${run.limitPages} pages (+ a staging area of ${run.stagingPages} pages)`,
+        async (sc, run) => {
+          sc.notes.push(
+            `${run.evictionsDuringTouches} evictions during the timed touches; faults: ${run.faults.pool} pool, ${run.faults.same} same-filled, ${run.faults.staged} staged, ${run.faults.zero} zero`,
+          );
           if (o.baselines) {
             const k = await kSteady();
             const label = `kernel zram (${k.algorithm ?? c}) in a memory cgroup`;
@@ -389,11 +619,22 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
               sc.series.push(skippedSeries(label, k.skipped ?? 'no pass measured'));
               note(`steady: ${k.skipped ?? 'the steady-state baseline measured nothing'}`);
             } else {
-              sc.series.push(fromQuantiles(label, k.steady, `${k.cgroup} = ${k.limitBytes} bytes (${k.limitPages} pages + what the toucher had charged before); ${k.steady.majflt} of the touches were major faults`));
+              sc.series.push(
+                fromQuantiles(
+                  label,
+                  k.steady,
+                  `${k.cgroup} = ${k.limitBytes} bytes (${k.limitPages} pages + what the toucher had charged before); ${k.steady.majflt} of the touches were major faults`,
+                ),
+              );
               sc.baseline = label;
             }
           }
-        }, [{ at: 'p50', max: 1.5, against: 'kernel zram in a memory cgroup' }, { at: 'p99', max: 2, against: 'kernel zram in a memory cgroup' }]);
+        },
+        [
+          { at: 'p50', max: 1.5, against: 'kernel zram in a memory cgroup' },
+          { at: 'p99', max: 2, against: 'kernel zram in a memory cgroup' },
+        ],
+      );
     }
     if (wants.has('fill')) {
       const c = o.compressors[0];
@@ -410,11 +651,26 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       const ratio = run && k.fillMiBs ? r3(run.fillMiBs / k.fillMiBs) : null;
       const zl = `kernel zram (${k.algorithm ?? c}) in a memory cgroup`;
       scenarios.push({
-        kind: 'bars', id: 'fill', title: `fill: writing ${corpus.pages} pages of new data through a residentLimit of ${limitPages} (8x)`, unit: 'MiB/s', better: 'higher',
-        status: run ? 'ok' : 'failed', ...(err ? { error: err } : {}),
+        kind: 'bars',
+        id: 'fill',
+        title: `fill: writing ${corpus.pages} pages of new data through a residentLimit of ${limitPages} (8x)`,
+        unit: 'MiB/s',
+        better: 'higher',
+        status: run ? 'ok' : 'failed',
+        ...(err ? { error: err } : {}),
         bars: [
-          { label: `tmem region write (${c})`, role: 'tmem', value: run ? run.fillMiBs : null, note: run ? `${run.fillEvictions} evictions during the write` : undefined },
-          { label: zl, role: 'baseline', value: k.fillMiBs ?? null, note: k.skipped ?? `${k.cgroup} = ${k.limitBytes} bytes` },
+          {
+            label: `tmem region write (${c})`,
+            role: 'tmem',
+            value: run ? run.fillMiBs : null,
+            note: run ? `${run.fillEvictions} evictions during the write` : undefined,
+          },
+          {
+            label: zl,
+            role: 'baseline',
+            value: k.fillMiBs ?? null,
+            note: k.skipped ?? `${k.cgroup} = ${k.limitBytes} bytes`,
+          },
         ],
         ratio,
         detail: run ? { limitPages: run.limitPages, evictions: run.fillEvictions } : undefined,
@@ -429,19 +685,43 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       const c = o.compressors[0];
       const cpus = native.getAffinity();
       if (cpus.length < 2) {
-        note(`threads: this process may run on ${cpus.length} CPU only (${cpus.join(',')}): the 2-CPU scenario needs two`);
+        note(
+          `threads: this process may run on ${cpus.length} CPU only (${cpus.join(',')}): the 2-CPU scenario needs two`,
+        );
       } else {
         const two = cpus.slice(0, 2);
-        await latencyScenario({ id: 'threads', scenario: 'threads', title: `2 Workers on CPUs ${two.join(' and ')} faulting on one region (pool ${c}, ${o.pin ? 'pinned' : 'not pinned'})` },
+        await latencyScenario(
+          {
+            id: 'threads',
+            scenario: 'threads',
+            title: `2 Workers on CPUs ${two.join(' and ')} faulting on one region (pool ${c}, ${o.pin ? 'pinned' : 'not pinned'})`,
+          },
           () => tmemLatency('pool', { ...measure, compressor: c, label: 'threads: 2 Workers', threads: 2, cpus: two }),
-          () => 'per-fault times of both Workers (each pinned to its CPU, attachRegion(region.share()))', async (sc, run2) => {
-            const one = await tmemLatency('pool', { ...measure, compressor: c, label: 'threads: 1 thread, same CPU', threads: 1, pin: true });
+          () => 'per-fault times of both Workers (each pinned to its CPU, attachRegion(region.share()))',
+          async (sc, run2) => {
+            const one = await tmemLatency('pool', {
+              ...measure,
+              compressor: c,
+              label: 'threads: 1 thread, same CPU',
+              threads: 1,
+              pin: true,
+            });
             progress.end(`p50 ${fromSamples('x', 'baseline', one.ns, edges).summary!.p50} us`);
-            const label = 'tmem, 1 thread, dispatcher\'s CPU';
-            sc.series.push(fromSamples(label, 'baseline', one.ns, edges, 'the main thread, pinned with the dispatcher (pin: true), the same pages and order'));
+            const label = "tmem, 1 thread, dispatcher's CPU";
+            sc.series.push(
+              fromSamples(
+                label,
+                'baseline',
+                one.ns,
+                edges,
+                'the main thread, pinned with the dispatcher (pin: true), the same pages and order',
+              ),
+            );
             sc.baseline = label;
             sc.badPages = run2.badPages + one.badPages;
-          }, [{ at: 'p50', max: 1.3, against: 'one thread on the dispatcher\'s CPU' }]);
+          },
+          [{ at: 'p50', max: 1.3, against: "one thread on the dispatcher's CPU" }],
+        );
       }
     }
 
@@ -457,21 +737,42 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
         progress.end('FAILED');
       }
       const k: KernelResult = o.baselines ? await kernel('zram', c) : { skipped: '--no-baselines' };
-      if (o.baselines && (k.skipped || !k.readback)) note(`readback: ${k.skipped ?? 'the zram baseline measured no read-back'}`);
+      if (o.baselines && (k.skipped || !k.readback))
+        note(`readback: ${k.skipped ?? 'the zram baseline measured no read-back'}`);
       const zl = `kernel zram (${k.algorithm ?? c}) sequential swap-in`;
       const ratio = run && k.readback?.usPerPage ? r3(run.usPerPage / k.readback.usPerPage) : null;
       scenarios.push({
-        kind: 'bars', id: 'readback', title: `sequential read-back of an evicted region (${c}): each page copied whole, front to back`, unit: 'us/page', better: 'lower',
-        status: run ? 'ok' : 'failed', ...(err ? { error: err } : {}),
+        kind: 'bars',
+        id: 'readback',
+        title: `sequential read-back of an evicted region (${c}): each page copied whole, front to back`,
+        unit: 'us/page',
+        better: 'lower',
+        status: run ? 'ok' : 'failed',
+        ...(err ? { error: err } : {}),
         bars: [
-          { label: 'tmem evicted region', role: 'tmem', value: run ? run.usPerPage : null, note: run ? `faults: ${run.faults.pool} pool, ${run.faults.same} same-filled, ${run.faults.staged} staged` : undefined },
+          {
+            label: 'tmem evicted region',
+            role: 'tmem',
+            value: run ? run.usPerPage : null,
+            note: run
+              ? `faults: ${run.faults.pool} pool, ${run.faults.same} same-filled, ${run.faults.staged} staged`
+              : undefined,
+          },
           { label: zl, role: 'baseline', value: k.readback?.usPerPage ?? null, note: k.skipped },
-          { label: 'plain memory (resident pages)', role: 'reference', value: run ? run.plainUsPerPage : null, note: 'the same loop over the corpus itself' },
+          {
+            label: 'plain memory (resident pages)',
+            role: 'reference',
+            value: run ? run.plainUsPerPage : null,
+            note: 'the same loop over the corpus itself',
+          },
         ],
         ratio,
         ...(run ? { badPages: run.badPages } : {}),
         targets: [target(`us/page <= 0.5x ${zl} (at least 2x faster)`, ratio, { max: 0.5 })],
-        notes: run && run.plainUsPerPage > 0 ? [`tmem / plain memory: ${(run.usPerPage / run.plainUsPerPage).toFixed(1)}x`] : [],
+        notes:
+          run && run.plainUsPerPage > 0
+            ? [`tmem / plain memory: ${(run.usPerPage / run.plainUsPerPage).toFixed(1)}x`]
+            : [],
       });
     }
   } finally {
@@ -487,10 +788,28 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     startedAt: new Date(t0).toISOString(),
     durationMs: Date.now() - t0,
     host: {
-      kernel: `${os.type()} ${os.release()}`, cpus: cpus.length, cpuModel: cpus[0]?.model ?? 'unknown', node: process.version, root,
+      kernel: `${os.type()} ${os.release()}`,
+      cpus: cpus.length,
+      cpuModel: cpus[0]?.model ?? 'unknown',
+      node: process.version,
+      root,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     },
-    options: { quick: o.quick, pages: o.pages, corpus: o.corpus, pattern: o.pattern, compressors: o.compressors, allocator: o.allocator, pin: o.pin, threads: o.threads, scenarios: o.scenarios, seed: o.seed, rounds: o.rounds, dir, baselines: o.baselines },
+    options: {
+      quick: o.quick,
+      pages: o.pages,
+      corpus: o.corpus,
+      pattern: o.pattern,
+      compressors: o.compressors,
+      allocator: o.allocator,
+      pin: o.pin,
+      threads: o.threads,
+      scenarios: o.scenarios,
+      seed: o.seed,
+      rounds: o.rounds,
+      dir,
+      baselines: o.baselines,
+    },
     corpus: { source: bc.source, pages: corpus.pages, kinds: bc.counts },
     histogramEdgesUs: edges,
     scenarios,

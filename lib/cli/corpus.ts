@@ -33,7 +33,9 @@ export interface BenchCorpus {
 function xorshift(seed: number): () => number {
   let s = (seed ^ 0x2545f491) | 0 || 1;
   return () => {
-    s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
     return s >>> 0;
   };
 }
@@ -50,13 +52,20 @@ function parseMix(spec: string): number[] | null {
   const w = [0, 0, 0, 0];
   for (const part of spec.split(',')) {
     const m = /^\s*([a-z]+)\s*=\s*(\d+(?:\.\d+)?)\s*$/.exec(part);
-    if (!m) throw new UsageError(`option '--corpus': cannot read '${part}' in the mix '${spec}'; write kind=weight pairs such as json=60,zero=40 (kinds: json, text, binary, zero, random)`);
+    if (!m)
+      throw new UsageError(
+        `option '--corpus': cannot read '${part}' in the mix '${spec}'; write kind=weight pairs such as json=60,zero=40 (kinds: json, text, binary, zero, random)`,
+      );
     const name = m[1] === 'text' ? 'json' : m[1];
     const k = (PAGE_KINDS as readonly string[]).indexOf(name);
-    if (k < 0) throw new UsageError(`option '--corpus': unknown page kind '${m[1]}' in '${spec}'; kinds: json, text, binary, zero, random`);
+    if (k < 0)
+      throw new UsageError(
+        `option '--corpus': unknown page kind '${m[1]}' in '${spec}'; kinds: json, text, binary, zero, random`,
+      );
     w[k] += Number(m[2]);
   }
-  if (!(w.reduce((a, b) => a + b, 0) > 0)) throw new UsageError(`option '--corpus': the weights of '${spec}' add up to 0`);
+  if (!(w.reduce((a, b) => a + b, 0) > 0))
+    throw new UsageError(`option '--corpus': the weights of '${spec}' add up to 0`);
   return w;
 }
 
@@ -65,7 +74,10 @@ function weighted(pages: number, weights: number[], seed: number): Corpus {
   const total = weights.reduce((a, b) => a + b, 0);
   const want = weights.map((w) => Math.floor((pages * w) / total));
   for (let k = 0, left = pages - want.reduce((a, b) => a + b, 0); left > 0; k = (k + 1) % 4) {
-    if (weights[k] > 0) { want[k]++; left--; }
+    if (weights[k] > 0) {
+      want[k]++;
+      left--;
+    }
   }
   // Source pages of the generated kinds (json 1, binary 2) from the heap corpus's mix.
   const need = Math.max(want[1] / 0.45, want[2] / 0.32);
@@ -78,7 +90,9 @@ function weighted(pages: number, weights: number[], seed: number): Corpus {
   const rnd = xorshift(seed + 7);
   for (let i = pages - 1; i > 0; i--) {
     const j = rnd() % (i + 1);
-    const t = kinds[i]; kinds[i] = kinds[j]; kinds[j] = t;
+    const t = kinds[i];
+    kinds[i] = kinds[j];
+    kinds[j] = t;
   }
   const data = new Uint8Array(pages * PAGE);
   const used = [0, 0, 0, 0];
@@ -132,12 +146,18 @@ export function buildCorpus(spec: string, pages: number, seed: number): BenchCor
   const mix = parseMix(s);
   if (mix) {
     corpus = weighted(pages, mix, seed);
-    source = `mix ${PAGE_KINDS.map((k, i) => (mix[i] > 0 ? `${k}=${mix[i]}` : '')).filter(Boolean).join(',')}`;
+    source = `mix ${PAGE_KINDS.map((k, i) => (mix[i] > 0 ? `${k}=${mix[i]}` : ''))
+      .filter(Boolean)
+      .join(',')}`;
   } else if (GENERATORS.includes(s)) {
     if (s === 'mix') corpus = makeCorpus(pages, seed);
     else {
       const k = (PAGE_KINDS as readonly string[]).indexOf(s === 'text' ? 'json' : s);
-      corpus = weighted(pages, PAGE_KINDS.map((_, i) => (i === k ? 1 : 0)), seed);
+      corpus = weighted(
+        pages,
+        PAGE_KINDS.map((_, i) => (i === k ? 1 : 0)),
+        seed,
+      );
     }
     source = s === 'mix' ? 'mix (heap-like: zero, json, binary, random)' : s;
   } else if (fs.existsSync(s)) {
@@ -145,7 +165,9 @@ export function buildCorpus(spec: string, pages: number, seed: number): BenchCor
     corpus = fromFile(s, pages);
     source = `file ${s}`;
   } else {
-    throw new UsageError(`option '--corpus': '${s}' is neither a generator (${GENERATORS.join(', ')}), a mix such as json=60,zero=40, nor an existing file`);
+    throw new UsageError(
+      `option '--corpus': '${s}' is neither a generator (${GENERATORS.join(', ')}), a mix such as json=60,zero=40, nor an existing file`,
+    );
   }
   return { corpus, source, counts: countsOf(corpus.kinds) };
 }

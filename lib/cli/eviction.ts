@@ -33,7 +33,9 @@ export function removeCorpusFile(file: string): void {
  * independent of how many pages are stored. Bench-only introspection.
  */
 function storeMetadataBytes(swap: Swap): { indexBytes: number; zpoolMetaBytes: number } {
-  const h = (swap as unknown as { store?: { store: { handle(): { control: SharedArrayBuffer; metas: SharedArrayBuffer[] } } } }).store;
+  const h = (
+    swap as unknown as { store?: { store: { handle(): { control: SharedArrayBuffer; metas: SharedArrayBuffer[] } } } }
+  ).store;
   if (!h) return { indexBytes: 0, zpoolMetaBytes: 0 };
   const hd = h.store.handle();
   return { indexBytes: hd.control.byteLength, zpoolMetaBytes: hd.metas.reduce((a, m) => a + m.byteLength, 0) };
@@ -73,7 +75,8 @@ export function badPagesOf(view: Uint8Array, corpus: Corpus): number {
   const a = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
   const b = Buffer.from(corpus.data.buffer, corpus.data.byteOffset, corpus.data.byteLength);
   let bad = 0;
-  for (let p = 0; p < corpus.pages; p++) if (a.compare(b, p * PAGE, (p + 1) * PAGE, p * PAGE, (p + 1) * PAGE) !== 0) bad++;
+  for (let p = 0; p < corpus.pages; p++)
+    if (a.compare(b, p * PAGE, (p + 1) * PAGE, p * PAGE, (p + 1) * PAGE) !== 0) bad++;
   return bad;
 }
 
@@ -156,7 +159,8 @@ export async function evictionThroughput(o: TmemOptions & { rounds?: number }): 
       await new Promise((resolve) => setTimeout(resolve, 20));
       const anon1 = anonBytes();
       const s = swap.stats();
-      if (s.residentPages !== 0 || s.stagedPages !== 0) throw new Error(`after evict(): ${s.residentPages} pages resident, ${s.stagedPages} staged`);
+      if (s.residentPages !== 0 || s.stagedPages !== 0)
+        throw new Error(`after evict(): ${s.residentPages} pages resident, ${s.stagedPages} staged`);
       const meta = storeMetadataBytes(swap);
       const pages = s.storedPages + s.samePages;
       const indexPerStored = (12 / 0.8) * s.storedPages;

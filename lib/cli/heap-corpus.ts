@@ -22,16 +22,31 @@ export interface Corpus {
   pages: number;
 }
 
-const WORDS = ('id name email status created updated user order item price total count tags score ' +
+const WORDS = (
+  'id name email status created updated user order item price total count tags score ' +
   'region service cache index value label enabled payload session token version parent child node ' +
-  'alpha beta gamma delta kappa sigma omega red green blue active pending closed').split(' ');
+  'alpha beta gamma delta kappa sigma omega red green blue active pending closed'
+).split(' ');
 
 class Rng {
   private s: number;
-  constructor(seed: number) { this.s = (seed ^ 0x9e3779b9) | 0 || 1; }
-  u32(): number { let x = this.s; x ^= x << 13; x ^= x >>> 17; x ^= x << 5; this.s = x; return x >>> 0; }
-  int(n: number): number { return this.u32() % n; }
-  real(): number { return this.u32() / 4294967296; }
+  constructor(seed: number) {
+    this.s = (seed ^ 0x9e3779b9) | 0 || 1;
+  }
+  u32(): number {
+    let x = this.s;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.s = x;
+    return x >>> 0;
+  }
+  int(n: number): number {
+    return this.u32() % n;
+  }
+  real(): number {
+    return this.u32() / 4294967296;
+  }
 }
 
 function jsonPage(out: Uint8Array, off: number, r: Rng): void {
@@ -60,8 +75,8 @@ function binaryPage(out: Uint8Array, off: number, r: Rng): void {
   let v = r.real() * 100;
   for (let p = 0; p + recSize <= 4096; p += recSize) {
     dv.setUint32(p, id++, true);
-    dv.setUint16(p + 4, r.int(8), true);            // enum
-    dv.setUint16(p + 6, 0, true);                   // padding
+    dv.setUint16(p + 4, r.int(8), true); // enum
+    dv.setUint16(p + 6, 0, true); // padding
     v += (r.real() - 0.5) * 0.01;
     dv.setFloat64(p + 8, Math.round(v * 100) / 100, true); // smooth values
     for (let q = 16; q < recSize; q += 4) dv.setUint32(p + q, r.int(4) === 0 ? r.u32() & 0xffff : 0, true);
@@ -80,9 +95,22 @@ export function makeCorpus(pages: number, seed = 1): Corpus {
     const x = r.real();
     const off = i * 4096;
     if (x < 0.2) kinds[i] = 0;
-    else if (x < 0.65) { kinds[i] = 1; jsonPage(data, off, r); }
-    else if (x < 0.97) { kinds[i] = 2; binaryPage(data, off, r); }
-    else { kinds[i] = 3; for (let j = 0; j < 4096; j += 4) { const u = r.u32(); data[off + j] = u; data[off + j + 1] = u >>> 8; data[off + j + 2] = u >>> 16; data[off + j + 3] = u >>> 24; } }
+    else if (x < 0.65) {
+      kinds[i] = 1;
+      jsonPage(data, off, r);
+    } else if (x < 0.97) {
+      kinds[i] = 2;
+      binaryPage(data, off, r);
+    } else {
+      kinds[i] = 3;
+      for (let j = 0; j < 4096; j += 4) {
+        const u = r.u32();
+        data[off + j] = u;
+        data[off + j + 1] = u >>> 8;
+        data[off + j + 2] = u >>> 16;
+        data[off + j + 3] = u >>> 24;
+      }
+    }
   }
   return { data, kinds, pages };
 }

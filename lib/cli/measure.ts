@@ -72,7 +72,11 @@ export function touchOrder(pattern: Pattern, pages: number, seed: number): Uint3
   if (pattern === 'random') return perm;
   let s = (seed * 2654435761) >>> 0 || 1;
   const u = (): number => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
     return (s + 0.5) / 4294967296;
   };
   // perm[r] is the page of popularity rank r; key = -ln(U) * (r+1)^0.99, ascending.
@@ -85,7 +89,13 @@ export function touchOrder(pattern: Pattern, pages: number, seed: number): Uint3
 }
 
 function faultsOf(s: SwapStats): TouchRun['faults'] {
-  return { zero: s.faults.zero, pool: s.faults.pool, same: s.faults.same, staged: s.faults.staged, file: s.swapFile?.swapIns ?? 0 };
+  return {
+    zero: s.faults.zero,
+    pool: s.faults.pool,
+    same: s.faults.same,
+    staged: s.faults.staged,
+    file: s.swapFile?.swapIns ?? 0,
+  };
 }
 
 export async function settle(): Promise<void> {
@@ -115,7 +125,13 @@ export function touchHere(view: Uint8Array, order: Uint32Array, progress: Progre
 }
 
 /** Times the touches in `threads` Workers over attachRegion(region.share()). */
-export async function touchInWorkers(shared: ReturnType<import('../swap').Region['share']>, order: Uint32Array, threads: number, progress: Progress, cpus?: number[]): Promise<Float64Array> {
+export async function touchInWorkers(
+  shared: ReturnType<import('../swap').Region['share']>,
+  order: Uint32Array,
+  threads: number,
+  progress: Progress,
+  cpus?: number[],
+): Promise<Float64Array> {
   const ctl = new SharedArrayBuffer(8);
   const workers: Worker[] = [];
   const done: Promise<Float64Array>[] = [];
@@ -123,19 +139,28 @@ export async function touchInWorkers(shared: ReturnType<import('../swap').Region
   for (let w = 0; w < threads; w++) {
     const mine: number[] = [];
     for (let k = w; k < order.length; k += threads) mine.push(order[k]);
-    const data: ToucherData = { shared, order: Uint32Array.from(mine), ctl, ...(cpus && cpus.length > 0 ? { cpu: cpus[w % cpus.length] } : {}) };
+    const data: ToucherData = {
+      shared,
+      order: Uint32Array.from(mine),
+      ctl,
+      ...(cpus && cpus.length > 0 ? { cpu: cpus[w % cpus.length] } : {}),
+    };
     const worker = new Worker(path.join(__dirname, 'toucher.js'), { workerData: data });
     workers.push(worker);
     let readyResolve!: () => void;
     ready.push(new Promise<void>((r) => (readyResolve = r)));
-    done.push(new Promise<Float64Array>((resolve, reject) => {
-      worker.on('message', (m: { type: string; lat?: Float64Array }) => {
-        if (m.type === 'ready') readyResolve();
-        else if (m.type === 'done') resolve(m.lat as Float64Array);
-      });
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`faulting Worker ${w} exited (code ${code}) before it was done`)));
-    }));
+    done.push(
+      new Promise<Float64Array>((resolve, reject) => {
+        worker.on('message', (m: { type: string; lat?: Float64Array }) => {
+          if (m.type === 'ready') readyResolve();
+          else if (m.type === 'done') resolve(m.lat as Float64Array);
+        });
+        worker.once('error', reject);
+        worker.once('exit', (code) =>
+          reject(new Error(`faulting Worker ${w} exited (code ${code}) before it was done`)),
+        );
+      }),
+    );
   }
   try {
     await Promise.race([Promise.all(ready), Promise.all(done)]);
@@ -143,14 +168,21 @@ export async function touchInWorkers(shared: ReturnType<import('../swap').Region
     Atomics.store(flag, 0, 1);
     Atomics.notify(flag, 0);
     let finished = 0;
-    const parts = await Promise.all(done.map((p) => p.then((x) => {
-      finished += x.length;
-      progress.update(finished);
-      return x;
-    })));
+    const parts = await Promise.all(
+      done.map((p) =>
+        p.then((x) => {
+          finished += x.length;
+          progress.update(finished);
+          return x;
+        }),
+      ),
+    );
     const all = new Float64Array(order.length);
     let at = 0;
-    for (const p of parts) { all.set(p, at); at += p.length; }
+    for (const p of parts) {
+      all.set(p, at);
+      at += p.length;
+    }
     return all;
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
@@ -172,7 +204,8 @@ export function badPages(view: Uint8Array, expect: Uint8Array | null, pages: num
 
 /** sync + drop the page cache; null when done, else why not. */
 function dropCaches(): string | null {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'not root: cannot drop the page cache, the swap file pages were read warm (from the page cache)';
+  if (typeof process.getuid === 'function' && process.getuid() !== 0)
+    return 'not root: cannot drop the page cache, the swap file pages were read warm (from the page cache)';
   try {
     execFileSync('sync', [], { timeout: 60_000 });
     fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
@@ -196,7 +229,9 @@ export async function tmemLatency(kind: 'zero' | 'pool' | 'swapfile', o: Measure
     compressor: o.compressor,
     allocator: o.allocator,
     pin: o.pin,
-    ...(swapfile ? { stagingSize: '4MiB', swapFile: { path: o.dir, size: (Math.ceil(pages * 1.1) + 1024) * PAGE } } : {}),
+    ...(swapfile
+      ? { stagingSize: '4MiB', swapFile: { path: o.dir, size: (Math.ceil(pages * 1.1) + 1024) * PAGE } }
+      : {}),
   });
   try {
     // Warm-up (JIT of the fault and evict paths on both threads), not reported.
@@ -233,15 +268,25 @@ export async function tmemLatency(kind: 'zero' | 'pool' | 'swapfile', o: Measure
     const order = touchOrder(o.pattern, pages, o.seed + 11);
     const st0 = swap.stats();
     progress.start(`${o.label}: touch (${o.pattern}${o.threads > 1 ? `, ${o.threads} threads` : ''})`, pages);
-    const ns = o.threads > 1 ? await touchInWorkers(region.share(), order, o.threads, progress, o.cpus) : touchHere(view, order, progress);
+    const ns =
+      o.threads > 1
+        ? await touchInWorkers(region.share(), order, o.threads, progress, o.cpus)
+        : touchHere(view, order, progress);
     await settle();
     const st1 = swap.stats();
-    const f0 = faultsOf(st0), f1 = faultsOf(st1);
+    const f0 = faultsOf(st0),
+      f1 = faultsOf(st1);
     const bad = badPages(view, kind === 'zero' ? null : corpus.data, pages);
     await region.close();
     return {
       ns,
-      faults: { zero: f1.zero - f0.zero, pool: f1.pool - f0.pool, same: f1.same - f0.same, staged: f1.staged - f0.staged, file: f1.file - f0.file },
+      faults: {
+        zero: f1.zero - f0.zero,
+        pool: f1.pool - f0.pool,
+        same: f1.same - f0.same,
+        staged: f1.staged - f0.staged,
+        file: f1.file - f0.file,
+      },
       evictionsDuringTouches: st1.evictions - st0.evictions,
       badPages: bad,
       threads: o.threads,

@@ -18,7 +18,10 @@ export class Progress {
   private active = false;
   readonly tty: boolean;
 
-  constructor(private readonly out: NodeJS.WriteStream = process.stderr, private readonly enabled = true) {
+  constructor(
+    private readonly out: NodeJS.WriteStream = process.stderr,
+    private readonly enabled = true,
+  ) {
     this.tty = enabled && out.isTTY === true && process.env.TERM !== 'dumb';
   }
 

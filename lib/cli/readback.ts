@@ -90,8 +90,10 @@ export async function tmemReadback(o: ReadbackOptions): Promise<ReadbackRun> {
       usPerPage: r3(ns / pages / 1000),
       plainUsPerPage: Math.round((plain / pages / 1000) * 10000) / 10000,
       faults: {
-        pool: s1.faults.pool - s0.faults.pool, same: s1.faults.same - s0.faults.same,
-        staged: s1.faults.staged - s0.faults.staged, zero: s1.faults.zero - s0.faults.zero,
+        pool: s1.faults.pool - s0.faults.pool,
+        same: s1.faults.same - s0.faults.same,
+        staged: s1.faults.staged - s0.faults.staged,
+        zero: s1.faults.zero - s0.faults.zero,
       },
       badPages: bad,
     };

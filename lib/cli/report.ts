@@ -36,15 +36,19 @@ export function chartJsSource(): string {
   }
 }
 
-const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
+const esc = (s: string): string =>
+  s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
 /** Text safe inside a <script> element. */
 const scriptSafe = (s: string): string => s.replace(/<\/(script)/gi, '<\\/$1').replace(/<!--/g, '<\\!--');
-const f2 = (x: number | null | undefined): string => (x === null || x === undefined ? '–' : x >= 1000 ? x.toFixed(0) : x.toFixed(2));
+const f2 = (x: number | null | undefined): string =>
+  x === null || x === undefined ? '–' : x >= 1000 ? x.toFixed(0) : x.toFixed(2);
 
 /** Charts the page will draw (ids of their canvases). */
 export function chartIds(r: BenchResult): string[] {
   const ids: string[] = [];
-  const lat = r.scenarios.filter((s): s is LatencyScenario => s.kind === 'latency' && s.status === 'ok' && s.series.length > 0);
+  const lat = r.scenarios.filter(
+    (s): s is LatencyScenario => s.kind === 'latency' && s.status === 'ok' && s.series.length > 0,
+  );
   for (const s of lat) ids.push(`cdf-${s.id}`);
   if (lat.some((s) => s.series.some((x) => x.hist))) ids.push('histogram');
   for (const s of r.scenarios) if (s.kind === 'bars' && s.bars.some((b) => b.value !== null)) ids.push(`bars-${s.id}`);
@@ -55,25 +59,46 @@ function summaryTable(r: BenchResult): string {
   const rows: string[] = [];
   for (const sc of r.scenarios) {
     if (sc.kind === 'latency') {
-      rows.push(`<tr class="group"><th colspan="8">${esc(sc.id)}: ${esc(sc.title)}${sc.status === 'failed' ? ` — FAILED: ${esc(sc.error ?? '')}` : ''}</th></tr>`);
+      rows.push(
+        `<tr class="group"><th colspan="8">${esc(sc.id)}: ${esc(sc.title)}${sc.status === 'failed' ? ` — FAILED: ${esc(sc.error ?? '')}` : ''}</th></tr>`,
+      );
       for (const s of sc.series) {
         const q = s.summary;
-        const ratio = s.role === 'tmem' && sc.ratio ? `${sc.ratio.p50.toFixed(2)}× / ${sc.ratio.p99.toFixed(2)}×` : s.role === 'tmem' ? '–' : s.role;
-        rows.push(q
-          ? `<tr class="${s.role}"><td>${esc(s.label)}</td><td>${f2(q.p50)}</td><td>${f2(q.p90)}</td><td>${f2(q.p99)}</td><td>${f2(q.p999)}</td><td>${q.n}</td><td>${ratio}</td><td class="note">${esc(s.note ?? '')}</td></tr>`
-          : `<tr class="${s.role} skipped"><td>${esc(s.label)}</td><td colspan="6">not measured</td><td class="note">${esc(s.skipped ?? '')}</td></tr>`);
+        const ratio =
+          s.role === 'tmem' && sc.ratio
+            ? `${sc.ratio.p50.toFixed(2)}× / ${sc.ratio.p99.toFixed(2)}×`
+            : s.role === 'tmem'
+              ? '–'
+              : s.role;
+        rows.push(
+          q
+            ? `<tr class="${s.role}"><td>${esc(s.label)}</td><td>${f2(q.p50)}</td><td>${f2(q.p90)}</td><td>${f2(q.p99)}</td><td>${f2(q.p999)}</td><td>${q.n}</td><td>${ratio}</td><td class="note">${esc(s.note ?? '')}</td></tr>`
+            : `<tr class="${s.role} skipped"><td>${esc(s.label)}</td><td colspan="6">not measured</td><td class="note">${esc(s.skipped ?? '')}</td></tr>`,
+        );
       }
     } else {
-      rows.push(`<tr class="group"><th colspan="8">${esc(sc.id)}: ${esc(sc.title)}, ${esc(sc.unit)} (${sc.better} is better)${sc.status === 'failed' ? ` — FAILED: ${esc(sc.error ?? '')}` : ''}</th></tr>`);
+      rows.push(
+        `<tr class="group"><th colspan="8">${esc(sc.id)}: ${esc(sc.title)}, ${esc(sc.unit)} (${sc.better} is better)${sc.status === 'failed' ? ` — FAILED: ${esc(sc.error ?? '')}` : ''}</th></tr>`,
+      );
       for (const b of sc.bars) {
-        const ratio = b.role === 'tmem' && sc.ratio !== null ? `${sc.ratio.toFixed(2)}×` : b.role === 'tmem' ? '–' : b.role;
-        const v = b.value === null ? 'not measured' : Math.abs(b.value) >= 100 ? Math.round(b.value).toLocaleString('en-US') : b.value.toPrecision(3);
-        rows.push(`<tr class="${b.role}"><td>${esc(b.label)}</td><td colspan="5">${v}</td><td>${ratio}</td><td class="note">${esc(b.note ?? '')}</td></tr>`);
+        const ratio =
+          b.role === 'tmem' && sc.ratio !== null ? `${sc.ratio.toFixed(2)}×` : b.role === 'tmem' ? '–' : b.role;
+        const v =
+          b.value === null
+            ? 'not measured'
+            : Math.abs(b.value) >= 100
+              ? Math.round(b.value).toLocaleString('en-US')
+              : b.value.toPrecision(3);
+        rows.push(
+          `<tr class="${b.role}"><td>${esc(b.label)}</td><td colspan="5">${v}</td><td>${ratio}</td><td class="note">${esc(b.note ?? '')}</td></tr>`,
+        );
       }
     }
     for (const g of sc.targets ?? []) {
       const verdict = g.met === null ? 'not measured' : g.met ? 'met' : 'missed';
-      rows.push(`<tr class="target"><td colspan="6">target: ${esc(g.label)}</td><td>${g.value === null ? '–' : `${g.value.toFixed(2)}×`}</td><td class="note">${verdict}</td></tr>`);
+      rows.push(
+        `<tr class="target"><td colspan="6">target: ${esc(g.label)}</td><td>${g.value === null ? '–' : `${g.value.toFixed(2)}×`}</td><td class="note">${verdict}</td></tr>`,
+      );
     }
   }
   return `<table class="summary"><thead><tr><th></th><th>p50 µs</th><th>p90</th><th>p99</th><th>p99.9</th><th>n</th><th>ratio p50 / p99</th><th></th></tr></thead><tbody>${rows.join('\n')}</tbody></table>`;
@@ -188,9 +213,15 @@ const RENDER = String.raw`
 export function renderReport(r: BenchResult): string {
   const ids = chartIds(r);
   const o = r.options;
-  const kinds = Object.entries(r.corpus.kinds).map(([k, v]) => `${k} ${v}`).join(', ');
-  const canvases = ids.map((id) => `<div class="chart${id.startsWith('bars-') ? ' bars' : ''}"><canvas id="${id}"></canvas></div>`).join('\n');
-  const notes = r.notes.length ? `<h2>Not measured here / notes</h2><ul>${r.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : '';
+  const kinds = Object.entries(r.corpus.kinds)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const canvases = ids
+    .map((id) => `<div class="chart${id.startsWith('bars-') ? ' bars' : ''}"><canvas id="${id}"></canvas></div>`)
+    .join('\n');
+  const notes = r.notes.length
+    ? `<h2>Not measured here / notes</h2><ul>${r.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>`
+    : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

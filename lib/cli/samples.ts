@@ -6,10 +6,27 @@
  */
 
 /** Percentiles in microseconds (nearest rank, as bench/native/benchutil.h). */
-export interface Summary { p50: number; p90: number; p99: number; p999: number; mean: number; max: number; n: number }
+export interface Summary {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  mean: number;
+  max: number;
+  n: number;
+}
 
 /** A Summary with the smallest sample too (fault-latency's figures, as uffd_min_handler prints them). */
-export interface SummaryWithMin { p50: number; p90: number; p99: number; p999: number; mean: number; min: number; max: number; n: number }
+export interface SummaryWithMin {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  mean: number;
+  min: number;
+  max: number;
+  n: number;
+}
 
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 
@@ -26,7 +43,15 @@ export function summarizeSorted(s: Float64Array): Summary {
   const at = (q: number): number => nearestRank(s, q) / 1000;
   let sum = 0;
   for (let i = 0; i < n; i++) sum += s[i];
-  return { p50: r2(at(0.5)), p90: r2(at(0.9)), p99: r2(at(0.99)), p999: r2(at(0.999)), mean: r2(sum / n / 1000), max: r2(s[n - 1] / 1000), n };
+  return {
+    p50: r2(at(0.5)),
+    p90: r2(at(0.9)),
+    p99: r2(at(0.99)),
+    p999: r2(at(0.999)),
+    mean: r2(sum / n / 1000),
+    max: r2(s[n - 1] / 1000),
+    n,
+  };
 }
 
 /** Percentiles of samples given in nanoseconds, in microseconds; all 0 when there are none. */
@@ -45,13 +70,17 @@ export function summarizeWithMin(ns: ArrayLike<number>): SummaryWithMin {
 export function shuffled(n: number, seed: number): Uint32Array {
   const a = new Uint32Array(n);
   for (let i = 0; i < n; i++) a[i] = i;
-  let s = (seed >>> 0) || 1;
+  let s = seed >>> 0 || 1;
   for (let i = n - 1; i > 0; i--) {
-    s ^= s << 13; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
     s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
+    s ^= s << 5;
+    s >>>= 0;
     const j = s % (i + 1);
-    const t = a[i]; a[i] = a[j]; a[j] = t;
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
   }
   return a;
 }

@@ -26,22 +26,39 @@ export interface SwapSample {
   latencyP99: number;
 }
 
-export interface StatsSample { pid: number; time: number; swaps: SwapSample[] }
+export interface StatsSample {
+  pid: number;
+  time: number;
+  swaps: SwapSample[];
+}
 
 function totalFaults(s: SwapStats): number {
   const f = s.faults;
-  return f.zero + f.pool + f.same + f.staged + f.file + f.cleancache + (f.swapFile ?? s.swapFile?.swapIns ?? 0) + f.writeProtect;
+  return (
+    f.zero +
+    f.pool +
+    f.same +
+    f.staged +
+    f.file +
+    f.cleancache +
+    (f.swapFile ?? s.swapFile?.swapIns ?? 0) +
+    f.writeProtect
+  );
 }
 
 /** Turns a raw answer into samples, with rates against the previous answer. */
-export function toSample(raw: { pid: number; time: number; swaps: unknown[] }, prev: { time: number; swaps: unknown[] } | null): StatsSample {
+export function toSample(
+  raw: { pid: number; time: number; swaps: unknown[] },
+  prev: { time: number; swaps: unknown[] } | null,
+): StatsSample {
   const dt = prev ? (raw.time - prev.time) / 1000 : 0;
   return {
     pid: raw.pid,
     time: raw.time,
     swaps: (raw.swaps as SwapStats[]).map((s, i) => {
       const p = prev?.swaps[i] as SwapStats | undefined;
-      const rate = (a: number, b: number | undefined): number | null => (p && b !== undefined && dt > 0 ? Math.max(0, Math.round((a - b) / dt)) : null);
+      const rate = (a: number, b: number | undefined): number | null =>
+        p && b !== undefined && dt > 0 ? Math.max(0, Math.round((a - b) / dt)) : null;
       const faults = totalFaults(s);
       return {
         residentBytes: s.residentBytes,
@@ -69,23 +86,51 @@ function bytes(n: number | null): string {
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let x = n;
-  while (x >= 1024 && i < u.length - 1) { x /= 1024; i++; }
+  while (x >= 1024 && i < u.length - 1) {
+    x /= 1024;
+    i++;
+  }
   return `${i === 0 ? x : x.toFixed(1)} ${u[i]}`;
 }
 
 /** The sample as a small table. */
 export function renderSample(s: StatsSample): string {
-  const head = ['swap', 'resident', 'pool', 'stored', 'ratio', 'swap file', 'faults/s', 'evictions/s', 'faults', 'fault p50/p99 us'];
+  const head = [
+    'swap',
+    'resident',
+    'pool',
+    'stored',
+    'ratio',
+    'swap file',
+    'faults/s',
+    'evictions/s',
+    'faults',
+    'fault p50/p99 us',
+  ];
   const rows = s.swaps.map((w, i) => [
-    String(i), bytes(w.residentBytes), bytes(w.poolBytes), bytes(w.logicalBytes), w.compressionRatio ? `${w.compressionRatio.toFixed(2)}x` : '-',
-    w.swapFileBytes === null ? 'none' : bytes(w.swapFileBytes), w.faultsPerSecond === null ? '-' : String(w.faultsPerSecond),
-    w.evictionsPerSecond === null ? '-' : String(w.evictionsPerSecond), String(w.faults), `${w.latencyP50}/${w.latencyP99}`,
+    String(i),
+    bytes(w.residentBytes),
+    bytes(w.poolBytes),
+    bytes(w.logicalBytes),
+    w.compressionRatio ? `${w.compressionRatio.toFixed(2)}x` : '-',
+    w.swapFileBytes === null ? 'none' : bytes(w.swapFileBytes),
+    w.faultsPerSecond === null ? '-' : String(w.faultsPerSecond),
+    w.evictionsPerSecond === null ? '-' : String(w.evictionsPerSecond),
+    String(w.faults),
+    `${w.latencyP50}/${w.latencyP99}`,
   ]);
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-  const line = (cells: string[]): string => cells.map((x, c) => (c === 0 ? x.padEnd(widths[c]) : x.padStart(widths[c]))).join('  ');
-  const out = [`tmem stats: pid ${s.pid}, ${new Date(s.time).toISOString()}, ${s.swaps.length} swap${s.swaps.length === 1 ? '' : 's'}`, line(head), ...rows.map(line)];
+  const line = (cells: string[]): string =>
+    cells.map((x, c) => (c === 0 ? x.padEnd(widths[c]) : x.padStart(widths[c]))).join('  ');
+  const out = [
+    `tmem stats: pid ${s.pid}, ${new Date(s.time).toISOString()}, ${s.swaps.length} swap${s.swaps.length === 1 ? '' : 's'}`,
+    line(head),
+    ...rows.map(line),
+  ];
   if (s.swaps.length === 0) out.push('(the process has no open swap)');
-  out.push('stored: bytes of pages out of residency (pool + same-filled); ratio: stored / compressed; - : needs two samples');
+  out.push(
+    'stored: bytes of pages out of residency (pool + same-filled); ratio: stored / compressed; - : needs two samples',
+  );
   return out.join('\n') + '\n';
 }
 
@@ -95,7 +140,9 @@ export async function runStats(o: StatsOptions, out: NodeJS.WriteStream = proces
   const tty = out.isTTY === true && !o.json;
   let n = 0;
   let stop = false;
-  const onSig = (): void => { stop = true; };
+  const onSig = (): void => {
+    stop = true;
+  };
   process.once('SIGINT', onSig);
   try {
     for (;;) {
@@ -115,7 +162,10 @@ export async function runStats(o: StatsOptions, out: NodeJS.WriteStream = proces
       prev = raw;
       n++;
       if (o.json) out.write(JSON.stringify(sample) + '\n');
-      else out.write((tty && !o.once ? '\x1b[H\x1b[2J' : '') + renderSample(sample) + (tty && !o.once ? 'Ctrl-C to stop\n' : ''));
+      else
+        out.write(
+          (tty && !o.once ? '\x1b[H\x1b[2J' : '') + renderSample(sample) + (tty && !o.once ? 'Ctrl-C to stop\n' : ''),
+        );
       if (o.once || (o.count !== null && n >= o.count) || stop) return 0;
       await new Promise((resolve) => setTimeout(resolve, o.interval));
       if (stop) return 0;

@@ -53,7 +53,13 @@ export function steadyLimitPages(pages: number): number {
 }
 
 function faultsOf(s: SwapStats): TouchRun['faults'] {
-  return { zero: s.faults.zero, pool: s.faults.pool, same: s.faults.same, staged: s.faults.staged, file: s.swapFile?.swapIns ?? 0 };
+  return {
+    zero: s.faults.zero,
+    pool: s.faults.pool,
+    same: s.faults.same,
+    staged: s.faults.staged,
+    file: s.swapFile?.swapIns ?? 0,
+  };
 }
 
 /** The fill, then the steady-state touches (see the file header). */
@@ -100,7 +106,8 @@ export async function tmemSteady(o: SteadyOptions): Promise<SteadyRun> {
     const ns = touchHere(view, order, progress);
     await settle();
     const st1 = swap.stats();
-    const f0 = faultsOf(st0), f1 = faultsOf(st1);
+    const f0 = faultsOf(st0),
+      f1 = faultsOf(st1);
     const bad = badPages(view, corpus.data, pages);
     await region.close();
     return {
@@ -108,7 +115,13 @@ export async function tmemSteady(o: SteadyOptions): Promise<SteadyRun> {
       fillMiBs: Math.round(fillMiBs * 100) / 100,
       fillEvictions: st0.evictions - s0.evictions,
       ns,
-      faults: { zero: f1.zero - f0.zero, pool: f1.pool - f0.pool, same: f1.same - f0.same, staged: f1.staged - f0.staged, file: f1.file - f0.file },
+      faults: {
+        zero: f1.zero - f0.zero,
+        pool: f1.pool - f0.pool,
+        same: f1.same - f0.same,
+        staged: f1.staged - f0.staged,
+        file: f1.file - f0.file,
+      },
       evictionsDuringTouches: st1.evictions - st0.evictions,
       stagingPages: Math.min(8192, Math.max(64, Math.floor(limitPages / 8))), // open()'s default stagingSize
       badPages: bad,

@@ -56,12 +56,22 @@ export function createStore(o: DispatcherOptions): StoreHandle {
 }
 
 /** Pool figures for stats(). */
-export function storeStats(h: StoreHandle): { poolBytes: number; compressedBytes: number; frontswapPages: number; cleancachePages: number } {
+export function storeStats(h: StoreHandle): {
+  poolBytes: number;
+  compressedBytes: number;
+  frontswapPages: number;
+  cleancachePages: number;
+} {
   const a = h.store.poolStats(h.handle.frontswapPool);
   const b = h.store.poolStats(h.handle.cleancachePool);
   // cleancache pages are counted by the pool itself: zbud reclaim and invalidate_inode drop them silently.
   // Pages and bytes come from the same cells, so a ratio of the two is always consistent.
-  return { poolBytes: a.poolBytes + b.poolBytes, compressedBytes: a.bytes + b.bytes, frontswapPages: a.pages, cleancachePages: b.pages };
+  return {
+    poolBytes: a.poolBytes + b.poolBytes,
+    compressedBytes: a.bytes + b.bytes,
+    frontswapPages: a.pages,
+    cleancachePages: b.pages,
+  };
 }
 
 /** The dispatcher's side: attach and wrap the pools in their front-ends. */

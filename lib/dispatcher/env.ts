@@ -30,7 +30,10 @@ interface Init {
   options: P.DispatcherOptions;
 }
 
-export const ENOENT = -2, EAGAIN = -11, EBUSY = -16, EOPNOTSUPP = -95;
+export const ENOENT = -2,
+  EAGAIN = -11,
+  EBUSY = -16,
+  EOPNOTSUPP = -95;
 
 /** `stoppedCleanly`: the loop ended on a 'stop' request (else the exit is reported on stderr). */
 export const life = { stoppedCleanly: false };
@@ -42,7 +45,8 @@ process.on('uncaughtException', (e) => {
   process.exit(1);
 });
 process.on('exit', (code) => {
-  if (!life.stoppedCleanly) fs.writeSync(2, `tmem: the dispatcher Worker is exiting (code ${code}) without being stopped\n`);
+  if (!life.stoppedCleanly)
+    fs.writeSync(2, `tmem: the dispatcher Worker is exiting (code ${code}) without being stopped\n`);
 });
 
 const init = workerData as Init;
@@ -77,7 +81,8 @@ export const objBuf = new Uint8Array(PAGE + 64);
 export const nativeDecode = native.lz4Available && native.zstdAvailable;
 
 /** The idle pass runs (zram idle recompression or write-back configured). */
-export const idleEnabled = opts.idle.afterMs > 0 && (opts.idle.recompress || (opts.idle.writeback !== false && opts.swapFileFd >= 0));
+export const idleEnabled =
+  opts.idle.afterMs > 0 && (opts.idle.recompress || (opts.idle.writeback !== false && opts.swapFileFd >= 0));
 /** The stored FIFO feeds write-back (swap file) and the idle pass; without both it is not kept. */
 export const storedFifoUsed = opts.swapFileFd >= 0 || idleEnabled;
 

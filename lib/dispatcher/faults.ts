@@ -23,10 +23,23 @@ import * as fs from 'node:fs';
 import { EVENT_SLOTS, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, UFFD_EVENT_PAGEFAULT, COPY_WP } from '../native';
 import { PAGE } from '../compress';
 import * as P from './protocol';
+import { G, hist, uffd, backends, codec, objBuf, pageBuf, pageWords, zeroPage, nativeDecode, EAGAIN } from './env';
 import {
-  G, hist, uffd, backends, codec, objBuf, pageBuf, pageWords, zeroPage, nativeDecode, EAGAIN,
-} from './env';
-import { NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, READING, BUSY, STAGED_CLEAN, KEPT_SLOT, isFast, claim, publish } from './pagestate';
+  NEVER,
+  ACTIVE,
+  CLEAN,
+  STAGED,
+  STORED,
+  SAME,
+  SWAPPED,
+  READING,
+  BUSY,
+  STAGED_CLEAN,
+  KEPT_SLOT,
+  isFast,
+  claim,
+  publish,
+} from './pagestate';
 import { findRegion, type RegionState } from './regions';
 import { stagingBytes, slotKept, slotRegion, queueRelease, unstage, unstaged } from './staging';
 import { becomeResident, fifoPush } from './reclaim';
@@ -49,7 +62,11 @@ export function serveFault(addr: number, flags: number): boolean {
     r = findRegion(addr);
     if (!r) {
       // Not ours (any more): wake the thread so it sees the unregistered range.
-      try { uffd.wake(addr, PAGE); } catch { /* range gone */ }
+      try {
+        uffd.wake(addr, PAGE);
+      } catch {
+        /* range gone */
+      }
       return true;
     }
   }
@@ -231,7 +248,10 @@ function swapIn(r: RegionState, page: number, addr: number, write: boolean): boo
  * faulting thread gets SIGBUS at that address.
  */
 export function unrecoverable(r: RegionState, page: number, addr: number, why: string): boolean {
-  fs.writeSync(2, `tmem: region ${r.id} page ${page} cannot be restored: ${why}; raising SIGBUS in the faulting thread\n`);
+  fs.writeSync(
+    2,
+    `tmem: region ${r.id} page ${page} cannot be restored: ${why}; raising SIGBUS in the faulting thread\n`,
+  );
   const res = uffd.poison(addr, PAGE);
   if (res < 0 && res !== -17) process.abort();
   return true;
@@ -277,7 +297,8 @@ export function serveAvailableFaults(): void {
 
 /** Serves the retry list once; faults refused again stay on it. */
 export function retryPending(): void {
-  const addrs = retryAddr, flags = retryFlags;
+  const addrs = retryAddr,
+    flags = retryFlags;
   retryAddr = [];
   retryFlags = [];
   retries.count = 0;

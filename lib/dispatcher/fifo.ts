@@ -72,7 +72,9 @@ export class PageFifo {
 
   private grow(): void {
     const cap = this.cap * 2;
-    const r = new Int32Array(cap), p = new Uint32Array(cap), s = new Int32Array(cap);
+    const r = new Int32Array(cap),
+      p = new Uint32Array(cap),
+      s = new Int32Array(cap);
     for (let i = 0; i < this.length; i++) {
       const j = (this.head + i) % this.cap;
       r[i] = this.region[j];

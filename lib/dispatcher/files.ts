@@ -34,7 +34,17 @@ import * as P from './protocol';
 import { G, uffd, codec, backends, objBuf, pageBuf, reply, replyError, EAGAIN, EOPNOTSUPP } from './env';
 import { NEVER, ACTIVE, CLEAN, STAGED, READING, STAGED_CLEAN, claim, publish } from './pagestate';
 import { byId, releaseRegion, type RegionState, type ReadJob } from './regions';
-import { S, ring, staging, stagingBytes, slotDeferred, slotPending, queueRelease, flushReleases, moveUnshared } from './staging';
+import {
+  S,
+  ring,
+  staging,
+  stagingBytes,
+  slotDeferred,
+  slotPending,
+  queueRelease,
+  flushReleases,
+  moveUnshared,
+} from './staging';
 import { becomeResident, finalizeOldest } from './reclaim';
 import { flushWriteback } from './writeback';
 import { unrecoverable, pushRetry } from './faults';
@@ -143,7 +153,8 @@ export function fileFault(r: RegionState, page: number, addr: number, write: boo
     publish(r.state, page, READING);
     return true;
   }
-  if (got < 0) return unrecoverable(r, page, addr, `reading ${r.spec.path ?? 'the mapped file'} failed: ${errnoText(-got)}`);
+  if (got < 0)
+    return unrecoverable(r, page, addr, `reading ${r.spec.path ?? 'the mapped file'} failed: ${errnoText(-got)}`);
   return fileRead(r, page, addr, write, got);
 }
 
@@ -246,7 +257,13 @@ function redirty(r: RegionState, page: number, k: number): boolean {
       if (res === -3) return false; // the process is going away
       if (res < 0) {
         // Cannot be installed now (EAGAIN): the bytes stay in their slot, queued again.
-        const id = fileIo().write(r.file, wslotBytes, k * PAGE, Math.max(0, Math.min(PAGE, (r.spec.fileSize ?? 0) - page * PAGE)), page * PAGE);
+        const id = fileIo().write(
+          r.file,
+          wslotBytes,
+          k * PAGE,
+          Math.max(0, Math.min(PAGE, (r.spec.fileSize ?? 0) - page * PAGE)),
+          page * PAGE,
+        );
         writeJobs.set(id, k);
         r.inflight.set(page, id);
         return true;
@@ -281,7 +298,9 @@ export function drainIo(): void {
   if (!io || (writeJobs.size === 0 && readJobs.size === 0 && syncJobs.size === 0 && barriers.size === 0)) return;
   let wrote = false;
   while (io.take(ioOut, ioPage, 0)) {
-    const id = ioOut[0], op = ioOut[1], result = ioOut[2];
+    const id = ioOut[0],
+      op = ioOut[1],
+      result = ioOut[2];
     const barrier = barriers.get(id);
     if (barrier) {
       barriers.delete(id);
@@ -385,13 +404,23 @@ function finishFlush(op: FlushOp, result: number): void {
     reply(op.reqId, true, op.written);
     return;
   }
-  const failed = result < 0 ? { errno: -result, syscall: 'fdatasync' }
-    : r.writeErrors > op.errorsAtStart ? r.lastWriteError : undefined;
+  const failed =
+    result < 0
+      ? { errno: -result, syscall: 'fdatasync' }
+      : r.writeErrors > op.errorsAtStart
+        ? r.lastWriteError
+        : undefined;
   if (failed) {
     // A failed close() leaves the region open and usable: close() can be retried.
     const what = op.close ? 'close()' : 'flush()';
-    replyError(op.reqId, `${what} could not write ${r.spec.path ?? 'the mapped file'}: ${errnoText(failed.errno)} in ${failed.syscall}; ` +
-      'its dirty pages are kept (retry once the cause is fixed)', errnoName(failed.errno), failed.errno, failed.syscall);
+    replyError(
+      op.reqId,
+      `${what} could not write ${r.spec.path ?? 'the mapped file'}: ${errnoText(failed.errno)} in ${failed.syscall}; ` +
+        'its dirty pages are kept (retry once the cause is fixed)',
+      errnoName(failed.errno),
+      failed.errno,
+      failed.syscall,
+    );
     return;
   }
   if (op.close) {

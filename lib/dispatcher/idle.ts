@@ -93,6 +93,7 @@ export function idlePass(): void {
 /** Installs a page's bytes back into its region (it becomes resident): the last resort, never a loss. */
 function bringBack(r: RegionState, page: number, bytes: Uint8Array): void {
   const res = uffd.copy(r.base + page * PAGE, bytes, 0, 0);
-  if (res < 0 && res !== -3) throw new Error(`tmem: could not bring page ${page} of region ${r.id} back (errno ${-res})`);
+  if (res < 0 && res !== -3)
+    throw new Error(`tmem: could not bring page ${page} of region ${r.id} back (errno ${-res})`);
   becomeResident(r, page, ACTIVE);
 }

@@ -58,19 +58,34 @@
  *   page     the page index in that region
  *   kept     the swap file slot kept by the clean page in it, or -1
  */
-export const NEVER = 0, ACTIVE = 1, CLEAN = 2, STAGED = 3, STORED = 4, SAME = 5, SWAPPED = 6, READING = 7, BUSY = 8;
+export const NEVER = 0,
+  ACTIVE = 1,
+  CLEAN = 2,
+  STAGED = 3,
+  STORED = 4,
+  SAME = 5,
+  SWAPPED = 6,
+  READING = 7,
+  BUSY = 8;
 /** Flag in aux[] of a STAGED page: its copy elsewhere is current (it was CLEAN when staged). */
 export const STAGED_CLEAN = 0x80000000;
 /** Flag in aux[] of a CLEAN page: its copy is swap file slot aux & SLOT_MASK. */
 export const KEPT_SLOT = 0x80000000;
 export const SLOT_MASK = 0x7fffffff;
 /** aux[] of a STORED page. */
-export const IDLE_SEEN = 0x40000000, NO_GAIN = 0x80000000, TIME_MASK = 0x3fffffff;
+export const IDLE_SEEN = 0x40000000,
+  NO_GAIN = 0x80000000,
+  TIME_MASK = 0x3fffffff;
 
 /** Word offsets (times the slot count) of the staging slot table's arrays. */
-export const SLOT_CLAIMED = 0, SLOT_REGION = 1, SLOT_PAGE = 2, SLOT_KEPT = 3, SLOT_WORDS = 4;
+export const SLOT_CLAIMED = 0,
+  SLOT_REGION = 1,
+  SLOT_PAGE = 2,
+  SLOT_KEPT = 3,
+  SLOT_WORDS = 4;
 /** Values of a slot's claimed word. */
-export const SLOT_FREE = 0, SLOT_READING = 1;
+export const SLOT_FREE = 0,
+  SLOT_READING = 1;
 
 /** A state a native fault path may serve (and so a change of it must be claimed). */
 export function isFast(st: number, isFile: boolean): boolean {
@@ -89,5 +104,8 @@ export function publish(state: Uint8Array, page: number, next: number): void {
 
 /** Allocates a region's state and aux arrays over SharedArrayBuffers. */
 export function pageStateArrays(pages: number): { state: Uint8Array; aux: Uint32Array } {
-  return { state: new Uint8Array(new SharedArrayBuffer(pages)), aux: new Uint32Array(new SharedArrayBuffer(4 * pages)) };
+  return {
+    state: new Uint8Array(new SharedArrayBuffer(pages)),
+    aux: new Uint32Array(new SharedArrayBuffer(4 * pages)),
+  };
 }

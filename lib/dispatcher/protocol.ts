@@ -136,5 +136,11 @@ export interface DispatcherOptions {
   swapFileFd: number; // -1: no swap file
   swapFileSize: number;
   swapFileEncrypt: boolean; // seal every slot with AES-256-GCM (lib/swapfile.ts)
-  idle: { afterMs: number; recompress: boolean; recompressLevel: number; writeback: 'huge' | 'idle' | false; budget: number };
+  idle: {
+    afterMs: number;
+    recompress: boolean;
+    recompressLevel: number;
+    writeback: 'huge' | 'idle' | false;
+    budget: number;
+  };
 }

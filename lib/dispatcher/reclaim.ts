@@ -38,13 +38,39 @@ import { PAGE, sameFilled, isRaw } from '../compress';
 import * as P from './protocol';
 import { G, opts, uffd, backends, codec, objBuf, nowSec, storedFifoUsed, ENOENT, EBUSY } from './env';
 import {
-  NEVER, ACTIVE, CLEAN, STAGED, STORED, SAME, SWAPPED, BUSY, STAGED_CLEAN, KEPT_SLOT, SLOT_MASK, claim, publish,
+  NEVER,
+  ACTIVE,
+  CLEAN,
+  STAGED,
+  STORED,
+  SAME,
+  SWAPPED,
+  BUSY,
+  STAGED_CLEAN,
+  KEPT_SLOT,
+  SLOT_MASK,
+  claim,
+  publish,
 } from './pagestate';
 import { PageFifo } from './fifo';
 import { ASIDE, byId, type RegionState } from './regions';
 import {
-  S, staging, stagingBytes, stagingWords, ring, slotRegion, slotPage, slotKept, slotPending, slotDeferred,
-  queueRelease, flushReleases, pendingReleases, moveUnshared, unstage, unstaged,
+  S,
+  staging,
+  stagingBytes,
+  stagingWords,
+  ring,
+  slotRegion,
+  slotPage,
+  slotKept,
+  slotPending,
+  slotDeferred,
+  queueRelease,
+  flushReleases,
+  pendingReleases,
+  moveUnshared,
+  unstage,
+  unstaged,
 } from './staging';
 import { poolFull, cleanCopyStored, dropCleanCopy, nowStored } from './pool';
 import { wb, WB, flushWriteback, toSwapFile, swapUsable } from './writeback';
@@ -137,7 +163,9 @@ function stageVictim(): boolean {
   return false;
 }
 
-const NOT_TAKEN = 0, STAGED_NOW = 1, DROPPED = 2;
+const NOT_TAKEN = 0,
+  STAGED_NOW = 1,
+  DROPPED = 2;
 
 /**
  * Moves one resident page to the tail slot: STAGED_NOW; or, for a clean page the
@@ -152,7 +180,10 @@ function stageOne(r: RegionState, page: number): number {
   if (slotPending[slot]) flushReleases();
   const addr = r.base + page * PAGE;
   // A clean page is write-protected: unshare() cannot write it, and needs not.
-  const res = st === CLEAN ? uffd.move(staging.address + slot * PAGE, addr, PAGE) : moveUnshared(staging.address + slot * PAGE, addr);
+  const res =
+    st === CLEAN
+      ? uffd.move(staging.address + slot * PAGE, addr, PAGE)
+      : moveUnshared(staging.address + slot * PAGE, addr);
   if (res === EBUSY && st === CLEAN) {
     dropClean(r, page, addr);
     return DROPPED;
@@ -160,7 +191,7 @@ function stageOne(r: RegionState, page: number): number {
   if (res === PAGE) {
     slotRegion[slot] = r.id;
     slotPage[slot] = page;
-    slotKept[slot] = st === CLEAN && (r.aux[page] & KEPT_SLOT) ? r.aux[page] & SLOT_MASK : -1;
+    slotKept[slot] = st === CLEAN && r.aux[page] & KEPT_SLOT ? r.aux[page] & SLOT_MASK : -1;
     ring.tail = (ring.tail + 1) % S;
     ring.used++;
     ring.staged++;
@@ -293,7 +324,9 @@ export function evicted(r: RegionState, slot: number): void {
 }
 
 /** finalizePage() results; DEFERRED is also toSwapFile()'s. */
-export const REFUSED = 0, DONE = 1, DEFERRED = 2;
+export const REFUSED = 0,
+  DONE = 1,
+  DEFERRED = 2;
 
 /**
  * Stores the page in staging slot `slot` (claimed: BUSY): DONE (its new state published),

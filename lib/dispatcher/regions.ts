@@ -28,10 +28,16 @@ import { swap, wb, flushWriteback } from './writeback';
 import { fileIo, forgetReads } from './files';
 
 /** RegionState.flags */
-export const RAW = 1, ASIDE = 2;
+export const RAW = 1,
+  ASIDE = 2;
 
 /** A file page being read on the FileIo reader thread (state READING). */
-export interface ReadJob { id: number; r: RegionState; page: number; write: boolean }
+export interface ReadJob {
+  id: number;
+  r: RegionState;
+  page: number;
+  write: boolean;
+}
 
 export class RegionState {
   readonly pages: number;
@@ -75,17 +81,37 @@ export class RegionState {
     this.stats = new Float64Array(spec.stats);
     this.loadGen = new Uint32Array(spec.kind === 'file' ? this.pages : 0);
   }
-  get base(): number { return this.spec.address; }
-  get id(): number { return this.spec.id; }
-  get isFile(): boolean { return this.spec.kind === 'file'; }
+  get base(): number {
+    return this.spec.address;
+  }
+  get id(): number {
+    return this.spec.id;
+  }
+  get isFile(): boolean {
+    return this.spec.kind === 'file';
+  }
   /** What native code needs to serve this region's fast pages (pagestate.ts). */
   share(): RegionShare {
-    return { id: this.id, base: this.base, pages: this.pages, isFile: this.isFile, state: this.state.buffer as SharedArrayBuffer, aux: this.aux.buffer as SharedArrayBuffer };
+    return {
+      id: this.id,
+      base: this.base,
+      pages: this.pages,
+      isFile: this.isFile,
+      state: this.state.buffer as SharedArrayBuffer,
+      aux: this.aux.buffer as SharedArrayBuffer,
+    };
   }
 }
 
 /** A region's page state as native code sees it: state (1 byte per page) and aux (1 word per page) SharedArrayBuffers. */
-export interface RegionShare { id: number; base: number; pages: number; isFile: boolean; state: SharedArrayBuffer; aux: SharedArrayBuffer }
+export interface RegionShare {
+  id: number;
+  base: number;
+  pages: number;
+  isFile: boolean;
+  state: SharedArrayBuffer;
+  aux: SharedArrayBuffer;
+}
 
 /** Every open region, sorted by base address. */
 export const regions: RegionState[] = [];
@@ -97,7 +123,9 @@ export function findRegion(addr: number): RegionState | undefined {
   const l = lookup.last;
   if (l && addr >= l.base && addr < l.base + l.spec.size && !l.closed) return l;
   // regions[] is sorted by base address: binary search for the last base <= addr.
-  let lo = 0, hi = regions.length - 1, found = -1;
+  let lo = 0,
+    hi = regions.length - 1,
+    found = -1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
     if (regions[mid].base <= addr) {
@@ -153,7 +181,7 @@ export function releaseRegion(r: RegionState): void {
     if (r.flags[page] & ASIDE) G[P.G_UNEVICTABLE]--;
     if (st === ACTIVE || st === CLEAN) {
       residency.resident--;
-      if (st === CLEAN && (r.aux[page] & KEPT_SLOT)) {
+      if (st === CLEAN && r.aux[page] & KEPT_SLOT) {
         swap!.freeSlot(r.aux[page] & SLOT_MASK);
         G[P.G_SWAP_CACHED]--;
       }
@@ -188,7 +216,8 @@ function claimForRelease(r: RegionState, page: number): number {
   for (let spins = 0; ; spins++) {
     const st = Atomics.load(r.state, page);
     if (st === BUSY) {
-      if (spins > 1e8) throw new Error(`tmem: region ${r.id} page ${page} stayed claimed (BUSY) while the region was released`);
+      if (spins > 1e8)
+        throw new Error(`tmem: region ${r.id} page ${page} stayed claimed (BUSY) while the region was released`);
       continue;
     }
     if (!isFast(st, r.isFile) || Atomics.compareExchange(r.state, page, st, BUSY) === st) return st;
@@ -199,7 +228,10 @@ function claimForRelease(r: RegionState, page: number): number {
 function dropOverlapping(spec: P.RegionSpec): void {
   for (const old of [...regions]) {
     if (old.base < spec.address + spec.size && spec.address < old.base + old.spec.size) {
-      fs.writeSync(2, `tmem: region ${old.id} was unmapped without being closed; region ${spec.id} now uses its memory\n`);
+      fs.writeSync(
+        2,
+        `tmem: region ${old.id} was unmapped without being closed; region ${spec.id} now uses its memory\n`,
+      );
       releaseRegion(old);
     }
   }

@@ -39,7 +39,8 @@ function handle(req: P.Request): boolean {
       }
       case 'flush': {
         const r = byId.get(req.id);
-        if (r && r.isFile && r.spec.writable) startFlush(r, req.reqId, false); // replies when written
+        if (r && r.isFile && r.spec.writable)
+          startFlush(r, req.reqId, false); // replies when written
         else reply(req.reqId, true, 0);
         return true;
       }

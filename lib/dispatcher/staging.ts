@@ -46,7 +46,11 @@ const release = new Float64Array(2 * 64);
 let releaseCount = 0;
 
 /** What native code needs of the staging ring: its address, slot count and slot table. */
-export interface StagingShare { address: number; slots: number; table: SharedArrayBuffer }
+export interface StagingShare {
+  address: number;
+  slots: number;
+  table: SharedArrayBuffer;
+}
 export function stagingShare(): StagingShare {
   return { address: staging.address, slots: S, table: slotTable };
 }

@@ -58,8 +58,7 @@ function loop(): void {
     if (retries.count > 0) retryPending();
     if (residency.evicting) {
       if (performance.now() >= residency.backoffUntil) evictSlice(2);
-    }
-    else shrinkStep();
+    } else shrinkStep();
     if (idleWork && !residency.evicting && n === 0 && performance.now() >= idle.nextPass) {
       idlePass();
       idle.nextPass = performance.now() + 1000;

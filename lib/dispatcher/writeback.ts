@@ -28,7 +28,8 @@ import { dropPoolCopy, storedLeaves, poolState } from './pool';
 import { SwapFile, SwapFileError } from '../swapfile';
 
 /** The swap file tier, when configured. */
-export const swap = opts.swapFileFd >= 0 ? new SwapFile(opts.swapFileFd, opts.swapFileSize, opts.swapFileEncrypt) : undefined;
+export const swap =
+  opts.swapFileFd >= 0 ? new SwapFile(opts.swapFileFd, opts.swapFileSize, opts.swapFileEncrypt) : undefined;
 if (swap) G[P.G_SWAP_SLOTS] = swap.slots;
 
 /** Entries in one write-back batch. */
@@ -156,7 +157,8 @@ function settleFailed(from: number, n: number, why: string): void {
     // The page goes back where it was, resident: nothing is lost.
     const page = wbPage[k];
     const res = unstage(r.base + page * PAGE, slot);
-    if (res !== PAGE) throw new Error(`tmem: could not return page ${page} of region ${r.id} after a swap file error (errno ${-res})`);
+    if (res !== PAGE)
+      throw new Error(`tmem: could not return page ${page} of region ${r.id} after a swap file error (errno ${-res})`);
     unstaged();
     publish(r.state, page, ACTIVE);
     fifoPush(r, page);

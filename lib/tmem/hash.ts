@@ -23,7 +23,15 @@ export function mix32(h: number): number {
 export const HASH_BITS = 30;
 
 /** 30-bit hash of (pool, object id halves). */
-export function oidHash(pool: number, lo0: number, hi0: number, lo1: number, hi1: number, lo2: number, hi2: number): number {
+export function oidHash(
+  pool: number,
+  lo0: number,
+  hi0: number,
+  lo1: number,
+  hi1: number,
+  lo2: number,
+  hi2: number,
+): number {
   let h = mix32(Math.imul(pool + 1, 0x9e3779b1) ^ lo0);
   h = mix32(h ^ hi0 ^ 0x27d4eb2f);
   h = mix32(h ^ lo1);

@@ -56,20 +56,40 @@ import { oidHash, isOidNumber, lo32, hi32, bigLo32, bigHi32 } from './hash';
 import { RadixIndex, MAX_NODES, NODE_SLOTS, formatNodePool, nodePoolWords } from './pagetable';
 
 const MAGIC = 0x544d454d; // 'TMEM'
-const H_MAGIC = 0, H_POOLS_LOCK = 1, H_MAX_POOLS = 2, H_NSTRIPES = 3, H_OPS = 4, H_OHCAP = 5,
-  H_MAX_NODES = 6, H_MAX_PAGES = 7;
+const H_MAGIC = 0,
+  H_POOLS_LOCK = 1,
+  H_MAX_POOLS = 2,
+  H_NSTRIPES = 3,
+  H_OPS = 4,
+  H_OHCAP = 5,
+  H_MAX_NODES = 6,
+  H_MAX_PAGES = 7;
 const H_PAGES = 16; // pages stored in all pools (own cache line: every new page adds to it)
 const H_NODE_POOL = 32; // node pool header (own cache line), see pagetable.ts
 const HDR = 64;
 const PW = 16;
-const P_STATE = 0, P_USERS = 1, P_FLAGS = 2, P_DRIVER = 3, P_GEN = 4, P_UUID = 5, P_EVICTED = 9;
+const P_STATE = 0,
+  P_USERS = 1,
+  P_FLAGS = 2,
+  P_DRIVER = 3,
+  P_GEN = 4,
+  P_UUID = 5,
+  P_EVICTED = 9;
 const DESTROYING = 1 << 30;
 const USERS_MASK = DESTROYING - 1;
-const F_PERSISTENT = 1, F_SHARED = 2;
+const F_PERSISTENT = 1,
+  F_SHARED = 2;
 const SW = 4;
-const S_LOCK = 0, S_FREE = 1, S_BUMP = 2, S_COUNT = 3;
+const S_LOCK = 0,
+  S_FREE = 1,
+  S_BUMP = 2,
+  S_COUNT = 3;
 const RW = 12;
-const R_POOL = 0, R_OID = 1, R_PAGES = 7, R_TREE = 8, R_HASH = 11;
+const R_POOL = 0,
+  R_OID = 1,
+  R_PAGES = 7,
+  R_TREE = 8,
+  R_HASH = 11;
 const R_NEXT = 10; // free-list link of a free record (the tree's HEIGHT word while in use)
 const DRIVERS = ['zsmalloc', 'zbud'];
 
@@ -219,7 +239,10 @@ export class Store {
     this.ix = new RadixIndex(c, H_NODE_POOL, cnt, nodesBase(cnt, c[H_MAX_NODES]));
     this.maxPages = c[H_MAX_PAGES];
     this.viewBytes = this.staging;
-    for (let p = 0; p < this.maxPools; p++) { this.zps.push(undefined); this.gens.push(-1); }
+    for (let p = 0; p < this.maxPools; p++) {
+      this.zps.push(undefined);
+      this.gens.push(-1);
+    }
   }
 
   /** Create a store and its arena. */
@@ -245,8 +268,12 @@ export class Store {
     const words = nodesBase(cnt, maxNodes) + nodePoolWords(maxNodes).nodes;
     const control = new SharedArrayBuffer(words * 4);
     const c = new Int32Array(control);
-    c[H_MAX_POOLS] = maxPools; c[H_NSTRIPES] = nStripes; c[H_OPS] = ops; c[H_OHCAP] = ohCap;
-    c[H_MAX_NODES] = maxNodes; c[H_MAX_PAGES] = maxPages;
+    c[H_MAX_POOLS] = maxPools;
+    c[H_NSTRIPES] = nStripes;
+    c[H_OPS] = ops;
+    c[H_OHCAP] = ohCap;
+    c[H_MAX_NODES] = maxNodes;
+    c[H_MAX_PAGES] = maxPages;
     formatNodePool(c, H_NODE_POOL, maxNodes);
     const stripes = HDR + maxPools * PW;
     for (let s = 0; s < nStripes; s++) c[stripes + s * SW + S_FREE] = -1;
@@ -260,8 +287,13 @@ export class Store {
 
   /** Open in this thread a store created elsewhere, from its `handle()`. */
   static attach(handle: StoreHandle): Store {
-    if (handle === null || typeof handle !== 'object' || !(handle.control instanceof SharedArrayBuffer) ||
-      !(handle.stats instanceof SharedArrayBuffer) || !Array.isArray(handle.metas)) {
+    if (
+      handle === null ||
+      typeof handle !== 'object' ||
+      !(handle.control instanceof SharedArrayBuffer) ||
+      !(handle.stats instanceof SharedArrayBuffer) ||
+      !Array.isArray(handle.metas)
+    ) {
       throw new TypeError('handle: expected a StoreHandle from Store.handle()');
     }
     return new Store(Arena.attach(handle.arena), handle);
@@ -279,12 +311,14 @@ export class Store {
    */
   createPool(opts: PoolOptions = {}): number {
     const persistent = opts.persistent ?? false;
-    if (typeof persistent !== 'boolean') throw new TypeError(`persistent: expected a boolean, got ${typeof persistent}`);
+    if (typeof persistent !== 'boolean')
+      throw new TypeError(`persistent: expected a boolean, got ${typeof persistent}`);
     const shared = opts.shared ?? false;
     if (typeof shared !== 'boolean') throw new TypeError(`shared: expected a boolean, got ${typeof shared}`);
     const driver = opts.driver ?? (persistent ? 'zsmalloc' : 'zbud');
     const d = DRIVERS.indexOf(driver);
-    if (d < 0) throw new TypeError(`driver: unknown zpool driver ${JSON.stringify(driver)}; accepted: ${DRIVERS.join(', ')}`);
+    if (d < 0)
+      throw new TypeError(`driver: unknown zpool driver ${JSON.stringify(driver)}; accepted: ${DRIVERS.join(', ')}`);
     const uuid = new Int32Array(4);
     if (shared) {
       if (opts.uuid === undefined) throw new TypeError('uuid: a shared pool needs a 16-byte uuid');
@@ -296,11 +330,19 @@ export class Store {
       if (shared) {
         for (let p = 0; p < this.maxPools; p++) {
           const b = this.POOLS + p * PW;
-          if (c[b + P_STATE] === 1 && (c[b + P_FLAGS] & F_SHARED) &&
-            c[b + P_UUID] === uuid[0] && c[b + P_UUID + 1] === uuid[1] && c[b + P_UUID + 2] === uuid[2] &&
-            c[b + P_UUID + 3] === uuid[3] && (Atomics.load(c, b + P_USERS) & DESTROYING) === 0) {
+          if (
+            c[b + P_STATE] === 1 &&
+            c[b + P_FLAGS] & F_SHARED &&
+            c[b + P_UUID] === uuid[0] &&
+            c[b + P_UUID + 1] === uuid[1] &&
+            c[b + P_UUID + 2] === uuid[2] &&
+            c[b + P_UUID + 3] === uuid[3] &&
+            (Atomics.load(c, b + P_USERS) & DESTROYING) === 0
+          ) {
             if (((c[b + P_FLAGS] & F_PERSISTENT) !== 0) !== persistent) {
-              throw new TypeError(`persistent: shared pool ${p} with this uuid is ${persistent ? 'ephemeral' : 'persistent'}`);
+              throw new TypeError(
+                `persistent: shared pool ${p} with this uuid is ${persistent ? 'ephemeral' : 'persistent'}`,
+              );
             }
             return p;
           }
@@ -384,7 +426,10 @@ export class Store {
     const c = this.c;
     const b = this.POOLS + pool * PW;
     const prev = Atomics.or(c, b + P_USERS, DESTROYING);
-    if ((prev & DESTROYING) !== 0) { this.leave(pool); throw new RangeError(`pool: pool ${pool} is being destroyed`); }
+    if ((prev & DESTROYING) !== 0) {
+      this.leave(pool);
+      throw new RangeError(`pool: pool ${pool} is being destroyed`);
+    }
     this.leave(pool);
     for (;;) {
       const v = Atomics.load(c, b + P_USERS);
@@ -423,14 +468,21 @@ export class Store {
     const zp = this.enter(pool);
     try {
       const b = this.POOLS + pool * PW;
-      let pages = 0, bytes = 0;
+      let pages = 0,
+        bytes = 0;
       for (let s = 0; s < this.nStripes; s++) {
         pages += this.st[(pool * this.nStripes + s) * 2];
         bytes += this.st[(pool * this.nStripes + s) * 2 + 1];
       }
       return {
-        pool, persistent: (this.c[b + P_FLAGS] & F_PERSISTENT) !== 0, shared: (this.c[b + P_FLAGS] & F_SHARED) !== 0,
-        driver: zp.driver, pages, bytes, poolBytes: zp.totalSize(), evicted: Atomics.load(this.c, b + P_EVICTED),
+        pool,
+        persistent: (this.c[b + P_FLAGS] & F_PERSISTENT) !== 0,
+        shared: (this.c[b + P_FLAGS] & F_SHARED) !== 0,
+        driver: zp.driver,
+        pages,
+        bytes,
+        poolBytes: zp.totalSize(),
+        evicted: Atomics.load(this.c, b + P_EVICTED),
       };
     } finally {
       this.leave(pool);
@@ -445,8 +497,12 @@ export class Store {
   indexStats(): IndexStats {
     const n = this.ix.nodes();
     return {
-      pages: Atomics.load(this.c, H_PAGES), maxPages: this.maxPages, nodes: n.used, maxNodes: n.max,
-      touchedNodes: n.touched, nodeBytes: NODE_SLOTS * 4 + 4,
+      pages: Atomics.load(this.c, H_PAGES),
+      maxPages: this.maxPages,
+      nodes: n.used,
+      maxNodes: n.max,
+      touchedNodes: n.touched,
+      nodeBytes: NODE_SLOTS * 4 + 4,
     };
   }
 
@@ -457,7 +513,8 @@ export class Store {
    */
   checkIndex(): void {
     const c = this.c;
-    let pages = 0, nodes = 0;
+    let pages = 0,
+      nodes = 0;
     for (let s = 0; s < this.nStripes; s++) {
       const sl = this.STRIPES + s * SW;
       lock(c, sl + S_LOCK);
@@ -466,8 +523,10 @@ export class Store {
           const r = this.REC + (k * this.nStripes + s) * RW;
           if (c[r + R_POOL] === 0) continue;
           const [p, n] = this.ix.check(r + R_TREE);
-          if (p !== c[r + R_PAGES] || p === 0) throw new Error(`index: object ${k * this.nStripes + s} has ${p} pages, PAGES ${c[r + R_PAGES]}`);
-          pages += p; nodes += n;
+          if (p !== c[r + R_PAGES] || p === 0)
+            throw new Error(`index: object ${k * this.nStripes + s} has ${p} pages, PAGES ${c[r + R_PAGES]}`);
+          pages += p;
+          nodes += n;
         }
       } finally {
         unlock(c, sl + S_LOCK);
@@ -487,17 +546,34 @@ export class Store {
 
   // ---------------------------------------------------------------- objects (stripe lock held)
 
-  private findObj(stripe: number, h: number, pool: number, lo0: number, hi0: number, lo1: number, hi1: number,
-    lo2: number, hi2: number): number {
-    const c = this.c, cap = this.ohCap;
+  private findObj(
+    stripe: number,
+    h: number,
+    pool: number,
+    lo0: number,
+    hi0: number,
+    lo1: number,
+    hi1: number,
+    lo2: number,
+    hi2: number,
+  ): number {
+    const c = this.c,
+      cap = this.ohCap;
     const hb = this.OH + stripe * cap;
     let i = (h >>> this.stripeBits) % cap;
     for (let n = 0; n < cap; n++) {
       const e = c[hb + i];
       if (e === 0) return -1;
       const r = this.REC + (e - 1) * RW;
-      if (c[r + R_POOL] === pool + 1 && c[r + R_OID] === lo0 && c[r + R_OID + 1] === hi0 &&
-        c[r + R_OID + 2] === lo1 && c[r + R_OID + 3] === hi1 && c[r + R_OID + 4] === lo2 && c[r + R_OID + 5] === hi2) {
+      if (
+        c[r + R_POOL] === pool + 1 &&
+        c[r + R_OID] === lo0 &&
+        c[r + R_OID + 1] === hi0 &&
+        c[r + R_OID + 2] === lo1 &&
+        c[r + R_OID + 3] === hi1 &&
+        c[r + R_OID + 4] === lo2 &&
+        c[r + R_OID + 5] === hi2
+      ) {
         return e - 1;
       }
       if (++i === cap) i = 0;
@@ -505,15 +581,27 @@ export class Store {
     return -1;
   }
 
-  private newObj(stripe: number, h: number, pool: number, lo0: number, hi0: number, lo1: number, hi1: number,
-    lo2: number, hi2: number): number {
-    const c = this.c, cap = this.ohCap;
+  private newObj(
+    stripe: number,
+    h: number,
+    pool: number,
+    lo0: number,
+    hi0: number,
+    lo1: number,
+    hi1: number,
+    lo2: number,
+    hi2: number,
+  ): number {
+    const c = this.c,
+      cap = this.ohCap;
     const sl = this.STRIPES + stripe * SW;
     if (c[sl + S_COUNT] >= cap - 1) return -1;
     let k = c[sl + S_FREE];
     let slot: number;
-    if (k >= 0) { slot = k; c[sl + S_FREE] = c[this.REC + slot * RW + R_NEXT]; }
-    else {
+    if (k >= 0) {
+      slot = k;
+      c[sl + S_FREE] = c[this.REC + slot * RW + R_NEXT];
+    } else {
       k = c[sl + S_BUMP];
       if (k >= c[H_OPS]) return -1;
       c[sl + S_BUMP] = k + 1;
@@ -521,9 +609,17 @@ export class Store {
     }
     const r = this.REC + slot * RW;
     c[r + R_POOL] = pool + 1;
-    c[r + R_OID] = lo0; c[r + R_OID + 1] = hi0; c[r + R_OID + 2] = lo1; c[r + R_OID + 3] = hi1;
-    c[r + R_OID + 4] = lo2; c[r + R_OID + 5] = hi2;
-    c[r + R_PAGES] = 0; c[r + R_TREE] = 0; c[r + R_TREE + 1] = 0; c[r + R_TREE + 2] = 0; c[r + R_HASH] = h;
+    c[r + R_OID] = lo0;
+    c[r + R_OID + 1] = hi0;
+    c[r + R_OID + 2] = lo1;
+    c[r + R_OID + 3] = hi1;
+    c[r + R_OID + 4] = lo2;
+    c[r + R_OID + 5] = hi2;
+    c[r + R_PAGES] = 0;
+    c[r + R_TREE] = 0;
+    c[r + R_TREE + 1] = 0;
+    c[r + R_TREE + 2] = 0;
+    c[r + R_HASH] = h;
     const hb = this.OH + stripe * cap;
     let i = (h >>> this.stripeBits) % cap;
     while (c[hb + i] !== 0) if (++i === cap) i = 0;
@@ -533,7 +629,8 @@ export class Store {
   }
 
   private freeObject(stripe: number, slot: number): void {
-    const c = this.c, cap = this.ohCap;
+    const c = this.c,
+      cap = this.ohCap;
     const hb = this.OH + stripe * cap;
     const r = this.REC + slot * RW;
     let i = (c[r + R_HASH] >>> this.stripeBits) % cap;
@@ -544,7 +641,7 @@ export class Store {
       const e = c[hb + j];
       if (e === 0) break;
       const k = (c[this.REC + (e - 1) * RW + R_HASH] >>> this.stripeBits) % cap;
-      const inRange = i <= j ? (k > i && k <= j) : (k > i || k <= j);
+      const inRange = i <= j ? k > i && k <= j : k > i || k <= j;
       if (inRange) continue;
       c[hb + i] = e;
       i = j;
@@ -593,8 +690,18 @@ export class Store {
     return this.putW(pool, lo32(o0), hi32(o0), lo32(o1), hi32(o1), lo32(o2), hi32(o2), index, src, len);
   }
 
-  private putW(pool: number, lo0: number, hi0: number, lo1: number, hi1: number, lo2: number, hi2: number,
-    index: number, src: Uint8Array, len: number): boolean {
+  private putW(
+    pool: number,
+    lo0: number,
+    hi0: number,
+    lo1: number,
+    hi1: number,
+    lo2: number,
+    hi2: number,
+    index: number,
+    src: Uint8Array,
+    len: number,
+  ): boolean {
     checkIndex(index);
     if (!(src instanceof Uint8Array)) throw new TypeError('src: expected a Uint8Array');
     if (!Number.isInteger(len) || len < 1 || len > FRAME_SIZE || len > src.length) {
@@ -614,7 +721,8 @@ export class Store {
       const stripe = ih & (this.nStripes - 1);
       const sl = this.STRIPES + stripe * SW;
       const idx = index | 0;
-      let old = 0, ok = false;
+      let old = 0,
+        ok = false;
       lock(c, sl + S_LOCK);
       try {
         let slot = this.findObj(stripe, ih, pool, lo0, hi0, lo1, hi1, lo2, hi2);
@@ -627,7 +735,11 @@ export class Store {
           if (hd === 0) {
             // refused: drop the old page so that a later get never returns stale data
             old = ix.delete(th, idx);
-            if (old !== 0) { this.st[cell]--; c[r + R_PAGES]--; Atomics.sub(c, H_PAGES, 1); }
+            if (old !== 0) {
+              this.st[cell]--;
+              c[r + R_PAGES]--;
+              Atomics.sub(c, H_PAGES, 1);
+            }
           } else {
             old = ix.get(th, idx);
             if (old !== 0) {
@@ -635,7 +747,10 @@ export class Store {
               ok = true;
             } else if (Atomics.add(c, H_PAGES, 1) < this.maxPages) {
               ok = ix.set(th, idx, hd) === 0;
-              if (ok) { this.st[cell]++; c[r + R_PAGES]++; } else Atomics.sub(c, H_PAGES, 1);
+              if (ok) {
+                this.st[cell]++;
+                c[r + R_PAGES]++;
+              } else Atomics.sub(c, H_PAGES, 1);
             } else Atomics.sub(c, H_PAGES, 1);
           }
           if (ok) {
@@ -688,8 +803,20 @@ export class Store {
     return this.getW(pool, lo32(o0), hi32(o0), lo32(o1), hi32(o1), lo32(o2), hi32(o2), index, null, free, reader, 2);
   }
 
-  private getW(pool: number, lo0: number, hi0: number, lo1: number, hi1: number, lo2: number, hi2: number,
-    index: number, dst: Uint8Array | null, free: boolean, reader: PageReader | null, mode: number): number {
+  private getW(
+    pool: number,
+    lo0: number,
+    hi0: number,
+    lo1: number,
+    hi1: number,
+    lo2: number,
+    hi2: number,
+    index: number,
+    dst: Uint8Array | null,
+    free: boolean,
+    reader: PageReader | null,
+    mode: number,
+  ): number {
     checkIndex(index);
     if (mode === 0 && !(dst instanceof Uint8Array)) throw new TypeError('dst: expected a Uint8Array');
     const zp = this.enter(pool);
@@ -700,7 +827,8 @@ export class Store {
       const stripe = ih & (this.nStripes - 1);
       const sl = this.STRIPES + stripe * SW;
       const idx = index | 0;
-      let hd = 0, len = -1;
+      let hd = 0,
+        len = -1;
       lock(c, sl + S_LOCK);
       try {
         const slot = this.findObj(stripe, ih, pool, lo0, hi0, lo1, hi1, lo2, hi2);
@@ -717,18 +845,26 @@ export class Store {
         } else if (mode === 1) {
           if (remove) {
             len = zp.read(hd, this.staging, 0);
-            this.viewBytes = this.staging; this.viewOffset = 0;
+            this.viewBytes = this.staging;
+            this.viewOffset = 0;
           } else {
             zp.pin();
-            try { len = zp.locate(hd); } finally { zp.unpin(); }
-            this.viewBytes = zp.mapBytes; this.viewOffset = zp.mapOffset;
+            try {
+              len = zp.locate(hd);
+            } finally {
+              zp.unpin();
+            }
+            this.viewBytes = zp.mapBytes;
+            this.viewOffset = zp.mapOffset;
           }
         } else {
           zp.pin();
           try {
             len = zp.locate(hd);
             (reader as PageReader)(zp.mapBytes, zp.mapOffset, len);
-          } finally { zp.unpin(); }
+          } finally {
+            zp.unpin();
+          }
         }
         if (remove) {
           this.ix.delete(th, idx);
@@ -755,8 +891,16 @@ export class Store {
     return this.flushPageW(pool, lo32(o0), hi32(o0), lo32(o1), hi32(o1), lo32(o2), hi32(o2), index);
   }
 
-  private flushPageW(pool: number, lo0: number, hi0: number, lo1: number, hi1: number, lo2: number, hi2: number,
-    index: number): boolean {
+  private flushPageW(
+    pool: number,
+    lo0: number,
+    hi0: number,
+    lo1: number,
+    hi1: number,
+    lo2: number,
+    hi2: number,
+    index: number,
+  ): boolean {
     checkIndex(index);
     const zp = this.enter(pool);
     try {
@@ -794,7 +938,15 @@ export class Store {
     return this.flushObjectW(pool, lo32(o0), hi32(o0), lo32(o1), hi32(o1), lo32(o2), hi32(o2));
   }
 
-  private flushObjectW(pool: number, lo0: number, hi0: number, lo1: number, hi1: number, lo2: number, hi2: number): number {
+  private flushObjectW(
+    pool: number,
+    lo0: number,
+    hi0: number,
+    lo1: number,
+    hi1: number,
+    lo2: number,
+    hi2: number,
+  ): number {
     const zp = this.enter(pool);
     const out = this.flushBuf;
     out.length = 0;
@@ -880,10 +1032,12 @@ function checkIndex(index: number): void {
 function splitWord(w: number | bigint, out: number[], at: number): void {
   if (typeof w === 'bigint') {
     if (w < 0n || w > 0xffffffffffffffffn) badOid();
-    out[at] = bigLo32(w); out[at + 1] = bigHi32(w);
+    out[at] = bigLo32(w);
+    out[at + 1] = bigHi32(w);
   } else {
     if (!isOidNumber(w)) badOid();
-    out[at] = lo32(w); out[at + 1] = hi32(w);
+    out[at] = lo32(w);
+    out[at + 1] = hi32(w);
   }
 }
 
@@ -891,7 +1045,9 @@ function splitOid(oid: Oid): number[] {
   const out = [0, 0, 0, 0, 0, 0];
   if (typeof oid === 'number' || typeof oid === 'bigint') splitWord(oid, out, 0);
   else if (Array.isArray(oid) && oid.length === 3) {
-    splitWord(oid[0], out, 0); splitWord(oid[1], out, 2); splitWord(oid[2], out, 4);
+    splitWord(oid[0], out, 0);
+    splitWord(oid[1], out, 2);
+    splitWord(oid[2], out, 4);
   } else badOid();
   return out;
 }

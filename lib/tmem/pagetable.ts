@@ -38,7 +38,9 @@ import { lock, unlock } from './lock';
 
 /** Words of a tree header. */
 export const TREE_WORDS = 3;
-const T_ROOT = 0, T_BASE = 1, T_HEIGHT = 2;
+const T_ROOT = 0,
+  T_BASE = 1,
+  T_HEIGHT = 2;
 /** log2(slots per node). */
 export const NODE_BITS = 6;
 /** Slots (words) per node. */
@@ -49,7 +51,11 @@ export const MAX_HEIGHT = 6;
 /** Most nodes a pool may have (its words must stay below 2^31). */
 export const MAX_NODES = (1 << 23) - 1;
 /** Node pool header words (inside the control buffer, at `pw`). */
-export const NP_LOCK = 0, NP_FREE = 1, NP_BUMP = 2, NP_MAX = 3, NP_USED = 4;
+export const NP_LOCK = 0,
+  NP_FREE = 1,
+  NP_BUMP = 2,
+  NP_MAX = 3,
+  NP_USED = 4;
 
 /** Words a node pool of `maxNodes` nodes needs for its COUNT array and its nodes (node 0 unused). */
 export function nodePoolWords(maxNodes: number): { counts: number; nodes: number } {
@@ -82,20 +88,28 @@ export class RadixIndex {
   private chainLen = 0;
 
   constructor(c: Int32Array, pw: number, cnt: number, nb: number) {
-    this.c = c; this.pw = pw; this.cnt = cnt; this.nb = nb;
+    this.c = c;
+    this.pw = pw;
+    this.cnt = cnt;
+    this.nb = nb;
   }
 
   /** Nodes in use and the most there may be. */
   nodes(): { used: number; max: number; touched: number } {
     const c = this.c;
-    return { used: Atomics.load(c, this.pw + NP_USED), max: c[this.pw + NP_MAX], touched: Atomics.load(c, this.pw + NP_BUMP) - 1 };
+    return {
+      used: Atomics.load(c, this.pw + NP_USED),
+      max: c[this.pw + NP_MAX],
+      touched: Atomics.load(c, this.pw + NP_BUMP) - 1,
+    };
   }
 
   // ---------------------------------------------------------------- node pool
 
   /** Take a zeroed node; 0 when the pool is exhausted. */
   private alloc(): number {
-    const c = this.c, pw = this.pw;
+    const c = this.c,
+      pw = this.pw;
     lock(c, pw + NP_LOCK);
     let n = c[pw + NP_FREE];
     if (n !== 0) {
@@ -121,13 +135,16 @@ export class RadixIndex {
   /** Give the queued nodes back to the pool in one lock. */
   private release(): void {
     if (this.chainLen === 0) return;
-    const c = this.c, pw = this.pw;
+    const c = this.c,
+      pw = this.pw;
     lock(c, pw + NP_LOCK);
     c[this.nb + this.chainTail * NODE_SLOTS] = c[pw + NP_FREE];
     c[pw + NP_FREE] = this.chainHead;
     c[pw + NP_USED] -= this.chainLen;
     unlock(c, pw + NP_LOCK);
-    this.chainHead = 0; this.chainTail = 0; this.chainLen = 0;
+    this.chainHead = 0;
+    this.chainTail = 0;
+    this.chainLen = 0;
   }
 
   // ---------------------------------------------------------------- trees (stripe lock held)
@@ -138,7 +155,7 @@ export class RadixIndex {
     const root = c[th + T_ROOT];
     if (root === 0) return 0;
     const h = c[th + T_HEIGHT];
-    if (h < MAX_HEIGHT && (idx >>> (NODE_BITS * h)) !== (c[th + T_BASE] >>> (NODE_BITS * h))) return 0;
+    if (h < MAX_HEIGHT && idx >>> (NODE_BITS * h) !== c[th + T_BASE] >>> (NODE_BITS * h)) return 0;
     if (h === 0) return root;
     const nb = this.nb;
     let n = root;
@@ -171,12 +188,14 @@ export class RadixIndex {
   set(th: number, idx: number, hd: number): number {
     const c = this.c;
     if (c[th + T_ROOT] === 0) {
-      c[th + T_ROOT] = hd; c[th + T_BASE] = idx; c[th + T_HEIGHT] = 0;
+      c[th + T_ROOT] = hd;
+      c[th + T_BASE] = idx;
+      c[th + T_HEIGHT] = 0;
       return 0;
     }
     for (;;) {
       const h = c[th + T_HEIGHT];
-      if (h >= MAX_HEIGHT || (idx >>> (NODE_BITS * h)) === (c[th + T_BASE] >>> (NODE_BITS * h))) break;
+      if (h >= MAX_HEIGHT || idx >>> (NODE_BITS * h) === c[th + T_BASE] >>> (NODE_BITS * h)) break;
       if (!this.grow(th)) return -1;
     }
     const h = c[th + T_HEIGHT];
@@ -185,7 +204,9 @@ export class RadixIndex {
       c[th + T_ROOT] = hd;
       return old;
     }
-    const nb = this.nb, cnt = this.cnt, path = this.path;
+    const nb = this.nb,
+      cnt = this.cnt,
+      path = this.path;
     let n = c[th + T_ROOT];
     path[0] = n;
     for (let l = h, k = 1; l > 1; l--, k++) {
@@ -217,12 +238,13 @@ export class RadixIndex {
     const root = c[th + T_ROOT];
     if (root === 0) return 0;
     const h = c[th + T_HEIGHT];
-    if (h < MAX_HEIGHT && (idx >>> (NODE_BITS * h)) !== (c[th + T_BASE] >>> (NODE_BITS * h))) return 0;
+    if (h < MAX_HEIGHT && idx >>> (NODE_BITS * h) !== c[th + T_BASE] >>> (NODE_BITS * h)) return 0;
     if (h === 0) {
       c[th + T_ROOT] = 0;
       return root;
     }
-    const nb = this.nb, path = this.path;
+    const nb = this.nb,
+      path = this.path;
     let n = root;
     path[0] = n;
     let k = 0;
@@ -247,13 +269,19 @@ export class RadixIndex {
    * above; frees the root too (tree empty) when it empties.
    */
   private prune(th: number, idx: number, k: number): void {
-    const c = this.c, nb = this.nb, cnt = this.cnt, path = this.path;
+    const c = this.c,
+      nb = this.nb,
+      cnt = this.cnt,
+      path = this.path;
     const h = c[th + T_HEIGHT];
     for (let i = k; i >= 0; i--) {
       const n = path[i];
       if (c[cnt + n] !== 0) return;
       this.retire(n);
-      if (i === 0) { c[th + T_ROOT] = 0; return; }
+      if (i === 0) {
+        c[th + T_ROOT] = 0;
+        return;
+      }
       const p = path[i - 1];
       // p is at level h - (i - 1): its slot for idx
       c[nb + p * NODE_SLOTS + ((idx >>> (NODE_BITS * (h - i))) & MASK)] = 0;
@@ -263,7 +291,9 @@ export class RadixIndex {
 
   /** While the root has one child, make that child the root (down to a lone handle). */
   private collapse(th: number): void {
-    const c = this.c, nb = this.nb, cnt = this.cnt;
+    const c = this.c,
+      nb = this.nb,
+      cnt = this.cnt;
     for (;;) {
       const root = c[th + T_ROOT];
       const h = c[th + T_HEIGHT];
@@ -313,7 +343,8 @@ export class RadixIndex {
     if (h < 0 || h > MAX_HEIGHT) throw new Error(`radix: height ${h}`);
     if (h === 0) return [1, 0];
     const base = c[th + T_BASE] >>> 0;
-    if (h < MAX_HEIGHT && base % 2 ** (NODE_BITS * h) !== 0) throw new Error(`radix: base ${base} not aligned to height ${h}`);
+    if (h < MAX_HEIGHT && base % 2 ** (NODE_BITS * h) !== 0)
+      throw new Error(`radix: base ${base} not aligned to height ${h}`);
     if (h === MAX_HEIGHT && base !== 0) throw new Error(`radix: base ${base} at full height`);
     const out: [number, number] = [0, 0];
     this.checkNode(root, h, out);
@@ -331,7 +362,8 @@ export class RadixIndex {
       if (l === 1) out[0]++;
       else this.checkNode(v, l - 1, out);
     }
-    if (k === 0 || k !== c[this.cnt + n]) throw new Error(`radix: node ${n} holds ${k} slots, COUNT ${c[this.cnt + n]}`);
+    if (k === 0 || k !== c[this.cnt + n])
+      throw new Error(`radix: node ${n} holds ${k} slots, COUNT ${c[this.cnt + n]}`);
     out[1]++;
   }
 
@@ -344,8 +376,10 @@ export class RadixIndex {
       if (v === 0) continue;
       c[w + s] = 0;
       left--;
-      if (l === 1) { if (out) out.push(v); pages++; }
-      else pages += this.drainNode(v, l - 1, out);
+      if (l === 1) {
+        if (out) out.push(v);
+        pages++;
+      } else pages += this.drainNode(v, l - 1, out);
     }
     c[this.cnt + n] = 0;
     this.retire(n);

@@ -9,7 +9,6 @@ export function checkSize(size: number): void {
   }
 }
 
-
 /** `n` if it is a positive integer, else a RangeError naming it `name`. */
 export function positiveInt(name: string, n: number): number {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`${name}: expected a positive integer, got ${n}`);

@@ -131,7 +131,8 @@ export function driverNames(): string[] {
 
 function getDriver(name: string): ZpoolDriver {
   const d = typeof name === 'string' ? drivers.get(name) : undefined;
-  if (!d) throw new TypeError(`driver: unknown zpool driver ${JSON.stringify(name)}; accepted: ${driverNames().join(', ')}`);
+  if (!d)
+    throw new TypeError(`driver: unknown zpool driver ${JSON.stringify(name)}; accepted: ${driverNames().join(', ')}`);
   return d;
 }
 
@@ -144,7 +145,8 @@ export function zpoolMetaBytes(driver: string, arena: Arena, opts: ZpoolOptions 
 export function createZpool(driver: string, arena: Arena, opts: ZpoolOptions = {}): Zpool {
   const d = getDriver(driver);
   const meta = opts.meta ?? new SharedArrayBuffer(d.metaBytes(arena, opts));
-  if (meta.byteLength < d.metaBytes(arena, opts)) throw new RangeError(`meta: need ${d.metaBytes(arena, opts)} bytes, got ${meta.byteLength}`);
+  if (meta.byteLength < d.metaBytes(arena, opts))
+    throw new RangeError(`meta: need ${d.metaBytes(arena, opts)} bytes, got ${meta.byteLength}`);
   return d.open(arena, meta, true, opts);
 }
 

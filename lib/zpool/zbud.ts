@@ -38,8 +38,19 @@ import type { Zpool, ZpoolDriver, ZpoolHandle, ZpoolOptions, ZpoolStats, EvictFn
 import { checkSize, positiveInt } from './common';
 
 const MAGIC = 0x5a425544; // 'ZBUD'
-const H_MAGIC = 0, H_ALLOC = 1, H_PFREE = 2, H_PBUMP = 3, H_FRAMES = 4, H_OBJECTS = 5, H_MAXP = 6,
-  H_MAXF = 7, H_LRU_HEAD = 8, H_LRU_TAIL = 9, H_EVICTED = 10, H_RECLAIMED = 11, H_REFUSED = 12,
+const H_MAGIC = 0,
+  H_ALLOC = 1,
+  H_PFREE = 2,
+  H_PBUMP = 3,
+  H_FRAMES = 4,
+  H_OBJECTS = 5,
+  H_MAXP = 6,
+  H_MAXF = 7,
+  H_LRU_HEAD = 8,
+  H_LRU_TAIL = 9,
+  H_EVICTED = 10,
+  H_RECLAIMED = 11,
+  H_REFUSED = 12,
   H_BUDDIED = 13;
 const H_BYTES_F64 = 16;
 const HDR = 64;
@@ -49,8 +60,21 @@ const NCHUNKS = FRAME_SIZE / ZBUD_CHUNK; // 64
 const UNB = HDR;
 const PR = UNB + NCHUNKS;
 const PW = 16;
-const P_PFN = 0, P_FIRST = 1, P_LAST = 2, P_FSIZE = 3, P_LSIZE = 4, P_LPREV = 5, P_LNEXT = 6,
-  P_BPREV = 7, P_BNEXT = 8, P_BLIST = 9, P_FT0 = 10, P_FT1 = 11, P_LT0 = 12, P_LT1 = 13, P_LIVE = 14;
+const P_PFN = 0,
+  P_FIRST = 1,
+  P_LAST = 2,
+  P_FSIZE = 3,
+  P_LSIZE = 4,
+  P_LPREV = 5,
+  P_LNEXT = 6,
+  P_BPREV = 7,
+  P_BNEXT = 8,
+  P_BLIST = 9,
+  P_FT0 = 10,
+  P_FT1 = 11,
+  P_LT0 = 12,
+  P_LT1 = 13,
+  P_LIVE = 14;
 
 /** One thread's view of a zbud pool. */
 export class Zbud implements Zpool {
@@ -82,43 +106,63 @@ export class Zbud implements Zpool {
 
   private clearState(): void {
     const m = this.m;
-    m[H_PFREE] = -1; m[H_PBUMP] = 0; m[H_FRAMES] = 0; m[H_OBJECTS] = 0;
-    m[H_LRU_HEAD] = -1; m[H_LRU_TAIL] = -1; m[H_BUDDIED] = 0;
-    m[H_EVICTED] = 0; m[H_RECLAIMED] = 0; m[H_REFUSED] = 0;
+    m[H_PFREE] = -1;
+    m[H_PBUMP] = 0;
+    m[H_FRAMES] = 0;
+    m[H_OBJECTS] = 0;
+    m[H_LRU_HEAD] = -1;
+    m[H_LRU_TAIL] = -1;
+    m[H_BUDDIED] = 0;
+    m[H_EVICTED] = 0;
+    m[H_RECLAIMED] = 0;
+    m[H_REFUSED] = 0;
     this.f[H_BYTES_F64] = 0;
     m.fill(-1, UNB, UNB + NCHUNKS);
   }
 
   // ---- lists (ALLOC held) ----
   private lruDel(p: number): void {
-    const m = this.m, r = PR + p * PW;
-    const prev = m[r + P_LPREV], next = m[r + P_LNEXT];
-    if (prev >= 0) m[PR + prev * PW + P_LNEXT] = next; else m[H_LRU_HEAD] = next;
-    if (next >= 0) m[PR + next * PW + P_LPREV] = prev; else m[H_LRU_TAIL] = prev;
+    const m = this.m,
+      r = PR + p * PW;
+    const prev = m[r + P_LPREV],
+      next = m[r + P_LNEXT];
+    if (prev >= 0) m[PR + prev * PW + P_LNEXT] = next;
+    else m[H_LRU_HEAD] = next;
+    if (next >= 0) m[PR + next * PW + P_LPREV] = prev;
+    else m[H_LRU_TAIL] = prev;
   }
 
   private lruPush(p: number): void {
-    const m = this.m, r = PR + p * PW;
+    const m = this.m,
+      r = PR + p * PW;
     const head = m[H_LRU_HEAD];
-    m[r + P_LPREV] = -1; m[r + P_LNEXT] = head;
-    if (head >= 0) m[PR + head * PW + P_LPREV] = p; else m[H_LRU_TAIL] = p;
+    m[r + P_LPREV] = -1;
+    m[r + P_LNEXT] = head;
+    if (head >= 0) m[PR + head * PW + P_LPREV] = p;
+    else m[H_LRU_TAIL] = p;
     m[H_LRU_HEAD] = p;
   }
 
   private budDel(p: number): void {
-    const m = this.m, r = PR + p * PW;
+    const m = this.m,
+      r = PR + p * PW;
     const l = m[r + P_BLIST];
     if (l < 0) return;
-    const prev = m[r + P_BPREV], next = m[r + P_BNEXT];
-    if (prev >= 0) m[PR + prev * PW + P_BNEXT] = next; else m[UNB + l] = next;
+    const prev = m[r + P_BPREV],
+      next = m[r + P_BNEXT];
+    if (prev >= 0) m[PR + prev * PW + P_BNEXT] = next;
+    else m[UNB + l] = next;
     if (next >= 0) m[PR + next * PW + P_BPREV] = prev;
     m[r + P_BLIST] = -1;
   }
 
   private budAdd(p: number, freeChunks: number): void {
-    const m = this.m, r = PR + p * PW;
+    const m = this.m,
+      r = PR + p * PW;
     const head = m[UNB + freeChunks];
-    m[r + P_BLIST] = freeChunks; m[r + P_BPREV] = -1; m[r + P_BNEXT] = head;
+    m[r + P_BLIST] = freeChunks;
+    m[r + P_BPREV] = -1;
+    m[r + P_BNEXT] = head;
     if (head >= 0) m[PR + head * PW + P_BPREV] = p;
     m[UNB + freeChunks] = p;
   }
@@ -133,7 +177,10 @@ export class Zbud implements Zpool {
       let p = -1;
       if (chunks < NCHUNKS) {
         for (let i = chunks; i < NCHUNKS; i++) {
-          if (m[UNB + i] >= 0) { p = m[UNB + i]; break; }
+          if (m[UNB + i] >= 0) {
+            p = m[UNB + i];
+            break;
+          }
         }
       }
       let side: number;
@@ -144,23 +191,44 @@ export class Zbud implements Zpool {
         side = m[r + P_FIRST] === 0 ? 0 : 1;
         m[H_BUDDIED]++;
       } else {
-        if (m[H_FRAMES] >= m[H_MAXF]) { m[H_REFUSED]++; return 0; }
+        if (m[H_FRAMES] >= m[H_MAXF]) {
+          m[H_REFUSED]++;
+          return 0;
+        }
         p = m[H_PFREE];
-        if (p < 0 && m[H_PBUMP] >= m[H_MAXP]) { m[H_REFUSED]++; return 0; }
+        if (p < 0 && m[H_PBUMP] >= m[H_MAXP]) {
+          m[H_REFUSED]++;
+          return 0;
+        }
         const pfn = this.arena.alloc();
-        if (pfn < 0) { m[H_REFUSED]++; return 0; }
-        if (p >= 0) m[H_PFREE] = m[PR + p * PW + P_LNEXT]; else p = m[H_PBUMP]++;
+        if (pfn < 0) {
+          m[H_REFUSED]++;
+          return 0;
+        }
+        if (p >= 0) m[H_PFREE] = m[PR + p * PW + P_LNEXT];
+        else p = m[H_PBUMP]++;
         const r = PR + p * PW;
-        m[r + P_PFN] = pfn; m[r + P_FIRST] = 0; m[r + P_LAST] = 0; m[r + P_FSIZE] = 0; m[r + P_LSIZE] = 0;
-        m[r + P_BLIST] = -1; m[r + P_LIVE] = 1;
+        m[r + P_PFN] = pfn;
+        m[r + P_FIRST] = 0;
+        m[r + P_LAST] = 0;
+        m[r + P_FSIZE] = 0;
+        m[r + P_LSIZE] = 0;
+        m[r + P_BLIST] = -1;
+        m[r + P_LIVE] = 1;
         m[H_FRAMES]++;
         side = 0;
       }
       const r = PR + p * PW;
       if (side === 0) {
-        m[r + P_FIRST] = chunks; m[r + P_FSIZE] = size; m[r + P_FT0] = -1; m[r + P_FT1] = -1;
+        m[r + P_FIRST] = chunks;
+        m[r + P_FSIZE] = size;
+        m[r + P_FT0] = -1;
+        m[r + P_FT1] = -1;
       } else {
-        m[r + P_LAST] = chunks; m[r + P_LSIZE] = size; m[r + P_LT0] = -1; m[r + P_LT1] = -1;
+        m[r + P_LAST] = chunks;
+        m[r + P_LSIZE] = size;
+        m[r + P_LT0] = -1;
+        m[r + P_LT1] = -1;
       }
       const used = m[r + P_FIRST] + m[r + P_LAST];
       if ((m[r + P_FIRST] === 0 || m[r + P_LAST] === 0) && used < NCHUNKS) this.budAdd(p, NCHUNKS - used);
@@ -177,8 +245,13 @@ export class Zbud implements Zpool {
   private rec(handle: number): number {
     const p = (handle - 1) >>> 1;
     const r = PR + p * PW;
-    if (!Number.isInteger(handle) || handle < 1 || p >= this.m[H_PBUMP] || this.m[r + P_LIVE] !== 1 ||
-      this.m[r + (((handle - 1) & 1) === 0 ? P_FIRST : P_LAST)] === 0) {
+    if (
+      !Number.isInteger(handle) ||
+      handle < 1 ||
+      p >= this.m[H_PBUMP] ||
+      this.m[r + P_LIVE] !== 1 ||
+      this.m[r + (((handle - 1) & 1) === 0 ? P_FIRST : P_LAST)] === 0
+    ) {
       throw new RangeError(`handle: expected a live zbud handle, got ${handle}`);
     }
     return r;
@@ -187,10 +260,18 @@ export class Zbud implements Zpool {
   /** Free one buddy (ALLOC held, handle valid). */
   private freeLocked(handle: number): void {
     const m = this.m;
-    const p = (handle - 1) >>> 1, r = PR + p * PW;
+    const p = (handle - 1) >>> 1,
+      r = PR + p * PW;
     let size: number;
-    if (((handle - 1) & 1) === 0) { size = m[r + P_FSIZE]; m[r + P_FIRST] = 0; m[r + P_FSIZE] = 0; }
-    else { size = m[r + P_LSIZE]; m[r + P_LAST] = 0; m[r + P_LSIZE] = 0; }
+    if (((handle - 1) & 1) === 0) {
+      size = m[r + P_FSIZE];
+      m[r + P_FIRST] = 0;
+      m[r + P_FSIZE] = 0;
+    } else {
+      size = m[r + P_LSIZE];
+      m[r + P_LAST] = 0;
+      m[r + P_LSIZE] = 0;
+    }
     m[H_OBJECTS]--;
     this.f[H_BYTES_F64] -= size;
     this.budDel(p);
@@ -256,7 +337,8 @@ export class Zbud implements Zpool {
     const r = this.rec(handle);
     const first = ((handle - 1) & 1) === 0;
     const size = m[r + (first ? P_FSIZE : P_LSIZE)];
-    if (!(dstOff >= 0) || dstOff + size > dst.length) throw new RangeError(`dst: needs ${size} bytes from dstOff ${dstOff}`);
+    if (!(dstOff >= 0) || dstOff + size > dst.length)
+      throw new RangeError(`dst: needs ${size} bytes from dstOff ${dstOff}`);
     copyOut(this.arena, m[r + P_PFN], first ? 0 : FRAME_SIZE - m[r + P_LAST] * ZBUD_CHUNK, dst, dstOff, size);
     return size;
   }
@@ -268,12 +350,18 @@ export class Zbud implements Zpool {
   }
 
   /** End a `map` (nothing to do: objects never move). */
-  unmap(handle: number): void { this.rec(handle); }
+  unmap(handle: number): void {
+    this.rec(handle);
+  }
 
   /** zbud objects never move: no-op. */
-  pin(): void { /* nothing moves */ }
+  pin(): void {
+    /* nothing moves */
+  }
   /** No-op. */
-  unpin(): void { /* nothing moves */ }
+  unpin(): void {
+    /* nothing moves */
+  }
 
   /** Tag an object with two owner words, passed to `evict` on reclaim (-1 = untagged). */
   setTag(handle: number, tag0: number, tag1: number): void {
@@ -288,7 +376,8 @@ export class Zbud implements Zpool {
    * Frames whose objects cannot all be evicted go back to the LRU head.
    */
   shrink(pages: number): number {
-    if (!Number.isInteger(pages) || pages < 0) throw new RangeError(`pages: expected a non-negative integer, got ${pages}`);
+    if (!Number.isInteger(pages) || pages < 0)
+      throw new RangeError(`pages: expected a non-negative integer, got ${pages}`);
     const m = this.m;
     const ev = this.evict;
     if (!ev) return 0;
@@ -306,10 +395,19 @@ export class Zbud implements Zpool {
           const t1 = Atomics.load(m, r + (side === 0 ? P_FT1 : P_LT1));
           if (t0 < 0) continue;
           const h = p * 2 + side + 1;
-          if (ev(h, t0, t1)) { m[H_EVICTED]++; this.freeLocked(h); if (m[r + P_LIVE] === 0) break; }
+          if (ev(h, t0, t1)) {
+            m[H_EVICTED]++;
+            this.freeLocked(h);
+            if (m[r + P_LIVE] === 0) break;
+          }
         }
-        if (m[r + P_LIVE] === 0) { freed++; m[H_RECLAIMED]++; }
-        else { this.lruDel(p); this.lruPush(p); }
+        if (m[r + P_LIVE] === 0) {
+          freed++;
+          m[H_RECLAIMED]++;
+        } else {
+          this.lruDel(p);
+          this.lruPush(p);
+        }
       }
     } finally {
       unlock(m, H_ALLOC);
@@ -318,13 +416,19 @@ export class Zbud implements Zpool {
   }
 
   /** zbud does not compact; returns 0. */
-  compact(): number { return 0; }
+  compact(): number {
+    return 0;
+  }
 
   /** Arena bytes held. */
-  totalSize(): number { return Atomics.load(this.m, H_FRAMES) * FRAME_SIZE; }
+  totalSize(): number {
+    return Atomics.load(this.m, H_FRAMES) * FRAME_SIZE;
+  }
 
   /** Set the most frames this pool may hold. */
-  setMaxFrames(n: number): void { Atomics.store(this.m, H_MAXF, positiveInt('n', n)); }
+  setMaxFrames(n: number): void {
+    Atomics.store(this.m, H_MAXF, positiveInt('n', n));
+  }
 
   /** Figures: frames with two objects (buddied) and one (unbuddied), evictions. */
   stats(): ZpoolStats {
@@ -332,9 +436,16 @@ export class Zbud implements Zpool {
     lock(m, H_ALLOC);
     try {
       return {
-        driver: 'zbud', objects: m[H_OBJECTS], bytesStored: this.f[H_BYTES_F64], frames: m[H_FRAMES],
-        totalBytes: m[H_FRAMES] * FRAME_SIZE, buddied: m[H_BUDDIED], unbuddied: m[H_FRAMES] - m[H_BUDDIED],
-        evicted: m[H_EVICTED], reclaimedFrames: m[H_RECLAIMED], refused: m[H_REFUSED],
+        driver: 'zbud',
+        objects: m[H_OBJECTS],
+        bytesStored: this.f[H_BYTES_F64],
+        frames: m[H_FRAMES],
+        totalBytes: m[H_FRAMES] * FRAME_SIZE,
+        buddied: m[H_BUDDIED],
+        unbuddied: m[H_FRAMES] - m[H_BUDDIED],
+        evicted: m[H_EVICTED],
+        reclaimedFrames: m[H_RECLAIMED],
+        refused: m[H_REFUSED],
       };
     } finally {
       unlock(m, H_ALLOC);
@@ -346,7 +457,9 @@ export class Zbud implements Zpool {
     const m = this.m;
     lock(m, H_ALLOC);
     try {
-      let frames = 0, objs = 0, two = 0;
+      let frames = 0,
+        objs = 0,
+        two = 0;
       for (let p = 0; p < m[H_PBUMP]; p++) {
         const r = PR + p * PW;
         if (m[r + P_LIVE] !== 1) continue;
@@ -356,8 +469,10 @@ export class Zbud implements Zpool {
         if (m[r + P_FIRST] + m[r + P_LAST] > NCHUNKS) throw new Error(`zbud: frame record ${p} overfull`);
         const free = NCHUNKS - m[r + P_FIRST] - m[r + P_LAST];
         const want = n === 1 && free > 0 ? free : -1;
-        if (m[r + P_BLIST] !== want) throw new Error(`zbud: frame record ${p} on unbuddied list ${m[r + P_BLIST]}, want ${want}`);
-        objs += n; if (n === 2) two++;
+        if (m[r + P_BLIST] !== want)
+          throw new Error(`zbud: frame record ${p} on unbuddied list ${m[r + P_BLIST]}, want ${want}`);
+        objs += n;
+        if (n === 2) two++;
       }
       if (frames !== m[H_FRAMES] || objs !== m[H_OBJECTS] || two !== m[H_BUDDIED]) {
         throw new Error(`zbud: counters frames ${m[H_FRAMES]}/${frames} objects ${m[H_OBJECTS]}/${objs}`);
@@ -387,7 +502,9 @@ export class Zbud implements Zpool {
   }
 
   /** Handle for `attachZpool`. */
-  handle(): ZpoolHandle { return { driver: 'zbud', meta: this.meta }; }
+  handle(): ZpoolHandle {
+    return { driver: 'zbud', meta: this.meta };
+  }
 }
 
 /** The zbud zpool driver. */

@@ -53,9 +53,21 @@ import type { Zpool, ZpoolDriver, ZpoolHandle, ZpoolOptions, ZpoolStats, EvictFn
 import { checkSize, positiveInt } from './common';
 
 const MAGIC = 0x5a534d41; // 'ZSMA'
-const H_MAGIC = 0, H_ALLOC = 1, H_MIGRATE = 2, H_HFREE = 3, H_HBUMP = 4, H_ZFREE = 5, H_ZBUMP = 6,
-  H_FRAMES = 7, H_OBJECTS = 8, H_MAXH = 9, H_MAXZ = 10, H_MAXF = 11, H_COMPACTIONS = 12,
-  H_COMPACTED = 13, H_REFUSED = 14;
+const H_MAGIC = 0,
+  H_ALLOC = 1,
+  H_MIGRATE = 2,
+  H_HFREE = 3,
+  H_HBUMP = 4,
+  H_ZFREE = 5,
+  H_ZBUMP = 6,
+  H_FRAMES = 7,
+  H_OBJECTS = 8,
+  H_MAXH = 9,
+  H_MAXZ = 10,
+  H_MAXF = 11,
+  H_COMPACTIONS = 12,
+  H_COMPACTED = 13,
+  H_REFUSED = 14;
 const H_BYTES_F64 = 24; // Float64 index (header words 48..49): bytes stored
 const HDR = 64;
 
@@ -67,24 +79,43 @@ export const ZS_CLASS_DELTA = 16;
 export const ZS_MAX_PAGES_PER_ZSPAGE = 8;
 const NCLASS = (FRAME_SIZE - ZS_MIN_ALLOC) / ZS_CLASS_DELTA + 1; // 255
 const CW = 32;
-const C_SIZE = 0, C_PPZ = 1, C_OPZ = 2, C_HUGE = 3, C_INUSE = 4, C_ZSPAGES = 5, C_GROUP = 8;
-const NGROUP = 12, G_FULL = 11;
+const C_SIZE = 0,
+  C_PPZ = 1,
+  C_OPZ = 2,
+  C_HUGE = 3,
+  C_INUSE = 4,
+  C_ZSPAGES = 5,
+  C_GROUP = 8;
+const NGROUP = 12,
+  G_FULL = 11;
 const CLS = HDR;
 const S2C = CLS + NCLASS * CW;
 const ZSB = S2C + 256;
 const ZW = 20;
-const Z_CLASS = 0, Z_INUSE = 1, Z_FREEHEAD = 2, Z_BUMP = 3, Z_GROUP = 4, Z_PREV = 5, Z_NEXT = 6,
-  Z_NFRAMES = 7, Z_PFN = 8, Z_CONTIG = 16;
+const Z_CLASS = 0,
+  Z_INUSE = 1,
+  Z_FREEHEAD = 2,
+  Z_BUMP = 3,
+  Z_GROUP = 4,
+  Z_PREV = 5,
+  Z_NEXT = 6,
+  Z_NFRAMES = 7,
+  Z_PFN = 8,
+  Z_CONTIG = 16;
 const OBJ_BITS = 10;
 const OBJ_MASK = (1 << OBJ_BITS) - 1;
 
 /** Frames per zspage that waste least for `size` (the kernel's get_pages_per_zspage). */
 export function pagesPerZspage(size: number): number {
-  let best = 1, bestUsed = 0;
+  let best = 1,
+    bestUsed = 0;
   for (let i = 1; i <= ZS_MAX_PAGES_PER_ZSPAGE; i++) {
     const z = i * FRAME_SIZE;
     const used = (z - (z % size)) / z;
-    if (used > bestUsed + 1e-12) { bestUsed = used; best = i; }
+    if (used > bestUsed + 1e-12) {
+      bestUsed = used;
+      best = i;
+    }
   }
   return best;
 }
@@ -139,13 +170,15 @@ export class Zsmalloc implements Zpool {
     for (let i = NCLASS - 1; i >= 0; i--) {
       const size = ZS_MIN_ALLOC + i * ZS_CLASS_DELTA;
       const ppz = pagesPerZspage(size);
-      const opz = Math.floor(ppz * FRAME_SIZE / size);
+      const opz = Math.floor((ppz * FRAME_SIZE) / size);
       if (prev >= 0 && m[CLS + prev * CW + C_PPZ] === ppz && m[CLS + prev * CW + C_OPZ] === opz) {
         m[S2C + i] = prev; // merged into the larger class of the same geometry
         continue;
       }
       const c = CLS + i * CW;
-      m[c + C_SIZE] = size; m[c + C_PPZ] = ppz; m[c + C_OPZ] = opz;
+      m[c + C_SIZE] = size;
+      m[c + C_PPZ] = ppz;
+      m[c + C_OPZ] = opz;
       m[c + C_HUGE] = ppz === 1 && opz === 1 ? 1 : 0;
       m[S2C + i] = i;
       prev = i;
@@ -154,12 +187,18 @@ export class Zsmalloc implements Zpool {
 
   private clearState(): void {
     const m = this.m;
-    m[H_HFREE] = -1; m[H_HBUMP] = 0; m[H_ZFREE] = -1; m[H_ZBUMP] = 0;
-    m[H_FRAMES] = 0; m[H_OBJECTS] = 0; m[H_REFUSED] = 0;
+    m[H_HFREE] = -1;
+    m[H_HBUMP] = 0;
+    m[H_ZFREE] = -1;
+    m[H_ZBUMP] = 0;
+    m[H_FRAMES] = 0;
+    m[H_OBJECTS] = 0;
+    m[H_REFUSED] = 0;
     this.f[H_BYTES_F64] = 0;
     for (let i = 0; i < NCLASS; i++) {
       const c = CLS + i * CW;
-      m[c + C_INUSE] = 0; m[c + C_ZSPAGES] = 0;
+      m[c + C_INUSE] = 0;
+      m[c + C_ZSPAGES] = 0;
       for (let g = 0; g < NGROUP; g++) m[c + C_GROUP + g] = -1;
     }
   }
@@ -171,13 +210,15 @@ export class Zsmalloc implements Zpool {
 
   // ---- fullness group lists (ALLOC held) ----
   private groupOf(z: number, cls: number): number {
-    const inuse = this.m[z + Z_INUSE], opz = this.m[CLS + cls * CW + C_OPZ];
-    return inuse >= opz ? G_FULL : 1 + Math.floor(inuse * 10 / opz);
+    const inuse = this.m[z + Z_INUSE],
+      opz = this.m[CLS + cls * CW + C_OPZ];
+    return inuse >= opz ? G_FULL : 1 + Math.floor((inuse * 10) / opz);
   }
 
   private listDel(z: number, cls: number): void {
     const m = this.m;
-    const prev = m[z + Z_PREV], next = m[z + Z_NEXT];
+    const prev = m[z + Z_PREV],
+      next = m[z + Z_NEXT];
     if (prev >= 0) m[ZSB + prev * ZW + Z_NEXT] = next;
     else m[CLS + cls * CW + C_GROUP + m[z + Z_GROUP]] = next;
     if (next >= 0) m[ZSB + next * ZW + Z_PREV] = prev;
@@ -186,14 +227,19 @@ export class Zsmalloc implements Zpool {
   private listAdd(z: number, zid: number, cls: number, g: number): void {
     const m = this.m;
     const h = CLS + cls * CW + C_GROUP + g;
-    m[z + Z_GROUP] = g; m[z + Z_PREV] = -1; m[z + Z_NEXT] = m[h];
+    m[z + Z_GROUP] = g;
+    m[z + Z_PREV] = -1;
+    m[z + Z_NEXT] = m[h];
     if (m[h] >= 0) m[ZSB + m[h] * ZW + Z_PREV] = zid;
     m[h] = zid;
   }
 
   private regroup(z: number, zid: number, cls: number): void {
     const g = this.groupOf(z, cls);
-    if (g !== this.m[z + Z_GROUP]) { this.listDel(z, cls); this.listAdd(z, zid, cls, g); }
+    if (g !== this.m[z + Z_GROUP]) {
+      this.listDel(z, cls);
+      this.listAdd(z, zid, cls, g);
+    }
   }
 
   // ---- object addressing: the free-list link in a free object's first word ----
@@ -233,15 +279,21 @@ export class Zsmalloc implements Zpool {
         const p = a.alloc();
         if (p < 0) {
           for (let j = 0; j < i; j++) a.free(m[z + Z_PFN + j]);
-          m[z + Z_NEXT] = m[H_ZFREE]; m[H_ZFREE] = zid; m[z + Z_NFRAMES] = 0;
+          m[z + Z_NEXT] = m[H_ZFREE];
+          m[H_ZFREE] = zid;
+          m[z + Z_NFRAMES] = 0;
           return -1;
         }
         m[z + Z_PFN + i] = p;
       }
       contig = ppz === 1 ? 1 : 0;
     }
-    m[z + Z_CLASS] = cls; m[z + Z_INUSE] = 0; m[z + Z_FREEHEAD] = -1; m[z + Z_BUMP] = 0;
-    m[z + Z_NFRAMES] = ppz; m[z + Z_CONTIG] = contig;
+    m[z + Z_CLASS] = cls;
+    m[z + Z_INUSE] = 0;
+    m[z + Z_FREEHEAD] = -1;
+    m[z + Z_BUMP] = 0;
+    m[z + Z_NFRAMES] = ppz;
+    m[z + Z_CONTIG] = contig;
     m[H_FRAMES] += ppz;
     m[c + C_ZSPAGES]++;
     this.listAdd(z, zid, cls, 1);
@@ -290,15 +342,24 @@ export class Zsmalloc implements Zpool {
     lock(m, H_ALLOC);
     try {
       let h = m[H_HFREE];
-      if (h < 0 && m[H_HBUMP] >= m[H_MAXH]) { m[H_REFUSED]++; return 0; }
+      if (h < 0 && m[H_HBUMP] >= m[H_MAXH]) {
+        m[H_REFUSED]++;
+        return 0;
+      }
       const cls = this.classOf(size);
       const c = CLS + cls * CW;
       let zid = -1;
       for (let g = G_FULL - 1; g >= 1; g--) {
-        if (m[c + C_GROUP + g] >= 0) { zid = m[c + C_GROUP + g]; break; }
+        if (m[c + C_GROUP + g] >= 0) {
+          zid = m[c + C_GROUP + g];
+          break;
+        }
       }
       if (zid < 0) zid = this.newZspage(cls);
-      if (zid < 0) { m[H_REFUSED]++; return 0; }
+      if (zid < 0) {
+        m[H_REFUSED]++;
+        return 0;
+      }
       const obj = this.takeObj(zid, m[c + C_SIZE]);
       m[c + C_INUSE]++;
       this.regroup(ZSB + zid * ZW, zid, cls);
@@ -328,7 +389,8 @@ export class Zsmalloc implements Zpool {
     lock(m, H_ALLOC);
     try {
       const e = this.entry(handle);
-      const loc = m[e], size = m[e + 1];
+      const loc = m[e],
+        size = m[e + 1];
       const zid = loc >>> OBJ_BITS;
       const cls = m[ZSB + zid * ZW + Z_CLASS];
       this.putObj(zid, loc & OBJ_MASK, cls, m[CLS + cls * CW + C_SIZE]);
@@ -348,9 +410,13 @@ export class Zsmalloc implements Zpool {
   }
 
   /** Hold off compaction while reading object bytes outside `read` (see `locate`). */
-  pin(): void { readLock(this.m, H_MIGRATE); }
+  pin(): void {
+    readLock(this.m, H_MIGRATE);
+  }
   /** End `pin`. */
-  unpin(): void { readUnlock(this.m, H_MIGRATE); }
+  unpin(): void {
+    readUnlock(this.m, H_MIGRATE);
+  }
 
   /** Copy `len` bytes from `src` at `srcOff` into the object (caller owns the handle). */
   write(handle: number, src: Uint8Array, srcOff: number, len: number): void {
@@ -360,7 +426,11 @@ export class Zsmalloc implements Zpool {
       throw new RangeError(`len: expected 0..${m[e + 1]} bytes inside src, got srcOff ${srcOff} len ${len}`);
     }
     readLock(m, H_MIGRATE);
-    try { this.copy(e, src, srcOff, len, true); } finally { readUnlock(m, H_MIGRATE); }
+    try {
+      this.copy(e, src, srcOff, len, true);
+    } finally {
+      readUnlock(m, H_MIGRATE);
+    }
   }
 
   /** Copy the object into `dst` at `dstOff`; returns its size. */
@@ -368,9 +438,14 @@ export class Zsmalloc implements Zpool {
     const m = this.m;
     const e = this.entry(handle);
     const len = m[e + 1];
-    if (!(dstOff >= 0) || dstOff + len > dst.length) throw new RangeError(`dst: needs ${len} bytes from dstOff ${dstOff}`);
+    if (!(dstOff >= 0) || dstOff + len > dst.length)
+      throw new RangeError(`dst: needs ${len} bytes from dstOff ${dstOff}`);
     readLock(m, H_MIGRATE);
-    try { this.copy(e, dst, dstOff, len, false); } finally { readUnlock(m, H_MIGRATE); }
+    try {
+      this.copy(e, dst, dstOff, len, false);
+    } finally {
+      readUnlock(m, H_MIGRATE);
+    }
     return len;
   }
 
@@ -395,12 +470,20 @@ export class Zsmalloc implements Zpool {
       const pfn = m[z + Z_PFN + fi];
       let n = FRAME_SIZE - inOff;
       // extend over following frames that are physically next in the same chunk
-      for (let j = fi + 1; n < len - done && j < m[z + Z_NFRAMES] && m[z + Z_PFN + j] === pfn + (j - fi) &&
-        ((pfn + (j - fi)) & this.fpcMask) !== 0; j++) n += FRAME_SIZE;
+      for (
+        let j = fi + 1;
+        n < len - done &&
+        j < m[z + Z_NFRAMES] &&
+        m[z + Z_PFN + j] === pfn + (j - fi) &&
+        ((pfn + (j - fi)) & this.fpcMask) !== 0;
+        j++
+      )
+        n += FRAME_SIZE;
       if (n > len - done) n = len - done;
       if (toArena) copyIn(a, pfn, inOff, buf, bufOff + done, n);
       else copyOut(a, pfn, inOff, buf, bufOff + done, n);
-      done += n; off += n;
+      done += n;
+      off += n;
     }
   }
 
@@ -454,10 +537,14 @@ export class Zsmalloc implements Zpool {
   }
 
   /** zsmalloc keeps no owner tags (it never evicts); accepted and ignored. */
-  setTag(_handle: number, _tag0: number, _tag1: number): void { /* no eviction */ }
+  setTag(_handle: number, _tag0: number, _tag1: number): void {
+    /* no eviction */
+  }
 
   /** zsmalloc cannot evict: shrinking compacts. Returns frames freed. */
-  shrink(_pages: number): number { return this.compact(); }
+  shrink(_pages: number): number {
+    return this.compact();
+  }
 
   /**
    * Move objects from the emptiest zspages of each class into the fullest and free the
@@ -476,13 +563,15 @@ export class Zsmalloc implements Zpool {
         if (m[this.HT + h * 2 + 1] <= 0) continue;
         const zid = m[this.HT + h * 2] >>> OBJ_BITS;
         let l = byZs.get(zid);
-        if (!l) byZs.set(zid, l = []);
+        if (!l) byZs.set(zid, (l = []));
         l.push(h);
       }
       for (let cls = 0; cls < NCLASS; cls++) {
         const c = CLS + cls * CW;
         if (m[c + C_SIZE] === 0 || m[c + C_ZSPAGES] < 2) continue;
-        const size = m[c + C_SIZE], opz = m[c + C_OPZ], ppz = m[c + C_PPZ];
+        const size = m[c + C_SIZE],
+          opz = m[c + C_OPZ],
+          ppz = m[c + C_PPZ];
         const list: number[] = [];
         for (let g = 1; g < G_FULL; g++) {
           for (let zid = m[c + C_GROUP + g]; zid >= 0; zid = m[ZSB + zid * ZW + Z_NEXT]) list.push(zid);
@@ -512,7 +601,7 @@ export class Zsmalloc implements Zpool {
             m[c + C_INUSE]++;
             this.regroup(ZSB + dst * ZW, dst, cls);
             let l = byZs.get(dst);
-            if (!l) byZs.set(dst, l = []);
+            if (!l) byZs.set(dst, (l = []));
             l.push(h);
             this.putObj(src, srcObj, cls, size);
             freeAbove--;
@@ -532,10 +621,14 @@ export class Zsmalloc implements Zpool {
   }
 
   /** Arena bytes held. */
-  totalSize(): number { return Atomics.load(this.m, H_FRAMES) * FRAME_SIZE; }
+  totalSize(): number {
+    return Atomics.load(this.m, H_FRAMES) * FRAME_SIZE;
+  }
 
   /** Set the most frames this pool may hold. */
-  setMaxFrames(n: number): void { Atomics.store(this.m, H_MAXF, positiveInt('n', n)); }
+  setMaxFrames(n: number): void {
+    Atomics.store(this.m, H_MAXF, positiveInt('n', n));
+  }
 
   /** Figures, including per-class objects, capacity and zspages. */
   stats(): ZpoolStats {
@@ -547,15 +640,25 @@ export class Zsmalloc implements Zpool {
         const c = CLS + i * CW;
         if (m[c + C_SIZE] === 0 || m[c + C_ZSPAGES] === 0) continue;
         classes.push({
-          size: m[c + C_SIZE], pagesPerZspage: m[c + C_PPZ], objsPerZspage: m[c + C_OPZ],
-          huge: m[c + C_HUGE] === 1, objects: m[c + C_INUSE], zspages: m[c + C_ZSPAGES],
+          size: m[c + C_SIZE],
+          pagesPerZspage: m[c + C_PPZ],
+          objsPerZspage: m[c + C_OPZ],
+          huge: m[c + C_HUGE] === 1,
+          objects: m[c + C_INUSE],
+          zspages: m[c + C_ZSPAGES],
           capacity: m[c + C_ZSPAGES] * m[c + C_OPZ],
         });
       }
       return {
-        driver: 'zsmalloc', objects: m[H_OBJECTS], bytesStored: this.f[H_BYTES_F64], frames: m[H_FRAMES],
-        totalBytes: m[H_FRAMES] * FRAME_SIZE, refused: m[H_REFUSED], compactions: m[H_COMPACTIONS],
-        pagesCompacted: m[H_COMPACTED], classes,
+        driver: 'zsmalloc',
+        objects: m[H_OBJECTS],
+        bytesStored: this.f[H_BYTES_F64],
+        frames: m[H_FRAMES],
+        totalBytes: m[H_FRAMES] * FRAME_SIZE,
+        refused: m[H_REFUSED],
+        compactions: m[H_COMPACTIONS],
+        pagesCompacted: m[H_COMPACTED],
+        classes,
       };
     } finally {
       unlock(m, H_ALLOC);
@@ -586,7 +689,9 @@ export class Zsmalloc implements Zpool {
   }
 
   /** Handle for `attachZpool`. */
-  handle(): ZpoolHandle { return { driver: 'zsmalloc', meta: this.meta }; }
+  handle(): ZpoolHandle {
+    return { driver: 'zsmalloc', meta: this.meta };
+  }
 }
 
 /** The zsmalloc zpool driver. */

@@ -7,12 +7,12 @@
 #include <functional>
 #include <stdexcept>
 
-#define CHECK(cond)                                                                      \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
+#define CHECK(cond)                                                                     \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
       std::fprintf(stderr, "  CHECK failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      throw std::runtime_error("check failed");                                          \
-    }                                                                                    \
+      throw std::runtime_error("check failed");                                         \
+    }                                                                                   \
   } while (0)
 
 namespace tmem_test {

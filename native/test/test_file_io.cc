@@ -20,9 +20,8 @@
 #include "file_io.h"
 
 using namespace tmem;
-using tmem_test::run;
 using tmem_test::finish;
-
+using tmem_test::run;
 
 /** A FileIo whose notify wakes wait(). */
 struct Harness {
@@ -41,7 +40,8 @@ struct Harness {
     for (;;) {
       if (io.take(&c, dst)) return c;
       std::unique_lock<std::mutex> l(mu);
-      if (cv.wait_until(l, end) == std::cv_status::timeout && !io.take(&c, dst)) throw std::runtime_error("no completion within 10 s");
+      if (cv.wait_until(l, end) == std::cv_status::timeout && !io.take(&c, dst))
+        throw std::runtime_error("no completion within 10 s");
       l.unlock();
       if (io.take(&c, dst)) return c;
     }

@@ -4,11 +4,11 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <csignal>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,9 +26,8 @@
 #include "uffd.h"
 
 using namespace tmem;
-using tmem_test::run;
 using tmem_test::finish;
-
+using tmem_test::run;
 
 // A thread joined on scope exit, so that a failed check reports instead of std::terminate.
 struct Joined {
@@ -167,7 +166,8 @@ int main() {
     alignas(4096) static uint8_t page[kPageSize];
     for (uint64_t i = 0; i < kPageSize; i++) page[i] = static_cast<uint8_t>(i * 13 + 1);
     CHECK(u.copy(region, page, kPageSize, false, false) == static_cast<int64_t>(kPageSize));
-    CHECK(u.copy(region + kPageSize, page, kPageSize, true, false) == static_cast<int64_t>(kPageSize));  // write-protected
+    CHECK(u.copy(region + kPageSize, page, kPageSize, true, false) ==
+          static_cast<int64_t>(kPageSize));  // write-protected
     // The child lives on while the parent unshares: the page is copied for the parent.
     int go[2];
     CHECK(::pipe(go) == 0);
@@ -284,7 +284,7 @@ int main() {
     std::string err;
     const void* out = decode_page(obj, n + 1, stage, &err);
     CHECK(out == stage && std::memcmp(out, page, kPageSize) == 0);
-    CHECK(decode_page(page, kPageSize, stage, &err) == page);  // raw
+    CHECK(decode_page(page, kPageSize, stage, &err) == page);    // raw
     CHECK(decode_page(obj, n / 2 + 1, stage, &err) == nullptr);  // truncated: not a whole page
     CHECK(err.find("corrupt") != std::string::npos);
     obj[0] = 9;

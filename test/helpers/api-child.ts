@@ -23,8 +23,11 @@ import type { Worker } from 'node:worker_threads';
 import { open } from '../../lib';
 import { native } from '../../lib/native';
 
-const say = (s: string): void => { fs.writeSync(2, `child: ${s}\n`); };
-const code = (e: unknown): string => `${(e as Error).constructor.name} ${(e as { code?: string }).code}: ${(e as Error).message}`;
+const say = (s: string): void => {
+  fs.writeSync(2, `child: ${s}\n`);
+};
+const code = (e: unknown): string =>
+  `${(e as Error).constructor.name} ${(e as { code?: string }).code}: ${(e as Error).message}`;
 
 async function closeTwice(): Promise<void> {
   // Several rounds: the second close() used to send a stop the stopped dispatcher never
@@ -58,7 +61,8 @@ async function affinity(): Promise<void> {
   const lib = JSON.stringify(path.join(__dirname, '..', '..', 'lib'));
   // A Worker that, on each message, touches the pages of the region it is given (if any) and
   // replies with its affinity.
-  const early = new Worker(`const { parentPort } = require('node:worker_threads');
+  const early = new Worker(
+    `const { parentPort } = require('node:worker_threads');
     const { native } = require(${lib} + '/native.js');
     const { attachRegion } = require(${lib});
     parentPort.on('message', (m) => {
@@ -67,12 +71,15 @@ async function affinity(): Promise<void> {
         for (let i = 0; i < b.length; i += 4096) b[i] = (b[i] + 1) & 255;
       }
       parentPort.postMessage(native.getAffinity());
-    });`, { eval: true });
-  const ask = (m: unknown): Promise<number[]> => new Promise((resolve, reject) => {
-    early.once('message', resolve);
-    early.once('error', reject);
-    early.postMessage(m);
-  });
+    });`,
+    { eval: true },
+  );
+  const ask = (m: unknown): Promise<number[]> =>
+    new Promise((resolve, reject) => {
+      early.once('message', resolve);
+      early.once('error', reject);
+      early.postMessage(m);
+    });
   say(`a Worker before open: ${(await ask(null)).join(',')}`);
   for (const order of ['opened', 'reverse']) {
     const a = await open({ residentLimit: '1MiB', pin: true });
@@ -80,7 +87,8 @@ async function affinity(): Promise<void> {
     for (const swap of [a, b]) {
       const region = swap.region('4MiB'); // 1024 pages past a 256-page residentLimit: eviction runs too
       const bytes = new Uint8Array(region.buffer);
-      for (let round = 0; round < 2; round++) for (let i = 0; i < bytes.length; i += 4096) bytes[i] = (bytes[i] + 1) & 255;
+      for (let round = 0; round < 2; round++)
+        for (let i = 0; i < bytes.length; i += 4096) bytes[i] = (bytes[i] + 1) & 255;
       say(`${order}: the early Worker after its faults: ${(await ask({ shared: region.share() })).join(',')}`);
       for (let i = 0; i < bytes.length; i += 4096) {
         if (bytes[i] !== 3) throw new Error(`page ${i / 4096} reads ${bytes[i]}, not 3`);
@@ -88,9 +96,12 @@ async function affinity(): Promise<void> {
     }
     say(`${order}: while open: ${native.getAffinity().join(',')}`);
     const inWorker = await new Promise<number[]>((resolve, reject) => {
-      const w = new Worker(`const { parentPort } = require('node:worker_threads');
+      const w = new Worker(
+        `const { parentPort } = require('node:worker_threads');
         const { native } = require(${lib} + '/native.js');
-        parentPort.postMessage(native.getAffinity());`, { eval: true });
+        parentPort.postMessage(native.getAffinity());`,
+        { eval: true },
+      );
       w.once('message', resolve);
       w.once('error', reject);
     });
@@ -154,7 +165,9 @@ async function big(): Promise<void> {
     const bytes = new Uint8Array(r.buffer);
     say(`region buffer: ${bytes.byteLength}`);
     const offsets = [0, 5 * 2 ** 30 + 123, size - 1];
-    offsets.forEach((o, i) => { bytes[o] = 0x5a + i; });
+    offsets.forEach((o, i) => {
+      bytes[o] = 0x5a + i;
+    });
     await r.evict();
     const back = offsets.map((o) => bytes[o]);
     say(`region read back: ${back.join(',')}`);
@@ -213,5 +226,8 @@ const run = modes[process.argv[2]];
 if (!run) throw new Error(`unknown mode ${process.argv[2]}`);
 run().then(
   () => say('exiting with 0'),
-  (e) => { say(`failed: ${(e as Error).stack}`); process.exitCode = 1; },
+  (e) => {
+    say(`failed: ${(e as Error).stack}`);
+    process.exitCode = 1;
+  },
 );

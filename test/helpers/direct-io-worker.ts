@@ -12,7 +12,14 @@ import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { attachRegion, type SharedRegion } from '../../lib';
 
-interface Data { shared: SharedRegion; file: string; pages: number; filePages: number; rounds: number; last: SharedArrayBuffer }
+interface Data {
+  shared: SharedRegion;
+  file: string;
+  pages: number;
+  filePages: number;
+  rounds: number;
+  last: SharedArrayBuffer;
+}
 
 const d = workerData as Data;
 const buf = attachRegion(d.shared);

@@ -16,8 +16,18 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { native, PAGEFAULT_FLAG_WP, UFFD_EVENT_PAGEFAULT, COPY_WP, PAGE_SIZE } from '../../lib/native';
 import {
-  ACTION, ACTION_MOVE_FROM, ACTION_PATTERN, ACTION_PATTERN_WP, ACTION_ZERO, ERRORS, EVENTS, FaultServerData,
-  LOG_EVENTS, MOVE_SRC, STOP, fillPattern,
+  ACTION,
+  ACTION_MOVE_FROM,
+  ACTION_PATTERN,
+  ACTION_PATTERN_WP,
+  ACTION_ZERO,
+  ERRORS,
+  EVENTS,
+  FaultServerData,
+  LOG_EVENTS,
+  MOVE_SRC,
+  STOP,
+  fillPattern,
 } from './fault-protocol';
 
 const EAGAIN = -11;

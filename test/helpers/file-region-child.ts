@@ -29,7 +29,9 @@ import { runInNewContext } from 'node:vm';
 import { open } from '../../lib';
 
 const PAGE = 4096;
-const say = (s: string): void => { fs.writeSync(2, `child: ${s}\n`); };
+const say = (s: string): void => {
+  fs.writeSync(2, `child: ${s}\n`);
+};
 const [mode, dir, filler] = process.argv.slice(2);
 
 function check(ok: boolean, what: string): void {
@@ -85,7 +87,8 @@ async function deadlock(): Promise<void> {
   const fd = fs.openSync(file, 'r+');
   // 1. From the anonymous region (in the pool) into F, while F's dirty pages are evicted.
   let done = 0;
-  while (done < anonModel.length) done += fs.writeSync(fd, new Uint8Array(anon.buffer), done, anonModel.length - done, pages * PAGE + done);
+  while (done < anonModel.length)
+    done += fs.writeSync(fd, new Uint8Array(anon.buffer), done, anonModel.length - done, pages * PAGE + done);
   say('wrote the anonymous region into the file');
   // 2. From F's own mapping (pages evicted, some in flight to the file) into F.
   await mapped.evict();
@@ -101,9 +104,12 @@ async function deadlock(): Promise<void> {
   await mapped.close();
   const got = fs.readFileSync(file);
   check(got.length === 2 * pages * PAGE + 64 * PAGE, `file length ${got.length}`);
-  check(got.subarray(0, pages * PAGE).equals(fileModel), 'the mapping\'s pages in the file');
-  check(got.subarray(pages * PAGE, 2 * pages * PAGE).equals(anonModel), 'the anonymous region\'s bytes in the file');
-  check(got.subarray(2 * pages * PAGE).equals(fileModel.subarray(0, 64 * PAGE)), 'the mapping\'s bytes written into its own file');
+  check(got.subarray(0, pages * PAGE).equals(fileModel), "the mapping's pages in the file");
+  check(got.subarray(pages * PAGE, 2 * pages * PAGE).equals(anonModel), "the anonymous region's bytes in the file");
+  check(
+    got.subarray(2 * pages * PAGE).equals(fileModel.subarray(0, 64 * PAGE)),
+    "the mapping's bytes written into its own file",
+  );
   say(`file writes ${swap.stats().fileWrites}`);
   await swap.close();
 }
@@ -115,7 +121,15 @@ async function notRegular(): Promise<void> {
   execFileSync('mkfifo', [fifo]);
   const server = net.createServer().listen(sock);
   await new Promise((resolve) => server.once('listening', resolve));
-  const cases: [string, boolean][] = [[fifo, false], [fifo, true], [sock, false], ['/dev/null', false], ['/dev/zero', true], [dir, false], [dir, true]];
+  const cases: [string, boolean][] = [
+    [fifo, false],
+    [fifo, true],
+    [sock, false],
+    ['/dev/null', false],
+    ['/dev/zero', true],
+    [dir, false],
+    [dir, true],
+  ];
   for (const [p, writable] of cases) {
     try {
       swap.mapFile(p, { writable });
@@ -134,7 +148,10 @@ async function notRegular(): Promise<void> {
 function expectEnospc(e: unknown, what: string): void {
   const err = e as NodeJS.ErrnoException;
   say(`${what} -> ${err.code} ${err.errno} ${err.syscall}: ${err.message}`);
-  check(err.code === 'ENOSPC' && err.errno === 28 && err.syscall === 'pwrite', `${what}: code/errno/syscall ${err.code}/${err.errno}/${err.syscall}`);
+  check(
+    err.code === 'ENOSPC' && err.errno === 28 && err.syscall === 'pwrite',
+    `${what}: code/errno/syscall ${err.code}/${err.errno}/${err.syscall}`,
+  );
 }
 
 async function closeEnospc(): Promise<void> {
@@ -164,7 +181,9 @@ async function closeEnospc(): Promise<void> {
     check(Buffer.from(again.buffer).equals(model2), 'the new region reads back');
   };
   let failed: unknown;
-  await mapped.close().catch((e: unknown) => { failed = e; });
+  await mapped.close().catch((e: unknown) => {
+    failed = e;
+  });
   if (mapped.closed) await newRegionServed(); // given up after the failure: its address can be reused at once
   check(failed !== undefined, 'close() on a full filesystem rejects');
   expectEnospc(failed, 'close()');
@@ -172,9 +191,14 @@ async function closeEnospc(): Promise<void> {
   check(Buffer.from(mapped.buffer).equals(model), 'and reads back every byte');
   // swap.close() cannot close it either: it rejects the same way and leaves the swap open.
   let swapFailed: unknown;
-  await swap.close().catch((e: unknown) => { swapFailed = e; });
+  await swap.close().catch((e: unknown) => {
+    swapFailed = e;
+  });
   expectEnospc(swapFailed, 'swap.close()');
-  check(!mapped.closed && Buffer.from(mapped.buffer).equals(model), 'the region is still open after a failed swap.close()');
+  check(
+    !mapped.closed && Buffer.from(mapped.buffer).equals(model),
+    'the region is still open after a failed swap.close()',
+  );
   fs.unlinkSync(filler);
   await mapped.close();
   check(fs.readFileSync(file).equals(model), 'the retried close() wrote every page');
@@ -196,7 +220,9 @@ async function wbEnospc(): Promise<void> {
   await mapped.evict();
   await new Promise((resolve) => setTimeout(resolve, 100));
   const s = swap.stats();
-  say(`after eviction: fileWrites ${s.fileWrites} fileWriteErrors ${s.fileWriteErrors} dirty ${mapped.stats().dirtyPages}`);
+  say(
+    `after eviction: fileWrites ${s.fileWrites} fileWriteErrors ${s.fileWriteErrors} dirty ${mapped.stats().dirtyPages}`,
+  );
   check(s.fileWriteErrors > 0, 'the failed write-backs are counted');
   check(Buffer.from(mapped.buffer).equals(model), 'every byte reads back after failed write-backs');
   try {
@@ -215,12 +241,18 @@ async function wbEnospc(): Promise<void> {
 }
 
 const modes: Record<string, () => Promise<void>> = {
-  deadlock, 'not-regular': notRegular, 'close-enospc': closeEnospc, 'wb-enospc': wbEnospc,
+  deadlock,
+  'not-regular': notRegular,
+  'close-enospc': closeEnospc,
+  'wb-enospc': wbEnospc,
 };
-modes[mode]().then(() => {
-  say('done');
-  process.exit(0);
-}, (e: unknown) => {
-  say(`failed: ${e instanceof Error ? e.stack : String(e)}`);
-  process.exit(1);
-});
+modes[mode]().then(
+  () => {
+    say('done');
+    process.exit(0);
+  },
+  (e: unknown) => {
+    say(`failed: ${e instanceof Error ? e.stack : String(e)}`);
+    process.exit(1);
+  },
+);

@@ -25,12 +25,14 @@ import * as fs from 'node:fs';
 import { open, type Region, type Swap } from '../../lib';
 
 const PAGE = 4096;
-const say = (s: string): void => { fs.writeSync(2, `${s}\n`); };
+const say = (s: string): void => {
+  fs.writeSync(2, `${s}\n`);
+};
 const [scenario, how] = [process.argv[2], process.argv[3]];
 
 /** Word i of page p at version v: unique per (page, version), repeating every 16 words (compressible). */
 function word(p: number, v: number, i: number): number {
-  return (Math.imul(p + 1, 0x9e3779b1) ^ Math.imul(v + 1, 0x85ebca6b) ^ (i & 15) * 0x01010101) >>> 0;
+  return (Math.imul(p + 1, 0x9e3779b1) ^ Math.imul(v + 1, 0x85ebca6b) ^ ((i & 15) * 0x01010101)) >>> 0;
 }
 
 function writePages(words: Uint32Array, from: number, to: number, v: number, versions: Int32Array): void {
@@ -71,19 +73,40 @@ async function makeChild(): Promise<() => Promise<number | null>> {
     }
     case 'spawn': {
       const c = cp.spawn('sleep', ['60'], { stdio: 'ignore' });
-      await new Promise((resolve, reject) => { c.once('spawn', resolve); c.once('error', reject); });
-      return () => new Promise((resolve) => { c.once('exit', (code, sig) => resolve(sig === 'SIGTERM' ? 0 : code)); c.kill('SIGTERM'); });
+      await new Promise((resolve, reject) => {
+        c.once('spawn', resolve);
+        c.once('error', reject);
+      });
+      return () =>
+        new Promise((resolve) => {
+          c.once('exit', (code, sig) => resolve(sig === 'SIGTERM' ? 0 : code));
+          c.kill('SIGTERM');
+        });
     }
     case 'fork': {
       const c = cp.fork(__filename, ['idle', 'fork'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-      await new Promise((resolve, reject) => { c.once('message', resolve); c.once('error', reject); });
-      return () => new Promise((resolve) => { c.once('exit', (code) => resolve(code)); c.disconnect(); });
+      await new Promise((resolve, reject) => {
+        c.once('message', resolve);
+        c.once('error', reject);
+      });
+      return () =>
+        new Promise((resolve) => {
+          c.once('exit', (code) => resolve(code));
+          c.disconnect();
+        });
     }
     case 'cluster': {
       cluster.setupPrimary({ exec: __filename, args: ['idle', 'cluster'], silent: true });
       const w = cluster.fork();
-      await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
-      return () => new Promise((resolve) => { w.once('exit', (code) => resolve(code)); w.disconnect(); });
+      await new Promise((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+      return () =>
+        new Promise((resolve) => {
+          w.once('exit', (code) => resolve(code));
+          w.disconnect();
+        });
     }
     default:
       throw new Error(`unknown HOW ${how}`);
@@ -96,7 +119,8 @@ async function makeChild(): Promise<() => Promise<number | null>> {
  * dispatcher for longer than one sample). Bounded: the caller's assertions then judge.
  */
 async function settle(swap: Swap, limit: number): Promise<void> {
-  let last = '', same = 0;
+  let last = '',
+    same = 0;
   for (let i = 0; i < 400 && same < 5; i++) {
     await new Promise((resolve) => setTimeout(resolve, 25));
     const s = swap.stats();
@@ -109,8 +133,14 @@ async function settle(swap: Swap, limit: number): Promise<void> {
 function figures(swap: Swap, region: Region): Record<string, number> {
   const s = swap.stats();
   return {
-    resident: s.residentPages, staged: s.stagedPages, evictions: s.evictions, unshared: s.unsharedPages,
-    unevictable: s.unevictablePages, stored: s.storedPages, secondChance: s.secondChance, regionResident: region.stats().residentPages,
+    resident: s.residentPages,
+    staged: s.stagedPages,
+    evictions: s.evictions,
+    unshared: s.unsharedPages,
+    unevictable: s.unevictablePages,
+    stored: s.storedPages,
+    secondChance: s.secondChance,
+    regionResident: region.stats().residentPages,
   };
 }
 

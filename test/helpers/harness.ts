@@ -13,7 +13,15 @@ import { Worker } from 'node:worker_threads';
 import type { Swap, SwapStats } from '../../lib';
 import type { Uffd } from '../../lib/native';
 import {
-  ACTION, CTL_SLOTS, ERRORS, EVENTS, FaultServerData, LOG_EVENTS, MOVE_SRC, PARAM_SLOTS, STOP,
+  ACTION,
+  CTL_SLOTS,
+  ERRORS,
+  EVENTS,
+  FaultServerData,
+  LOG_EVENTS,
+  MOVE_SRC,
+  PARAM_SLOTS,
+  STOP,
 } from './fault-protocol';
 
 /** Rejects with `what` if `p` does not settle within `ms`. */
@@ -49,16 +57,27 @@ export function tempDir(t: ExecutionContext, prefix: string): string {
 }
 
 /** How a child process ended, its stderr, and how long it ran. */
-export interface ChildResult { code: number | null; signal: NodeJS.Signals | null; stderr: string; ms: number }
+export interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  ms: number;
+}
 
 /** Runs `node script ...args` (stdout ignored, stderr kept); SIGKILL after `timeoutMs`. */
 export function runNodeChild(script: string, args: string[], timeoutMs: number): Promise<ChildResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    const child = spawn(process.execPath, [script, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    });
     let stderr = '';
     child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.stderr.on('data', (d: string) => {
+      stderr += d;
+    });
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - started }));
   });
@@ -91,18 +110,32 @@ export interface FaultServer {
 const SERVER = path.join(__dirname, 'fault-server.js');
 
 /** Starts a fault-server Worker for `uffd` and waits until it is serving. */
-export async function startFaultServer(uffd: Uffd, opts: { deadman?: boolean; timeoutMs?: number } = {}): Promise<FaultServer> {
+export async function startFaultServer(
+  uffd: Uffd,
+  opts: { deadman?: boolean; timeoutMs?: number } = {},
+): Promise<FaultServer> {
   const ctlSab = new SharedArrayBuffer(4 * CTL_SLOTS);
   const paramsSab = new SharedArrayBuffer(8 * PARAM_SLOTS);
   const logSab = new SharedArrayBuffer(8 * 4 * LOG_EVENTS);
   const ctl = new Int32Array(ctlSab);
   const params = new Float64Array(paramsSab);
   const log = new Float64Array(logSab);
-  const data: FaultServerData = { descriptor: uffd.describe(), ctl: ctlSab, params: paramsSab, log: logSab, deadman: opts.deadman };
+  const data: FaultServerData = {
+    descriptor: uffd.describe(),
+    ctl: ctlSab,
+    params: paramsSab,
+    log: logSab,
+    deadman: opts.deadman,
+  };
   const worker = new Worker(SERVER, { workerData: data });
   const errors: string[] = [];
   let exitCode: number | undefined;
-  const exited = new Promise<number>((resolve) => worker.once('exit', (code) => { exitCode = code; resolve(code); }));
+  const exited = new Promise<number>((resolve) =>
+    worker.once('exit', (code) => {
+      exitCode = code;
+      resolve(code);
+    }),
+  );
   const ready = new Promise<number>((resolve, reject) => {
     worker.on('message', (m: { type: string; tid?: number; message?: string }) => {
       if (m.type === 'ready') resolve(m.tid as number);
@@ -138,7 +171,7 @@ export async function startFaultServer(uffd: Uffd, opts: { deadman?: boolean; ti
       try {
         return await withTimeout(exited, ms, 'fault-server exit after wakeReader()');
       } catch (e) {
-        await worker.terminate();  // may itself hang if the Worker is blocked in native code; the test fails first
+        await worker.terminate(); // may itself hang if the Worker is blocked in native code; the test fails first
         throw e;
       }
     },

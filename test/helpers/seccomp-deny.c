@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
     perror("seccomp-deny: setuid");
     return 2;
   }
-  if (err != 0 && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)) {
+  if (err != 0 &&
+      (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)) {
     perror("seccomp-deny: prctl");
     return 2;
   }

@@ -20,10 +20,19 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { native } from '../../lib/native';
 import {
-  ACTION_PATTERN, CTL_SLOTS, ACTION, FaultServerData, LOG_EVENTS, PARAM_SLOTS, STOP, firstPatternMismatch,
+  ACTION_PATTERN,
+  CTL_SLOTS,
+  ACTION,
+  FaultServerData,
+  LOG_EVENTS,
+  PARAM_SLOTS,
+  STOP,
+  firstPatternMismatch,
 } from './fault-protocol';
 
-const say = (s: string): void => { fs.writeSync(2, `child: ${s}\n`); };
+const say = (s: string): void => {
+  fs.writeSync(2, `child: ${s}\n`);
+};
 const mode = process.argv[2];
 
 const uffd = new native.Uffd();

@@ -15,7 +15,9 @@ import * as fs from 'node:fs';
 import { open } from '../../lib';
 import { publishStats, statsSocketPath } from '../../lib/stats-server';
 
-const say = (s: string): void => { fs.writeSync(2, `${s}\n`); };
+const say = (s: string): void => {
+  fs.writeSync(2, `${s}\n`);
+};
 
 async function main(): Promise<void> {
   const mode = process.argv[2];
@@ -41,12 +43,18 @@ async function main(): Promise<void> {
   }, 10);
   process.stdin.on('end', () => {
     clearInterval(poll);
-    close().then(() => process.exit(0), (e: unknown) => { say(`child: close failed: ${String(e)}`); process.exit(6); });
+    close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        say(`child: close failed: ${String(e)}`);
+        process.exit(6);
+      },
+    );
   });
   process.stdin.resume();
 }
 
 main().catch((e: unknown) => {
-  say(`child: failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+  say(`child: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   process.exit(5);
 });

@@ -22,7 +22,9 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { open, type Swap } from '../../lib';
 
-const say = (s: string): void => { fs.writeSync(2, `child: ${s}\n`); };
+const say = (s: string): void => {
+  fs.writeSync(2, `child: ${s}\n`);
+};
 const mode = process.argv[2];
 
 /** What the test reads back from a failed call: "api: <call> -> <error class>: <message>". */
@@ -60,7 +62,10 @@ async function main(): Promise<void> {
        setInterval(() => { for (let i = 0; i < b.length; i += 4096 * 7) sum += b[i]; }, 5);`,
       { eval: true, workerData: { lib: path.join(__dirname, '..', '..', 'lib'), shared: region.share() } },
     );
-    const sum = await new Promise<number>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+    const sum = await new Promise<number>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
     say(`worker read the region (sum ${sum})`);
     w.unref();
     process.on('exit', (code) => {
@@ -95,7 +100,10 @@ async function main(): Promise<void> {
       process.exitCode = 3;
       return;
     }
-    const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 5000))]);
+    const code = await Promise.race([
+      exited,
+      new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 5000)),
+    ]);
     say(`dispatcher exit: ${code}`);
     await apiCall('swap.region(4096)', () => swap.region(4096));
     await apiCall('region.evict()', () => region.evict());

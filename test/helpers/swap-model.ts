@@ -129,14 +129,26 @@ export const CONFIGS: ModelConfig[] = [
   },
   {
     name: 'poolLimit 128KiB + 2MiB swap file (directory), lz4/zbud, idle after 50 ms',
-    open: { residentLimit: '64KiB', poolLimit: '128KiB', compressor: 'lz4', allocator: 'zbud', idle: { after: 50, budget: 1000 } },
+    open: {
+      residentLimit: '64KiB',
+      poolLimit: '128KiB',
+      compressor: 'lz4',
+      allocator: 'zbud',
+      idle: { after: 50, budget: 1000 },
+    },
     swapFile: { size: '2MiB', asDirectory: true },
     evictEmpties: true,
     waits: true,
   },
   {
     name: "poolLimit 256KiB + 2MiB swap file (file), zstd/zsmalloc, idle after 50 ms, writeback 'idle'",
-    open: { residentLimit: '64KiB', poolLimit: '256KiB', compressor: 'zstd', allocator: 'zsmalloc', idle: { after: 50, budget: 1000, writeback: 'idle' } },
+    open: {
+      residentLimit: '64KiB',
+      poolLimit: '256KiB',
+      compressor: 'zstd',
+      allocator: 'zsmalloc',
+      idle: { after: 50, budget: 1000, writeback: 'idle' },
+    },
     swapFile: { size: '2MiB', asDirectory: false },
     evictEmpties: true,
     waits: true,
@@ -169,11 +181,23 @@ export function cmdArb(waits: boolean): fc.Arbitrary<Cmd> {
   // Weights out of about 80: the long wait is about 1 command in 80.
   const arbs: fc.WeightedArbitrary<Cmd>[] = [
     { weight: 16, arbitrary: fc.record({ t: fc.constant('write' as const), r: R, p: Pg, kind: kindArb, v: vArb }) },
-    { weight: 6, arbitrary: fc.record({ t: fc.constant('fill' as const), r: R, p: Pg, n: fc.integer({ min: 2, max: 48 }), v: vArb }) },
     {
       weight: 6,
       arbitrary: fc.record({
-        t: fc.constant('poke' as const), r: R, p: Pg, off: fc.nat({ max: PAGE - 1 }),
+        t: fc.constant('fill' as const),
+        r: R,
+        p: Pg,
+        n: fc.integer({ min: 2, max: 48 }),
+        v: vArb,
+      }),
+    },
+    {
+      weight: 6,
+      arbitrary: fc.record({
+        t: fc.constant('poke' as const),
+        r: R,
+        p: Pg,
+        off: fc.nat({ max: PAGE - 1 }),
         bytes: fc.array(fc.nat({ max: 255 }), { minLength: 1, maxLength: 16 }),
       }),
     },
@@ -184,7 +208,10 @@ export function cmdArb(waits: boolean): fc.Arbitrary<Cmd> {
     { weight: 2, arbitrary: fc.record({ t: fc.constant('evictRead' as const), r: R }) },
     { weight: 2, arbitrary: createArb },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('close' as const), r: R }) },
-    { weight: 2, arbitrary: fc.record({ t: fc.constant('evictClose' as const), r: R, r2: R, spin: fc.constantFrom(0, 0.3, 1, 2) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({ t: fc.constant('evictClose' as const), r: R, r2: R, spin: fc.constantFrom(0, 0.3, 1, 2) }),
+    },
     { weight: 4, arbitrary: fc.record({ t: fc.constant('flush' as const), r: R }) },
     { weight: 3, arbitrary: fc.constant({ t: 'spawn' as const }) },
   ];
@@ -258,9 +285,15 @@ function fileContents(pages: number, size: number, seed: number): Buffer {
  * Runs `input` on a fresh swap opened with `cfg` (temporary files in `dir`);
  * throws on the first difference from the model or broken invariant.
  */
-export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: string, guard: Guard): Promise<RunSummary> {
+export async function runSwapModel(
+  cfg: ModelConfig,
+  input: ModelInput,
+  dir: string,
+  guard: Guard,
+): Promise<RunSummary> {
   const options: OpenOptions = { ...cfg.open };
-  if (cfg.swapFile) options.swapFile = { path: cfg.swapFile.asDirectory ? dir : path.join(dir, 'swapfile'), size: cfg.swapFile.size };
+  if (cfg.swapFile)
+    options.swapFile = { path: cfg.swapFile.asDirectory ? dir : path.join(dir, 'swapfile'), size: cfg.swapFile.size };
   if (TRACE) fs.writeSync(2, `run: ${cfg.name}: ${JSON.stringify(input.init)}\n`);
   const swap = await withTimeout(open(options), ASYNC_MS, 'open()');
   const live: Live[] = [];
@@ -286,16 +319,25 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
     const file = path.join(dir, `file-${no}`);
     fs.writeFileSync(file, data.subarray(0, size));
     const region = swap.mapFile(file, { writable: c.kind === 'rw' });
-    if (region.fileSize !== size || region.size !== c.pages * PAGE) fail(`mapFile sizes ${region.fileSize}/${region.size}, want ${size}/${c.pages * PAGE}`);
+    if (region.fileSize !== size || region.size !== c.pages * PAGE)
+      fail(`mapFile sizes ${region.fileSize}/${region.size}, want ${size}/${c.pages * PAGE}`);
     live.push({
-      no, kind: c.kind, region, model: new Uint8Array(data), fileSize: size, file,
-      original: c.kind === 'ro' ? data.subarray(0, size) : undefined, touched: new Set(),
+      no,
+      kind: c.kind,
+      region,
+      model: new Uint8Array(data),
+      fileSize: size,
+      file,
+      original: c.kind === 'ro' ? data.subarray(0, size) : undefined,
+      touched: new Set(),
     });
   };
 
   const checkPage = (l: Live, p: number): void => {
     l.touched.add(p);
-    const got = guard(`${cfg.name}: step ${step} read region ${l.no} page ${p}`, () => bytesOf(l).slice(p * PAGE, (p + 1) * PAGE));
+    const got = guard(`${cfg.name}: step ${step} read region ${l.no} page ${p}`, () =>
+      bytesOf(l).slice(p * PAGE, (p + 1) * PAGE),
+    );
     const bad = firstDiff(got, l.model.subarray(p * PAGE, (p + 1) * PAGE), p * PAGE);
     if (bad) fail(`region ${l.no} (${l.kind}): ${bad}`);
   };
@@ -328,7 +370,10 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
     if (!(n >= 0 && n <= pages)) fail(`evict() returned ${n} for a region of ${pages} pages`);
     if (cfg.evictEmpties) {
       const rs = l.region.stats();
-      if (rs.residentPages !== 0) fail(`after evict() region ${l.no} still has ${rs.residentPages} resident pages (nothing should be refused here)`);
+      if (rs.residentPages !== 0)
+        fail(
+          `after evict() region ${l.no} still has ${rs.residentPages} resident pages (nothing should be refused here)`,
+        );
     }
   };
   const closeLive = async (l: Live, what: string): Promise<void> => {
@@ -420,7 +465,9 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
           live.splice(live.indexOf(other), 1);
           await new Promise((resolve) => setImmediate(resolve)); // the evict request is sent
           const t0 = performance.now();
-          while (performance.now() - t0 < c.spin) { /* let the dispatcher get going */ }
+          while (performance.now() - t0 < c.spin) {
+            /* let the dispatcher get going */
+          }
           const cl = other.region.close();
           const [e, x] = await withTimeout(Promise.allSettled([ev, cl]), ASYNC_MS, 'evict() and close() together');
           if (x.status === 'rejected') fail(`close() of region ${other.no} rejected: ${String(x.reason)}`);
@@ -458,8 +505,12 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
   for (const l of live) checkFile(l, 'swap.close()');
   const s = final!;
   const leaks = [
-    ['residentPages', s.residentPages], ['stagedPages', s.stagedPages], ['storedPages', s.storedPages],
-    ['samePages', s.samePages], ['swapFile.pages', s.swapFile?.pages ?? 0], ['idle.pages', s.idle.pages],
+    ['residentPages', s.residentPages],
+    ['stagedPages', s.stagedPages],
+    ['storedPages', s.storedPages],
+    ['samePages', s.samePages],
+    ['swapFile.pages', s.swapFile?.pages ?? 0],
+    ['idle.pages', s.idle.pages],
   ].filter(([, v]) => v !== 0);
   if (leaks.length > 0) fail(`gauges not back to 0: ${leaks.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return { steps: input.cmds.length, regions: created, final: s };
@@ -479,7 +530,8 @@ export async function runSwapModel(cfg: ModelConfig, input: ModelInput, dir: str
  * figures are sampled until they hold together (or 3 s pass), and the last sample is judged.
  */
 async function checkStats(swap: Swap, live: Live[], cfg: ModelConfig, fail: (m: string) => never): Promise<void> {
-  let anon = 0, all = 0;
+  let anon = 0,
+    all = 0;
   for (const l of live) {
     all += l.touched.size;
     if (l.kind === 'anon') anon += l.touched.size;
@@ -491,25 +543,38 @@ async function checkStats(swap: Swap, live: Live[], cfg: ModelConfig, fail: (m: 
     const where = `resident ${s.residentPages} + stored ${s.storedPages} + same ${s.samePages} + swap file ${s.swapFile?.pages ?? 0} = ${placed}`;
     if (placed < anon) out.push(`${where} < ${anon} anonymous pages touched`);
     if (placed > all) out.push(`${where} > ${all} pages touched`);
-    if (s.idle.pages > s.storedPages) out.push(`idle.pages ${s.idle.pages} > storedPages ${s.storedPages} (idle pages are stored pages)`);
+    if (s.idle.pages > s.storedPages)
+      out.push(`idle.pages ${s.idle.pages} > storedPages ${s.storedPages} (idle pages are stored pages)`);
     if (s.stagedPages > s.residentPages) out.push(`stagedPages ${s.stagedPages} > residentPages ${s.residentPages}`);
-    if (s.swapFile && s.swapFile.checksumErrors !== 0) out.push(`swap file checksum errors: ${s.swapFile.checksumErrors}`);
-    if (s.swapFile && s.swapFile.ioErrors !== 0 && !cfg.expectIoErrors) out.push(`swap file I/O errors: ${s.swapFile.ioErrors}`);
-    if (s.swapFile && s.swapFile.pages + s.swapFile.cached > s.swapFile.slots) out.push(`swap file pages ${s.swapFile.pages} + cached ${s.swapFile.cached} > slots ${s.swapFile.slots}`);
-    if (s.swapFile && s.swapFile.cached > s.residentPages) out.push(`swap file cached ${s.swapFile.cached} > residentPages ${s.residentPages} (cached pages are resident)`);
-    if (s.swapFile && s.faults.swapFile !== s.swapFile.swapIns) out.push(`faults.swapFile ${s.faults.swapFile} != swapFile.swapIns ${s.swapFile.swapIns}`);
-    if (s.compressedBytes > 0 ? !(s.compressionRatio >= 1) : s.compressionRatio !== 0) out.push(`compressionRatio ${s.compressionRatio} with ${s.compressedBytes} compressed bytes`);
-    if (s.hugePages < 0 || s.hugePages > s.storedPages + s.cleanCopies) out.push(`hugePages ${s.hugePages} not within the pool's ${s.storedPages} + ${s.cleanCopies} objects`);
+    if (s.swapFile && s.swapFile.checksumErrors !== 0)
+      out.push(`swap file checksum errors: ${s.swapFile.checksumErrors}`);
+    if (s.swapFile && s.swapFile.ioErrors !== 0 && !cfg.expectIoErrors)
+      out.push(`swap file I/O errors: ${s.swapFile.ioErrors}`);
+    if (s.swapFile && s.swapFile.pages + s.swapFile.cached > s.swapFile.slots)
+      out.push(`swap file pages ${s.swapFile.pages} + cached ${s.swapFile.cached} > slots ${s.swapFile.slots}`);
+    if (s.swapFile && s.swapFile.cached > s.residentPages)
+      out.push(`swap file cached ${s.swapFile.cached} > residentPages ${s.residentPages} (cached pages are resident)`);
+    if (s.swapFile && s.faults.swapFile !== s.swapFile.swapIns)
+      out.push(`faults.swapFile ${s.faults.swapFile} != swapFile.swapIns ${s.swapFile.swapIns}`);
+    if (s.compressedBytes > 0 ? !(s.compressionRatio >= 1) : s.compressionRatio !== 0)
+      out.push(`compressionRatio ${s.compressionRatio} with ${s.compressedBytes} compressed bytes`);
+    if (s.hugePages < 0 || s.hugePages > s.storedPages + s.cleanCopies)
+      out.push(`hugePages ${s.hugePages} not within the pool's ${s.storedPages} + ${s.cleanCopies} objects`);
     if (s.cleanCopies > s.residentPages) out.push(`cleanCopies ${s.cleanCopies} > residentPages ${s.residentPages}`);
     if (s.unevictablePages !== 0) out.push(`unevictablePages ${s.unevictablePages}: nothing pins region pages here`);
     let regionPages = 0;
     for (const l of live) {
       const rs = l.region.stats();
-      if (rs.residentPages < 0 || rs.storedPages < 0 || rs.samePages < 0 || rs.dirtyPages < 0) out.push(`region ${l.no} gauges negative: ${JSON.stringify(rs)}`);
-      if (l.kind !== 'rw' && rs.dirtyPages !== 0) out.push(`region ${l.no} (${l.kind}) has dirtyPages ${rs.dirtyPages}: only a writable file mapping owes pages to its file`);
+      if (rs.residentPages < 0 || rs.storedPages < 0 || rs.samePages < 0 || rs.dirtyPages < 0)
+        out.push(`region ${l.no} gauges negative: ${JSON.stringify(rs)}`);
+      if (l.kind !== 'rw' && rs.dirtyPages !== 0)
+        out.push(
+          `region ${l.no} (${l.kind}) has dirtyPages ${rs.dirtyPages}: only a writable file mapping owes pages to its file`,
+        );
       regionPages += rs.residentPages;
     }
-    if (regionPages !== s.residentPages) out.push(`region residentPages sum to ${regionPages}, swap says ${s.residentPages}`);
+    if (regionPages !== s.residentPages)
+      out.push(`region residentPages sum to ${regionPages}, swap says ${s.residentPages}`);
     return out;
   };
   const end = Date.now() + 3000;
@@ -534,7 +599,10 @@ export function reportFirstFailure(): <T>(input: ModelInput, run: () => Promise<
     } catch (e) {
       if (!reported) {
         reported = true;
-        fs.writeSync(2, `swap model: first failure: ${e instanceof Error ? e.message : String(e)}\n  input: ${JSON.stringify(input)}\n`);
+        fs.writeSync(
+          2,
+          `swap model: first failure: ${e instanceof Error ? e.message : String(e)}\n  input: ${JSON.stringify(input)}\n`,
+        );
       }
       throw e;
     }
@@ -552,7 +620,9 @@ export class Totals {
     this.steps += r.steps;
     this.regions += r.regions;
     const s = r.final;
-    const add = (k: string, v: number | undefined): void => { this.sums[k] = (this.sums[k] ?? 0) + (v ?? 0); };
+    const add = (k: string, v: number | undefined): void => {
+      this.sums[k] = (this.sums[k] ?? 0) + (v ?? 0);
+    };
     add('faults.pool', s.faults.pool);
     add('faults.same', s.faults.same);
     add('faults.staged', s.faults.staged);
@@ -572,7 +642,10 @@ export class Totals {
     add('fileWrites', s.fileWrites);
   }
   line(): string {
-    const nz = Object.entries(this.sums).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ');
+    const nz = Object.entries(this.sums)
+      .filter(([, v]) => v > 0)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
     return `${this.runs} runs, ${this.steps} commands, ${this.regions} regions; ${nz}`;
   }
 }

@@ -46,7 +46,13 @@ export function kindOf(page: number, version: number): number {
 }
 
 /** Writes page p at version v into dst[off..off+4096). */
-export function fillPage(dst: Uint8Array, off: number, page: number, version: number, kind = kindOf(page, version)): void {
+export function fillPage(
+  dst: Uint8Array,
+  off: number,
+  page: number,
+  version: number,
+  kind = kindOf(page, version),
+): void {
   const h = mix(page, version);
   switch (kind) {
     case KIND_ZERO:
@@ -65,7 +71,9 @@ export function fillPage(dst: Uint8Array, off: number, page: number, version: nu
     case KIND_RANDOM: {
       let x = h | 1;
       for (let i = 0; i < PAGE; i += 4) {
-        x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
         dst[off + i] = x & 0xff;
         dst[off + i + 1] = (x >>> 8) & 0xff;
         dst[off + i + 2] = (x >>> 16) & 0xff;
@@ -108,11 +116,13 @@ export function describeMismatch(src: Uint8Array, off: number, page: number, ver
 export class Rng {
   private x: number;
   constructor(readonly seed: number) {
-    this.x = (seed | 0) || 0x2545f491;
+    this.x = seed | 0 || 0x2545f491;
   }
   next(): number {
     let x = this.x;
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     this.x = x;
     return x >>> 0;
   }
@@ -148,13 +158,27 @@ export class Writer {
   private readonly want = new Uint8Array(PAGE);
   readonly report: WriterReport;
 
-  constructor(private readonly bytes: Uint8Array, private readonly seq: Int32Array,
-    readonly index: number, readonly writers: number, seed: number) {
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly seq: Int32Array,
+    readonly index: number,
+    readonly writers: number,
+    seed: number,
+  ) {
     this.rng = new Rng(seed);
     const pages = bytes.length / PAGE;
     this.versions = new Int32Array(pages).fill(-1);
     for (let p = index; p < pages; p += writers) this.versions[p] = Atomics.load(seq, p) >> 1;
-    this.report = { index, versions: [], ops: 0, writes: 0, ownReads: 0, foreignChecked: 0, foreignSkipped: 0, errors: [] };
+    this.report = {
+      index,
+      versions: [],
+      ops: 0,
+      writes: 0,
+      ownReads: 0,
+      foreignChecked: 0,
+      foreignSkipped: 0,
+      errors: [],
+    };
   }
 
   private fail(msg: string): void {

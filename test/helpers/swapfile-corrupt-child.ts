@@ -33,10 +33,14 @@ export const CHILD_PAGES = 512;
 
 /** The order the child touches its pages in (the test recomputes it to know which page died). */
 export function touchOrder(order: string, seed: number): Uint32Array {
-  return order === 'random' ? shuffled(CHILD_PAGES, seed ^ 0x5eed) : Uint32Array.from({ length: CHILD_PAGES }, (_, i) => i);
+  return order === 'random'
+    ? shuffled(CHILD_PAGES, seed ^ 0x5eed)
+    : Uint32Array.from({ length: CHILD_PAGES }, (_, i) => i);
 }
 
-const say = (s: string): void => { fs.writeSync(2, `${s}\n`); };
+const say = (s: string): void => {
+  fs.writeSync(2, `${s}\n`);
+};
 
 const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
   let c = n;
@@ -68,14 +72,20 @@ async function main(): Promise<void> {
   const encrypt = how.startsWith('enc');
   const seed = Number(seedArg) | 0;
   const file = path.join(dir, 'swap.bin');
-  const swap = await open({ residentLimit: '64KiB', poolLimit: '64KiB', swapFile: { path: file, size: '8MiB', encrypt } });
+  const swap = await open({
+    residentLimit: '64KiB',
+    poolLimit: '64KiB',
+    swapFile: { path: file, size: '8MiB', encrypt },
+  });
   const region = swap.region(CHILD_PAGES * PAGE);
   const bytes = new Uint8Array(region.buffer);
   for (let p = 0; p < CHILD_PAGES; p++) fillPage(bytes, p * PAGE, p, 0, seed, 'random');
   await region.evict();
   const s = swap.stats();
   const sf = s.swapFile!;
-  say(`child: region ${region.id}, ${sf.pages} pages in the swap file, ${s.residentPages} resident, ${s.storedPages} in the pool`);
+  say(
+    `child: region ${region.id}, ${sf.pages} pages in the swap file, ${s.residentPages} resident, ${s.storedPages} in the pool`,
+  );
   if (sf.pages < CHILD_PAGES / 2) {
     say(`child: setup failed: too few pages reached the swap file: ${JSON.stringify(sf)}`);
     process.exit(5);
@@ -143,7 +153,7 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   main().catch((e: unknown) => {
-    say(`child: setup failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    say(`child: setup failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     process.exit(5);
   });
 }

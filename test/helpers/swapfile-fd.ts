@@ -19,7 +19,8 @@ export function openSwapFilePath(where: string): string {
     }
     if (!link.endsWith(' (deleted)')) continue;
     const name = link.slice(0, -' (deleted)'.length);
-    if (name === where || (path.dirname(name) === where && path.basename(name).startsWith('#'))) found.push(`/proc/self/fd/${n}`);
+    if (name === where || (path.dirname(name) === where && path.basename(name).startsWith('#')))
+      found.push(`/proc/self/fd/${n}`);
   }
   if (found.length !== 1) throw new Error(`expected one open swap file at ${where}, found ${found.length}`);
   return found[0];

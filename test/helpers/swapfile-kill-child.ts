@@ -23,6 +23,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  fs.writeSync(2, `child: failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  fs.writeSync(2, `child: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   process.exit(5);
 });

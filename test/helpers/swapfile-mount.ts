@@ -34,7 +34,10 @@ const PREFIX = 'tmem-swapfile-small-';
 export function cleanStaleMounts(tmp: string): void {
   let mounts: string[];
   try {
-    mounts = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '');
+    mounts = fs
+      .readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '');
   } catch {
     return;
   }
@@ -46,8 +49,14 @@ export function cleanStaleMounts(tmp: string): void {
     try {
       process.kill(Number(m[1]), 0);
       continue; // its process still runs
-    } catch { /* gone */ }
-    try { run('umount', ['-l', dir]); } catch { /* not ours to unmount after all */ }
+    } catch {
+      /* gone */
+    }
+    try {
+      run('umount', ['-l', dir]);
+    } catch {
+      /* not ours to unmount after all */
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -57,7 +66,11 @@ export function mountSmallFs(tmp: string, bytes: number, reasons: string[]): Sma
   cleanStaleMounts(tmp);
   const dir = fs.mkdtempSync(path.join(tmp, `${PREFIX}${process.pid}-`));
   const unmount = (): void => {
-    try { run('umount', ['-l', dir]); } catch { /* not mounted */ }
+    try {
+      run('umount', ['-l', dir]);
+    } catch {
+      /* not mounted */
+    }
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(`${dir}.img`, { force: true });
   };

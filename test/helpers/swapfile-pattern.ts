@@ -17,11 +17,15 @@ import { fmix32 } from './swap-pattern';
 export const PAGE = 4096;
 
 function mix(a: number, b: number, c: number): number {
-  return fmix32(Math.imul(a ^ 0x5bd1e995, 0x85ebca6b) ^ Math.imul(b + 0x27d4eb2f, 0xc2b2ae35) ^ Math.imul(c | 1, 0x165667b1));
+  return fmix32(
+    Math.imul(a ^ 0x5bd1e995, 0x85ebca6b) ^ Math.imul(b + 0x27d4eb2f, 0xc2b2ae35) ^ Math.imul(c | 1, 0x165667b1),
+  );
 }
 
-const WORDS = ('id name email status created updated user order item price total count tags score region ' +
-  'service cache index value label enabled payload session token version parent child node').split(' ');
+const WORDS = (
+  'id name email status created updated user order item price total count tags score region ' +
+  'service cache index value label enabled payload session token version parent child node'
+).split(' ');
 
 export type Kind = 'random' | 'text' | 'same' | 'zero';
 
@@ -31,7 +35,14 @@ export function kindOf(page: number, version: number, seed: number): Kind {
 }
 
 /** Writes page p at version v into dst[off..off+4096). */
-export function fillPage(dst: Uint8Array, off: number, page: number, version: number, seed: number, kind = kindOf(page, version, seed)): void {
+export function fillPage(
+  dst: Uint8Array,
+  off: number,
+  page: number,
+  version: number,
+  seed: number,
+  kind = kindOf(page, version, seed),
+): void {
   const h = mix(page, version, seed);
   const words = new DataView(dst.buffer, dst.byteOffset + off, PAGE);
   switch (kind) {
@@ -46,7 +57,9 @@ export function fillPage(dst: Uint8Array, off: number, page: number, version: nu
     case 'random': {
       let x = h | 1;
       for (let i = 0; i < PAGE; i += 4) {
-        x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
         words.setUint32(i, x >>> 0, true);
       }
       return;
@@ -56,7 +69,9 @@ export function fillPage(dst: Uint8Array, off: number, page: number, version: nu
       let x = h | 1;
       let i = 0;
       while (i < PAGE) {
-        x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
         const w = WORDS[(x >>> 0) % WORDS.length];
         for (let k = 0; k < w.length && i < PAGE; k++) dst[off + i++] = w.charCodeAt(k);
         if (i < PAGE) dst[off + i++] = (x >>> 24) & 1 ? 0x20 : 0x2c;
@@ -83,7 +98,13 @@ export class PageChecker {
   }
 
   /** A one-line description of a wrong page. */
-  describe(bytes: Uint8Array, page: number, version: number, at: number, kind = kindOf(page, version, this.seed)): string {
+  describe(
+    bytes: Uint8Array,
+    page: number,
+    version: number,
+    at: number,
+    kind = kindOf(page, version, this.seed),
+  ): string {
     fillPage(this.want, 0, page, version, this.seed, kind);
     const got = bytes[page * PAGE + at];
     return `page ${page} (v${version}, ${kind}): byte ${at} is ${got}, expected ${this.want[at]}`;
@@ -96,9 +117,13 @@ export function shuffled(n: number, seed: number): Uint32Array {
   for (let i = 0; i < n; i++) a[i] = i;
   let x = seed | 1;
   for (let i = n - 1; i > 0; i--) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     const j = (x >>> 0) % (i + 1);
-    const t = a[i]; a[i] = a[j]; a[j] = t;
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
   }
   return a;
 }

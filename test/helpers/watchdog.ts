@@ -22,7 +22,7 @@ const deadline = new Float64Array(sab, 8, 1);
 const label = new Uint8Array(sab, 16, 256);
 
 for (;;) {
-  const g = Atomics.load(gen, 0);  // orders the reads below after the main thread's writes
+  const g = Atomics.load(gen, 0); // orders the reads below after the main thread's writes
   Atomics.wait(gen, 0, g, 50);
   const d = deadline[0];
   if (d > 0 && Date.now() > d) {

@@ -12,9 +12,11 @@ export type ZCmd =
   | { op: 'reset' };
 
 export function fill(buf: Uint8Array, len: number, seed: number): void {
-  let x = (seed | 0) || 1;
+  let x = seed | 0 || 1;
   for (let i = 0; i < len; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     buf[i] = x & 255;
   }
 }
@@ -39,7 +41,11 @@ export function runZpoolModel(driver: string, cmds: ZCmd[], maxFrames?: number):
   const arena = Arena.create({ maxBytes: 4 << 20, chunkBytes: 128 << 10 });
   const pool: Zpool = createZpool(driver, arena, { maxFrames });
   const model = new Map<number, Uint8Array>();
-  pool.evict = (h) => { if (!model.has(h)) throw new Error(`evict of unknown handle ${h}`); model.delete(h); return true; };
+  pool.evict = (h) => {
+    if (!model.has(h)) throw new Error(`evict of unknown handle ${h}`);
+    model.delete(h);
+    return true;
+  };
   const src = new Uint8Array(4096);
   const dst = new Uint8Array(4096 + 7);
   const verify = () => {
@@ -68,7 +74,10 @@ export function runZpoolModel(driver: string, cmds: ZCmd[], maxFrames?: number):
     switch (c.op) {
       case 'malloc': {
         const h = pool.malloc(c.size);
-        if (h === 0) { if (maxFrames === undefined) throw new Error('refused with room'); break; }
+        if (h === 0) {
+          if (maxFrames === undefined) throw new Error('refused with room');
+          break;
+        }
         if (model.has(h)) throw new Error(`handle ${h} handed out twice`);
         fill(src, c.size, c.seed);
         pool.write(h, src, 0, c.size);
@@ -83,9 +92,16 @@ export function runZpoolModel(driver: string, cmds: ZCmd[], maxFrames?: number):
         model.delete(h);
         break;
       }
-      case 'compact': pool.compact(); break;
-      case 'shrink': pool.shrink(c.pages); break;
-      case 'reset': pool.reset(); model.clear(); break;
+      case 'compact':
+        pool.compact();
+        break;
+      case 'shrink':
+        pool.shrink(c.pages);
+        break;
+      case 'reset':
+        pool.reset();
+        model.clear();
+        break;
     }
     verify();
   }
