@@ -11,7 +11,8 @@
  *                               what was read ahead of it): sequential
  *     sequential                window = min(2 * window, MAX_WINDOW = 128) (first: 2)
  *     not sequential            window = 0 (no readahead)
- *   then pages p+1 .. p+window  while each can be claimed from STORED or SAME
+ *   then pages p+1 .. p+min(window, room below residentLimit)
+ *                               while each can be claimed from STORED or SAME
  *                               (pagestate.ts's BUSY protocol): STORED: a run of them decoded +
  *                               UFFDIO_COPY(WP) per CHUNK -> CLEAN; SAME: fill + COPY -> ACTIVE;
  *                               stops at the first page in another state (or BUSY)
@@ -24,10 +25,10 @@
 import { COPY_WP } from '../native';
 import { PAGE } from '../compress';
 import * as P from './protocol';
-import { G, uffd, backends, codec, objBuf, pageBuf, pageWords } from './env';
+import { G, uffd, backends, codec, objBuf, pageBuf, pageWords, opts } from './env';
 import { STORED, SAME, CLEAN, ACTIVE, claim, publish } from './pagestate';
 import type { RegionState } from './regions';
-import { becomeResident } from './reclaim';
+import { becomeResident, residency } from './reclaim';
 import { storedLeaves } from './pool';
 
 /**
@@ -52,7 +53,11 @@ export function readAhead(r: RegionState, page: number): void {
   }
   r.raWindow = r.raWindow === 0 ? 2 : Math.min(2 * r.raWindow, MAX_WINDOW);
   let q = page + 1;
-  const end = Math.min(r.pages, q + r.raWindow);
+  // Only into the room below residentLimit: pages read ahead must never push resident
+  // pages out (at the limit that would evict what was just read, and churn).
+  const room = opts.residentLimitPages - residency.resident;
+  if (room <= 0) return;
+  const end = Math.min(r.pages, q + Math.min(r.raWindow, room));
   while (q < end) {
     const st = r.state[q];
     if (st === SAME) {
