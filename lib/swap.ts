@@ -807,17 +807,20 @@ function closeSwapFile(f: { fd: number }): void {
 }
 
 function latencyFrom(hist: Float64Array): LatencyStats {
+  // One snapshot: the dispatcher goes on counting while this runs, and count,
+  // percentiles and counts must all describe the same histogram.
+  const counts = Array.from(hist);
   let total = 0;
-  for (let i = 0; i < hist.length; i++) total += hist[i];
+  for (let i = 0; i < counts.length; i++) total += counts[i];
   const at = (q: number): number => {
     if (total === 0) return 0;
     const want = q * total;
     let acc = 0;
-    for (let i = 0; i < hist.length; i++) {
-      acc += hist[i];
+    for (let i = 0; i < counts.length; i++) {
+      acc += counts[i];
       if (acc >= want) return Math.round(P.bucketLow(i + 1) * 100) / 100;
     }
-    return P.bucketLow(hist.length);
+    return P.bucketLow(counts.length);
   };
   return {
     count: total,
@@ -826,7 +829,7 @@ function latencyFrom(hist: Float64Array): LatencyStats {
     p99: at(0.99),
     p999: at(0.999),
     bounds: LATENCY_BOUNDS,
-    counts: Array.from(hist),
+    counts,
   };
 }
 
