@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { open, type Swap, type SwapStats } from '../lib';
 import { Watchdog, statsWhen } from './helpers/harness';
+import { mountSmallFs } from './helpers/swapfile-mount';
 
 const PAGE = 4096;
 const watchdog = new Watchdog();
@@ -110,6 +111,61 @@ test("idle.writeback 'idle' with a swap file: idle pages go to the file and read
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test.serial(
+  "idle.writeback 'idle' onto a full filesystem: pages that could not be written stay stored, counted idle once",
+  async (t) => {
+    const reasons: string[] = [];
+    const small = mountSmallFs(os.tmpdir(), 2 ** 20, reasons);
+    if (!small) {
+      t.log(`cannot mount a small filesystem here, skipping: ${reasons.join('; ')}`);
+      t.pass();
+      return;
+    }
+    t.teardown(() => small.unmount());
+    // 1,024 idle pages for a file that has room for fewer than 256: most write-backs fail
+    // (ENOSPC), those pages stay in the pool and are visited again by later passes.
+    const pages = 1024;
+    const swap = await open({
+      residentLimit: '1MiB',
+      poolLimit: '32MiB',
+      swapFile: { path: path.join(small.dir, 'tmem.swap'), size: '16MiB' },
+      idle: { after: 100, budget: 10000, recompress: false, writeback: 'idle' },
+    });
+    try {
+      const region = swap.region(pages * PAGE);
+      const want = content(pages, 0);
+      const bytes = new Uint8Array(region.buffer);
+      watchdog.guard('fill', 20000, () => bytes.set(want));
+      await region.evict();
+      const first = await until(swap, (x) => x.swapFile!.ioErrors > 0, 10000);
+      t.true(first.swapFile!.ioErrors > 0, 'the filesystem filled');
+      // Passes after the back-off visit the pages left in the pool again: each must stay counted
+      // once (the counter crept up by the pages of every failed batch at each pass).
+      let worst = 0;
+      for (let i = 0; i < 30; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const s = swap.stats();
+        worst = Math.max(worst, s.idle.pages - s.storedPages);
+        t.true(
+          s.idle.writtenBack <= s.swapFile!.writtenBack,
+          `idle write-backs counted once written: ${JSON.stringify(s.idle)}`,
+        );
+      }
+      t.true(worst <= 0, `idle pages never exceed the stored pages (by ${worst})`);
+      const s = swap.stats();
+      t.true(
+        s.idle.writtenBack > 0 && s.idle.writtenBack === s.swapFile!.pages,
+        `${JSON.stringify(s.idle)} file ${s.swapFile!.pages}`,
+      );
+      watchdog.guard('read back', 20000, () =>
+        t.true(Buffer.from(bytes.buffer, 0, pages * PAGE).equals(want), 'every byte reads back'),
+      );
+    } finally {
+      await swap.close();
+    }
+  },
+);
 
 test('idle option validation names the field', async (t) => {
   await t.throwsAsync(open({ idle: { after: -1 } }), { instanceOf: RangeError, message: /idle\.after/ });

@@ -58,8 +58,7 @@ export function idlePass(): void {
     }
     const raw = isRaw(len);
     if (swapUsable() && (opts.idle.writeback === 'idle' || (opts.idle.writeback === 'huge' && raw))) {
-      queuePoolWriteback(r, page, len); // BUSY until settled
-      G[P.G_IDLE_WRITEBACK]++;
+      queuePoolWriteback(r, page, len, true); // BUSY until settled; counted once written
       continue;
     }
     if (zstdCold && !(a & NO_GAIN) && (isRaw(len) || objBuf[0] !== CODEC_ZSTD)) {

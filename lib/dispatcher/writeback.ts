@@ -11,6 +11,7 @@
  *           wbOwner / wbPage   region id and page of each entry
  *           wbFrom             the staging slot it came from (kept, slotDeferred, until
  *                              settled), or -1: it comes from the pool (decoded)
+ *           wbIdle             1 when the idle pass queued it (counted in G_IDLE_WRITEBACK once written)
  *   wb      count (entries queued), backoffUntil (after an I/O error, ms), lastError
  *
  * Every page in the batch is claimed (BUSY, pagestate.ts) until it is settled:
@@ -20,7 +21,7 @@
 import { PAGE } from '../compress';
 import * as P from './protocol';
 import { G, opts, codec, objBuf, backends } from './env';
-import { STORED, SWAPPED, ACTIVE, claim, publish } from './pagestate';
+import { STORED, SWAPPED, ACTIVE, TIME_MASK, claim, publish } from './pagestate';
 import { byId, type RegionState } from './regions';
 import { stagingBytes, slotDeferred, flushReleases, unstage, unstaged } from './staging';
 import { storedFifo, storedPush, fifoPush, evicted, DEFERRED, REFUSED } from './reclaim';
@@ -38,6 +39,7 @@ const wbBuf = new Uint8Array(WB * PAGE);
 const wbOwner = new Int32Array(WB);
 const wbPage = new Uint32Array(WB);
 const wbFrom = new Int32Array(WB); // staging slot, or -1: the page comes from the pool
+const wbIdle = new Uint8Array(WB); // 1: queued by the idle pass (idle.writtenBack counts it once written)
 const runOut = new Int32Array(1);
 export const wb = {
   count: 0,
@@ -60,18 +62,23 @@ export function toSwapFile(r: RegionState, page: number, off: number, slot: numb
   wbOwner[wb.count] = r.id;
   wbPage[wb.count] = page;
   wbFrom[wb.count] = slot;
+  wbIdle[wb.count] = 0;
   slotDeferred[slot] = 1;
   wb.count++;
   return DEFERRED;
 }
 
-/** Queues a stored page (claimed: BUSY; its object loaded in objBuf) for the swap file; settled by flushWriteback(). */
-export function queuePoolWriteback(r: RegionState, page: number, len: number): void {
+/**
+ * Queues a stored page (claimed: BUSY; its object loaded in objBuf) for the swap file; settled by flushWriteback().
+ * `idle`: queued by the idle pass (counted as an idle write-back once written).
+ */
+export function queuePoolWriteback(r: RegionState, page: number, len: number, idle = false): void {
   if (wb.count === WB) flushWriteback();
   codec.decompress(objBuf, 0, len, wbBuf, wb.count * PAGE);
   wbOwner[wb.count] = r.id;
   wbPage[wb.count] = page;
   wbFrom[wb.count] = -1;
+  wbIdle[wb.count] = idle ? 1 : 0;
   wb.count++;
 }
 
@@ -138,6 +145,7 @@ function settleWritten(k: number, fileSlot: number): void {
   r.aux[page] = fileSlot;
   publish(r.state, page, SWAPPED); // ends the claim the page was queued under
   G[P.G_SWAP_WRITEBACK]++;
+  if (wbIdle[k]) G[P.G_IDLE_WRITEBACK]++;
 }
 
 function settleFailed(from: number, n: number, why: string): void {
@@ -147,15 +155,18 @@ function settleFailed(from: number, n: number, why: string): void {
   for (let k = from; k < from + n; k++) {
     const r = byId.get(wbOwner[k]);
     const slot = wbFrom[k];
+    const page = wbPage[k];
     if (!r || r.closed) continue;
     if (slot < 0) {
-      // From the pool: it stays there, and stays a candidate for the next write-back.
-      storedPush(r, wbPage[k]);
-      publish(r.state, wbPage[k], STORED);
+      // From the pool: it stays there, and stays a candidate for the next write-back. Its
+      // flags stay (IDLE_SEEN: it is counted idle already; NO_GAIN), with a new stored time.
+      const flags = r.aux[page] & ~TIME_MASK;
+      storedPush(r, page);
+      r.aux[page] = (r.aux[page] | flags) >>> 0;
+      publish(r.state, page, STORED);
       continue;
     }
     // The page goes back where it was, resident: nothing is lost.
-    const page = wbPage[k];
     const res = unstage(r.base + page * PAGE, slot);
     if (res !== PAGE)
       throw new Error(`tmem: could not return page ${page} of region ${r.id} after a swap file error (errno ${-res})`);
