@@ -240,8 +240,7 @@ function dropClean(r: RegionState, page: number, addr: number): void {
     cleanCopyStored(r, page);
   }
   leaveResidency(r);
-  G[P.G_EVICTIONS]++;
-  r.stats[P.R_EVICTIONS]++;
+  countEviction(r, page);
 }
 const dropRange = new Float64Array(2);
 
@@ -318,9 +317,24 @@ export function finalizeOldest(): boolean {
 export function evicted(r: RegionState, slot: number): void {
   unstaged();
   leaveResidency(r);
+  countEviction(r, slotPage[slot]);
+  queueRelease(slot);
+}
+
+/**
+ * Per evictRegion() running (they nest when a request is served between pages): the pages of
+ * its region seen leaving, each once (a page a reader faults back in meanwhile may leave again).
+ */
+const tallies: { r: RegionState; seen: Uint8Array; pages: number }[] = [];
+
+function countEviction(r: RegionState, page: number): void {
   G[P.G_EVICTIONS]++;
   r.stats[P.R_EVICTIONS]++;
-  queueRelease(slot);
+  for (const t of tallies)
+    if (t.r === r && t.seen[page] === 0) {
+      t.seen[page] = 1;
+      t.pages++;
+    }
 }
 
 /** finalizePage() results; DEFERRED is also toSwapFile()'s. */
@@ -427,7 +441,17 @@ export function evictRegion(r: RegionState): number {
 }
 
 function evictRegionNow(r: RegionState): number {
-  const before = r.stats[P.R_EVICTIONS];
+  const mine = { r, seen: new Uint8Array(r.pages), pages: 0 };
+  tallies.push(mine);
+  try {
+    scanRegion(r);
+  } finally {
+    tallies.splice(tallies.indexOf(mine), 1);
+  }
+  return mine.pages; // distinct pages that really left (refused ones stayed)
+}
+
+function scanRegion(r: RegionState): void {
   let n = 0;
   // Drain the ring first so staged pages of this region are stored too (a BUSY
   // head page is being served by another thread for a moment: wait for it).
@@ -452,5 +476,4 @@ function evictRegionNow(r: RegionState): number {
   }
   if (wb.count > 0) flushWriteback();
   flushReleases();
-  return r.stats[P.R_EVICTIONS] - before; // pages that really left (refused ones stayed)
 }
