@@ -382,6 +382,8 @@ const { open } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'ind
   // Keep faulting a little, so that faults per second is not always 0.
   const timer = setInterval(() => { region.evict().then(() => { for (let i = 0; i < v.length; i += 4096 * 8) s += v[i]; }); }, 50);
   process.stdin.on('data', async () => { clearInterval(timer); await region.close(); await swap.close(); process.exit(0); });
+  // The test process is gone (killed by ava's timeout, say): its end of stdin closes. Never outlive it.
+  process.stdin.on('end', () => process.exit(0));
 })();
 `;
 
