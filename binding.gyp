@@ -9,6 +9,7 @@
         "native/memory.cc",
         "native/thread.cc",
         "native/deadman.cc",
+        "native/inline_fault.cc",
         "native/file_io.cc",
         "native/page_codec.cc",
         "native/store_reader.cc",

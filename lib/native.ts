@@ -180,6 +180,12 @@ export interface Region {
    */
   readonly buffer: ArrayBuffer;
   /**
+   * Inline regions: the address of the forward area (2 * size bytes registered MISSING
+   * with the uffd) through which the SIGBUS handler hands faults to the dispatcher
+   * (native/inline_fault.h); 0 for other regions.
+   */
+  readonly forwardAddress: number;
+  /**
    * ioctl(UFFDIO_UNREGISTER), wake any waiter, madvise(MADV_DONTNEED), detach
    * every ArrayBuffer; munmap(2) when the last one is collected.
    */
@@ -192,8 +198,11 @@ export interface RegionConstructor {
    * If registering fails the memory is unmapped: nothing is half-registered.
    * @param size bytes, a positive multiple of 4096
    * @param mode REGISTER_MODE_MISSING (default) | REGISTER_MODE_WP
+   * @param inline registered with the uffd's SIGBUS sibling (created on first use): a fault
+   *   raises SIGBUS in the faulting thread, whose handler forwards it (native/inline_fault.h);
+   *   resolve calls on `uffd` reach the sibling for addresses of such regions
    */
-  new (uffd: Uffd, size: number, mode?: number): Region;
+  new (uffd: Uffd, size: number, mode?: number, inline?: boolean): Region;
 }
 
 /** FileIo job kinds, as take() reports them. */
@@ -299,6 +308,8 @@ export interface NativeBinding {
   currentCpu(): number;
   /** gettid(2). */
   gettid(): number;
+  /** Faults of inline regions the SIGBUS handler forwarded to a dispatcher so far, in this process. */
+  inlineForwarded(): number;
   /** Field 39 of /proc/self/task/TID/stat: the CPU a thread last ran on, -1 if unknown. */
   threadCpu(tid: number): number;
   /** LZ4_decompress_safe from liblz4.so.1 into dst; returns bytes written, throws on bad data. */

@@ -45,9 +45,45 @@ const OPEN_KEYS = [
   'swapFile',
   'idle',
   'statsSocket',
+  'faults',
 ] as const;
 const SWAPFILE_KEYS = ['path', 'size', 'encrypt'] as const;
 const IDLE_KEYS = ['after', 'recompress', 'recompressLevel', 'writeback', 'budget'] as const;
+
+/**
+ * Who serves a region's faults (the `faults` option of open(), region() and mapFile()):
+ * 'dispatcher', the dispatcher Worker reading the userfaultfd; 'inline', the faulting
+ * thread itself, in a SIGBUS handler (native/inline_fault.h; syscalls that touch a
+ * missing page of such a region fail with EFAULT).
+ */
+export const FAULT_MODES = ['dispatcher', 'inline'] as const;
+export type FaultMode = (typeof FAULT_MODES)[number];
+/** The fault mode when none is given. */
+export const DEFAULT_FAULT_MODE: FaultMode = 'dispatcher';
+
+/** Checks a `faults` option (undefined: `dflt`). */
+export function checkFaultMode(v: unknown, name: string, dflt: FaultMode): FaultMode {
+  return enumOpt(v, name, dflt, FAULT_MODES);
+}
+
+const REGION_KEYS = ['faults'] as const;
+const MAPFILE_KEYS = ['writable', 'faults'] as const;
+
+/** Checks region()'s options: `{ faults }`. */
+export function checkRegionOptions(options: unknown, dflt: FaultMode): { faults: FaultMode } {
+  if (options === undefined) return { faults: dflt };
+  const o = checkObject(options, 'region options', REGION_KEYS, '{ faults }');
+  return { faults: checkFaultMode(o.faults, 'options.faults', dflt) };
+}
+
+/** Checks mapFile()'s options: `{ writable, faults }`. */
+export function checkMapFileOptions(options: unknown, dflt: FaultMode): { writable: boolean; faults: FaultMode } {
+  const o = checkObject(options === undefined ? {} : options, 'mapFile options', MAPFILE_KEYS, '{ writable, faults }');
+  return {
+    writable: boolOpt(o.writable, 'options.writable', false),
+    faults: checkFaultMode(o.faults, 'options.faults', dflt),
+  };
+}
 
 /** open()'s options, checked, with their defaults filled in. */
 export interface CheckedOptions {
@@ -63,6 +99,7 @@ export interface CheckedOptions {
   swapFile?: { path: string; size: number; encrypt: boolean };
   idle: DispatcherOptions['idle'];
   statsSocket: boolean;
+  faults: FaultMode;
 }
 
 function describe(v: unknown): string {
@@ -205,6 +242,7 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
   }
   const idle = checkIdle(o.idle);
   const statsSocket = boolOpt(o.statsSocket, 'statsSocket', process.env.TMEM_STATS === '1');
+  const faults = checkFaultMode(o.faults, 'faults', DEFAULT_FAULT_MODE);
   return {
     residentLimit,
     lowWatermark,
@@ -218,6 +256,7 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
     swapFile,
     idle,
     statsSocket,
+    faults,
   };
 }
 

@@ -21,8 +21,8 @@ import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
 import { openSwapFile } from './swapfile';
-import { checkOpenOptions } from './options';
-import { closedError, dispatcherGone, ensureCode, invalidArgType, invalidArgValue, outOfRange } from './errors';
+import { checkOpenOptions, checkRegionOptions, checkMapFileOptions, type FaultMode } from './options';
+import { closedError, dispatcherGone, ensureCode, invalidArgType, outOfRange } from './errors';
 import { checkBufferSize, markRegionBuffer } from './buffers';
 import { publishStats } from './stats-server';
 import { EventEmitter } from 'node:events';
@@ -92,6 +92,29 @@ export interface OpenOptions {
    * the environment has TMEM_STATS=1). See lib/stats-server.ts.
    */
   statsSocket?: boolean;
+  /**
+   * Who serves the faults of this swap's regions, unless region() or mapFile() says
+   * otherwise: 'dispatcher' (default), the dispatcher Worker; 'inline', the faulting
+   * thread itself (a userfaultfd with UFFD_FEATURE_SIGBUS and a SIGBUS handler): no
+   * cross-thread wake-up, every thread served on its own CPU. In an inline region a
+   * syscall that reads or writes a page that is not resident fails with EFAULT (see
+   * README "Inline faults").
+   */
+  faults?: FaultMode;
+}
+
+/** Options of {@link Swap.region}. */
+export interface RegionOptions {
+  /** Who serves this region's faults: 'dispatcher' or 'inline' (default: open()'s `faults`). */
+  faults?: FaultMode;
+}
+
+/** Options of {@link Swap.mapFile}. */
+export interface MapFileOptions {
+  /** Written pages go back to the file (default false). */
+  writable?: boolean;
+  /** Who serves this mapping's faults: 'dispatcher' or 'inline' (default: open()'s `faults`). */
+  faults?: FaultMode;
 }
 
 /** Swap file figures. */
@@ -352,6 +375,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
       idle: o.idle,
     },
     swapFile,
+    o.faults,
   );
   try {
     await swap._start();
@@ -403,6 +427,7 @@ export class Swap extends EventEmitter {
     private readonly uffd: Uffd,
     private readonly opts: P.DispatcherOptions,
     private readonly swapFile?: { fd: number; size: number; path: string; encrypt: boolean },
+    private readonly faultMode: FaultMode = 'dispatcher',
   ) {
     super();
     const ch = new MessageChannel();
@@ -556,14 +581,16 @@ export class Swap extends EventEmitter {
    * Anonymous memory (frontswap): an ArrayBuffer-backed region of `size`
    * bytes, rounded up to whole pages. Pages read as zero until written.
    * @param size bytes (a number or a string like '4GiB'), > 0
+   * @param options `{ faults }`: 'dispatcher' or 'inline' (default: open()'s)
    */
-  region(size: number | string): Region {
+  region(size: number | string, options?: RegionOptions): Region {
     this.check();
+    const { faults } = checkRegionOptions(options, this.faultMode);
     const bytes = parseSize(size, 'size');
     if (bytes === 0) throw outOfRange('size must be > 0');
     if (bytes > 2 ** 46) throw outOfRange(`size must be at most 64TiB, got ${String(size)}`);
     checkBufferSize(pageAlign(bytes), 'region size');
-    const r = new Region(this, this.uffd, pageAlign(bytes), bytes, 'anon');
+    const r = new Region(this, this.uffd, pageAlign(bytes), bytes, 'anon', undefined, faults === 'inline');
     this.regions.add(r);
     return r;
   }
@@ -574,17 +601,12 @@ export class Swap extends EventEmitter {
    * dropped. With `writable`, written pages go back to the file on flush(),
    * on eviction and on close().
    * @param file path of an existing regular file
+   * @param options `{ writable, faults }` (faults: 'dispatcher' or 'inline', default open()'s)
    */
-  mapFile(file: string, options: { writable?: boolean } = {}): FileRegion {
+  mapFile(file: string, options: MapFileOptions = {}): FileRegion {
     this.check();
     if (typeof file !== 'string' || file.length === 0) throw invalidArgType('file must be a non-empty path string');
-    if (options === null || typeof options !== 'object' || Array.isArray(options))
-      throw invalidArgType('options must be an object { writable }');
-    for (const k of Object.keys(options)) {
-      if (k !== 'writable') throw invalidArgValue(`unknown key in mapFile options: '${k}'; accepted: writable`);
-    }
-    const writable = options.writable ?? false;
-    if (typeof writable !== 'boolean') throw invalidArgType('options.writable must be a boolean');
+    const { writable, faults } = checkMapFileOptions(options, this.faultMode);
     // Anything but a regular file is refused before it is opened (opening a
     // device can have effects, opening a FIFO blocks until a writer comes);
     // the open is non-blocking in case the path is swapped in between, and the
@@ -604,7 +626,7 @@ export class Swap extends EventEmitter {
       }
       if (st.size === 0) throw outOfRange(`file is empty, nothing to map: ${file}`);
       checkBufferSize(pageAlign(st.size), `file ${file}`);
-      const r = new FileRegion(this, this.uffd, pageAlign(st.size), st.size, fd, file, writable);
+      const r = new FileRegion(this, this.uffd, pageAlign(st.size), st.size, fd, file, writable, faults === 'inline');
       this.regions.add(r);
       return r;
     } catch (e) {
@@ -797,6 +819,13 @@ function notRegular(file: string, st: fs.Stats): Error {
   return e;
 }
 
+/** An inline region could not be made: a kernel without UFFD_FEATURE_SIGBUS says so by name. */
+function inlineFailure(e: unknown): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (err && err.code === 'ENOTSUP') err.message = `faults: 'inline' needs UFFD_FEATURE_SIGBUS: ${err.message}`;
+  return e;
+}
+
 /** The swap file has no name (lib/swapfile.ts): closing its fd frees it. */
 function closeSwapFile(f: { fd: number }): void {
   try {
@@ -848,6 +877,8 @@ export class Region {
   protected native?: NativeRegion;
   private closing?: Promise<void>;
   protected readonly added: Promise<number>;
+  /** Faults are served in the faulting thread (`faults: 'inline'`). */
+  readonly inline: boolean;
 
   /** @internal use {@link Swap.region} */
   constructor(
@@ -857,10 +888,17 @@ export class Region {
     readonly requested: number,
     kind: P.RegionKind,
     file?: { fd: number; fileSize: number; writable: boolean; path: string },
+    inline = false,
   ) {
     this.size = size;
-    this.native = new native.Region(uffd, size, REGISTER_MODE_MISSING | REGISTER_MODE_WP);
+    try {
+      this.native = new native.Region(uffd, size, REGISTER_MODE_MISSING | REGISTER_MODE_WP, inline);
+    } catch (e) {
+      throw inline ? inlineFailure(e) : e;
+    }
+    this.inline = inline;
     const spec: P.RegionSpec = { id: this.id, address: this.native.address, size, kind, stats: this.statsBuf, ...file };
+    if (inline) spec.forward = this.native.forwardAddress;
     this.added = swap._request({ op: 'addRegion', reqId: swap._nextReq(), region: spec });
     this.added.catch(() => undefined);
   }
@@ -977,8 +1015,9 @@ export class FileRegion extends Region {
     private readonly fd: number,
     /** The mapped file's path. */ readonly path: string,
     /** Written pages go back to the file. */ readonly writable: boolean,
+    inline = false,
   ) {
-    super(swap, uffd, size, fileSize, 'file', { fd, fileSize, writable, path });
+    super(swap, uffd, size, fileSize, 'file', { fd, fileSize, writable, path }, inline);
   }
 
   /** Bytes of the file (the buffer is rounded up to whole pages; bytes past the end read as zero). */

@@ -13,6 +13,11 @@
 //               memory tmem owns.
 //   g_uffds     uffd fd -> the owning Uffd's Deadman, so that a Worker's exit
 //               can hand the fd to the deadman (see deadman.h).
+//   g_inline    uffd fd -> its SIGBUS sibling, the userfaultfd that inline
+//               regions of the same swap are registered with (inline_fault.h).
+//               Resolve calls on a Uffd go to whichever of the two holds the
+//               destination (a MOVE: the destination's; the kernel wants
+//               only the destination registered with the uffd it is called on).
 #define NAPI_VERSION 9
 // A Worker being terminated can still be inside (or call) a method: a napi
 // call then fails and the Napi::Error cannot be thrown into JS. Without this,
@@ -33,6 +38,7 @@
 
 #include "deadman.h"
 #include "file_io.h"
+#include "inline_fault.h"
 #include "memory.h"
 #include "page_codec.h"
 #include "sys_error.h"
@@ -55,7 +61,11 @@ struct Mapping {
   uint64_t len;
   int uffd_fd;
   std::atomic<bool> open{true};
+  /** Inline regions: the entry in the SIGBUS handler's table, and the forward area (a Mapping of the main uffd). */
+  int inline_entry = -1;
+  std::shared_ptr<Mapping> forward;
   ~Mapping() {
+    if (inline_entry >= 0) tmem::inline_fault::remove(inline_entry);  // before the memory goes
     try {
       tmem::unmap(addr, len);
     } catch (...) {
@@ -66,6 +76,7 @@ struct Mapping {
 std::mutex g_mu;
 std::map<uint64_t, std::shared_ptr<Mapping>> g_regions;   // by start address
 std::map<int, std::shared_ptr<tmem::Deadman>> g_deadmen;  // by uffd fd
+std::map<int, std::shared_ptr<tmem::Uffd>> g_inline;      // by the main uffd's fd: its SIGBUS sibling
 
 // Bumped whenever a region is added, closed or dropped: invalidates every
 // thread's lookup cache, so that the fault path checks its destination without
@@ -182,23 +193,29 @@ uint32_t flags_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
 
 using tmem::hex;
 
-/** Checks that [addr, addr+len) lies inside one open region registered with `fd`. */
-void check_in_region(Napi::Env env, int fd, uint64_t addr, uint64_t len, const char* name) {
+/**
+ * Checks that [addr, addr+len) lies inside one open region registered with `fd` or with `sibling`
+ * (its SIGBUS sibling, or -1); returns the fd of the one it is registered with.
+ */
+int check_in_region(Napi::Env env, int fd, int sibling, uint64_t addr, uint64_t len, const char* name) {
   const RegionCache& c = t_region_cache;
   const uint64_t gen = g_regions_gen.load(std::memory_order_acquire);
-  if (c.gen == gen && c.fd == fd && addr >= c.addr && addr + len <= c.addr + c.len && addr + len > addr) {
-    return;
+  if (c.gen == gen && (c.fd == fd || (sibling >= 0 && c.fd == sibling)) && addr >= c.addr &&
+      addr + len <= c.addr + c.len && addr + len > addr) {
+    return c.fd;
   }
   auto m = find_region(addr);
   if (!m || !m->open.load()) {
     range_error(env, std::string(name) + " (" + hex(addr) + ") is not inside an open tmem region");
   }
-  if (m->uffd_fd != fd) range_error(env, std::string(name) + " lies in a region registered with another userfaultfd");
+  if (m->uffd_fd != fd && (sibling < 0 || m->uffd_fd != sibling))
+    range_error(env, std::string(name) + " lies in a region registered with another userfaultfd");
   if (addr + len > m->addr + m->len) {
     range_error(env, std::string(name) + " + length runs past the end of its region (region is " +
                          std::to_string(m->len) + " bytes)");
   }
   t_region_cache = RegionCache{gen, m->addr, m->len, m->uffd_fd};  // the generation read before the lookup
+  return m->uffd_fd;
 }
 
 /** Bytes of a TypedArray, DataView, ArrayBuffer or SharedArrayBuffer. */
@@ -356,6 +373,39 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     return uffd_.get();
   }
 
+  /** The SIGBUS sibling of this uffd (inline regions), created on first use when `create`; null if none. */
+  std::shared_ptr<tmem::Uffd> sibling(Napi::Env env, bool create) {
+    tmem::Uffd* u = uffd(env);
+    if (sibling_) return sibling_;
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_inline.find(u->fd());
+    if (it != g_inline.end()) return sibling_ = it->second;
+    if (!create) return nullptr;
+    // The features a main uffd has (WP, MOVE, POISON where offered) and SIGBUS (ENOTSUP when missing).
+    auto s = std::make_shared<tmem::Uffd>(tmem::UffdMode::kAuto, UFFD_FEATURE_SIGBUS);
+    g_inline[u->fd()] = s;
+    return sibling_ = s;
+  }
+
+  /** The uffd (this one or its SIGBUS sibling) that [addr, addr+len) is registered with; throws RangeError if neither. */
+  tmem::Uffd* target(Napi::Env env, uint64_t addr, uint64_t len, const char* name) {
+    tmem::Uffd* u = uffd(env);
+    const int sib_fd = sibling_ ? sibling_->fd() : -1;
+    int fd;
+    if (sib_fd >= 0) {
+      fd = check_in_region(env, u->fd(), sib_fd, addr, len, name);
+    } else {
+      // An inline region may have been added since this wrapper last looked (it is an attached one).
+      const RegionCache& c = t_region_cache;
+      const bool cached = c.gen == g_regions_gen.load(std::memory_order_acquire) && c.fd == u->fd() &&
+                          addr >= c.addr && addr + len <= c.addr + c.len;
+      if (cached) return u;
+      auto s = sibling(env, false);
+      fd = check_in_region(env, u->fd(), s ? s->fd() : -1, addr, len, name);
+    }
+    return fd == u->fd() ? u : sibling_.get();
+  }
+
  private:
   static Napi::Value Attach(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsObject())
@@ -422,8 +472,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
         info.Length() > 4 && !info[4].IsUndefined() ? static_cast<double>(len_arg(info, 4, "length")) : kPageSize;
     uint64_t len = static_cast<uint64_t>(lenv);
     if (static_cast<size_t>(off) + len > src.len) range_error(env, "src must hold length bytes from srcOffset");
-    tmem::Uffd* u = uffd(env);
-    check_in_region(env, u->fd(), dst, len, "dst");
+    tmem::Uffd* u = target(env, dst, len, "dst");
     int64_t r = 0;
     SYSCALL_GUARD({ r = u->copy(dst, src.data + static_cast<size_t>(off), len, flags & 2, flags & 1); })
     return Napi::Number::New(env, static_cast<double>(r));
@@ -443,8 +492,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
       range_error(env, "srcOffset/srcLength must lie inside src (an object of 2..4097 bytes)");
     }
     uint32_t flags = flags_arg(info, 4, "flags");
-    tmem::Uffd* u = uffd(env);
-    check_in_region(env, u->fd(), dst, kPageSize, "dst");
+    tmem::Uffd* u = target(env, dst, kPageSize, "dst");
     const uint8_t* obj = src.data + static_cast<size_t>(off);
     const size_t n = static_cast<size_t>(len);
     alignas(4096) static thread_local char stage[kPageSize];
@@ -462,8 +510,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     uint64_t dst = addr_arg(info, 0, "dst");
     uint64_t len = len_arg(info, 1, "length");
     uint32_t flags = flags_arg(info, 2, "flags");
-    tmem::Uffd* u = uffd(env);
-    check_in_region(env, u->fd(), dst, len, "dst");
+    tmem::Uffd* u = target(env, dst, len, "dst");
     int64_t r = 0;
     SYSCALL_GUARD({ r = u->zeropage(dst, len, flags & 1); })
     return Napi::Number::New(env, static_cast<double>(r));
@@ -480,8 +527,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     if (!(u->features() & UFFD_FEATURE_MOVE)) {
       throw sys_error(env, tmem::SysError("ioctl(UFFDIO_MOVE)", ENOTSUP, "the kernel has no UFFD_FEATURE_MOVE"));
     }
-    check_in_region(env, u->fd(), dst, len, "dst");
-    check_in_region(env, u->fd(), src, len, "src");
+    u = target(env, dst, len, "dst");  // the kernel wants the destination registered with the uffd it is called on
+    target(env, src, len, "src");
     int64_t r = 0;
     SYSCALL_GUARD({ r = u->move(dst, src, len, flags & 2, flags & 1); })
     return Napi::Number::New(env, static_cast<double>(r));
@@ -492,8 +539,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     Napi::Env env = info.Env();
     uint64_t addr = addr_arg(info, 0, "address");
     uint64_t len = len_arg(info, 1, "length");
-    tmem::Uffd* u = uffd(env);
-    check_in_region(env, u->fd(), addr, len, "address");
+    target(env, addr, len, "address");
     return Napi::Number::New(env, static_cast<double>(tmem::unshare_pages(addr, len)));
   }
 
@@ -501,8 +547,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     Napi::Env env = info.Env();
     uint64_t addr = addr_arg(info, 0, "address");
     uint64_t len = len_arg(info, 1, "length");
-    tmem::Uffd* u = uffd(env);
-    check_in_region(env, u->fd(), addr, len, "address");
+    tmem::Uffd* u = target(env, addr, len, "address");
     SYSCALL_GUARD({ u->wake(addr, len); })
     return env.Undefined();
   }
@@ -515,8 +560,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     if (info.Length() < 3 || !info[2].IsBoolean()) type_error(env, "protect must be a boolean");
     bool protect = info[2].As<Napi::Boolean>();
     uint32_t flags = flags_arg(info, 3, "flags");
-    tmem::Uffd* u = uffd(env);
-    check_in_region(env, u->fd(), addr, len, "address");
+    tmem::Uffd* u = target(env, addr, len, "address");
     SYSCALL_GUARD({ u->write_protect(addr, len, protect, flags & 1); })
     return env.Undefined();
   }
@@ -525,8 +569,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     Napi::Env env = info.Env();
     uint64_t addr = addr_arg(info, 0, "address");
     uint64_t len = len_arg(info, 1, "length");
-    tmem::Uffd* u = uffd(env);
-    check_in_region(env, u->fd(), addr, len, "address");
+    tmem::Uffd* u = target(env, addr, len, "address");
     return Napi::Number::New(env, static_cast<double>(u->poison(addr, len, false)));
   }
 
@@ -581,7 +624,10 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
       }
       if (deadman_) deadman_->stop();
       deadman_.reset();
+      std::lock_guard<std::mutex> lock(g_mu);
+      g_inline.erase(uffd_->fd());  // closed with the last Region holding it (and attached wrappers)
     }
+    sibling_.reset();
     uffd_.reset();
   }
 
@@ -597,6 +643,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
   };
 
   std::unique_ptr<tmem::Uffd> uffd_;
+  std::shared_ptr<tmem::Uffd> sibling_;
   std::shared_ptr<tmem::Deadman> deadman_;
   bool armed_ = false;
   ArmedHook* hook_ = nullptr;
@@ -614,11 +661,14 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
                            InstanceAccessor<&RegionWrap::Buffer>("buffer"),
                            InstanceAccessor<&RegionWrap::Closed>("closed"),
                            InstanceAccessor<&RegionWrap::Ioctls>("ioctls"),
+                           InstanceAccessor<&RegionWrap::ForwardAddress>("forwardAddress"),
                            InstanceMethod<&RegionWrap::Close>("close"),
                        });
   }
 
-  // new Region(uffd, size, registerMode)  registerMode: UFFDIO_REGISTER_MODE_* (default MISSING)
+  // new Region(uffd, size, registerMode, inline)  registerMode: UFFDIO_REGISTER_MODE_* (default MISSING)
+  // inline: registered with the uffd's SIGBUS sibling, faults forwarded through a forward
+  // area of 2 * size bytes registered MISSING with `uffd` (inline_fault.h).
   RegionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RegionWrap>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) type_error(env, "uffd must be a Uffd");
@@ -637,13 +687,32 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     if ((mode & UFFDIO_REGISTER_MODE_WP) && !(u->features() & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
       throw sys_error(env, tmem::SysError("ioctl(UFFDIO_REGISTER)", ENOTSUP, "the kernel has no write-protect faults"));
     }
-    uint64_t addr = 0;
+    bool inl = false;
+    if (info.Length() > 3 && !info[3].IsUndefined()) {
+      if (!info[3].IsBoolean()) type_error(env, "inline must be a boolean");
+      inl = info[3].As<Napi::Boolean>();
+    }
+    if (inl && len > (uint64_t{1} << 44)) range_error(env, "an inline region must be at most 16 TiB");
+    std::shared_ptr<tmem::Uffd> sib;
+    if (inl) {
+      SYSCALL_GUARD({
+        sib = uw->sibling(env, true);
+        tmem::inline_fault::install();
+      })
+    }
+    tmem::Uffd* reg_uffd = inl ? sib.get() : u;
+    uint64_t addr = 0, fwd = 0;
     SYSCALL_GUARD({ addr = tmem::map_anonymous(len); })
     try {
-      range_ioctls_ = u->register_range(addr, len, mode);
+      range_ioctls_ = reg_uffd->register_range(addr, len, mode);
+      if (inl) {
+        fwd = tmem::map_anonymous(2 * len);
+        u->register_range(fwd, 2 * len, UFFDIO_REGISTER_MODE_MISSING);
+      }
     } catch (const tmem::SysError& e) {
       try {
-        tmem::unmap(addr, len);  // nothing is left half-registered
+        tmem::unmap(addr, len);  // nothing is left half-registered (unmapping unregisters)
+        if (fwd) tmem::unmap(fwd, 2 * len);
       } catch (...) {
       }
       throw sys_error(env, e);
@@ -651,9 +720,26 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     mapping_ = std::make_shared<Mapping>();
     mapping_->addr = addr;
     mapping_->len = len;
-    mapping_->uffd_fd = u->fd();
+    mapping_->uffd_fd = reg_uffd->fd();
+    if (inl) {
+      auto f = std::make_shared<Mapping>();
+      f->addr = fwd;
+      f->len = 2 * len;
+      f->uffd_fd = u->fd();
+      mapping_->forward = f;
+      sibling_ = sib;
+    }
     uffd_ref_ = Napi::Persistent(uo);
     std::lock_guard<std::mutex> lock(g_mu);
+    if (inl) {
+      try {
+        mapping_->inline_entry = tmem::inline_fault::add(addr, len, fwd);
+      } catch (const tmem::SysError& e) {
+        mapping_.reset();  // unmaps both
+        throw sys_error(env, e);
+      }
+      g_regions[fwd] = mapping_->forward;
+    }
     g_regions[addr] = mapping_;
     g_regions_gen.fetch_add(1, std::memory_order_acq_rel);
   }
@@ -665,6 +751,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     if (mapping_) {
       std::lock_guard<std::mutex> lock(g_mu);
       g_regions.erase(mapping_->addr);
+      if (mapping_->forward) g_regions.erase(mapping_->forward->addr);
       g_regions_gen.fetch_add(1, std::memory_order_acq_rel);
     }
   }
@@ -679,6 +766,11 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
   Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !open()); }
   // The range ioctls UFFDIO_REGISTER reported for this region ('COPY', 'MOVE', ...).
   Napi::Value Ioctls(const Napi::CallbackInfo& info) { return ioctl_names(info.Env(), range_ioctls_); }
+  // Inline regions: the forward area's address (inline_fault.h); 0 for the others.
+  Napi::Value ForwardAddress(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(),
+                             mapping_ && mapping_->forward ? static_cast<double>(mapping_->forward->addr) : 0);
+  }
   bool open() const { return mapping_ && mapping_->open.load(); }
 
   // The same ArrayBuffer while it lives; a new one over the same memory if it
@@ -701,19 +793,33 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
     Napi::Env env = info.Env();
     if (!open()) return env.Undefined();
     mapping_->open = false;
+    const std::shared_ptr<Mapping>& fwd = mapping_->forward;
+    if (fwd) fwd->open = false;
     {
       std::lock_guard<std::mutex> lock(g_mu);
       g_regions.erase(mapping_->addr);
+      if (fwd) g_regions.erase(fwd->addr);
       g_regions_gen.fetch_add(1, std::memory_order_acq_rel);
     }
     UffdWrap* uw = nullptr;
     if (!uffd_ref_.IsEmpty() && napi_unwrap(env, uffd_ref_.Value(), reinterpret_cast<void**>(&uw)) == napi_ok && uw) {
       try {
-        tmem::Uffd* u = uw->uffd(env);
+        tmem::Uffd* u = fwd ? sibling_.get() : uw->uffd(env);
         u->unregister_range(mapping_->addr, mapping_->len);
         u->wake(mapping_->addr, mapping_->len);  // nobody may stay asleep on a region that is gone
       } catch (...) {
         // the uffd was closed first: the kernel already unregistered the range
+      }
+      if (fwd) {
+        // A SIGBUS taken before the unregister finds the region closed and retries the
+        // access; a thread waiting on the forward area is woken and retries it too.
+        tmem::inline_fault::close(mapping_->inline_entry);
+        try {
+          tmem::Uffd* u = uw->uffd(env);
+          u->unregister_range(fwd->addr, fwd->len);
+          u->wake(fwd->addr, fwd->len);
+        } catch (...) {
+        }
       }
     }
     ::madvise(reinterpret_cast<void*>(mapping_->addr), mapping_->len, MADV_DONTNEED);
@@ -733,6 +839,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
   }
 
   std::shared_ptr<Mapping> mapping_;
+  std::shared_ptr<tmem::Uffd> sibling_;  // inline regions: the SIGBUS uffd they are registered with
   uint64_t range_ioctls_ = 0;  // what UFFDIO_REGISTER says the range supports
   Napi::ObjectReference uffd_ref_;
   Napi::Reference<Napi::ArrayBuffer> buffer_ref_;
@@ -751,6 +858,11 @@ Napi::Value AttachBuffer(const Napi::CallbackInfo& info) {
   auto m = find_region(addr);
   if (!m || !m->open.load() || m->addr != addr) range_error(env, "address must be the start of an open tmem region");
   return region_buffer(env, m);
+}
+
+// inlineForwarded(): faults of inline regions forwarded to a dispatcher so far, in this process.
+Napi::Value InlineForwarded(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(tmem::inline_fault::forwarded()));
 }
 
 Napi::Value Probe(const Napi::CallbackInfo& info) {
@@ -1082,6 +1194,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("currentCpu", Napi::Function::New<CurrentCpu>(env, "currentCpu"));
   exports.Set("gettid", Napi::Function::New<Gettid>(env, "gettid"));
   exports.Set("threadCpu", Napi::Function::New<ThreadCpu>(env, "threadCpu"));
+  exports.Set("inlineForwarded", Napi::Function::New<InlineForwarded>(env, "inlineForwarded"));
   exports.Set("lz4Decompress", Napi::Function::New<Lz4Decompress>(env, "lz4Decompress"));
   exports.Set("lz4Compress", Napi::Function::New<Lz4Compress>(env, "lz4Compress"));
   exports.Set("lz4Available", Napi::Boolean::New(env, tmem::lz4::available()));

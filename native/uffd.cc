@@ -215,9 +215,12 @@ Uffd::Uffd(UffdMode mode, uint64_t extra_features) {
     uint64_t offered = 0;
     api(fd_, requested, &offered, &ioctls_);
     features_ = requested;  // the kernel answers with all it offers; in force is what we asked for
-    doorbell_ = std::make_shared<Doorbell>(fd_);
-    std::lock_guard<std::mutex> lock(g_doorbells_mu);
-    g_doorbells[fd_] = doorbell_;
+    // A SIGBUS uffd queues no events: nobody reads it, and nothing needs waking.
+    if (!(requested & UFFD_FEATURE_SIGBUS)) {
+      doorbell_ = std::make_shared<Doorbell>(fd_);
+      std::lock_guard<std::mutex> lock(g_doorbells_mu);
+      g_doorbells[fd_] = doorbell_;
+    }
   } catch (...) {
     ::close(fd_);
     fd_ = -1;

@@ -76,7 +76,9 @@ class Uffd {
    * Opens and initialises a userfaultfd.
    * @param mode       full / user-mode-only / auto
    * @param features   extra UFFD_FEATURE_* (e.g. EVENT_REMOVE); those the kernel
-   *                   lacks make the call throw ENOTSUP naming them
+   *                   lacks make the call throw ENOTSUP naming them. With
+   *                   UFFD_FEATURE_SIGBUS (faults raise SIGBUS in the faulting
+   *                   thread, no events) the uffd has no doorbell and no reader.
    */
   Uffd(UffdMode mode, uint64_t extra_features);
   /** Adopts an fd (not owned) opened by another Uffd of this process, e.g. in a Worker. Throws EBADF if unknown. */

@@ -18,6 +18,7 @@
  *            (retryAddr/retryFlags), served again on the next loop turn
  *   hist     per batch: the mean service time of its faults
  *   placement  each fault's thread id goes to follow() (placement.ts)
+ *   forwarded  a fault on an inline region's forward area: inline.ts
  */
 import * as fs from 'node:fs';
 import { EVENT_SLOTS, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, UFFD_EVENT_PAGEFAULT, COPY_WP } from '../native';
@@ -50,6 +51,7 @@ import { fileFault, nextEpoch } from './files';
 import { drainRequests, batch } from './requests';
 import { SwapFileError } from '../swapfile';
 import { follow } from './placement';
+import { serveForwarded } from './inline';
 
 /** The events buffer uffd.read() fills. */
 export const events = new Float64Array(64 * EVENT_SLOTS);
@@ -58,9 +60,11 @@ export const events = new Float64Array(64 * EVENT_SLOTS);
 export function serveFault(addr: number, flags: number): boolean {
   let r = findRegion(addr);
   if (!r) {
+    if (serveForwarded(addr)) return true; // an inline region's fault, forwarded (inline.ts)
     drainRequests(); // a region added just now
     r = findRegion(addr);
     if (!r) {
+      if (serveForwarded(addr)) return true;
       // Not ours (any more): wake the thread so it sees the unregistered range.
       try {
         uffd.wake(addr, PAGE);

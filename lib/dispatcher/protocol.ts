@@ -103,6 +103,8 @@ export interface RegionSpec {
   fileSize?: number;
   writable?: boolean;
   path?: string;
+  /** Inline regions (faults: 'inline'): the forward area's address (native/inline_fault.h, dispatcher/inline.ts). */
+  forward?: number;
 }
 
 export type Request =

@@ -7,6 +7,7 @@
  *          on wake                        drain requests (requests.ts)
  *          FileIo completions             mapped files (files.ts)
  *          retries                        faults the kernel said EAGAIN to
+ *          forwarded faults waiting       released once their page is in (inline.ts)
  *          evict a slice                  a few pages, then poll for faults again (reclaim.ts)
  *          or shrink the pool             zswap write-back to the swap file (writeback.ts)
  *          idle pass, once a second       zram idle recompression / write-back (idle.ts)
@@ -24,6 +25,7 @@
  *   files.ts      mapped files over FileIo
  *   requests.ts   requests from the main thread
  *   placement.ts  the dispatcher follows the faulting threads' CPU (`pin`)
+ *   inline.ts     faults of inline regions, forwarded by the SIGBUS handler
  */
 import * as P from './protocol';
 import { ctl, uffd, life, port, idleEnabled } from './env';
@@ -34,6 +36,7 @@ import { wb, shrinkStep, flushWriteback } from './writeback';
 import { idle, idlePass } from './idle';
 import { drainIo, closeFileIo } from './files';
 import { control, drainRequests, runDeferred, hasDeferred } from './requests';
+import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
 
 function loop(): void {
   Atomics.store(ctl, P.CTL_READY, 1);
@@ -47,6 +50,7 @@ function loop(): void {
     let timeout = busy ? 0 : exiting ? 20 : backingOff ? Math.ceil(residency.backoffUntil - now) : -1;
     const idleWork = idleEnabled && storedFifo.length > 0;
     if (timeout < 0 && idleWork) timeout = Math.max(0, Math.ceil(idle.nextPass - performance.now()));
+    if (waiting.count > 0 && (timeout < 0 || timeout > WAITING_POLL_MS)) timeout = WAITING_POLL_MS;
     const n = uffd.read(events, timeout);
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
@@ -56,6 +60,7 @@ function loop(): void {
     // again (they are claimed, BUSY, until then; a fault on one waits).
     if (wb.count > 0) flushWriteback();
     if (retries.count > 0) retryPending();
+    if (waiting.count > 0) releaseWaiting();
     if (residency.evicting) {
       if (performance.now() >= residency.backoffUntil) evictSlice(2);
     } else shrinkStep();
