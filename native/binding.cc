@@ -387,7 +387,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     return sibling_ = s;
   }
 
-  /** The uffd (this one or its SIGBUS sibling) that [addr, addr+len) is registered with; throws RangeError if neither. */
+  /** The uffd (this one or its SIGBUS sibling) that [addr, addr+len) is registered with; throws RangeError if neither.
+   */
   tmem::Uffd* target(Napi::Env env, uint64_t addr, uint64_t len, const char* name) {
     tmem::Uffd* u = uffd(env);
     const int sib_fd = sibling_ ? sibling_->fd() : -1;
@@ -397,8 +398,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap> {
     } else {
       // An inline region may have been added since this wrapper last looked (it is an attached one).
       const RegionCache& c = t_region_cache;
-      const bool cached = c.gen == g_regions_gen.load(std::memory_order_acquire) && c.fd == u->fd() &&
-                          addr >= c.addr && addr + len <= c.addr + c.len;
+      const bool cached = c.gen == g_regions_gen.load(std::memory_order_acquire) && c.fd == u->fd() && addr >= c.addr &&
+                          addr + len <= c.addr + c.len;
       if (cached) return u;
       auto s = sibling(env, false);
       fd = check_in_region(env, u->fd(), s ? s->fd() : -1, addr, len, name);
@@ -840,7 +841,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
 
   std::shared_ptr<Mapping> mapping_;
   std::shared_ptr<tmem::Uffd> sibling_;  // inline regions: the SIGBUS uffd they are registered with
-  uint64_t range_ioctls_ = 0;  // what UFFDIO_REGISTER says the range supports
+  uint64_t range_ioctls_ = 0;            // what UFFDIO_REGISTER says the range supports
   Napi::ObjectReference uffd_ref_;
   Napi::Reference<Napi::ArrayBuffer> buffer_ref_;
   std::vector<Napi::Reference<Napi::ArrayBuffer>> handed_out_;

@@ -150,7 +150,10 @@ test('kill(pid, SIGBUS) still kills a process that has inline regions', async (t
 });
 
 test('the dispatcher dies while threads wait on inline faults: SIGBUS with the deadman message, never a hang', async (t) => {
-  const rs = await Promise.all([runNodeChild(CHILD, ['dispatcher-gone'], 60000), runNodeChild(CHILD, ['dispatcher-gone'], 60000)]);
+  const rs = await Promise.all([
+    runNodeChild(CHILD, ['dispatcher-gone'], 60000),
+    runNodeChild(CHILD, ['dispatcher-gone'], 60000),
+  ]);
   for (const r of rs) {
     t.is(r.signal, 'SIGBUS', show(r));
     t.regex(r.stderr, /tmem: the fault dispatcher is gone/, show(r));

@@ -112,7 +112,7 @@ async function states(dir: string): Promise<void> {
   say(`done bad ${bad + m.bad + mainBad}`);
 }
 
-async function workerStates(shared: SharedRegion, pages: number): Promise<void> {
+function workerStates(shared: SharedRegion, pages: number): void {
   const bytes = new Uint8Array(attachRegion(shared));
   writeAll(bytes, pages, 2);
   let bad = checkAll(bytes, pages, 2, true);
@@ -176,7 +176,7 @@ async function signals(): Promise<void> {
   await swap.close();
 }
 
-async function workerRounds(shared: SharedRegion, pages: number, rounds: number, first: number): Promise<void> {
+function workerRounds(shared: SharedRegion, pages: number, rounds: number, first: number): void {
   const bytes = new Uint8Array(attachRegion(shared));
   parentPort!.postMessage({ bad: faultRounds(bytes, pages, rounds, first) });
 }
@@ -308,8 +308,8 @@ async function main(): Promise<void> {
       first: number;
       stop: Int32Array;
     };
-    if (d.mode === 'states') await workerStates(d.shared, d.pages);
-    else if (d.mode === 'rounds') await workerRounds(d.shared, d.pages, d.rounds, d.first);
+    if (d.mode === 'states') workerStates(d.shared, d.pages);
+    else if (d.mode === 'rounds') workerRounds(d.shared, d.pages, d.rounds, d.first);
     else if (d.mode === 'loop') workerLoop(d.shared, d.pages, d.first, d.stop);
     return;
   }
