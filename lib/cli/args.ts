@@ -42,6 +42,8 @@ export interface BenchOptions {
   compressors: ('lz4' | 'zstd')[];
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
+  /** Who serves the faults of the tmem scenarios' regions (open()'s `faults`). */
+  faults: 'dispatcher' | 'inline';
   threads: number;
   scenarios: ScenarioName[];
   seed: number;
@@ -73,6 +75,7 @@ const BENCH_FLAGS: Record<string, 'flag' | 'value'> = {
   '--allocator': 'value',
   '--pin': 'flag',
   '--no-pin': 'flag',
+  '--faults': 'value',
   '--threads': 'value',
   '--scenarios': 'value',
   '--scenario': 'value',
@@ -163,6 +166,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     compressors: ['lz4', 'zstd'],
     allocator: 'zsmalloc',
     pin: true,
+    faults: 'dispatcher',
     threads: 1,
     scenarios: [...SCENARIOS],
     seed: 1,
@@ -205,6 +209,9 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
         break;
       case '--no-pin':
         o.pin = false;
+        break;
+      case '--faults':
+        o.faults = oneOf(name, val, ['dispatcher', 'inline'] as const, 'bench');
         break;
       case '--threads':
         o.threads = intOf(name, val, 1, 64, 'bench');
@@ -316,6 +323,9 @@ Options
   --compressor C           lz4 or zstd (default: the pool scenario runs both; lz4 elsewhere)
   --allocator A            zsmalloc (default) or zbud
   --pin / --no-pin         the dispatcher follows the faulting threads' CPU (default --pin)
+  --faults MODE             who serves the faults of tmem's regions in zero, pool,
+                           swapfile and threads: dispatcher (default) or inline (the
+                           faulting thread, SIGBUS); baselines stay as they are
   --threads N              faulting threads: N Workers touch the region through
                            attachRegion(region.share()) (default 1: the main thread)
   --rounds N               eviction rounds (default 3, --quick 1)

@@ -286,6 +286,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     seed: o.seed,
     allocator: o.allocator,
     pin: o.pin,
+    faults: o.faults,
     threads: o.threads,
     dir,
     progress,
@@ -694,7 +695,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
           {
             id: 'threads',
             scenario: 'threads',
-            title: `2 Workers on CPUs ${two.join(' and ')} faulting on one region (pool ${c}, ${o.pin ? 'pinned' : 'not pinned'})`,
+            title: `2 Workers on CPUs ${two.join(' and ')} faulting on one region (pool ${c}, ${o.faults === 'inline' ? 'faults inline' : o.pin ? 'pinned' : 'not pinned'})`,
           },
           () => tmemLatency('pool', { ...measure, compressor: c, label: 'threads: 2 Workers', threads: 2, cpus: two }),
           () => 'per-fault times of both Workers (each pinned to its CPU, attachRegion(region.share()))',
@@ -705,6 +706,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
               label: 'threads: 1 thread, same CPU',
               threads: 1,
               pin: true,
+              faults: 'dispatcher', // the baseline is the dispatcher on the faulting thread's CPU, whatever --faults says
             });
             progress.end(`p50 ${fromSamples('x', 'baseline', one.ns, edges).summary!.p50} us`);
             const label = "tmem, 1 thread, dispatcher's CPU";
@@ -803,6 +805,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       compressors: o.compressors,
       allocator: o.allocator,
       pin: o.pin,
+      faults: o.faults,
       threads: o.threads,
       scenarios: o.scenarios,
       seed: o.seed,

@@ -52,6 +52,8 @@ export interface MeasureOptions {
   compressor: 'lz4' | 'zstd';
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
+  /** open()'s `faults` (default 'dispatcher'). */
+  faults?: 'dispatcher' | 'inline';
   threads: number;
   /** With threads > 1: Worker w runs on cpus[w % cpus.length] (default: the affinity it inherits). */
   cpus?: number[];
@@ -229,6 +231,7 @@ export async function tmemLatency(kind: 'zero' | 'pool' | 'swapfile', o: Measure
     compressor: o.compressor,
     allocator: o.allocator,
     pin: o.pin,
+    faults: o.faults ?? 'dispatcher',
     ...(swapfile
       ? { stagingSize: '4MiB', swapFile: { path: o.dir, size: (Math.ceil(pages * 1.1) + 1024) * PAGE } }
       : {}),
