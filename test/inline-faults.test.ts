@@ -2,7 +2,8 @@
  * Inline regions (faults: 'inline'): faults raised as SIGBUS in the faulting thread and
  * forwarded to the dispatcher (native/inline_fault.h, lib/dispatcher/inline.ts). Real
  * faults, every byte checked. Scenarios that hang or kill a process on failure run in
- * child processes (helpers/inline-child.ts) under a timeout and SIGKILL.
+ * child processes (helpers/inline-child.ts) under a timeout and SIGKILL. The tests that
+ * fault in this process run serially: a touch blocks the event loop of every other test.
  */
 import test from 'ava';
 import * as fs from 'node:fs';
@@ -18,10 +19,10 @@ const touch = <T>(what: string, fn: () => T): T => watchdog.guard(what, 20000, f
 const CHILD = path.join(__dirname, 'helpers', 'inline-child.js');
 const show = (r: ChildResult): string => `code ${r.code}, signal ${r.signal}, ${r.ms} ms; stderr:\n${r.stderr}`;
 
-test('options: faults is checked for open(), region() and mapFile(), with codes', async (t) => {
+test.serial('options: faults is checked for open(), region() and mapFile(), with codes', async (t) => {
   await t.throwsAsync(open({ faults: 'bogus' as never }), { code: 'ERR_INVALID_ARG_VALUE', message: /faults must be/ });
   await t.throwsAsync(open({ faults: 1 as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /faults must be/ });
-  const swap = await withTimeout(open({ residentLimit: '1MiB' }), 20000, 'open()');
+  const swap = await withTimeout(open({ residentLimit: '1MiB' }), 60000, 'open()');
   t.teardown(() => swap.close());
   t.throws(() => swap.region(4096, { faults: 'x' as never }), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => swap.region(4096, { fault: 'inline' } as never), {
@@ -48,67 +49,73 @@ test('main thread and a Worker fault inline on zero, stored, staged, same-filled
   for (const k of ['zero', 'pool', 'same', 'staged', 'swapFile']) t.true(f[k] > 0, `faults.${k} ${f[k]}: ${show(r)}`);
 });
 
-test('an inline region in the ava process: every byte back after eviction, faults counted as forwarded', async (t) => {
-  const swap = await withTimeout(open({ residentLimit: '256KiB', faults: 'inline' }), 20000, 'open()');
-  t.teardown(() => swap.close());
-  const pages = 256;
-  const region = swap.region(pages * PAGE);
-  const bytes = new Uint8Array(region.buffer);
-  const before = native.inlineForwarded();
-  touch('write', () => {
-    for (let p = 0; p < pages; p++) fillPage(bytes, p * PAGE, p, 3);
-  });
-  await withTimeout(region.evict(), 20000, 'evict()');
-  let bad = -1;
-  touch('read back', () => {
-    bad = 0;
-    for (let p = 0; p < pages; p++) if (pageMismatch(bytes, p * PAGE, p, 3) >= 0) bad++;
-  });
-  t.is(bad, 0);
-  t.true(native.inlineForwarded() - before >= pages, 'every first touch went through the SIGBUS handler');
-  t.true(swap.stats().evictions >= pages);
-});
+test.serial(
+  'an inline region in the ava process: every byte back after eviction, faults counted as forwarded',
+  async (t) => {
+    const swap = await withTimeout(open({ residentLimit: '256KiB', faults: 'inline' }), 60000, 'open()');
+    t.teardown(() => swap.close());
+    const pages = 256;
+    const region = swap.region(pages * PAGE);
+    const bytes = new Uint8Array(region.buffer);
+    const before = native.inlineForwarded();
+    touch('write', () => {
+      for (let p = 0; p < pages; p++) fillPage(bytes, p * PAGE, p, 3);
+    });
+    await withTimeout(region.evict(), 60000, 'evict()');
+    let bad = -1;
+    touch('read back', () => {
+      bad = 0;
+      for (let p = 0; p < pages; p++) if (pageMismatch(bytes, p * PAGE, p, 3) >= 0) bad++;
+    });
+    t.is(bad, 0);
+    t.true(native.inlineForwarded() - before >= pages, 'every first touch went through the SIGBUS handler');
+    t.true(swap.stats().evictions >= pages);
+  },
+);
 
-test('a file mapped inline reads the file byte for byte, and a writable one writes back', async (t) => {
+test.serial('a file mapped inline reads the file byte for byte, and a writable one writes back', async (t) => {
   const dir = tempDir(t, 'tmem-inline-file-');
   const file = path.join(dir, 'data');
   const content = Buffer.alloc(64 * PAGE + 100);
   for (let p = 0; p < 64; p++) fillPage(content, p * PAGE, p, 5);
   content.fill(9, 64 * PAGE);
   fs.writeFileSync(file, content);
-  const swap = await withTimeout(open({ residentLimit: '64KiB' }), 20000, 'open()');
+  const swap = await withTimeout(open({ residentLimit: '64KiB' }), 60000, 'open()');
   t.teardown(() => swap.close());
   const ro = swap.mapFile(file, { faults: 'inline' });
   t.true(ro.inline);
   const got = touch('read the mapping', () => Buffer.from(new Uint8Array(ro.buffer).slice(0, content.length)));
   t.true(got.equals(content), 'the mapping reads the file');
-  await withTimeout(ro.close(), 20000, 'close()');
+  await withTimeout(ro.close(), 60000, 'close()');
   const rw = swap.mapFile(file, { writable: true, faults: 'inline' });
   touch('write the mapping', () => new Uint8Array(rw.buffer).fill(0x5a, 3 * PAGE, 5 * PAGE));
-  await withTimeout(rw.flush(), 20000, 'flush()');
-  await withTimeout(rw.close(), 20000, 'close()');
+  await withTimeout(rw.flush(), 60000, 'flush()');
+  await withTimeout(rw.close(), 60000, 'close()');
   const after = fs.readFileSync(file);
   content.fill(0x5a, 3 * PAGE, 5 * PAGE);
   t.true(after.equals(content), 'the file holds the written pages and nothing else changed');
 });
 
-test('EFAULT: write(2) of a missing page of an inline region fails; a short count when only the first is resident', async (t) => {
-  const dir = tempDir(t, 'tmem-inline-efault-');
-  const swap = await withTimeout(open({ residentLimit: '1MiB', faults: 'inline' }), 20000, 'open()');
-  t.teardown(() => swap.close());
-  const region = swap.region(8 * PAGE);
-  const bytes = new Uint8Array(region.buffer);
-  const fd = fs.openSync(path.join(dir, 'out'), 'w');
-  t.teardown(() => fs.closeSync(fd));
-  t.throws(() => fs.writeSync(fd, bytes, 0, PAGE), { code: 'EFAULT' });
-  touch('touch page 0', () => fillPage(bytes, 0, 0, 1));
-  t.is(fs.writeSync(fd, bytes, 0, 2 * PAGE), PAGE, 'page 0 written, page 1 is missing');
-  touch('touch page 1', () => fillPage(bytes, PAGE, 1, 1));
-  t.is(fs.writeSync(fd, bytes, 0, 2 * PAGE), 2 * PAGE);
-  // The same buffer of a dispatcher region (full mode) is written whole.
-  const normal = swap.region(2 * PAGE, { faults: 'dispatcher' });
-  if (!swap.stats().userModeOnly) t.is(fs.writeSync(fd, new Uint8Array(normal.buffer)), 2 * PAGE);
-});
+test.serial(
+  'EFAULT: write(2) of a missing page of an inline region fails; a short count when only the first is resident',
+  async (t) => {
+    const dir = tempDir(t, 'tmem-inline-efault-');
+    const swap = await withTimeout(open({ residentLimit: '1MiB', faults: 'inline' }), 60000, 'open()');
+    t.teardown(() => swap.close());
+    const region = swap.region(8 * PAGE);
+    const bytes = new Uint8Array(region.buffer);
+    const fd = fs.openSync(path.join(dir, 'out'), 'w');
+    t.teardown(() => fs.closeSync(fd));
+    t.throws(() => fs.writeSync(fd, bytes, 0, PAGE), { code: 'EFAULT' });
+    touch('touch page 0', () => fillPage(bytes, 0, 0, 1));
+    t.is(fs.writeSync(fd, bytes, 0, 2 * PAGE), PAGE, 'page 0 written, page 1 is missing');
+    touch('touch page 1', () => fillPage(bytes, PAGE, 1, 1));
+    t.is(fs.writeSync(fd, bytes, 0, 2 * PAGE), 2 * PAGE);
+    // The same buffer of a dispatcher region (full mode) is written whole.
+    const normal = swap.region(2 * PAGE, { faults: 'dispatcher' });
+    if (!swap.stats().userModeOnly) t.is(fs.writeSync(fd, new Uint8Array(normal.buffer)), 2 * PAGE);
+  },
+);
 
 test('signals: the main thread and a Worker fault inline while SIGUSR2, SIGWINCH and SIGCHLD keep arriving', async (t) => {
   const r = await runNodeChild(CHILD, ['signals'], 120000);
