@@ -15,7 +15,7 @@ import { type ChildResult, Watchdog, runNodeChild, tempDir, withTimeout } from '
 import { PAGE, fillPage, pageMismatch } from './helpers/swap-pattern';
 
 const watchdog = new Watchdog();
-const touch = <T>(what: string, fn: () => T): T => watchdog.guard(what, 20000, fn);
+const touch = <T>(what: string, fn: () => T): T => watchdog.guard(what, 60000, fn);
 const CHILD = path.join(__dirname, 'helpers', 'inline-child.js');
 const show = (r: ChildResult): string => `code ${r.code}, signal ${r.signal}, ${r.ms} ms; stderr:\n${r.stderr}`;
 
