@@ -8,6 +8,8 @@
  *   'swapFileError'  tmem:swap-file-error    swap file I/O errors (ENOSPC, EIO...)
  *   'checksumError'  tmem:checksum-error     a swap file slot failed its check, CRC-32 or authentication tag (the page is lost: SIGBUS)
  *   'dispatcherGone' tmem:dispatcher-gone    the dispatcher Worker failed or exited
+ *   'budgetExceeded' tmem:budget-exceeded    the memory budget cannot be held (lib/budget/controller.ts)
+ *   'memoryPressure' tmem:memory-pressure    memory pressure began (level > 0) or ended (level 0)
  *
  * The dispatcher keeps its state in shared counters; they are read every
  * POLL_MS (a timer that never keeps the process alive), so an event comes at
@@ -17,6 +19,7 @@
 import * as dc from 'node:diagnostics_channel';
 import type { EventEmitter } from 'node:events';
 import * as P from './dispatcher/protocol';
+import type { BudgetExceededEvent, MemoryPressureEvent } from './budget/controller';
 
 /** How often the shared counters are read, ms. */
 export const POLL_MS = 250;
@@ -25,7 +28,7 @@ export const POLL_MS = 250;
 export interface PoolEvent {
   /** Bytes the pools use now. */
   poolBytes: number;
-  /** The swap's poolLimit, bytes. */
+  /** The pool's limit now, bytes (poolLimit, or its share of the memory budget). */
   poolLimit: number;
 }
 /** Payload of 'swapFileError' and 'checksumError'. */
@@ -48,6 +51,8 @@ export interface SwapEventMap {
   swapFileError: SwapFileErrorEvent;
   checksumError: SwapFileErrorEvent;
   dispatcherGone: DispatcherGoneEvent;
+  budgetExceeded: BudgetExceededEvent;
+  memoryPressure: MemoryPressureEvent;
 }
 
 /** diagnostics_channel names; each message is the event's payload plus `swap`. */
@@ -57,6 +62,8 @@ export const CHANNELS: { readonly [K in keyof SwapEventMap]: string } = {
   swapFileError: 'tmem:swap-file-error',
   checksumError: 'tmem:checksum-error',
   dispatcherGone: 'tmem:dispatcher-gone',
+  budgetExceeded: 'tmem:budget-exceeded',
+  memoryPressure: 'tmem:memory-pressure',
 };
 
 const channels = Object.fromEntries(Object.entries(CHANNELS).map(([k, v]) => [k, dc.channel(v)])) as Record<
@@ -87,7 +94,7 @@ export class SwapEventWatcher {
   constructor(
     private readonly swap: EventEmitter,
     private readonly G: Float64Array,
-    private readonly poolLimit: number,
+    private readonly poolLimit: () => number,
     private readonly poolBytes: () => number,
   ) {}
 
@@ -110,7 +117,7 @@ export class SwapEventWatcher {
     const dAccept = G[P.G_POOL_ACCEPT_COUNT] - this.acceptCount;
     this.fullCount += dFull;
     this.acceptCount += dAccept;
-    const pool = (): PoolEvent => ({ poolBytes: this.poolBytes(), poolLimit: this.poolLimit });
+    const pool = (): PoolEvent => ({ poolBytes: this.poolBytes(), poolLimit: this.poolLimit() });
     if (!this.full && dFull > 0) {
       this.full = true;
       emitSwapEvent(this.swap, 'poolFull', pool());

@@ -8,7 +8,8 @@
  * userfaultfd.
  */
 export { open, attachRegion, Swap, Region, FileRegion } from './swap';
-export type { SharedRegion, OpenOptions, SwapStats, RegionStats, LatencyStats } from './swap';
+export type { SharedRegion, OpenOptions, SwapStats, RegionStats, LatencyStats, LimitsOptions } from './swap';
+export type { BudgetStats, BudgetExceededEvent, MemoryPressureEvent } from './budget/controller';
 export { parseSize } from './size';
 export { probe } from './probe';
 export type { ProbeResult } from './probe';

@@ -46,6 +46,8 @@ const OPEN_KEYS = [
   'idle',
   'statsSocket',
   'faults',
+  'memoryLimit',
+  'pressure',
 ] as const;
 const SWAPFILE_KEYS = ['path', 'size', 'encrypt'] as const;
 const IDLE_KEYS = ['after', 'recompress', 'recompressLevel', 'writeback', 'budget'] as const;
@@ -100,6 +102,16 @@ export interface CheckedOptions {
   idle: DispatcherOptions['idle'];
   statsSocket: boolean;
   faults: FaultMode;
+  /**
+   * The memory budget: 'fixed' (residentLimit and poolLimit as given or defaulted), a
+   * number of bytes (memoryLimit), or 'auto' (the cgroup's limit, lib/budget/).
+   */
+  memoryLimit: number | 'auto' | 'fixed';
+  /** residentLimit / poolLimit were given: with a budget they are caps. */
+  residentLimitGiven: boolean;
+  poolLimitGiven: boolean;
+  stagingGiven: boolean;
+  pressure: boolean;
 }
 
 function describe(v: unknown): string {
@@ -243,7 +255,14 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
   const idle = checkIdle(o.idle);
   const statsSocket = boolOpt(o.statsSocket, 'statsSocket', process.env.TMEM_STATS === '1');
   const faults = checkFaultMode(o.faults, 'faults', DEFAULT_FAULT_MODE);
+  const memoryLimit = checkMemoryLimit(o.memoryLimit, o.residentLimit === undefined && o.poolLimit === undefined);
+  const pressure = boolOpt(o.pressure, 'pressure', true);
   return {
+    memoryLimit,
+    residentLimitGiven: o.residentLimit !== undefined,
+    poolLimitGiven: o.poolLimit !== undefined,
+    stagingGiven: o.stagingSize !== undefined,
+    pressure,
     residentLimit,
     lowWatermark,
     poolLimit,
@@ -258,6 +277,20 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
     statsSocket,
     faults,
   };
+}
+
+/**
+ * memoryLimit: a size (at least 4 MiB), 'auto' (the cgroup's limit), or undefined: 'auto'
+ * when neither residentLimit nor poolLimit is given, else the fixed limits.
+ */
+function checkMemoryLimit(v: unknown, noSizes: boolean): number | 'auto' | 'fixed' {
+  if (v === undefined) return noSizes ? 'auto' : 'fixed';
+  if (v === 'auto') return 'auto';
+  if (typeof v !== 'number' && typeof v !== 'string')
+    throw invalidArgType(
+      `memoryLimit must be a number of bytes, a size string like '512MiB' or 'auto', got ${describe(v)}`,
+    );
+  return sizeOpt(v, 'memoryLimit', 0, 4 * MiB, '4MiB', LIMITS.residentLimit, '64TiB');
 }
 
 function checkIdle(v: unknown): DispatcherOptions['idle'] {

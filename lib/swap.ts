@@ -22,15 +22,36 @@ import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
 import { openSwapFile } from './swapfile';
 import { checkOpenOptions, checkRegionOptions, checkMapFileOptions, type FaultMode } from './options';
-import { closedError, dispatcherGone, ensureCode, invalidArgType, outOfRange } from './errors';
+import { closedError, dispatcherGone, ensureCode, invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { checkBufferSize, markRegionBuffer } from './buffers';
 import { publishStats } from './stats-server';
 import { EventEmitter } from 'node:events';
 import { SwapEventWatcher, emitSwapEvent, type SwapEventMap } from './events';
 import { withUserfaultfdHint } from './probe';
+import * as os from 'node:os';
+import { BudgetController, initialBudget, type BudgetConfig, type BudgetStats } from './budget/controller';
+import { LIMITS } from './options';
 
 /** Options of {@link open}. Sizes are bytes or strings like '256MiB'. */
 export interface OpenOptions {
+  /**
+   * All the memory tmem may use, in bytes (resident region pages, staging, pool, index and
+   * page state), split by tmem between resident pages and the pool: everything resident at
+   * first, the pool growing as pages compress, a swap file (if any) below it. 'auto': the
+   * memory cgroup's limit (v1 memory.limit_in_bytes, v2 memory.max/memory.high) less what
+   * the process uses outside tmem and a margin, followed as both change; outside a cgroup
+   * with a limit, the fixed residentLimit and poolLimit. Default: 'auto' when neither
+   * residentLimit nor poolLimit is given; with either, those fixed limits. Given with a
+   * budget, residentLimit and poolLimit cap their share of it. See README "The memory budget".
+   */
+  memoryLimit?: number | string | 'auto';
+  /**
+   * React to memory pressure (default true): PSI (the cgroup's memory.pressure, or
+   * /proc/pressure/memory) and the cgroup's usage near or at its limit shrink the resident
+   * set and make idle pages go to zstd and the swap file at once; the memory is given back
+   * gradually once the pressure is gone. See README "Pressure".
+   */
+  pressure?: boolean;
   /** Bytes of region pages kept resident, over all regions (default '256MiB'). */
   residentLimit?: number | string;
   /** Eviction stops when resident bytes fall under this fraction of residentLimit (default 0.9). */
@@ -256,6 +277,20 @@ export interface SwapStats {
   swapFile?: SwapFileStats;
   /** zram idle handling: pages seen idle, recompressed (and bytes saved), pages no algorithm helps, idle pages written back. */
   idle: { pages: number; recompressed: number; bytesSaved: number; noGain: number; writtenBack: number };
+  /** The memory budget: where it comes from, its split now, pressure, and the times it could not be held. */
+  budget: BudgetStats;
+}
+
+/** What {@link Swap.setLimits} changes; a key left out keeps its value. */
+export interface LimitsOptions {
+  /** A new budget (bytes or a size string, at least 4 MiB): from now on a fixed one, no longer the cgroup's. */
+  memoryLimit?: number | string;
+  /** Resident bytes (without a budget: the limit; with one: a cap on its resident share). */
+  residentLimit?: number | string;
+  /** Pool bytes (without a budget: the limit; with one: a cap); at most what open() reserved for the arena. */
+  poolLimit?: number | string;
+  /** Eviction stops at this fraction of the resident limit. */
+  lowWatermark?: number;
 }
 
 /** Per-region figures. */
@@ -358,16 +393,33 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
       { code: 'TMEM_USER_MODE_ONLY' },
     );
   }
+  // The budget (lib/budget/): from memoryLimit, the cgroup, or none. With one, the arena is
+  // reserved for as much as the machine has (address space only, committed as it fills), so
+  // that a budget raised later can use it; residentLimit and poolLimit, given, are caps.
+  const budget = initialBudget(o.memoryLimit, o.pressure);
+  const budgeted = budget.mode !== 'fixed';
+  const arenaBytes =
+    budgeted && !o.poolLimitGiven
+      ? Math.min(LIMITS.poolLimit, Math.ceil(os.totalmem() / (64 * 2 ** 20)) * 64 * 2 ** 20)
+      : o.poolLimit;
+  const stagingBytes =
+    budgeted && !o.stagingGiven ? Math.min(32 * 2 ** 20, Math.max(64 * 4096, budget.bytes / 8)) : o.stagingBytes;
   const swap = new Swap(
     uffd,
     {
-      residentLimitPages: Math.floor(residentLimit / 4096),
+      residentLimitPages: Math.floor((budgeted ? Math.min(residentLimit, budget.bytes) : residentLimit) / 4096),
       lowWatermarkPages: Math.floor((residentLimit / 4096) * low),
       poolLimitBytes: o.poolLimit,
+      budgetBytes: budget.bytes,
+      residentCapPages: !budgeted || o.residentLimitGiven ? Math.floor(residentLimit / 4096) : Infinity,
+      poolCapBytes: !budgeted || o.poolLimitGiven ? o.poolLimit : Infinity,
+      lowWatermark: low,
+      arenaBytes,
+      budget: { mode: budget.mode, cgroup: budget.cgroup, pressure: budget.pressure },
       acceptThresholdPercent: o.acceptThreshold,
       compressor: o.compressor,
       allocator: o.allocator,
-      stagingPages: Math.floor(o.stagingBytes / 4096),
+      stagingPages: Math.floor(stagingBytes / 4096),
       follow: o.pin,
       swapFileFd: swapFile ? swapFile.fd : -1,
       swapFileSize: swapFile ? swapFile.size : 0,
@@ -376,6 +428,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     },
     swapFile,
     o.faults,
+    budget,
   );
   try {
     await swap._start();
@@ -419,6 +472,7 @@ export class Swap extends EventEmitter {
   private stopping = false;
   private readonly regions = new Set<Region>();
   private events?: SwapEventWatcher;
+  private budget?: BudgetController;
   /** @internal */
   _unpublish?: () => void;
 
@@ -428,6 +482,7 @@ export class Swap extends EventEmitter {
     private readonly opts: P.DispatcherOptions,
     private readonly swapFile?: { fd: number; size: number; path: string; encrypt: boolean },
     private readonly faultMode: FaultMode = 'dispatcher',
+    private readonly budgetCfg: BudgetConfig = { mode: 'fixed', bytes: 0, pressure: false },
   ) {
     super();
     const ch = new MessageChannel();
@@ -485,7 +540,7 @@ export class Swap extends EventEmitter {
     try {
       this.store = createStore(this.opts);
     } catch (e) {
-      throw arenaFailure(e, this.opts.poolLimitBytes);
+      throw arenaFailure(e, this.opts.arenaBytes ?? this.opts.poolLimitBytes);
     }
     this.port.postMessage({ store: this.store.handle });
     Atomics.store(this.ctl, P.CTL_STORE, 1);
@@ -499,8 +554,24 @@ export class Swap extends EventEmitter {
     worker.unref();
     liveSwaps.add(this);
     const store = this.store;
-    this.events = new SwapEventWatcher(this, this.G, this.opts.poolLimitBytes, () => storeStats(store).poolBytes);
+    this.events = new SwapEventWatcher(
+      this,
+      this.G,
+      () => this.G[P.G_POOL_LIMIT],
+      () => storeStats(store).poolBytes,
+    );
     this.events.start();
+    this.budget = new BudgetController(
+      {
+        emitter: this,
+        G: this.G,
+        poolBytes: () => storeStats(store).poolBytes,
+        swapFile: this.swapFile !== undefined,
+        compressor: this.opts.compressor,
+      },
+      this.budgetCfg,
+    );
+    this.budget.start();
   }
 
   /** @internal undoes a failed _start(). */
@@ -530,6 +601,7 @@ export class Swap extends EventEmitter {
     if (pendingOnly) return;
     this.events?.poll();
     this.events?.stop();
+    this.budget?.stop();
     emitSwapEvent(this, 'dispatcherGone', { error: e });
   }
 
@@ -635,6 +707,20 @@ export class Swap extends EventEmitter {
     }
   }
 
+  /**
+   * Changes the limits while the swap runs: a lower one is met by evicting resident pages
+   * (and, for the pool, writing its oldest pages back to the swap file, if there is one).
+   * A `memoryLimit` replaces the budget (the cgroup's is no longer followed). Resolves once
+   * the dispatcher applied it.
+   * @throws TypeError / RangeError (ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, ERR_OUT_OF_RANGE) for bad values
+   */
+  async setLimits(limits: LimitsOptions): Promise<void> {
+    this.check();
+    const l = checkLimits(limits, this.opts.arenaBytes ?? this.opts.poolLimitBytes);
+    await this._request({ op: 'setLimits', reqId: this._nextReq(), limits: l });
+    if (l.budgetBytes !== undefined) this.budget?.setBudget(l.budgetBytes);
+  }
+
   /** @internal */
   _forget(r: Region): void {
     this.regions.delete(r);
@@ -699,6 +785,20 @@ export class Swap extends EventEmitter {
         noGain: G[P.G_RECOMPRESS_NO_GAIN],
         writtenBack: G[P.G_IDLE_WRITEBACK],
       },
+      budget: this.budget
+        ? this.budget.stats()
+        : {
+            mode: this.budgetCfg.mode,
+            bytes: this.budgetCfg.bytes,
+            residentLimit: G[P.G_RESIDENT_LIMIT] * 4096,
+            poolLimit: G[P.G_POOL_LIMIT],
+            metadataBytes: G[P.G_BUDGET_METADATA],
+            outsideBytes: 0,
+            marginBytes: 0,
+            pressure: 0,
+            pressureCause: '',
+            notHeld: G[P.G_BUDGET_NOT_HELD],
+          },
       swapFile: this.swapFile
         ? {
             slots: G[P.G_SWAP_SLOTS],
@@ -755,6 +855,8 @@ export class Swap extends EventEmitter {
     liveSwaps.delete(this);
     this.events?.poll();
     this.events?.stop();
+    this.budget?.poll();
+    this.budget?.stop();
     this._unpublish?.();
     if (this.worker) await this.worker.terminate().catch(() => undefined);
     for (const r of [...this.regions]) r._abandon();
@@ -765,6 +867,40 @@ export class Swap extends EventEmitter {
     if (this.swapFile) closeSwapFile(this.swapFile);
     if (this.dead) throw this.dead;
   }
+}
+
+const LIMIT_KEYS = ['memoryLimit', 'residentLimit', 'poolLimit', 'lowWatermark'];
+
+/** setLimits()'s argument, checked, as the dispatcher's request wants it. */
+function checkLimits(limits: unknown, arenaBytes: number): P.LimitsUpdate {
+  if (limits === null || typeof limits !== 'object' || Array.isArray(limits))
+    throw invalidArgType('limits must be an object { memoryLimit, residentLimit, poolLimit, lowWatermark }');
+  const o = limits as Record<string, unknown>;
+  for (const k of Object.keys(o))
+    if (!LIMIT_KEYS.includes(k))
+      throw invalidArgValue(`unknown key in limits: '${k}'; accepted: ${LIMIT_KEYS.join(', ')}`);
+  const out: P.LimitsUpdate = {};
+  const size = (name: string, min: number, minText: string, max: number, maxText: string): number | undefined => {
+    if (o[name] === undefined) return undefined;
+    const b = parseSize(o[name], name);
+    if (b < min) throw outOfRange(`${name} must be at least ${minText}, got ${String(o[name])}`);
+    if (b > max) throw outOfRange(`${name} must be at most ${maxText}, got ${String(o[name])}`);
+    return b;
+  };
+  const m = size('memoryLimit', 4 * 2 ** 20, '4MiB', LIMITS.residentLimit, '64TiB');
+  if (m !== undefined) out.budgetBytes = m;
+  const r = size('residentLimit', 16 * 4096, '64KiB (16 pages)', LIMITS.residentLimit, '64TiB');
+  if (r !== undefined) out.residentLimitPages = Math.floor(r / 4096);
+  const p = size('poolLimit', 16 * 4096, '64KiB', arenaBytes, `${arenaBytes} bytes (the arena open() reserved)`);
+  if (p !== undefined) out.poolLimitBytes = p;
+  if (o.lowWatermark !== undefined) {
+    if (typeof o.lowWatermark !== 'number')
+      throw invalidArgType(`lowWatermark must be a number (a fraction between 0 and 1), got ${typeof o.lowWatermark}`);
+    if (!(o.lowWatermark > 0 && o.lowWatermark < 1))
+      throw outOfRange(`lowWatermark must be a fraction between 0 and 1, got ${o.lowWatermark}`);
+    out.lowWatermark = o.lowWatermark;
+  }
+  return out;
 }
 
 /** open()'s error when the dispatcher Worker could not start. */

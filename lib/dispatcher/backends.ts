@@ -38,10 +38,11 @@ export interface Backends {
 // cleared by hand, committing memory the pool never uses).
 const CHUNK = 64 * 2 ** 20;
 
-/** Creates the arena, the store and both pools, sized for `poolLimitBytes`. */
+/** Creates the arena, the store and both pools, sized for `arenaBytes` (else `poolLimitBytes`). */
 export function createStore(o: DispatcherOptions): StoreHandle {
-  const chunkBytes = o.poolLimitBytes >= CHUNK ? CHUNK : 2 ** Math.max(17, Math.ceil(Math.log2(o.poolLimitBytes)));
-  const maxBytes = Math.ceil(o.poolLimitBytes / chunkBytes) * chunkBytes;
+  const limit = o.arenaBytes ?? o.poolLimitBytes;
+  const chunkBytes = limit >= CHUNK ? CHUNK : 2 ** Math.max(17, Math.ceil(Math.log2(limit)));
+  const maxBytes = Math.ceil(limit / chunkBytes) * chunkBytes;
   const frames = maxBytes / 4096;
   const store = Store.create({
     arena: { maxBytes, chunkBytes },

@@ -23,6 +23,7 @@ import { byId, type RegionState } from './regions';
 import { storedFifo, storedPush, becomeResident } from './reclaim';
 import { poolObjectIs, poolObjectGone, storedLeaves } from './pool';
 import { wb, swapUsable, queuePoolWriteback, flushWriteback } from './writeback';
+import { limits } from './budget';
 
 const zstdCold = opts.idle.recompress ? new PageCodec('zstd', opts.idle.recompressLevel) : undefined;
 const recompBuf = new Uint8Array(PAGE + 64);
@@ -32,8 +33,11 @@ export const idle = { nextPass: 0 };
 /** One pass over idle stored pages (zram idle recompression and writeback). */
 export function idlePass(): void {
   const now = nowSec();
-  const after = opts.idle.afterMs / 1000;
-  let budget = opts.idle.budget;
+  // Under memory pressure every stored page counts as idle, and all go to the swap file.
+  const pressed = limits.pressure > 0;
+  const after = pressed ? 0 : opts.idle.afterMs / 1000;
+  const writeAll = opts.idle.writeback === 'idle' || (pressed && opts.idle.writeback !== false);
+  let budget = pressed ? opts.idle.budget * 4 : opts.idle.budget;
   while (budget > 0 && storedFifo.peek()) {
     const r = byId.get(storedFifo.outRegion);
     const page = storedFifo.outPage;
@@ -57,7 +61,7 @@ export function idlePass(): void {
       continue;
     }
     const raw = isRaw(len);
-    if (swapUsable() && (opts.idle.writeback === 'idle' || (opts.idle.writeback === 'huge' && raw))) {
+    if (swapUsable() && (writeAll || (opts.idle.writeback === 'huge' && raw))) {
       queuePoolWriteback(r, page, len, true); // BUSY until settled; counted once written
       continue;
     }

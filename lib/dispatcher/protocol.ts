@@ -9,6 +9,8 @@
  *   port   a MessagePort for requests (drained synchronously by the
  *          dispatcher with receiveMessageOnPort after wakeReader()) and replies
  */
+import type { BudgetInit } from '../budget/sampler';
+
 export const CTL_STOP = 0;
 export const CTL_EXITING = 1;
 export const CTL_READY = 2;
@@ -61,7 +63,22 @@ export const G_FILE_WRITE_ERRORS = 40; // write-backs to mapped files that faile
 export const G_POOL_READAHEAD = 41; // pages loaded from the pool ahead of a sequential run of faults (readahead.ts)
 export const G_POOL_FULL_COUNT = 44; // times the pool started refusing stores (zswap's accept hysteresis)
 export const G_POOL_ACCEPT_COUNT = 45; // times it accepted again after refusing
-export const G_SLOTS = 48;
+// The memory budget (budget.ts): the effective limits now, tmem's metadata, and the pages that
+// stayed resident over the limit because nothing below the pool took them.
+export const G_RESIDENT_LIMIT = 48; // pages
+export const G_POOL_LIMIT = 49; // bytes
+export const G_BUDGET_METADATA = 50; // bytes of page state and index (budget mode only)
+export const G_BUDGET_NOT_HELD = 51; // stores refused with nothing below the pool, resident over its limit
+export const G_BUDGET_BYTES = 52; // the budget now (0: none)
+export const G_PRESSURE = 53; // memory pressure 0..1 (lib/budget/pressure.ts)
+export const G_PRESSURE_CAUSE = 54; // PRESSURE_CAUSES index of what raised it
+export const G_OUTSIDE = 55; // bytes the process uses outside tmem, as estimated (lib/budget/sampler.ts)
+export const G_MARGIN = 56; // bytes kept free below the cgroup's limit
+export const G_CGROUP_LIMIT = 57; // the cgroup's limit at the last look (-1: none or unread)
+export const G_CGROUP_USAGE = 58; // its usage at the last look (-1: unread)
+export const G_SLOTS = 64;
+/** G_PRESSURE_CAUSE values. */
+export const PRESSURE_CAUSES = ['', 'psi', 'near-limit', 'limit'] as const;
 
 // Per-region counters.
 export const R_RESIDENT = 0;
@@ -112,7 +129,22 @@ export type Request =
   | { op: 'evict'; reqId: number; id: number }
   | { op: 'flush'; reqId: number; id: number }
   | { op: 'closeRegion'; reqId: number; id: number }
+  | { op: 'setLimits'; reqId: number; limits: LimitsUpdate }
   | { op: 'stop'; reqId: number };
+
+/** A run-time change of the limits (budget.ts); a field left out keeps its value. */
+export interface LimitsUpdate {
+  /** The whole budget in bytes (0: none, fixed limits). */
+  budgetBytes?: number;
+  /** A cap on resident pages (Infinity: none; without a budget, the resident limit itself). */
+  residentLimitPages?: number;
+  /** A cap on the pool's bytes (Infinity: none, the arena's size). */
+  poolLimitBytes?: number;
+  /** Eviction stops at this fraction of the resident limit. */
+  lowWatermark?: number;
+  /** Memory pressure, 0 (none) to 1: the resident set gives up to half of itself, idle pages go harder. */
+  pressure?: number;
+}
 
 export interface Reply {
   reqId: number;
@@ -126,9 +158,20 @@ export interface Reply {
 }
 
 export interface DispatcherOptions {
+  /** The effective limits (in budget mode, recomputed by the dispatcher: budget.ts). */
   residentLimitPages: number;
   lowWatermarkPages: number;
   poolLimitBytes: number;
+  /** The memory budget in bytes (memoryLimit; 0 or absent: the fixed limits above). */
+  budgetBytes?: number;
+  /** Caps the program set with a budget (residentLimit, poolLimit); absent: none. */
+  residentCapPages?: number;
+  poolCapBytes?: number;
+  lowWatermark?: number;
+  /** Bytes of address space the pool arena reserves (absent: poolLimitBytes). */
+  arenaBytes?: number;
+  /** Where the budget comes from, the cgroup, pressure (lib/budget/sampler.ts); absent: fixed, no pressure. */
+  budget?: BudgetInit;
   acceptThresholdPercent: number;
   compressor: 'lz4' | 'zstd';
   allocator: 'zsmalloc' | 'zbud';

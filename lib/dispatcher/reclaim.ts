@@ -77,6 +77,7 @@ import { wb, WB, flushWriteback, toSwapFile, swapUsable } from './writeback';
 import { writeBack, fileGeneration, nextEpoch } from './files';
 import { serveAvailableFaults } from './faults';
 import { batch } from './requests';
+import { applyLimits, notHeld } from './budget';
 
 const ASIDE_MS = 1000;
 const EVICT_BACKOFF_MS = 50;
@@ -304,6 +305,7 @@ export function finalizeOldest(): boolean {
     unstaged();
     publish(r.state, page, ACTIVE);
     fifoPush(r, page);
+    notHeld();
     // Nothing will take pages for a while: pause background eviction rather
     // than spin refusing on the CPU the application runs on.
     residency.backoffUntil = performance.now() + EVICT_BACKOFF_MS;
@@ -409,9 +411,22 @@ function storeAnon(r: RegionState, page: number, off: number, slot: number): num
   return DONE;
 }
 
+/**
+ * Steps of background eviction for one loop turn (a step stages a page or stores one): 2 below
+ * the resident limit, as many as a fault brings in; over it, more the further over (4 + 1 per
+ * 32 pages, at most 64), so that a program writing new pages as fast as it can is held to the
+ * limit instead of eviction just keeping pace (the kernel throttles such a writer with direct
+ * reclaim).
+ */
+export function evictionSteps(): number {
+  const over = residency.resident - opts.residentLimitPages;
+  return over <= 0 ? 2 : Math.min(64, 4 + (over >> 5));
+}
+
 /** One slice of background eviction. */
 export function evictSlice(budget: number): void {
   nextEpoch();
+  applyLimits(); // with a memory budget, the resident limit follows the pool's size
   const stagingTarget = Math.min(S, Math.max(16, opts.residentLimitPages >> 3));
   for (let i = 0; i < budget; i++) {
     if (residency.resident <= opts.lowWatermarkPages) {

@@ -16,6 +16,7 @@ import { flushReleases } from './staging';
 import { evictRegion } from './reclaim';
 import { startFlush, replyAfterWrites } from './files';
 import { receiveMessageOnPort } from 'node:worker_threads';
+import { setLimits } from './budget';
 
 export const batch = { depth: 0 };
 export const control = { running: true };
@@ -54,6 +55,10 @@ function handle(req: P.Request): boolean {
         reply(req.reqId, true);
         return true;
       }
+      case 'setLimits':
+        setLimits(req.limits); // a lower limit: eviction (or the shrinker) runs from the next loop turn
+        reply(req.reqId, true);
+        return true;
       case 'stop':
         flushReleases();
         reply(req.reqId, true);

@@ -11,6 +11,7 @@
  *          evict a slice                  a few pages, then poll for faults again (reclaim.ts)
  *          or shrink the pool             zswap write-back to the swap file (writeback.ts)
  *          idle pass, once a second       zram idle recompression / write-back (idle.ts)
+ *          budget, twice a second         the cgroup's limit and pressure -> the limits (budget.ts)
  *
  * The modules, each with its own state and a header drawing it:
  *   env.ts        what the main thread handed over: uffd, options, counters, the store, scratch
@@ -26,17 +27,19 @@
  *   requests.ts   requests from the main thread
  *   placement.ts  the dispatcher follows the faulting threads' CPU (`pin`)
  *   inline.ts     faults of inline regions, forwarded by the SIGBUS handler
+ *   budget.ts     the memory budget: its split between resident pages and the pool, limit changes
  */
 import * as P from './protocol';
 import { ctl, uffd, life, port, idleEnabled } from './env';
 import { events, serveBatch, retries, retryPending } from './faults';
 import { staging } from './staging';
-import { residency, evictSlice, storedFifo } from './reclaim';
+import { residency, evictSlice, evictionSteps, storedFifo } from './reclaim';
 import { wb, shrinkStep, flushWriteback } from './writeback';
 import { idle, idlePass } from './idle';
 import { drainIo, closeFileIo } from './files';
 import { control, drainRequests, runDeferred, hasDeferred } from './requests';
 import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
+import { applyLimits, budgetDueIn, budgetTick } from './budget';
 
 function loop(): void {
   Atomics.store(ctl, P.CTL_READY, 1);
@@ -51,6 +54,8 @@ function loop(): void {
     const idleWork = idleEnabled && storedFifo.length > 0;
     if (timeout < 0 && idleWork) timeout = Math.max(0, Math.ceil(idle.nextPass - performance.now()));
     if (waiting.count > 0 && (timeout < 0 || timeout > WAITING_POLL_MS)) timeout = WAITING_POLL_MS;
+    const due = budgetDueIn(now); // the next look at the cgroup and pressure (budget.ts)
+    if (due >= 0 && (timeout < 0 || due < timeout)) timeout = due;
     const n = uffd.read(events, timeout);
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
@@ -61,8 +66,9 @@ function loop(): void {
     if (wb.count > 0) flushWriteback();
     if (retries.count > 0) retryPending();
     if (waiting.count > 0) releaseWaiting();
+    budgetTick(performance.now());
     if (residency.evicting) {
-      if (performance.now() >= residency.backoffUntil) evictSlice(2);
+      if (performance.now() >= residency.backoffUntil) evictSlice(evictionSteps());
     } else shrinkStep();
     if (idleWork && !residency.evicting && n === 0 && performance.now() >= idle.nextPass) {
       idlePass();
@@ -81,5 +87,6 @@ function loop(): void {
   port.close();
 }
 
+applyLimits(); // the effective limits of a memory budget (budget.ts)
 drainRequests();
 loop();
