@@ -44,7 +44,7 @@ export interface OpenOptions {
    * residentLimit nor poolLimit is given; with either, those fixed limits. Given with a
    * budget, residentLimit and poolLimit cap their share of it. See README "The memory budget".
    */
-  memoryLimit?: number | string | 'auto';
+  memoryLimit?: number | string;
   /**
    * React to memory pressure (default true): PSI (the cgroup's memory.pressure, or
    * /proc/pressure/memory) and the cgroup's usage near or at its limit shrink the resident
@@ -883,8 +883,9 @@ function checkLimits(limits: unknown, arenaBytes: number): P.LimitsUpdate {
   const size = (name: string, min: number, minText: string, max: number, maxText: string): number | undefined => {
     if (o[name] === undefined) return undefined;
     const b = parseSize(o[name], name);
-    if (b < min) throw outOfRange(`${name} must be at least ${minText}, got ${String(o[name])}`);
-    if (b > max) throw outOfRange(`${name} must be at most ${maxText}, got ${String(o[name])}`);
+    const given = typeof o[name] === 'string' ? o[name] : String(b);
+    if (b < min) throw outOfRange(`${name} must be at least ${minText}, got ${given}`);
+    if (b > max) throw outOfRange(`${name} must be at most ${maxText}, got ${given}`);
     return b;
   };
   const m = size('memoryLimit', 4 * 2 ** 20, '4MiB', LIMITS.residentLimit, '64TiB');

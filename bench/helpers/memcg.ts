@@ -35,7 +35,7 @@ function keyed(file: string, key: string): number {
 export function memcgRoot(): { version: 1 | 2; root: string } | { reason: string } {
   if (process.platform !== 'linux') return { reason: 'not Linux' };
   if (process.getuid?.() !== 0) return { reason: 'not root: making a memory cgroup needs root' };
-  let mountinfo = '';
+  let mountinfo: string;
   try {
     mountinfo = read('/proc/self/mountinfo');
   } catch {
@@ -94,8 +94,7 @@ export function makeMemcg(name: string, limit: number): Memcg {
     version,
     dir,
     limit,
-    peak: () =>
-      Number(read(path.join(dir, version === 1 ? 'memory.max_usage_in_bytes' : 'memory.peak')).trim()) || 0,
+    peak: () => Number(read(path.join(dir, version === 1 ? 'memory.max_usage_in_bytes' : 'memory.peak')).trim()) || 0,
     oomKills: () => keyed(path.join(dir, version === 1 ? 'memory.oom_control' : 'memory.events'), 'oom_kill'),
     remove() {
       for (let i = 0; i < 50; i++) {

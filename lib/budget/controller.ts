@@ -133,7 +133,10 @@ export class BudgetController {
     const level = G[P.G_PRESSURE];
     if (level > 0 !== this.pressed) {
       this.pressed = level > 0;
-      emitSwapEvent(this.host.emitter, 'memoryPressure', { level, cause: P.PRESSURE_CAUSES[G[P.G_PRESSURE_CAUSE]] ?? '' });
+      emitSwapEvent(this.host.emitter, 'memoryPressure', {
+        level,
+        cause: P.PRESSURE_CAUSES[G[P.G_PRESSURE_CAUSE]] ?? '',
+      });
     }
     const n = G[P.G_BUDGET_NOT_HELD];
     const over = G[P.G_RESIDENT] > G[P.G_RESIDENT_LIMIT];
@@ -169,7 +172,9 @@ export class BudgetController {
     const cause =
       `the pool is full (${mib(poolBytes)} of its ${mib(poolLimit)} limit) and ${below}, ` +
       `so pages stay resident: ${mib(residentBytes)} resident against a limit of ${mib(residentLimit)}` +
-      (budgetBytes > 0 ? ` (budget ${mib(budgetBytes)}, from ${this.cfg.mode === 'cgroup' ? 'the cgroup' : 'memoryLimit'})` : '');
+      (budgetBytes > 0
+        ? ` (budget ${mib(budgetBytes)}, from ${this.cfg.mode === 'cgroup' ? 'the cgroup' : 'memoryLimit'})`
+        : '');
     const fixes = [
       this.host.swapFile ? 'a larger swap file (swapFile.size)' : 'a swap file (open({ swapFile: { path, size } }))',
       this.cfg.mode === 'cgroup'
@@ -194,7 +199,11 @@ export class BudgetController {
       poolLimit: G[P.G_POOL_LIMIT],
       metadataBytes: G[P.G_BUDGET_METADATA],
       cgroup: this.cfg.cgroup
-        ? { version: this.cfg.cgroup.version, limit: cgLimit >= 0 ? cgLimit : null, usage: cgUsage >= 0 ? cgUsage : null }
+        ? {
+            version: this.cfg.cgroup.version,
+            limit: cgLimit >= 0 ? cgLimit : null,
+            usage: cgUsage >= 0 ? cgUsage : null,
+          }
         : undefined,
       outsideBytes: G[P.G_OUTSIDE],
       marginBytes: this.cfg.mode === 'cgroup' ? G[P.G_MARGIN] : 0,
