@@ -111,7 +111,8 @@ export interface CheckedOptions {
   residentLimitGiven: boolean;
   poolLimitGiven: boolean;
   stagingGiven: boolean;
-  pressure: boolean;
+  /** undefined: on with a budget, off with fixed limits. */
+  pressure?: boolean;
 }
 
 function describe(v: unknown): string {
@@ -256,7 +257,7 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
   const statsSocket = boolOpt(o.statsSocket, 'statsSocket', process.env.TMEM_STATS === '1');
   const faults = checkFaultMode(o.faults, 'faults', DEFAULT_FAULT_MODE);
   const memoryLimit = checkMemoryLimit(o.memoryLimit, o.residentLimit === undefined && o.poolLimit === undefined);
-  const pressure = boolOpt(o.pressure, 'pressure', true);
+  const pressure = o.pressure === undefined ? undefined : boolOpt(o.pressure, 'pressure', true);
   return {
     memoryLimit,
     residentLimitGiven: o.residentLimit !== undefined,

@@ -162,6 +162,18 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
   gauge('cleancache_pages', 'File pages held by the ephemeral pool, pages', (s) => s.cleancache.pages);
   gauge('swap_file_bytes', 'Pages in the swap file, bytes', (s) => s.swapFile?.bytes ?? 0);
   gauge('swap_file_slots', 'Slots of the swap file (0 without one), slots', (s) => s.swapFile?.slots ?? 0);
+  gauge(
+    'budget_bytes',
+    'The memory budget (memoryLimit or from the cgroup; 0: fixed limits), bytes',
+    (s) => s.budget.bytes,
+  );
+  gauge(
+    'resident_limit_bytes',
+    'The resident limit now (its share of the budget), bytes',
+    (s) => s.budget.residentLimit,
+  );
+  gauge('pool_limit_bytes', "The pool's limit now, bytes", (s) => s.budget.poolLimit);
+  gauge('memory_pressure', 'Memory pressure tmem reacts to, 0 (none) to 1', (s) => s.budget.pressure);
 
   counter('faults_total', 'Faults served, by where the page came from', 'source', (s) => ({
     zero: s.faults.zero,
@@ -208,6 +220,12 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
     one(s.swapFile?.writtenBack ?? 0),
   );
   counter('swap_file_swap_ins_total', 'Pages read back from the swap file', null, (s) => one(s.swapFile?.swapIns ?? 0));
+  counter(
+    'budget_not_held_total',
+    'Pages that could go nowhere (pool full, nothing below it) while resident pages were over their limit',
+    null,
+    (s) => one(s.budget.notHeld),
+  );
   counter('swap_file_errors_total', 'Swap file errors, by kind', 'kind', (s) => ({
     io: s.swapFile?.ioErrors ?? 0,
     checksum: s.swapFile?.checksumErrors ?? 0,

@@ -46,7 +46,7 @@ export interface OpenOptions {
    */
   memoryLimit?: number | string;
   /**
-   * React to memory pressure (default true): PSI (the cgroup's memory.pressure, or
+   * React to memory pressure (default: true with a memory budget, false with fixed limits): PSI (the cgroup's memory.pressure, or
    * /proc/pressure/memory) and the cgroup's usage near or at its limit shrink the resident
    * set and make idle pages go to zstd and the swap file at once; the memory is given back
    * gradually once the pressure is gone. See README "Pressure".

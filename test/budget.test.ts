@@ -12,6 +12,8 @@ import { open, type Swap } from '../lib';
 import { makeMemcg, memcgRoot, spawnInMemcg, type Memcg } from '../bench/helpers/memcg';
 import { fillLogPage, firstBadPage } from '../bench/helpers/log-pages';
 import { statsWhen, tempDir } from './helpers/harness';
+import { Registry } from 'prom-client';
+import { register } from '../lib/prometheus';
 
 const MiB = 2 ** 20;
 const PAGE = 4096;
@@ -134,7 +136,7 @@ test('memoryLimit: resident pages, the pool and tmem metadata stay within the bu
   await r.close();
 });
 
-test('setLimits: a lower residentLimit at run time evicts down to it; a lower poolLimit writes the pool back to the swap file; every byte reads back', async (t) => {
+test('setLimits: a lower residentLimit at run time evicts down to it; a lower poolLimit writes the pool back to the swap file, also when lowered while eviction runs; every byte reads back', async (t) => {
   const dir = tempDir(t, 'tmem-budget-');
   const swap = await open({
     residentLimit: '32MiB',
@@ -154,9 +156,13 @@ test('setLimits: a lower residentLimit at run time evicts down to it; a lower po
   const poolBefore = s.poolBytes;
   t.true(poolBefore > MiB, `the pool holds the evicted pages (${poolBefore})`);
 
-  await swap.setLimits({ poolLimit: '512KiB' });
-  s = await statsWhen(swap, (x) => x.poolBytes < (512 * 1024 * 90) / 100, 30_000, 20);
-  t.true(s.poolBytes < poolBefore, `the pool shrank (${poolBefore} -> ${s.poolBytes})`);
+  // Both lowered at once: the pool refuses stores while eviction still runs, and once eviction is
+  // done the shrinker must go on by itself (nothing else wakes the dispatcher: no fault, no request).
+  await swap.setLimits({ residentLimit: '1MiB', poolLimit: '512KiB' });
+  s = await statsWhen(swap, (x) => x.residentBytes <= MiB && x.poolBytes < (512 * 1024 * 90) / 100, 40_000, 20);
+  const shown = JSON.stringify({ ...s, latency: undefined });
+  t.true(s.residentBytes <= MiB, `resident down to 1 MiB: ${shown}`);
+  t.true(s.poolBytes < poolBefore, `the pool shrank (${poolBefore} -> ${s.poolBytes}): ${shown}`);
   t.true(s.poolBytes < 512 * 1024, `under its new limit: ${s.poolBytes}`);
   t.true(s.swapFile!.writtenBack > 0, 'its pages went to the swap file');
   t.is(firstBadPage(r.view, 0, pages), -1);
@@ -242,6 +248,15 @@ test.serial(
     await new Promise((resolve) => setTimeout(resolve, 600));
     t.is(warnings.length, 1, 'still one warning');
     t.is(Buffer.compare(Buffer.from(view.buffer), want), 0, 'every byte reads back');
+    // Exported too: Prometheus (the stats socket serves stats() itself, budget included).
+    const registry = new Registry();
+    const metrics = register(swap, { registry });
+    const text = await registry.metrics();
+    metrics.unregister();
+    const m = /^tmem_budget_not_held_total (\d+)/m.exec(text);
+    t.truthy(m, text);
+    t.true(Number(m![1]) > 0);
+    t.regex(text, /^tmem_budget_bytes 8388608$/m);
     await region.close();
   },
 );

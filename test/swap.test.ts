@@ -226,12 +226,15 @@ test('bad arguments to region() and mapFile() throw errors naming the argument',
   }
 });
 
-/** Every leaf of the stats is a finite number (or the one boolean). */
+/** Every leaf of the stats is a finite number (or the one boolean, the budget's words). */
 function checkNumbers(t: import('ava').ExecutionContext, o: object, at = 'stats'): void {
   for (const [k, v] of Object.entries(o)) {
     if (k === 'swapFile' && v === undefined) continue; // only with a swap file
+    if (at === 'stats.budget' && k === 'cgroup' && v === undefined) continue; // only in a memory cgroup
+    if (at === 'stats.budget.cgroup' && v === null) continue; // no limit, or not read yet
     if (v !== null && typeof v === 'object') checkNumbers(t, v as object, `${at}.${k}`);
     else if (k === 'userModeOnly') t.is(typeof v, 'boolean', `${at}.${k}`);
+    else if (at === 'stats.budget' && (k === 'mode' || k === 'pressureCause')) t.is(typeof v, 'string', `${at}.${k}`);
     else
       t.true(
         typeof v === 'number' && Number.isFinite(v) && v >= 0,

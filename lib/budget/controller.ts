@@ -87,15 +87,17 @@ export interface BudgetConfig extends BudgetInit {
 }
 
 /** The budget open() starts with: from memoryLimit, the cgroup, or none. */
-export function initialBudget(memoryLimit: number | 'auto' | 'fixed', pressure: boolean): BudgetConfig {
+export function initialBudget(memoryLimit: number | 'auto' | 'fixed', pressure?: boolean): BudgetConfig {
   const cgroup = findMemoryCgroup();
-  if (typeof memoryLimit === 'number') return { mode: 'memoryLimit', bytes: memoryLimit, cgroup, pressure };
+  if (typeof memoryLimit === 'number')
+    return { mode: 'memoryLimit', bytes: memoryLimit, cgroup, pressure: pressure ?? true };
   if (memoryLimit === 'auto' && cgroup) {
     const r = readCgroup(cgroup);
     if (r.limit !== undefined)
-      return { mode: 'cgroup', bytes: cgroupBudget(r.limit, outsideNow(r, 0)), cgroup, pressure };
+      return { mode: 'cgroup', bytes: cgroupBudget(r.limit, outsideNow(r, 0)), cgroup, pressure: pressure ?? true };
   }
-  return { mode: 'fixed', bytes: 0, cgroup, pressure };
+  // Fixed limits: the program sized things itself; pressure only when asked for.
+  return { mode: 'fixed', bytes: 0, cgroup, pressure: pressure ?? false };
 }
 
 /** Says when the budget cannot be held, and gives stats().budget. */

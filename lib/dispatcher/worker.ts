@@ -67,9 +67,10 @@ function loop(): void {
     if (retries.count > 0) retryPending();
     if (waiting.count > 0) releaseWaiting();
     budgetTick(performance.now());
-    if (residency.evicting) {
-      if (performance.now() >= residency.backoffUntil) evictSlice(evictionSteps());
-    } else shrinkStep();
+    if (residency.evicting && performance.now() >= residency.backoffUntil) evictSlice(evictionSteps());
+    // Also in the turn eviction ends: the next turn may sleep (nothing busy), and a pool that
+    // began refusing meanwhile (a lower poolLimit) would wait for a fault to be shrunk.
+    if (!residency.evicting) shrinkStep();
     if (idleWork && !residency.evicting && n === 0 && performance.now() >= idle.nextPass) {
       idlePass();
       idle.nextPass = performance.now() + 1000;
