@@ -10,6 +10,8 @@
 export { open, attachRegion, Swap, Region, FileRegion } from './swap';
 export type { SharedRegion, OpenOptions, SwapStats, RegionStats, LatencyStats, LimitsOptions } from './swap';
 export type { BudgetStats, BudgetExceededEvent, MemoryPressureEvent } from './budget/controller';
+export { Cache } from './cache';
+export type { CacheKey, CacheStats, CacheOptions, CacheSerializer } from './cache';
 export { parseSize } from './size';
 export { probe } from './probe';
 export type { ProbeResult } from './probe';

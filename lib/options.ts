@@ -115,7 +115,7 @@ export interface CheckedOptions {
   pressure?: boolean;
 }
 
-function describe(v: unknown): string {
+export function describe(v: unknown): string {
   if (v === null || v === undefined) return String(v);
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return `'${v}'`;
@@ -125,7 +125,7 @@ function describe(v: unknown): string {
 }
 
 /** A plain object (not null, not an array) whose keys are all in `known`. */
-function checkObject(v: unknown, name: string, known: readonly string[], shape: string): Record<string, unknown> {
+export function checkObject(v: unknown, name: string, known: readonly string[], shape: string): Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
     throw invalidArgType(`${name} must be an object ${shape}, got ${describe(v)}`);
   }
@@ -146,7 +146,7 @@ function boolOpt(v: unknown, name: string, dflt: boolean): boolean {
 }
 
 /** A number option; `range` says what is accepted, `ok` checks it. */
-function numberOpt(v: unknown, name: string, dflt: number, range: string, ok: (n: number) => boolean): number {
+export function numberOpt(v: unknown, name: string, dflt: number, range: string, ok: (n: number) => boolean): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number') throw invalidArgType(`${name} must be a number (${range}), got ${describe(v)}`);
   if (!ok(v)) throw outOfRange(`${name} must be ${range}, got ${String(v)}`);
@@ -163,7 +163,7 @@ function enumOpt<T extends string>(v: unknown, name: string, dflt: T, names: rea
   return v as T;
 }
 
-function sizeOpt(
+export function sizeOpt(
   v: unknown,
   name: string,
   dflt: number | string,

@@ -31,6 +31,7 @@ import { withUserfaultfdHint } from './probe';
 import * as os from 'node:os';
 import { BudgetController, initialBudget, type BudgetConfig, type BudgetStats } from './budget/controller';
 import { LIMITS } from './options';
+import { Cache, type CacheOptions } from './cache';
 
 /** Options of {@link open}. Sizes are bytes or strings like '256MiB'. */
 export interface OpenOptions {
@@ -471,6 +472,7 @@ export class Swap extends EventEmitter {
   private closing?: Promise<void>;
   private stopping = false;
   private readonly regions = new Set<Region>();
+  private readonly caches = new Set<Cache>();
   private events?: SwapEventWatcher;
   private budget?: BudgetController;
   /** @internal */
@@ -721,6 +723,22 @@ export class Swap extends EventEmitter {
     if (l.budgetBytes !== undefined) this.budget?.setBudget(l.budgetBytes);
   }
 
+  /**
+   * A Map-like store of JS values kept serialized in this swap's regions (README
+   * "swap.cache(options)"): get, set, has, delete, size, iteration, clear, stats, close.
+   * Keys are strings or numbers; values are serialized with v8.serialize (default), JSON,
+   * as raw bytes, with msgpackr or with the program's own serializer.
+   * @throws TypeError / RangeError with a code for bad options (ERR_INVALID_ARG_TYPE,
+   *   ERR_INVALID_ARG_VALUE, ERR_OUT_OF_RANGE), Error ERR_TMEM_NO_MSGPACKR when
+   *   serializer 'msgpackr' is asked for and not installed
+   */
+  cache<V = unknown>(options?: CacheOptions): Cache<V> {
+    this.check();
+    const c = new Cache<V>(this, options, (x) => this.caches.delete(x as Cache));
+    this.caches.add(c as Cache);
+    return c;
+  }
+
   /** @internal */
   _forget(r: Region): void {
     this.regions.delete(r);
@@ -837,6 +855,8 @@ export class Swap extends EventEmitter {
   }
 
   private async doClose(): Promise<void> {
+    for (const c of this.caches) c._swapClosing();
+    this.caches.clear();
     if (!this.dead) {
       // A writable mapping whose file cannot be written (ENOSPC) rejects its
       // close(): then this close() rejects too and everything stays open, so
