@@ -19,7 +19,6 @@ const TAG_UTF8 = 0,
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder('utf-8');
-const utf16 = new TextDecoder('utf-16le');
 
 /** A key's bytes, written into one reused buffer (valid until the next encode). */
 export class KeyEncoder {
@@ -80,8 +79,14 @@ export function decodeKey(bytes: Uint8Array): string | number {
       new Uint8Array(f.buffer).set(bytes.subarray(1, 9));
       return f[0];
     }
-    case TAG_UTF16:
-      return utf16.decode(bytes.subarray(1));
+    case TAG_UTF16: {
+      // Code unit by code unit: a TextDecoder would replace the lone surrogates.
+      const units = new Uint16Array((bytes.length - 1) >>> 1);
+      for (let i = 0; i < units.length; i++) units[i] = bytes[1 + 2 * i] | (bytes[2 + 2 * i] << 8);
+      let s = '';
+      for (let i = 0; i < units.length; i += 4096) s += String.fromCharCode(...units.subarray(i, i + 4096));
+      return s;
+    }
     default:
       return utf8.decode(bytes.subarray(1));
   }
