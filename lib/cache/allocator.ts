@@ -80,6 +80,11 @@ export class RegionAllocator {
     };
   }
 
+  /** The regions in use (chunks, then objects with a region of their own). */
+  regions(): Region[] {
+    return [...this.chunks, ...[...this.own.values()].map((o) => o.region)];
+  }
+
   /** Bytes an object of `n` bytes takes. */
   static footprint(n: number, chunkBytes: number): number {
     if (n <= MAX_SMALL) return CLASS_SIZES[classOf(n)];

@@ -223,6 +223,17 @@ export class Cache<V = unknown> implements AsyncDisposable {
   }
 
   /**
+   * Pushes the cache's resident pages out now (compressed into the pool, or to the swap
+   * file), as region.evict() does for each of its regions. Resolves with the pages evicted.
+   * The next get() of any entry faults its pages back.
+   */
+  async evict(): Promise<number> {
+    this.check();
+    const counts = await Promise.all(this.alloc.regions().map((r) => r.evict()));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /**
    * Closes the cache: its regions are closed (their pool entries and swap file slots freed).
    * Later calls throw ERR_TMEM_CLOSED. Calls made while it runs get the same promise.
    */
