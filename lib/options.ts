@@ -125,7 +125,12 @@ export function describe(v: unknown): string {
 }
 
 /** A plain object (not null, not an array) whose keys are all in `known`. */
-export function checkObject(v: unknown, name: string, known: readonly string[], shape: string): Record<string, unknown> {
+export function checkObject(
+  v: unknown,
+  name: string,
+  known: readonly string[],
+  shape: string,
+): Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
     throw invalidArgType(`${name} must be an object ${shape}, got ${describe(v)}`);
   }

@@ -119,51 +119,54 @@ test('random set/get/delete/has/clear agree with a Map, with the values evicted 
 
 test('space freed is reused: the regions stay bounded under churn', async (t) => {
   t.timeout(60000);
-  await withSwap(async (swap) => {
-    const cache = swap.cache({ chunkSize: '256KiB' });
-    let seed = 7;
-    const rand = (n: number): number => {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      return seed % n;
-    };
-    const keys = 400;
-    const sizes = new Map<number, number>();
-    for (let k = 0; k < keys; k++) {
-      sizes.set(k, rand(6000));
-      cache.set(k, Buffer.alloc(sizes.get(k)!, k & 0xff));
-    }
-    const afterFill = cache.stats();
-    let maxRegion = afterFill.regionBytes;
-    // 20 rounds of replacing, deleting and re-adding every key with new random sizes.
-    for (let round = 0; round < 20; round++) {
+  await withSwap(
+    async (swap) => {
+      const cache = swap.cache({ chunkSize: '256KiB' });
+      let seed = 7;
+      const rand = (n: number): number => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return seed % n;
+      };
+      const keys = 400;
+      const sizes = new Map<number, number>();
       for (let k = 0; k < keys; k++) {
-        const r = rand(3);
-        if (r === 0) {
-          cache.delete(k);
-          sizes.delete(k);
-        } else {
-          sizes.set(k, rand(6000));
-          cache.set(k, Buffer.alloc(sizes.get(k)!, (k + round) & 0xff));
-        }
+        sizes.set(k, rand(6000));
+        cache.set(k, Buffer.alloc(sizes.get(k)!, k & 0xff));
       }
-      maxRegion = Math.max(maxRegion, cache.stats().regionBytes);
-    }
-    // Same mix of sizes, same live bytes on average: the regions may grow by fragmentation,
-    // but by a bounded factor, not by what was written over 20 rounds (~20x the live data).
-    t.true(maxRegion <= afterFill.regionBytes * 2 + 256 * KiB, `${maxRegion} vs ${afterFill.regionBytes}`);
-    for (const [k, n] of sizes) {
-      const v = cache.get(k) as Buffer;
-      t.is(v.length, n);
-    }
-    // Everything deleted, then the same again: the same regions, no new one.
-    for (const k of [...cache.keys()]) cache.delete(k);
-    t.is(cache.stats().allocatedBytes, 0);
-    t.is(cache.stats().bytes, 0);
-    const regions = cache.stats().regionBytes;
-    for (let k = 0; k < keys; k++) cache.set(k, Buffer.alloc(rand(6000), 1));
-    t.is(cache.stats().regionBytes, regions);
-    await cache.close();
-  }, { residentLimit: '256KiB' });
+      const afterFill = cache.stats();
+      let maxRegion = afterFill.regionBytes;
+      // 20 rounds of replacing, deleting and re-adding every key with new random sizes.
+      for (let round = 0; round < 20; round++) {
+        for (let k = 0; k < keys; k++) {
+          const r = rand(3);
+          if (r === 0) {
+            cache.delete(k);
+            sizes.delete(k);
+          } else {
+            sizes.set(k, rand(6000));
+            cache.set(k, Buffer.alloc(sizes.get(k)!, (k + round) & 0xff));
+          }
+        }
+        maxRegion = Math.max(maxRegion, cache.stats().regionBytes);
+      }
+      // Same mix of sizes, same live bytes on average: the regions may grow by fragmentation,
+      // but by a bounded factor, not by what was written over 20 rounds (~20x the live data).
+      t.true(maxRegion <= afterFill.regionBytes * 2 + 256 * KiB, `${maxRegion} vs ${afterFill.regionBytes}`);
+      for (const [k, n] of sizes) {
+        const v = cache.get(k) as Buffer;
+        t.is(v.length, n);
+      }
+      // Everything deleted, then the same again: the same regions, no new one.
+      for (const k of [...cache.keys()]) cache.delete(k);
+      t.is(cache.stats().allocatedBytes, 0);
+      t.is(cache.stats().bytes, 0);
+      const regions = cache.stats().regionBytes;
+      for (let k = 0; k < keys; k++) cache.set(k, Buffer.alloc(rand(6000), 1));
+      t.is(cache.stats().regionBytes, regions);
+      await cache.close();
+    },
+    { residentLimit: '256KiB' },
+  );
 });
 
 test('maxEntries keeps the most recently used entries; get() refreshes an entry', async (t) => {
@@ -204,7 +207,7 @@ test('maxBytes keeps the bytes of keys and values under it, evicting the least r
     for (const k of kept) t.deepEqual(cache.get(k), model.get(k));
     t.is(cache.stats().evictions, 200 - kept.length);
     // One entry larger than maxBytes is refused, and nothing changes.
-    const e = t.throws(() => cache.set(1, Buffer.alloc(65 * KiB))) as Error & { code?: string };
+    const e = t.throws<Error & { code?: string }>(() => cache.set(1, Buffer.alloc(65 * KiB)));
     t.is(e.code, 'ERR_OUT_OF_RANGE');
     t.regex(e.message, /maxBytes/);
     t.deepEqual([...cache.keys()], kept);
@@ -214,27 +217,42 @@ test('maxBytes keeps the bytes of keys and values under it, evicting the least r
 
 test('values larger than a page and than a chunk read back byte for byte after eviction', async (t) => {
   t.timeout(60000);
-  await withSwap(async (swap) => {
-    const cache = swap.cache({ chunkSize: '64KiB', serializer: 'raw' });
-    const sizes = [4095, 4096, 4097, 3 * 4096 + 5, 8192, 8193, 60 * KiB, 64 * KiB - 2, 64 * KiB + 1, 300 * KiB, 1 * MiB + 3];
-    const model = new Map<number, Buffer>();
-    for (const [i, n] of sizes.entries()) {
-      const b = Buffer.alloc(n);
-      for (let j = 0; j < n; j++) b[j] = (j * 31 + (j >>> 12) * 7 + i) & 0xff; // differs on every page
-      cache.set(i, b);
-      model.set(i, b);
-    }
-    const s = cache.stats();
-    t.true(s.regions >= 4, JSON.stringify(s)); // chunks and regions of their own
-    for (const [i, b] of model) t.true(b.equals(cache.get(i) as Buffer), `size ${sizes[i]}`);
-    t.true(swap.stats().evictions > 0);
-    // Freed: a region of its own goes; the rest reads back still.
-    const before = cache.stats().regions;
-    t.true(cache.delete(sizes.length - 1));
-    t.is(cache.stats().regions, before - 1);
-    for (const [i, b] of model) if (i !== sizes.length - 1) t.true(b.equals(cache.get(i) as Buffer));
-    await cache.close();
-  }, { residentLimit: '128KiB' });
+  await withSwap(
+    async (swap) => {
+      const cache = swap.cache({ chunkSize: '64KiB', serializer: 'raw' });
+      const sizes = [
+        4095,
+        4096,
+        4097,
+        3 * 4096 + 5,
+        8192,
+        8193,
+        60 * KiB,
+        64 * KiB - 2,
+        64 * KiB + 1,
+        300 * KiB,
+        1 * MiB + 3,
+      ];
+      const model = new Map<number, Buffer>();
+      for (const [i, n] of sizes.entries()) {
+        const b = Buffer.alloc(n);
+        for (let j = 0; j < n; j++) b[j] = (j * 31 + (j >>> 12) * 7 + i) & 0xff; // differs on every page
+        cache.set(i, b);
+        model.set(i, b);
+      }
+      const s = cache.stats();
+      t.true(s.regions >= 4, JSON.stringify(s)); // chunks and regions of their own
+      for (const [i, b] of model) t.true(b.equals(cache.get(i) as Buffer), `size ${sizes[i]}`);
+      t.true(swap.stats().evictions > 0);
+      // Freed: a region of its own goes; the rest reads back still.
+      const before = cache.stats().regions;
+      t.true(cache.delete(sizes.length - 1));
+      t.is(cache.stats().regions, before - 1);
+      for (const [i, b] of model) if (i !== sizes.length - 1) t.true(b.equals(cache.get(i) as Buffer));
+      await cache.close();
+    },
+    { residentLimit: '128KiB' },
+  );
 });
 
 test('get() returns values that own their bytes: a Buffer inside a value survives reuse of its space and close()', async (t) => {
@@ -318,7 +336,10 @@ const { open } = require(${JSON.stringify(path.join(__dirname, '..', 'lib'))});
   );
   const r = await runNodeChild(script, [], 30000);
   t.is(r.code, 0, r.stderr);
-  const [err, after] = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const [err, after] = r.stderr
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   t.is(err.code, 'ERR_TMEM_NO_MSGPACKR');
   t.regex(String(err.message), /npm install msgpackr/);
   t.deepEqual(after, { still: 1 });
@@ -327,7 +348,21 @@ const { open } = require(${JSON.stringify(path.join(__dirname, '..', 'lib'))});
 test('keys: strings and numbers compared as a Map compares them', async (t) => {
   await withSwap(async (swap) => {
     const cache = swap.cache();
-    const keys: (string | number)[] = ['1', 1, 0, NaN, '', 'é', '\u{1F600}', '\uD800', '\uDC00', '\uFFFD', 'a'.repeat(5000), 1.5, -1];
+    const keys: (string | number)[] = [
+      '1',
+      1,
+      0,
+      NaN,
+      '',
+      'é',
+      '\u{1F600}',
+      '\uD800',
+      '\uDC00',
+      '\uFFFD',
+      'a'.repeat(5000),
+      1.5,
+      -1,
+    ];
     for (const [i, k] of keys.entries()) cache.set(k, i);
     t.is(cache.size, keys.length);
     for (const [i, k] of keys.entries()) t.is(cache.get(k), i, String(k));
@@ -342,32 +377,86 @@ test('keys: strings and numbers compared as a Map compares them', async (t) => {
 });
 
 test('bad input: clear errors with codes, and the cache is unchanged', async (t) => {
-  await withSwap(async (swap) => {
-    const code = (fn: () => unknown): string | undefined => (t.throws(fn) as Error & { code?: string }).code;
-    t.is(code(() => swap.cache({ maxEntries: 0 })), 'ERR_OUT_OF_RANGE');
-    t.is(code(() => swap.cache({ maxEntries: 1.5 })), 'ERR_OUT_OF_RANGE');
-    t.is(code(() => swap.cache({ maxEntries: '10' as unknown as number })), 'ERR_INVALID_ARG_TYPE');
-    t.is(code(() => swap.cache({ maxBytes: 0 })), 'ERR_OUT_OF_RANGE');
-    t.is(code(() => swap.cache({ maxBytes: 'lots' })), 'ERR_OUT_OF_RANGE');
-    t.is(code(() => swap.cache({ chunkSize: '4KiB' })), 'ERR_OUT_OF_RANGE');
-    t.is(code(() => swap.cache({ serializer: 'bson' as 'json' })), 'ERR_INVALID_ARG_VALUE');
-    t.is(code(() => swap.cache({ serializer: { serialize: () => new Uint8Array() } as never })), 'ERR_INVALID_ARG_TYPE');
-    t.is(code(() => swap.cache({ maxEntrys: 5 } as never)), 'ERR_INVALID_ARG_VALUE');
-    t.is(code(() => swap.cache(null as never)), 'ERR_INVALID_ARG_TYPE');
+  await withSwap((swap) => {
+    const code = (fn: () => unknown): string | undefined => t.throws<Error & { code?: string }>(fn)?.code;
+    t.is(
+      code(() => swap.cache({ maxEntries: 0 })),
+      'ERR_OUT_OF_RANGE',
+    );
+    t.is(
+      code(() => swap.cache({ maxEntries: 1.5 })),
+      'ERR_OUT_OF_RANGE',
+    );
+    t.is(
+      code(() => swap.cache({ maxEntries: '10' as unknown as number })),
+      'ERR_INVALID_ARG_TYPE',
+    );
+    t.is(
+      code(() => swap.cache({ maxBytes: 0 })),
+      'ERR_OUT_OF_RANGE',
+    );
+    t.is(
+      code(() => swap.cache({ maxBytes: 'lots' })),
+      'ERR_OUT_OF_RANGE',
+    );
+    t.is(
+      code(() => swap.cache({ chunkSize: '4KiB' })),
+      'ERR_OUT_OF_RANGE',
+    );
+    t.is(
+      code(() => swap.cache({ serializer: 'bson' as 'json' })),
+      'ERR_INVALID_ARG_VALUE',
+    );
+    t.is(
+      code(() => swap.cache({ serializer: { serialize: () => new Uint8Array() } as never })),
+      'ERR_INVALID_ARG_TYPE',
+    );
+    t.is(
+      code(() => swap.cache({ maxEntrys: 5 } as never)),
+      'ERR_INVALID_ARG_VALUE',
+    );
+    t.is(
+      code(() => swap.cache(null as never)),
+      'ERR_INVALID_ARG_TYPE',
+    );
 
     const cache = swap.cache();
     cache.set('ok', 1);
-    t.is(code(() => cache.set({} as never, 1)), 'ERR_INVALID_ARG_TYPE');
-    t.is(code(() => cache.get(null as never)), 'ERR_INVALID_ARG_TYPE');
-    t.is(code(() => cache.set(Symbol('s') as never, 1)), 'ERR_INVALID_ARG_TYPE');
-    t.is(code(() => cache.set('x'.repeat(70000), 1)), 'ERR_OUT_OF_RANGE');
-    t.is(code(() => cache.set('ok', () => 1)), 'ERR_INVALID_ARG_VALUE'); // v8 cannot clone a function
+    t.is(
+      code(() => cache.set({} as never, 1)),
+      'ERR_INVALID_ARG_TYPE',
+    );
+    t.is(
+      code(() => cache.get(null as never)),
+      'ERR_INVALID_ARG_TYPE',
+    );
+    t.is(
+      code(() => cache.set(Symbol('s') as never, 1)),
+      'ERR_INVALID_ARG_TYPE',
+    );
+    t.is(
+      code(() => cache.set('x'.repeat(70000), 1)),
+      'ERR_OUT_OF_RANGE',
+    );
+    t.is(
+      code(() => cache.set('ok', () => 1)),
+      'ERR_INVALID_ARG_VALUE',
+    ); // v8 cannot clone a function
     t.is(cache.get('ok'), 1);
     const json = swap.cache({ serializer: 'json' });
-    t.is(code(() => json.set('u', undefined)), 'ERR_INVALID_ARG_VALUE');
-    t.is(code(() => json.set('b', 1n)), 'ERR_INVALID_ARG_VALUE');
+    t.is(
+      code(() => json.set('u', undefined)),
+      'ERR_INVALID_ARG_VALUE',
+    );
+    t.is(
+      code(() => json.set('b', 1n)),
+      'ERR_INVALID_ARG_VALUE',
+    );
     const raw = swap.cache({ serializer: 'raw' });
-    t.is(code(() => raw.set('s', 'text')), 'ERR_INVALID_ARG_TYPE');
+    t.is(
+      code(() => raw.set('s', 'text')),
+      'ERR_INVALID_ARG_TYPE',
+    );
     t.deepEqual([cache.size, json.size, raw.size], [1, 0, 0]);
     t.deepEqual(cache.stats().entries, 1);
   });
@@ -381,8 +470,15 @@ test('close() and dispose: later use throws ERR_TMEM_CLOSED; swap.close() closes
     await cache.close();
     await cache.close(); // again: the same, resolved
     t.true(cache.closed);
-    for (const fn of [() => cache.get('a'), () => cache.set('a', 2), () => cache.has('a'), () => cache.delete('a'), () => cache.clear(), () => iter.next()]) {
-      t.is((t.throws(fn) as Error & { code?: string }).code, 'ERR_TMEM_CLOSED');
+    for (const fn of [
+      () => cache.get('a'),
+      () => cache.set('a', 2),
+      () => cache.has('a'),
+      () => cache.delete('a'),
+      () => cache.clear(),
+      () => iter.next(),
+    ]) {
+      t.is(t.throws<Error & { code?: string }>(fn)?.code, 'ERR_TMEM_CLOSED');
     }
     t.is(cache.stats().regions, 0);
     {
@@ -392,14 +488,14 @@ test('close() and dispose: later use throws ERR_TMEM_CLOSED; swap.close() closes
       var kept = scoped; // eslint-disable-line no-var -- to look at it after its scope
     }
     t.true(kept.closed);
-    t.is((t.throws(() => kept.get('b')) as Error & { code?: string }).code, 'ERR_TMEM_CLOSED');
+    t.is(t.throws<Error & { code?: string }>(() => kept.get('b'))?.code, 'ERR_TMEM_CLOSED');
   });
   const swap = await open({ residentLimit: '1MiB' });
   const c = swap.cache();
   c.set('x', { big: 'y'.repeat(100000) });
   await swap.close();
-  t.is((t.throws(() => c.get('x')) as Error & { code?: string }).code, 'ERR_TMEM_CLOSED');
-  t.is((t.throws(() => swap.cache()) as Error & { code?: string }).code, 'ERR_TMEM_CLOSED');
+  t.is(t.throws<Error & { code?: string }>(() => c.get('x'))?.code, 'ERR_TMEM_CLOSED');
+  t.is(t.throws<Error & { code?: string }>(() => swap.cache())?.code, 'ERR_TMEM_CLOSED');
   await c.close(); // settles
 });
 

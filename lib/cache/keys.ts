@@ -68,7 +68,9 @@ export class KeyEncoder {
 }
 
 function tooLong(key: string): RangeError {
-  return outOfRange(`key must be at most ${MAX_KEY_BYTES - 1} bytes encoded (UTF-8), got a string of ${key.length} characters`);
+  return outOfRange(
+    `key must be at most ${MAX_KEY_BYTES - 1} bytes encoded (UTF-8), got a string of ${key.length} characters`,
+  );
 }
 
 /** The key whose encoding is `bytes`. */

@@ -51,7 +51,7 @@ const v8Codec: Codec = {
       throw notSerializable('v8.serialize', e);
     }
   },
-  decode: (bytes) => v8.deserialize(Buffer.from(bytes)),
+  decode: (bytes) => v8.deserialize(Buffer.from(bytes)) as unknown,
 };
 
 const jsonCodec: Codec = {
@@ -63,7 +63,8 @@ const jsonCodec: Codec = {
     } catch (e) {
       throw notSerializable('JSON', e);
     }
-    if (s === undefined) throw notSerializable('JSON', new Error(`JSON.stringify returned undefined for ${typeof value}`));
+    if (s === undefined)
+      throw notSerializable('JSON', new Error(`JSON.stringify returned undefined for ${typeof value}`));
     return Buffer.from(s, 'utf8');
   },
   decode: (bytes) => JSON.parse(utf8.decode(bytes)) as unknown,

@@ -8,7 +8,7 @@
  */
 import * as v8 from 'node:v8';
 import { isDeepStrictEqual } from 'node:util';
-import { open } from '../../lib';
+import { open, type OpenOptions } from '../../lib';
 import { record } from './cache-records';
 
 async function main(): Promise<void> {
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({ survived: true, entries: m.size, bytes }) + '\n');
     return;
   }
-  const swap = await open(JSON.parse(optionsJson || '{}'));
+  const swap = await open(JSON.parse(optionsJson || '{}') as OpenOptions);
   const cache = swap.cache<ReturnType<typeof record>>();
   while (bytes < target) {
     const r = record(n);

@@ -115,7 +115,16 @@ export function runNodeInCgroup(
   return new Promise((resolve, reject) => {
     const child = spawn(
       '/bin/sh',
-      ['-c', 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"', cg.dir, 'x', process.execPath, ...nodeArgs, script, ...args],
+      [
+        '-c',
+        'echo $$ > "$0/cgroup.procs" && shift && exec "$@"',
+        cg.dir,
+        'x',
+        process.execPath,
+        ...nodeArgs,
+        script,
+        ...args,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' },
     );
     let stdout = '',
