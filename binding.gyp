@@ -13,7 +13,9 @@
         "native/file_io.cc",
         "native/page_codec.cc",
         "native/store_reader.cc",
-        "native/binding_store.cc"
+        "native/binding_store.cc",
+        "native/resp_conn.cc",
+        "native/binding_remote.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

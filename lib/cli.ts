@@ -5,6 +5,7 @@
  *   tmem bench [options]     fault latency, eviction throughput and density against
  *                            the kernel (lib/cli/bench.ts); table, --json, --report
  *   tmem stats <pid>         watch a running program's pools (lib/cli/stats.ts)
+ *   tmem remote gc <url>     delete dead swaps' keys from Redis (lib/cli/remote.ts)
  *
  * Exit codes: 0 done, 1 failure (a scenario failed, wrong data, no stats
  * endpoint), 2 bad command line.
@@ -58,7 +59,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd === 'bench') return await bench(rest);
     if (cmd === 'stats') return await stats(rest);
-    throw new UsageError(`unknown command '${cmd}'; commands: bench, stats, help`, '');
+    if (cmd === 'remote') return await (await import('./cli/remote')).runRemote(rest);
+    throw new UsageError(`unknown command '${cmd}'; commands: bench, stats, remote, help`, '');
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(

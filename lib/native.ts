@@ -274,7 +274,32 @@ export interface StoreReader {
   lookupPage(pool: number, o0: number, o1: number, o2: number, index: number, page: Uint8Array): number;
 }
 
+/**
+ * A blocking connection to a Redis server (native/resp_conn.h), owned by the thread that made it.
+ * Results are negative errnos on failure (the connection is then closed).
+ */
+export interface RemoteConn {
+  /** Connects within timeoutMs: 0, or -errno. */
+  connect(timeoutMs: number): number;
+  /**
+   * Sends req[0..len) and reads n replies (not arrays) within timeoutMs: n, or -errno
+   * (-ETIMEDOUT, -ECONNRESET, -EPROTO for bytes that are not RESP, -ENOBUFS).
+   * Per reply i: info[3i] kind (REPLY_*), info[3i+1] offset of its bytes in out, info[3i+2] their length.
+   */
+  exchange(req: Uint8Array, len: number, n: number, timeoutMs: number, out: Uint8Array, info: Int32Array): number;
+  close(): void;
+  readonly connected: boolean;
+}
+/** RemoteConn reply kinds. */
+export const REPLY_SIMPLE = 1,
+  REPLY_ERROR = 2,
+  REPLY_INTEGER = 3,
+  REPLY_BULK = 4,
+  REPLY_NIL = 5;
+
 export interface NativeBinding {
+  /** A blocking Redis connection to host:port (native/resp_conn.h). */
+  RemoteConn: new (host: string, port: number) => RemoteConn;
   /** Binds a native reader to the buffers of a StoreHandle (Store.handle()). */
   StoreReader: new (handle: {
     arena: { control: SharedArrayBuffer; chunks: readonly SharedArrayBuffer[] };

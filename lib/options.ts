@@ -11,6 +11,7 @@ import { invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { parseSize } from './size';
 import { PageCodec, zstdAvailable } from './compress';
 import type { DispatcherOptions } from './dispatcher/protocol';
+import { checkRemoteOptions, type CheckedRemote } from './remote/options';
 
 const MiB = 2 ** 20,
   GiB = 2 ** 30,
@@ -48,6 +49,7 @@ const OPEN_KEYS = [
   'faults',
   'memoryLimit',
   'pressure',
+  'remote',
 ] as const;
 const SWAPFILE_KEYS = ['path', 'size', 'encrypt'] as const;
 const IDLE_KEYS = ['after', 'recompress', 'recompressLevel', 'writeback', 'budget'] as const;
@@ -113,6 +115,7 @@ export interface CheckedOptions {
   stagingGiven: boolean;
   /** undefined: on with a budget, off with fixed limits. */
   pressure?: boolean;
+  remote?: CheckedRemote;
 }
 
 export function describe(v: unknown): string {
@@ -263,6 +266,11 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
   const faults = checkFaultMode(o.faults, 'faults', DEFAULT_FAULT_MODE);
   const memoryLimit = checkMemoryLimit(o.memoryLimit, o.residentLimit === undefined && o.poolLimit === undefined);
   const pressure = o.pressure === undefined ? undefined : boolOpt(o.pressure, 'pressure', true);
+  const remote = o.remote === undefined ? undefined : checkRemoteOptions(o.remote);
+  if (remote && !swapFile)
+    throw invalidArgValue(
+      'remote needs swapFile: every page sent to the remote store keeps its copy in the swap file (writethrough), so that a server that fails loses nothing',
+    );
   return {
     memoryLimit,
     residentLimitGiven: o.residentLimit !== undefined,
@@ -282,6 +290,7 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
     idle,
     statsSocket,
     faults,
+    remote,
   };
 }
 

@@ -32,6 +32,8 @@ import * as os from 'node:os';
 import { BudgetController, initialBudget, type BudgetConfig, type BudgetStats } from './budget/controller';
 import { LIMITS } from './options';
 import { Cache, type CacheOptions } from './cache';
+import { RemoteSession } from './remote/session';
+import type { CheckedRemote } from './remote/options';
 
 /** Options of {@link open}. Sizes are bytes or strings like '256MiB'. */
 export interface OpenOptions {
@@ -93,6 +95,17 @@ export interface OpenOptions {
    * detected. See README "Swap file security".
    */
   swapFile?: { path: string; size: number | string; encrypt?: boolean };
+  /**
+   * The remote tier (RAMster on Redis): pages the pool's shrinker writes back to the swap
+   * file also go to a Redis server (`url: 'redis://host:port'`) or a Redis Cluster
+   * (`cluster: [urls]`), and a fault on one is served from there, checked (generation and
+   * CRC-32 kept locally), else from the swap file, which keeps every such page (frontswap's
+   * writethrough): a server that dies, hangs, restarts empty or runs out of memory loses
+   * nothing. Needs `swapFile`. `keyPrefix` ('tmem:'), `timeout` (ms per request, 50),
+   * `leaseTtl` (ms, 60000: keys of a swap whose lease lapsed are deleted by the next open or
+   * `tmem remote gc`). See README "Remote tier".
+   */
+  remote?: { url?: string; cluster?: string[]; keyPrefix?: string; timeout?: number; leaseTtl?: number };
   /**
    * zram's idle page handling. Stored pages not touched for `after` ms (default
    * 60000; 0 turns it off) are idle: visited once a second, at most `budget`
@@ -237,6 +250,8 @@ export interface SwapStats {
     file: number;
     cleancache: number;
     swapFile: number;
+    /** Faults served from the remote store (`remote`); 0 without it. */
+    remote: number;
     writeProtect: number;
   };
   /** Pages that left residency (to the pool, as a same-filled word, to the swap file, or dropped). */
@@ -276,6 +291,8 @@ export interface SwapStats {
   userModeOnly: boolean;
   /** The swap file tier, when configured. */
   swapFile?: SwapFileStats;
+  /** The remote tier, when configured (`remote`). */
+  remote?: RemoteStats;
   /** zram idle handling: pages seen idle, recompressed (and bytes saved), pages no algorithm helps, idle pages written back. */
   idle: { pages: number; recompressed: number; bytesSaved: number; noGain: number; writtenBack: number };
   /** The memory budget: where it comes from, its split now, pressure, and the times it could not be held. */
@@ -292,6 +309,34 @@ export interface LimitsOptions {
   poolLimit?: number | string;
   /** Eviction stops at this fraction of the resident limit. */
   lowWatermark?: number;
+}
+
+/** The remote tier's figures ({@link SwapStats.remote}). */
+export interface RemoteStats {
+  /** Pages the remote store holds now (each also in the swap file). */
+  pages: number;
+  /** Pages sent and acknowledged. */
+  puts: number;
+  /** Puts the server refused (OOM at maxmemory): those pages stayed in the swap file only. */
+  refused: number;
+  /** Faults served from the remote store. */
+  hits: number;
+  /** Values the server no longer had (evicted, flushed, restarted): read from the swap file. */
+  misses: number;
+  /** Values that failed their check (length, generation, CRC-32): never used; read from the swap file. */
+  badValues: number;
+  /** Requests that failed: refused, reset, past `timeout`, or a reply that is not RESP. */
+  errors: number;
+  /** Faults sent straight to the swap file while their server was backing off after a failure. */
+  skipped: number;
+  /** Pages forgotten because their server restarted empty (its run_id changed). */
+  lost: number;
+  /** Pages fetched along with a fault's page (the rest of its 64-page chunk), into the pool. */
+  prefetched: number;
+  /** MOVED/ASK replies seen (a cluster's slot map changed; it is read again). */
+  moved: number;
+  /** This swap's id in its keys (`<prefix>F{<id>:...`) and lease (`<prefix>L{<id>}`). */
+  swapId: string;
 }
 
 /** Per-region figures. */
@@ -313,6 +358,7 @@ export interface RegionStats {
     file: number;
     cleancache: number;
     swapFile: number;
+    remote: number;
   };
   /** Pages of this region that left residency. */
   evictions: number;
@@ -372,6 +418,16 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     swapFile = { fd, size: o.swapFile.size, path: o.swapFile.path, encrypt: o.swapFile.encrypt };
   }
 
+  let remote: RemoteSession | undefined;
+  if (o.remote) {
+    try {
+      remote = await RemoteSession.open(o.remote);
+    } catch (e) {
+      if (swapFile) closeSwapFile(swapFile);
+      throw remoteUnreachable(e, o.remote);
+    }
+  }
+
   let uffd: Uffd;
   try {
     uffd = new native.Uffd(umo === 'auto' ? 0 : umo ? 2 : 1);
@@ -385,6 +441,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     }
   } catch (e) {
     if (swapFile) closeSwapFile(swapFile);
+    await remote?.close();
     throw withUserfaultfdHint(e); // EPERM/ENOSYS: says what to change (seccomp profile, sysctl, /dev/userfaultfd)
   }
   if (umo === 'auto' && uffd.describe().userModeOnly) {
@@ -426,16 +483,24 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
       swapFileSize: swapFile ? swapFile.size : 0,
       swapFileEncrypt: swapFile ? swapFile.encrypt : false,
       idle: o.idle,
+      remote: remote?.dispatcherConfig(),
     },
     swapFile,
     o.faults,
     budget,
   );
+  swap._remote = remote;
   try {
     await swap._start();
   } catch (e) {
-    await swap._abort(); // nothing is left half-open: no uffd, no Worker, no swap file
+    await swap._abort(); // nothing is left half-open: no uffd, no Worker, no swap file, no lease
     throw e;
+  }
+  if (remote) {
+    let moved = 0;
+    remote.onMap = () => moved !== (moved = swap._statsBuffer()[P.G_REMOTE_MOVED]);
+    remote.sendMap = (m) =>
+      void swap._request({ op: 'remoteMap', reqId: swap._nextReq(), ...m }).catch(() => undefined);
   }
   if (o.statsSocket) swap._unpublish = publishStats(() => swap.stats());
   return swap;
@@ -477,6 +542,8 @@ export class Swap extends EventEmitter {
   private budget?: BudgetController;
   /** @internal */
   _unpublish?: () => void;
+  /** @internal the remote tier's main-thread side (lease, clean-up), when configured */
+  _remote?: RemoteSession;
 
   /** @internal use {@link open} */
   constructor(
@@ -585,6 +652,7 @@ export class Swap extends EventEmitter {
     this.workerPort.close();
     if (!this.uffd.closed) this.uffd.close();
     if (this.swapFile) closeSwapFile(this.swapFile);
+    await this._remote?.close();
   }
 
   /**
@@ -777,6 +845,7 @@ export class Swap extends EventEmitter {
         file: G[P.G_FAULTS_FILE],
         cleancache: G[P.G_CLEANCACHE_HITS],
         swapFile: G[P.G_SWAP_INS],
+        remote: G[P.G_FAULTS_REMOTE],
         writeProtect: G[P.G_FAULTS_WP],
       },
       evictions: G[P.G_EVICTIONS],
@@ -817,6 +886,22 @@ export class Swap extends EventEmitter {
             pressureCause: '',
             notHeld: G[P.G_BUDGET_NOT_HELD],
           },
+      remote: this._remote
+        ? {
+            pages: G[P.G_REMOTE_PAGES],
+            puts: G[P.G_REMOTE_PUTS],
+            refused: G[P.G_REMOTE_REFUSED],
+            hits: G[P.G_REMOTE_HITS],
+            misses: G[P.G_REMOTE_MISSES],
+            badValues: G[P.G_REMOTE_BAD],
+            errors: G[P.G_REMOTE_ERRORS],
+            skipped: G[P.G_REMOTE_SKIPPED],
+            lost: G[P.G_REMOTE_LOST],
+            prefetched: G[P.G_REMOTE_PREFETCHED],
+            moved: G[P.G_REMOTE_MOVED],
+            swapId: this._remote.swapId,
+          }
+        : undefined,
       swapFile: this.swapFile
         ? {
             slots: G[P.G_SWAP_SLOTS],
@@ -885,6 +970,7 @@ export class Swap extends EventEmitter {
     this.port.close();
     this.uffd.close();
     if (this.swapFile) closeSwapFile(this.swapFile);
+    await this._remote?.close(); // this swap's keys and lease (never rejects)
     if (this.dead) throw this.dead;
   }
 }
@@ -922,6 +1008,15 @@ function checkLimits(limits: unknown, arenaBytes: number): P.LimitsUpdate {
     out.lowWatermark = o.lowWatermark;
   }
   return out;
+}
+
+/** open()'s error when the remote store cannot be reached: the client's error (its code: ECONNREFUSED ...), named. */
+function remoteUnreachable(e: unknown, r: CheckedRemote): Error {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const where = r.seeds.map((s) => `${s.host}:${s.port}`).join(', ');
+  err.message = `tmem: the remote ${r.cluster ? 'cluster' : 'server'} (${where}) could not be reached: ${err.message}`;
+  if (!(err as { code?: string }).code) (err as { code?: string }).code = 'ERR_TMEM_REMOTE_UNREACHABLE';
+  return err;
 }
 
 /** open()'s error when the dispatcher Worker could not start. */
@@ -1106,6 +1201,7 @@ export class Region {
         file: R[P.R_FAULTS_FILE],
         cleancache: R[P.R_FAULTS_CLEANCACHE],
         swapFile: R[P.R_FAULTS_SWAP],
+        remote: R[P.R_FAULTS_REMOTE],
       },
       evictions: R[P.R_EVICTIONS],
       dirtyPages: R[P.R_DIRTY],

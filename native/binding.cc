@@ -47,7 +47,8 @@
 
 namespace tmem_binding {
 Napi::Function InitStoreReader(Napi::Env env);  // binding_store.cc
-}
+Napi::Function InitRemoteConn(Napi::Env env);   // binding_remote.cc
+}  // namespace tmem_binding
 
 namespace {
 
@@ -1186,6 +1187,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Region", RegionWrap::Init(env));
   exports.Set("FileIo", FileIoWrap::Init(env));
   exports.Set("StoreReader", tmem_binding::InitStoreReader(env));
+  exports.Set("RemoteConn", tmem_binding::InitRemoteConn(env));
   exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
   exports.Set("attachBuffer", Napi::Function::New<AttachBuffer>(env, "attachBuffer"));
   exports.Set("madvise", Napi::Function::New<Madvise>(env, "madvise"));

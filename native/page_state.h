@@ -4,12 +4,13 @@
 //   state: one byte per page (a SharedArrayBuffer of `pages` bytes)
 //   aux:   one uint32 per page (a SharedArrayBuffer of 4 * pages bytes)
 //
-//   NEVER 0 ACTIVE 1 CLEAN 2 STAGED 3 STORED 4 SAME 5 SWAPPED 6 READING 7 BUSY 8
+//   NEVER 0 ACTIVE 1 CLEAN 2 STAGED 3 STORED 4 SAME 5 SWAPPED 6 READING 7 BUSY 8 REMOTE 9
 //
 //   aux of STAGED:  slot | kStagedClean
 //   aux of STORED:  store time (bits 0-29) | kIdleSeen | kNoGain
 //   aux of SAME:    the 32-bit fill word
 //   aux of SWAPPED: the swap file slot
+//   aux of REMOTE:  the swap file slot (the remote store has the page too; not fast: JS serves it)
 //   aux of CLEAN:   kKeptSlot | slot, or 0
 //
 // BUSY protocol: whoever changes a page in a fast state (NEVER, SAME, STORED,
@@ -33,7 +34,8 @@ enum : uint8_t {
   SAME = 5,
   SWAPPED = 6,
   READING = 7,
-  BUSY = 8
+  BUSY = 8,
+  REMOTE = 9
 };
 
 constexpr uint32_t kStagedClean = 0x80000000u;

@@ -362,6 +362,7 @@ Commands
   bench            fault latency, eviction throughput and density against the kernel
                    (tmem bench --help)
   stats <pid>      watch a running program's pools (tmem stats --help)
+  remote gc <url>  delete the Redis keys of swaps whose process died (tmem remote --help)
   help [command]   this text, or a command's
 
 tmem: transcendent memory for Node.js (userfaultfd regions, compressed pools, swap file).

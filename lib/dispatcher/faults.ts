@@ -12,6 +12,7 @@
  *     SAME     the fill word (zero: the shared zero page on read)
  *     STAGED   moved back from its slot (read of a clean one: copied write-protected)
  *     SWAPPED  read from the swap file (swapIn)
+ *     REMOTE   fetched from the remote store (remote.ts), checked; else as SWAPPED
  *     READING  waits for the file read in flight
  *     ACTIVE, CLEAN   served already by another thread's fault: wake
  *   retries  faults the kernel said EAGAIN to, or on a page BUSY elsewhere
@@ -35,6 +36,7 @@ import {
   SWAPPED,
   READING,
   BUSY,
+  REMOTE,
   STAGED_CLEAN,
   KEPT_SLOT,
   isFast,
@@ -52,6 +54,7 @@ import { drainRequests, batch } from './requests';
 import { SwapFileError } from '../swapfile';
 import { follow } from './placement';
 import { serveForwarded } from './inline';
+import { fetch as remoteFetch } from './remote';
 
 /** The events buffer uffd.read() fills. */
 export const events = new Float64Array(64 * EVENT_SLOTS);
@@ -185,6 +188,11 @@ export function serveFault(addr: number, flags: number): boolean {
     }
     case SWAPPED:
       return swapIn(r, page, addr, write);
+    case REMOTE:
+      // Served here, in the dispatcher thread, on its own blocking connection (bounded by
+      // remote.timeout); a fault on a fast state meanwhile waits (or, with the native fault
+      // thread, goes on being served there). Anything but a checked value: the swap file.
+      return swapIn(r, page, addr, write, remoteFetch(r, page, pageBuf));
     case READING: {
       // Another thread faulted on a page being read: the copy at completion wakes it too.
       const rd = r.reads.get(page);
@@ -212,20 +220,23 @@ function unclaim(r: RegionState, page: number, st: number, res: number): boolean
  * is at most half full (and not failing writes); a write, or a fuller file, frees
  * the slot at once.
  */
-function swapIn(r: RegionState, page: number, addr: number, write: boolean): boolean {
+function swapIn(r: RegionState, page: number, addr: number, write: boolean, fromRemote = false): boolean {
   const slot = r.aux[page];
   const sequential = r.lastSwapIn === page - 1;
-  let ok: boolean;
-  try {
-    ok = swap!.read(slot, pageBuf, 0, sequential);
-  } catch (e) {
-    if (!(e instanceof SwapFileError)) throw e; // a bug, not an I/O error: the dispatcher fails, loudly
-    G[P.G_SWAP_IO_ERRORS]++;
-    return unrecoverable(r, page, addr, (e as Error).message);
-  }
-  if (!ok) {
-    G[P.G_SWAP_CSUM_ERRORS]++;
-    return unrecoverable(r, page, addr, `${swap!.checkName} mismatch in swap file slot ${slot}`);
+  // fromRemote: pageBuf already holds the page, from the remote store (checked there).
+  if (!fromRemote) {
+    let ok: boolean;
+    try {
+      ok = swap!.read(slot, pageBuf, 0, sequential);
+    } catch (e) {
+      if (!(e instanceof SwapFileError)) throw e; // a bug, not an I/O error: the dispatcher fails, loudly
+      G[P.G_SWAP_IO_ERRORS]++;
+      return unrecoverable(r, page, addr, (e as Error).message);
+    }
+    if (!ok) {
+      G[P.G_SWAP_CSUM_ERRORS]++;
+      return unrecoverable(r, page, addr, `${swap!.checkName} mismatch in swap file slot ${slot}`);
+    }
   }
   // A file region's swapped page is a private change: CLEAN there would mean "the file has it".
   const keep = !write && !r.isFile && 2 * swap!.usedCount <= swap!.slots && swapUsable();
@@ -241,6 +252,11 @@ function swapIn(r: RegionState, page: number, addr: number, write: boolean): boo
     becomeResident(r, page, ACTIVE);
   }
   G[P.G_SWAP_READAHEAD_HITS] = swap!.readaheadHits;
+  if (fromRemote) {
+    r.stats[P.R_FAULTS_REMOTE]++;
+    G[P.G_FAULTS_REMOTE]++;
+    return true;
+  }
   r.stats[P.R_FAULTS_SWAP]++;
   G[P.G_SWAP_INS]++; // last: whoever sees it counted sees the page's slot and state too
   return true;

@@ -26,6 +26,8 @@
  *   SWAPPED  6   swap file slot (lib/swapfile.ts)
  *   READING  7   -          a file page being read on the FileIo reader thread
  *   BUSY     8   (the claimer's)   claimed: one thread is changing the page
+ *   REMOTE   9   swap file slot     the remote store has it too (lib/dispatcher/remote.ts; the
+ *                           slot is its second copy); not a fast state: native forwards it
  *
  * The BUSY protocol. The "fast" states, the ones a native fault path may serve,
  * are NEVER (of anonymous regions only), SAME, STORED and STAGED (isFast()).
@@ -66,7 +68,8 @@ export const NEVER = 0,
   SAME = 5,
   SWAPPED = 6,
   READING = 7,
-  BUSY = 8;
+  BUSY = 8,
+  REMOTE = 9;
 /** Flag in aux[] of a STAGED page: its copy elsewhere is current (it was CLEAN when staged). */
 export const STAGED_CLEAN = 0x80000000;
 /** Flag in aux[] of a CLEAN page: its copy is swap file slot aux & SLOT_MASK. */

@@ -10,6 +10,8 @@
  *          dispatcher with receiveMessageOnPort after wakeReader()) and replies
  */
 import type { BudgetInit } from '../budget/sampler';
+import type { RemoteConfig } from '../remote/nodes';
+import type { RemoteNode } from '../remote/options';
 
 export const CTL_STOP = 0;
 export const CTL_EXITING = 1;
@@ -76,9 +78,22 @@ export const G_OUTSIDE = 55; // bytes the process uses outside tmem, as estimate
 export const G_MARGIN = 56; // bytes kept free below the cgroup's limit
 export const G_CGROUP_LIMIT = 57; // the cgroup's limit at the last look (-1: none or unread)
 export const G_CGROUP_USAGE = 58; // its usage at the last look (-1: unread)
-export const G_SLOTS = 64;
 /** G_PRESSURE_CAUSE values. */
 export const PRESSURE_CAUSES = ['', 'psi', 'near-limit', 'limit'] as const;
+// The remote tier (lib/dispatcher/remote.ts).
+export const G_REMOTE_PAGES = 59; // pages whose value the remote store holds (state REMOTE), now
+export const G_REMOTE_PUTS = 60; // pages sent and acknowledged
+export const G_REMOTE_REFUSED = 61; // puts the server refused (OOM at maxmemory): the page stayed in the swap file
+export const G_REMOTE_HITS = 62; // faults served from the remote store
+export const G_REMOTE_MISSES = 63; // values the server no longer had (nil): read from the swap file
+export const G_REMOTE_BAD = 64; // values with a wrong length, generation or CRC-32: never used, read from the swap file
+export const G_REMOTE_ERRORS = 65; // requests that failed (refused, reset, deadline, bytes that are not RESP)
+export const G_REMOTE_SKIPPED = 66; // faults sent straight to the swap file while their server was backing off
+export const G_REMOTE_LOST = 67; // pages forgotten because their server restarted empty (run_id changed)
+export const G_REMOTE_PREFETCHED = 68; // pages fetched with a fault's page, into the pool
+export const G_REMOTE_MOVED = 69; // MOVED/ASK replies (the cluster's slot map changed)
+export const G_FAULTS_REMOTE = 70; // faults served from the remote store (G_REMOTE_HITS's pages, once installed)
+export const G_SLOTS = 72;
 
 // Per-region counters.
 export const R_RESIDENT = 0;
@@ -93,6 +108,7 @@ export const R_FAULTS_SWAP = 8;
 export const R_FAULTS_SAME = 9;
 export const R_FAULTS_STAGED = 10;
 export const R_FAULTS_CLEANCACHE = 11;
+export const R_FAULTS_REMOTE = 12;
 export const R_SLOTS = 16;
 
 export const HIST_BUCKETS = 96;
@@ -130,6 +146,7 @@ export type Request =
   | { op: 'flush'; reqId: number; id: number }
   | { op: 'closeRegion'; reqId: number; id: number }
   | { op: 'setLimits'; reqId: number; limits: LimitsUpdate }
+  | { op: 'remoteMap'; reqId: number; nodes: RemoteNode[]; slots: Uint16Array | null }
   | { op: 'stop'; reqId: number };
 
 /** A run-time change of the limits (budget.ts); a field left out keeps its value. */
@@ -188,4 +205,6 @@ export interface DispatcherOptions {
     writeback: 'huge' | 'idle' | false;
     budget: number;
   };
+  /** The remote tier (lib/remote/nodes.ts), when `remote` is configured. */
+  remote?: RemoteConfig;
 }

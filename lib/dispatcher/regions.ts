@@ -20,12 +20,25 @@ import * as fs from 'node:fs';
 import { PAGE } from '../compress';
 import * as P from './protocol';
 import { G, backends } from './env';
-import { ACTIVE, CLEAN, STORED, SAME, SWAPPED, BUSY, KEPT_SLOT, SLOT_MASK, pageStateArrays, isFast } from './pagestate';
+import {
+  ACTIVE,
+  CLEAN,
+  STORED,
+  SAME,
+  SWAPPED,
+  REMOTE,
+  BUSY,
+  KEPT_SLOT,
+  SLOT_MASK,
+  pageStateArrays,
+  isFast,
+} from './pagestate';
 import { S, ring, slotRegion, slotKept, queueRelease, flushReleases } from './staging';
 import { residency } from './reclaim';
 import { storedLeaves } from './pool';
 import { swap, wb, flushWriteback } from './writeback';
 import { fileIo, forgetReads } from './files';
+import { regionGone as remoteRegionGone } from './remote';
 
 /** RegionState.flags */
 export const RAW = 1,
@@ -187,8 +200,10 @@ export function releaseRegion(r: RegionState): void {
       }
     } else if (st === STORED) storedLeaves(r, page);
     else if (st === SAME) G[P.G_SAME]--;
-    else if (st === SWAPPED) swap!.freeSlot(r.aux[page]);
+    else if (st === SWAPPED || st === REMOTE) swap!.freeSlot(r.aux[page]);
   }
+  remoteRegionGone(r); // its REMOTE pages' keys
+
   G[P.G_SWAP_PAGES] = swap ? swap.usedCount : 0;
   G[P.G_RESIDENT] = residency.resident;
   G[P.G_STAGED] = ring.staged;

@@ -17,6 +17,7 @@ import { evictRegion } from './reclaim';
 import { startFlush, replyAfterWrites } from './files';
 import { receiveMessageOnPort } from 'node:worker_threads';
 import { setLimits } from './budget';
+import { setMap } from './remote';
 
 export const batch = { depth: 0 };
 export const control = { running: true };
@@ -57,6 +58,10 @@ function handle(req: P.Request): boolean {
       }
       case 'setLimits':
         setLimits(req.limits); // a lower limit: eviction (or the shrinker) runs from the next loop turn
+        reply(req.reqId, true);
+        return true;
+      case 'remoteMap':
+        setMap(req);
         reply(req.reqId, true);
         return true;
       case 'stop':

@@ -27,6 +27,7 @@ import { stagingBytes, slotDeferred, flushReleases, unstage, unstaged } from './
 import { storedFifo, storedPush, fifoPush, evicted, DEFERRED, REFUSED } from './reclaim';
 import { dropPoolCopy, storedLeaves, poolState } from './pool';
 import { SwapFile, SwapFileError } from '../swapfile';
+import { queueObject, queuePage, written, flushRemote } from './remote';
 
 /** The swap file tier, when configured. */
 export const swap =
@@ -59,6 +60,7 @@ export function toSwapFile(r: RegionState, page: number, off: number, slot: numb
   if (!swapUsable()) return REFUSED;
   if (wb.count === WB) flushWriteback();
   wbBuf.set(stagingBytes.subarray(off, off + PAGE), wb.count * PAGE);
+  queuePage(wb.count, stagingBytes, off); // the remote tier sends it compressed
   wbOwner[wb.count] = r.id;
   wbPage[wb.count] = page;
   wbFrom[wb.count] = slot;
@@ -75,6 +77,7 @@ export function toSwapFile(r: RegionState, page: number, off: number, slot: numb
 export function queuePoolWriteback(r: RegionState, page: number, len: number, idle = false): void {
   if (wb.count === WB) flushWriteback();
   codec.decompress(objBuf, 0, len, wbBuf, wb.count * PAGE);
+  queueObject(wb.count, objBuf, len); // the remote tier sends the compressed object
   wbOwner[wb.count] = r.id;
   wbPage[wb.count] = page;
   wbFrom[wb.count] = -1;
@@ -126,6 +129,7 @@ export function flushWriteback(): void {
   wb.count = 0;
   G[P.G_SWAP_PAGES] = swap ? swap.usedCount : 0;
   flushReleases();
+  flushRemote(); // the pages written from the pool go to the remote store too (writethrough)
 }
 
 function settleWritten(k: number, fileSlot: number): void {
@@ -146,6 +150,7 @@ function settleWritten(k: number, fileSlot: number): void {
   publish(r.state, page, SWAPPED); // ends the claim the page was queued under
   G[P.G_SWAP_WRITEBACK]++;
   if (wbIdle[k]) G[P.G_IDLE_WRITEBACK]++;
+  written(k, r, page, fileSlot);
 }
 
 function settleFailed(from: number, n: number, why: string): void {

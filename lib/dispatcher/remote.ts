@@ -1,0 +1,315 @@
+/**
+ * The remote tier in the dispatcher (RAMster on Redis): below the pool, beside
+ * the swap file. A page the pool's shrinker writes back to the swap file
+ * (writeback.ts) is also sent to the remote store; once the server has it, its
+ * state is REMOTE. The swap file copy stays (frontswap's writethrough): it is
+ * the second copy that makes every failure of the server a miss, never a loss.
+ *
+ *   REMOTE page   aux = its swap file slot (as SWAPPED); here, per region:
+ *                 gen[page]  the generation of the value sent (u32, never 0)
+ *                 crc[page]  CRC-32 of the value [gen u32 LE][pool object]
+ *   key           <prefix>F{<swap>:<region>:<page>>6}<page&63> (lib/remote/keys.ts),
+ *                 on the node of its chunk's hash tag (lib/remote/nodes.ts)
+ *
+ *   write-back    queueObject() (the object, at batch time) -> written() (the swap
+ *                 file has it: SWAPPED) -> flushRemote(): one pipeline of SETs per
+ *                 node, one round trip; +OK -> REMOTE; OOM or any failure -> stays SWAPPED
+ *   fault         fetch(): one pipeline per fault on the dispatcher's own blocking
+ *                 connection (no event loop in between): GETDEL of the page and of the
+ *                 next REMOTE pages of its chunk (prefetch, into the pool when it
+ *                 accepts). Checked (length, generation, CRC) before use; a miss, an
+ *                 error, a deadline or a mismatch: the caller reads the swap file.
+ *   lost node     run_id changed (restarted empty): that node's pages are SWAPPED again
+ *   release       a closed region's keys are UNLINKed (best effort; the swap's close
+ *                 and the gc of the lease catch the rest)
+ */
+import { PAGE } from '../compress';
+import { crc32 } from '../crc32';
+import { REPLY_BULK, REPLY_ERROR, REPLY_SIMPLE } from '../native';
+import { RemoteNodes } from '../remote/nodes';
+import { RespEncoder } from '../remote/resp';
+import { CHUNK, chunkTag, pageKey } from '../remote/keys';
+import * as P from './protocol';
+import { G, opts, codec, backends } from './env';
+import { REMOTE, SWAPPED, publish } from './pagestate';
+import { byId, regions, type RegionState } from './regions';
+import { nowStored, poolFull } from './pool';
+import { swap } from './writeback';
+
+const cfg = opts.remote;
+/** The servers, when `remote` is configured. */
+export const remote = cfg ? new RemoteNodes(cfg) : undefined;
+
+interface Meta {
+  gen: Uint32Array;
+  crc: Uint32Array;
+}
+const metas = new Map<number, Meta>();
+let nextGen = 1;
+
+function meta(r: RegionState): Meta {
+  let m = metas.get(r.id);
+  if (!m) metas.set(r.id, (m = { gen: new Uint32Array(r.pages), crc: new Uint32Array(r.pages) }));
+  return m;
+}
+
+function keyOf(r: RegionState, page: number): string {
+  return pageKey(cfg!.keyPrefix, cfg!.swapId, r.id, page);
+}
+
+function nodeOf(r: RegionState, page: number): number {
+  return remote!.nodeOfTag(chunkTag(cfg!.swapId, r.id, page));
+}
+
+// ---- write-back ---------------------------------------------------------------
+
+/** Entries of one write-back batch (writeback.ts's WB), by batch index. */
+const QMAX = 64;
+const VALUE = PAGE + 64 + 4;
+const qObj = new Uint8Array(QMAX * VALUE);
+const qLen = new Int32Array(QMAX); // object length, 0: not for the remote tier
+const qRegion = new Int32Array(QMAX);
+const qPage = new Uint32Array(QMAX);
+const qSlot = new Int32Array(QMAX);
+const pending: number[] = [];
+const enc = new RespEncoder();
+/** Keys whose values are stale (their page came back another way): UNLINKed at the next flush. */
+const staleKeys: string[][] = [];
+const STALE_MAX = 1 << 16;
+let staleCount = 0;
+
+/** Batch entry k is a pool page whose object is obj[0..len): it goes remote too once the swap file has it. */
+export function queueObject(k: number, obj: Uint8Array, len: number): void {
+  if (!remote || k >= QMAX) return;
+  // The value: [generation u32 LE][object].
+  qObj.set(obj.subarray(0, len), k * VALUE + 4);
+  qLen[k] = len;
+}
+
+const pageObj = new Uint8Array(PAGE + 64);
+/** Batch entry k is the page at bytes[off..off+PAGE) (the pool refused it): compressed, it goes remote too. */
+export function queuePage(k: number, bytes: Uint8Array, off: number): void {
+  if (!remote || k >= QMAX) return;
+  queueObject(k, pageObj, codec.compress(bytes, off, pageObj));
+}
+
+/** Batch entry k was written to swap file slot `slot` (its page is SWAPPED now). */
+export function written(k: number, r: RegionState, page: number, slot: number): void {
+  if (k >= QMAX || qLen[k] === 0) return;
+  qRegion[k] = r.id;
+  qPage[k] = page;
+  qSlot[k] = slot;
+  pending.push(k);
+}
+
+/** The batch is settled: its written pages go to the remote store (one pipeline per node). */
+export function flushRemote(): void {
+  if (!remote) return;
+  // Stale keys first: a key UNLINKed after this batch's SET of the same page would drop the new value.
+  if (staleCount > 0) unlinkStale();
+  if (pending.length > 0) sendPending();
+  qLen.fill(0);
+  G[P.G_REMOTE_MOVED] = remote.moved;
+}
+
+function sendPending(): void {
+  const byNode = new Map<number, number[]>();
+  for (const k of pending) {
+    const r = byId.get(qRegion[k]);
+    if (!r) continue;
+    const node = nodeOf(r, qPage[k]);
+    if (!remote!.usable(node)) continue;
+    let l = byNode.get(node);
+    if (!l) byNode.set(node, (l = []));
+    l.push(k);
+  }
+  pending.length = 0;
+  for (const [node, ks] of byNode) {
+    enc.reset();
+    const gens: number[] = [];
+    for (const k of ks) {
+      const r = byId.get(qRegion[k])!;
+      const gen = nextGen;
+      nextGen = nextGen === 0xffffffff ? 1 : nextGen + 1;
+      const v = qObj.subarray(k * VALUE, k * VALUE + 4 + qLen[k]);
+      new DataView(v.buffer, v.byteOffset, 4).setUint32(0, gen, true);
+      gens.push(gen);
+      enc.command(['SET', keyOf(r, qPage[k]), v]);
+    }
+    const n = remote!.run(node, enc);
+    if (n < 0) {
+      G[P.G_REMOTE_ERRORS]++;
+      continue;
+    }
+    for (let i = 0; i < ks.length; i++) {
+      const k = ks[i];
+      const r = byId.get(qRegion[k]);
+      const page = qPage[k];
+      if (remote!.kind(i) !== REPLY_SIMPLE) {
+        if (remote!.kind(i) === REPLY_ERROR) G[P.G_REMOTE_REFUSED]++; // OOM: the page stays in the swap file only
+        continue;
+      }
+      // The page may have changed since (never within this call today, but cheap to check).
+      if (!r || r.closed || r.state[page] !== SWAPPED || r.aux[page] !== qSlot[k]) continue;
+      const m = meta(r);
+      m.gen[page] = gens[i];
+      m.crc[page] = crc32(qObj.subarray(k * VALUE, k * VALUE + 4 + qLen[k]));
+      publish(r.state, page, REMOTE);
+      G[P.G_REMOTE_PAGES]++;
+      G[P.G_REMOTE_PUTS]++;
+    }
+  }
+}
+
+function stale(r: RegionState, page: number): void {
+  if (staleCount >= STALE_MAX) return; // the swap's close (or the lease's gc) deletes it
+  staleKeys.push([keyOf(r, page), String(nodeOf(r, page))]);
+  staleCount++;
+}
+
+function unlinkStale(): void {
+  const byNode = new Map<number, string[]>();
+  const keep: string[][] = [];
+  for (const [key, node] of staleKeys) {
+    const n = Number(node);
+    if (!remote!.usable(n)) {
+      keep.push([key, node]);
+      continue;
+    }
+    let l = byNode.get(n);
+    if (!l) byNode.set(n, (l = []));
+    l.push(key);
+  }
+  staleKeys.length = 0;
+  staleKeys.push(...keep);
+  staleCount = keep.length;
+  for (const [node, keys] of byNode) {
+    for (let i = 0; i < keys.length; i += 256) {
+      enc.reset();
+      for (const k of keys.slice(i, i + 256)) enc.command(['UNLINK', k]);
+      remote!.run(node, enc);
+    }
+  }
+}
+
+// ---- faults -----------------------------------------------------------------------
+
+/** Pages of the chunk fetched with a fault's page (prefetch). */
+export const PREFETCH = 7;
+const fetchPages: number[] = [];
+
+/**
+ * A fault on REMOTE page `page`: its value, checked and decoded into `dst`, and true;
+ * false on a miss, an error, a deadline or a check that fails (the caller reads the
+ * swap file). Either way the page is SWAPPED when this returns (its remote copy is taken).
+ */
+export function fetch(r: RegionState, page: number, dst: Uint8Array): boolean {
+  const m = meta(r);
+  publish(r.state, page, SWAPPED);
+  G[P.G_REMOTE_PAGES]--;
+  const node = nodeOf(r, page);
+  if (!remote!.usable(node)) {
+    stale(r, page);
+    G[P.G_REMOTE_SKIPPED]++;
+    return false;
+  }
+  enc.reset();
+  enc.command(['GETDEL', keyOf(r, page)]);
+  // Prefetch: the next REMOTE pages of the chunk, while the pool accepts them.
+  fetchPages.length = 0;
+  if (!poolFull()) {
+    const end = Math.min(r.pages, (Math.floor(page / CHUNK) + 1) * CHUNK);
+    for (let p = page + 1; p < end && fetchPages.length < PREFETCH; p++) {
+      if (r.state[p] !== REMOTE) continue;
+      fetchPages.push(p);
+      enc.command(['GET', keyOf(r, p)]); // deleted once the pool has it (stale())
+    }
+  }
+  const n = remote!.run(node, enc);
+  if (n < 0) {
+    G[P.G_REMOTE_ERRORS]++;
+    stale(r, page);
+    return false;
+  }
+  const ok = check(m, page, 0);
+  if (ok) {
+    const v = remote!.bytes(0);
+    codec.decompress(v, 4, v.length - 4, dst, 0);
+    G[P.G_REMOTE_HITS]++;
+  }
+  for (let i = 0; i < fetchPages.length; i++) prefetched(r, m, fetchPages[i], i + 1);
+  G[P.G_REMOTE_MOVED] = remote!.moved;
+  return ok;
+}
+
+/** Reply i is the current value of page `page`: present, its generation and CRC-32 as sent. */
+function check(m: Meta, page: number, i: number): boolean {
+  const kind = remote!.kind(i);
+  if (kind !== REPLY_BULK) {
+    G[P.G_REMOTE_MISSES]++; // nil: the key was lost (evicted, flushed, a restart)
+    return false;
+  }
+  const v = remote!.bytes(i);
+  if (v.length < 5 || v.length > PAGE + 64 + 4) {
+    G[P.G_REMOTE_BAD]++;
+    return false;
+  }
+  const gen = v[0] | (v[1] << 8) | (v[2] << 16) | (v[3] << 24);
+  if (gen >>> 0 !== m.gen[page] || crc32(v) !== m.crc[page]) {
+    G[P.G_REMOTE_BAD]++;
+    return false;
+  }
+  return true;
+}
+
+/** A page read ahead of a fault (REMOTE; its key still there): into the pool if it takes it, else left REMOTE. */
+function prefetched(r: RegionState, m: Meta, page: number, i: number): void {
+  if (remote!.kind(i) !== REPLY_BULK || !check(m, page, i)) {
+    // Lost or wrong: the page is read from the swap file from now on.
+    publish(r.state, page, SWAPPED);
+    G[P.G_REMOTE_PAGES]--;
+    stale(r, page);
+    return;
+  }
+  const v = remote!.bytes(i);
+  const obj = v.subarray(4);
+  if (poolFull() || !backends.frontswap.store(r.id, page, obj, obj.length)) return;
+  G[P.G_REMOTE_PAGES]--;
+  stale(r, page); // the pool has it: its key goes with the next batch
+  swap!.freeSlot(r.aux[page]);
+  G[P.G_SWAP_PAGES] = swap!.usedCount;
+  nowStored(r, page, obj.length);
+  G[P.G_REMOTE_PREFETCHED]++;
+}
+
+// ---- failures, release ------------------------------------------------------------
+
+/** A node restarted empty: its pages are read from the swap file from now on. */
+function lost(node: number): void {
+  for (const r of regions) {
+    for (let page = 0; page < r.pages; page++) {
+      if (r.state[page] !== REMOTE || nodeOf(r, page) !== node) continue;
+      publish(r.state, page, SWAPPED);
+      G[P.G_REMOTE_PAGES]--;
+      G[P.G_REMOTE_LOST]++;
+    }
+  }
+}
+if (remote) remote.onLost = lost;
+
+/** Region r is being released: its REMOTE pages' keys go (their swap slots are freed by the caller). */
+export function regionGone(r: RegionState): void {
+  metas.delete(r.id);
+  if (!remote) return;
+  for (let page = 0; page < r.pages; page++) {
+    if (r.state[page] !== REMOTE) continue;
+    G[P.G_REMOTE_PAGES]--;
+    stale(r, page);
+  }
+  unlinkStale();
+}
+
+/** A new slot map from the main thread (cluster). */
+export function setMap(m: Pick<NonNullable<P.DispatcherOptions['remote']>, 'nodes' | 'slots'>): void {
+  remote?.setMap(m.nodes, m.slots);
+}
