@@ -101,7 +101,7 @@ int RespConn::parse_one(uint8_t* out, size_t out_cap, size_t* out_len, int32_t* 
   size_t avail = rlen_ - pos_;
   // The header line, up to CRLF.
   const void* nl = avail > 0 ? memchr(b, '\n', avail) : nullptr;
-  if (!nl) return avail > 16 * 1024 ? -EPROTO : 0;  // no RESP header line is that long
+  if (!nl) return avail > 16 * 1024 ? -EPROTO : 0;    // no RESP header line is that long
   size_t line = static_cast<const uint8_t*>(nl) - b;  // index of '\n'
   if (line < 2 || b[line - 1] != '\r') return -EPROTO;
   uint8_t type = b[0];
@@ -162,8 +162,7 @@ int RespConn::parse_one(uint8_t* out, size_t out_cap, size_t* out_len, int32_t* 
       pos_ += need;
       return 1;
     }
-    default:
-      return -EPROTO;  // an array, a RESP3 type or garbage
+    default: return -EPROTO;  // an array, a RESP3 type or garbage
   }
 }
 
