@@ -27,6 +27,7 @@ export const SCENARIOS = [
   'fill',
   'threads',
   'readback',
+  'remote',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 export const PATTERNS = ['sequential', 'random', 'zipfian'] as const;
@@ -168,7 +169,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     pin: true,
     faults: 'dispatcher',
     threads: 1,
-    scenarios: [...SCENARIOS],
+    scenarios: SCENARIOS.filter((s) => s !== 'remote'), // remote: only when asked for (it starts a redis-server)
     seed: 1,
     rounds: 0,
     dir: null,

@@ -24,6 +24,7 @@ import {
 } from './baselines';
 import { tmemSteady, steadyLimitPages, type SteadyRun } from './steady-state';
 import { tmemReadback, type ReadbackRun } from './readback';
+import { remoteBench, type RemoteBenchResult } from './remote-bench';
 import { native } from '../native';
 import { Progress } from './progress';
 
@@ -71,7 +72,7 @@ export interface Target {
 export interface LatencyScenario {
   kind: 'latency';
   id: string;
-  scenario: 'zero' | 'pool' | 'swapfile' | 'steady' | 'threads';
+  scenario: 'zero' | 'pool' | 'swapfile' | 'steady' | 'threads' | 'remote';
   title: string;
   status: 'ok' | 'failed';
   error?: string;
@@ -95,7 +96,7 @@ export interface Bar {
 
 export interface BarScenario {
   kind: 'bars';
-  id: 'eviction' | 'density' | 'fill' | 'readback';
+  id: 'eviction' | 'density' | 'fill' | 'readback' | 'remote-writeback';
   title: string;
   unit: string;
   better: 'higher' | 'lower';
@@ -776,6 +777,76 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
             ? [`tmem / plain memory: ${(run.usPerPage / run.plainUsPerPage).toFixed(1)}x`]
             : [],
       });
+    }
+
+    // ---- remote: the remote tier against a redis-server started here (lib/cli/remote-bench.ts)
+    if (wants.has('remote')) {
+      let rr: RemoteBenchResult | string | undefined;
+      let err: string | undefined;
+      try {
+        rr = await remoteBench({ pages: o.pages, seed: o.seed, dir }, progress);
+      } catch (e) {
+        err = errText(e);
+        progress.end('FAILED');
+      }
+      if (typeof rr === 'string') note(`remote: ${rr}`);
+      const ok = rr !== undefined && typeof rr !== 'string' ? rr : undefined;
+      const sc: LatencyScenario = {
+        kind: 'latency',
+        id: 'remote',
+        scenario: 'remote',
+        title: 'fault from the remote tier (a redis-server on a loopback port)',
+        status: ok || typeof rr === 'string' ? 'ok' : 'failed',
+        ...(err ? { error: err } : {}),
+        series: [],
+        baseline: null,
+        ratio: null,
+        notes: [],
+      };
+      if (ok) {
+        const get = 'bare native GET round trip';
+        sc.series.push(
+          fromSamples(
+            'tmem',
+            'tmem',
+            ok.remoteNs,
+            edges,
+            `${ok.remoteFaults} faults from Redis, ${ok.swapFallbacks} from the swap file`,
+          ),
+          fromSamples(
+            get,
+            'baseline',
+            ok.getNs,
+            edges,
+            `a ${ok.valueBytes}-byte value, one request at a time, same server`,
+          ),
+          fromSamples('tmem pool fault', 'reference', ok.poolNs, edges),
+          fromSamples('tmem swap file fault', 'reference', ok.swapNs, edges, 'page cache warm'),
+        );
+        sc.baseline = get;
+        sc.ratio = ratioOf(sc.series[0].summary, sc.series[1].summary);
+        sc.targets = [target(`p50 <= 1.3x ${get}`, sc.ratio ? sc.ratio.p50 : null, { max: 1.3 })];
+        sc.badPages = ok.badPages;
+      }
+      scenarios.push(sc);
+      if (ok) {
+        const ratio = ok.evictPagesPerSec > 0 ? r3(ok.writebackPagesPerSec / ok.evictPagesPerSec) : null;
+        scenarios.push({
+          kind: 'bars',
+          id: 'remote-writeback',
+          title: 'write-back to the remote tier (SET pipelines, one per batch and server)',
+          unit: 'pages/s',
+          better: 'higher',
+          status: 'ok',
+          bars: [
+            { label: 'tmem write-back to Redis', role: 'tmem', value: ok.writebackPagesPerSec },
+            { label: 'tmem pool eviction rate (region.evict())', role: 'baseline', value: ok.evictPagesPerSec },
+          ],
+          ratio,
+          targets: [target('>= 1x the pool eviction rate', ratio, { min: 1 })],
+          notes: [],
+        });
+      }
     }
   } finally {
     if (corpusFile) removeCorpusFile(corpusFile);

@@ -1,0 +1,231 @@
+/**
+ * `tmem bench --scenario remote`: the remote tier against a real redis-server started
+ * here on a loopback port (Debian's redis-server; skipped with a note without it).
+ * In one run, on pages of the same kind:
+ *
+ *   remote fault   a touch of a page the pool wrote back (REMOTE: served from Redis)
+ *   bare GET       the same size of value read with the native blocking client alone,
+ *                  one round trip at a time, on the same server (the floor: target p50 <= 1.3x)
+ *   pool fault     a touch of a page in the pool (no remote, no swap file)
+ *   swap file      a touch of a page in the swap file (no remote)
+ *   write-back     pages sent to Redis per second during the write-back, against the
+ *                  pool's eviction rate (region.evict() pages/s into a pool that has room)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { open, type Swap } from '../swap';
+import { native } from '../native';
+import { RespEncoder } from '../remote/resp';
+import type { Progress } from './progress';
+import { settle, touchHere, touchOrder } from './measure';
+
+const PAGE = 4096;
+
+export interface RemoteBenchResult {
+  remoteNs: Float64Array;
+  getNs: Float64Array;
+  poolNs: Float64Array;
+  swapNs: Float64Array;
+  /** Of the remote touches: faults served from Redis, and from the swap file (misses, back-off). */
+  remoteFaults: number;
+  swapFallbacks: number;
+  valueBytes: number;
+  writebackPagesPerSec: number;
+  evictPagesPerSec: number;
+  badPages: number;
+}
+
+function fillPage(b: Uint8Array, p: number): void {
+  const w = new Uint32Array(b.buffer, b.byteOffset, PAGE / 4);
+  let x = Math.imul(p + 1, 2654435761) >>> 0 || 1;
+  for (let i = 0; i < 96; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    w[i] = x;
+  }
+  for (let i = 96; i < PAGE / 4; i++) w[i] = w[i % 96];
+}
+
+function badPages(u8: Uint8Array, pages: number): number {
+  const exp = new Uint8Array(PAGE);
+  let bad = 0;
+  for (let p = 0; p < pages; p++) {
+    fillPage(exp, p);
+    if (Buffer.compare(Buffer.from(u8.buffer, u8.byteOffset + p * PAGE, PAGE), Buffer.from(exp.buffer)) !== 0) bad++;
+  }
+  return bad;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts redis-server on a free loopback port, or returns why it cannot. */
+async function startServer(): Promise<{ proc: ChildProcess; port: number } | string> {
+  const port = await freePort();
+  const proc = spawn(
+    'redis-server',
+    ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
+  const failed = await new Promise<string | undefined>((resolve) => {
+    proc.once('error', (e) => resolve(`redis-server could not be started (${e.message}): install redis-server`));
+    const end = Date.now() + 20000;
+    const poll = (): void => {
+      const c = new native.RemoteConn('127.0.0.1', port);
+      if (c.connect(200) === 0) {
+        c.close();
+        resolve(undefined);
+      } else if (Date.now() > end || proc.exitCode !== null) resolve('redis-server did not start');
+      else setTimeout(poll, 50);
+    };
+    setTimeout(poll, 50);
+  });
+  if (failed) {
+    proc.kill('SIGKILL');
+    return failed;
+  }
+  return { proc, port };
+}
+
+async function waitQuiet(swap: Swap): Promise<number> {
+  // Write-back runs while the pool is over its threshold: wait until the puts stop.
+  let last = -1;
+  const t0 = performance.now();
+  let lastChange = t0;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 20));
+    const s = swap.stats().remote!;
+    const n = s.puts + s.refused + s.errors;
+    if (n !== last) {
+      last = n;
+      lastChange = performance.now();
+    } else if (performance.now() - lastChange > 300 || performance.now() - t0 > 60000) return lastChange;
+  }
+}
+
+/** Runs the remote scenario; a string says why it was skipped. */
+export async function remoteBench(
+  o: { pages: number; seed: number; dir: string },
+  progress: Progress,
+): Promise<RemoteBenchResult | string> {
+  const srv = await startServer();
+  if (typeof srv === 'string') return srv;
+  const pages = Math.max(1024, Math.min(o.pages, 16384));
+  const dir = fs.mkdtempSync(path.join(o.dir || os.tmpdir(), 'tmem-remote-bench-'));
+  const order = touchOrder('random', pages, o.seed);
+  const mkRegion = (swap: Swap): { u8: Uint8Array; evict: () => Promise<number> } => {
+    const region = swap.region(pages * PAGE);
+    const u8 = new Uint8Array(region.buffer);
+    for (let p = 0; p < pages; p++) fillPage(u8.subarray(p * PAGE, (p + 1) * PAGE), p);
+    return { u8, evict: () => region.evict() };
+  };
+  let bad = 0;
+  try {
+    // 1. The floor: a bare GET of a value of the size tmem sends, one round trip at a time.
+    progress.start('remote: bare native GET round trips', 0);
+    const conn = new native.RemoteConn('127.0.0.1', srv.port);
+    if (conn.connect(5000) !== 0) throw new Error('could not connect to the redis-server it started');
+    const enc = new RespEncoder();
+    const out = new Uint8Array(1 << 16);
+    const info = new Int32Array(3);
+    // About the compressed size of these pages (measured below; the GET uses the same size).
+    const valueBytes = 4 + 700;
+    enc.command(['SET', 'bench:v', new Uint8Array(valueBytes)]);
+    conn.exchange(enc.buf, enc.length, 1, 5000, out, info);
+    enc.reset();
+    enc.command(['GET', 'bench:v']);
+    const getNs = new Float64Array(pages);
+    for (let i = 0; i < pages; i++) {
+      const t0 = process.hrtime.bigint();
+      const n = conn.exchange(enc.buf, enc.length, 1, 5000, out, info);
+      getNs[i] = Number(process.hrtime.bigint() - t0);
+      if (n !== 1) throw new Error(`GET failed (${n})`);
+    }
+    conn.close();
+    progress.end('done');
+
+    // 2. Pool faults, and the pool's eviction rate (a pool with room).
+    progress.start('remote: pool faults and eviction rate', pages);
+    let swap = await open({ residentLimit: '64MiB', poolLimit: '256MiB' });
+    let reg = mkRegion(swap);
+    let u8 = reg.u8;
+    let t0 = performance.now();
+    const n0 = await reg.evict();
+    const evictPagesPerSec = Math.round(n0 / ((performance.now() - t0) / 1000));
+    await settle();
+    const poolNs = touchHere(u8, order, progress);
+    bad += badPages(u8, pages);
+    await swap.close();
+    progress.end(`${evictPagesPerSec} pages/s`);
+
+    // 3. Swap file faults (no remote).
+    progress.start('remote: swap file faults', pages);
+    swap = await open({
+      residentLimit: '1MiB',
+      poolLimit: '256KiB',
+      swapFile: { path: dir, size: `${(pages * 2 * PAGE) / 2 ** 20}MiB` },
+    });
+    reg = mkRegion(swap);
+    u8 = reg.u8;
+    await reg.evict();
+    await new Promise((r) => setTimeout(r, 500));
+    const swapNs = touchHere(u8, order, progress);
+    bad += badPages(u8, pages);
+    await swap.close();
+    progress.end('done');
+
+    // 4. Remote faults and the write-back rate.
+    progress.start('remote: write-back and remote faults', pages);
+    swap = await open({
+      residentLimit: '1MiB',
+      poolLimit: '256KiB',
+      swapFile: { path: dir, size: `${(pages * 2 * PAGE) / 2 ** 20}MiB` },
+      remote: { url: `redis://127.0.0.1:${srv.port}`, timeout: 1000 },
+    });
+    reg = mkRegion(swap);
+    u8 = reg.u8;
+    t0 = performance.now();
+    await reg.evict();
+    const tEnd = await waitQuiet(swap);
+    const puts = swap.stats().remote!.puts;
+    const writebackPagesPerSec = Math.round(puts / ((tEnd - t0) / 1000));
+    const f0 = swap.stats().faults;
+    const remoteNs = touchHere(u8, order, progress);
+    await settle();
+    const f1 = swap.stats().faults;
+    bad += badPages(u8, pages);
+    await swap.close();
+    progress.end(`${writebackPagesPerSec} pages/s sent`);
+    return {
+      remoteNs,
+      getNs,
+      poolNs,
+      swapNs,
+      remoteFaults: f1.remote - f0.remote,
+      swapFallbacks: f1.swapFile - f0.swapFile,
+      valueBytes,
+      writebackPagesPerSec,
+      evictPagesPerSec,
+      badPages: bad,
+    };
+  } finally {
+    srv.proc.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
