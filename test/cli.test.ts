@@ -113,7 +113,11 @@ for (const [args, re] of bad) {
 test('options: defaults, --quick, --no-pin, --scenarios order, --name=value', (t) => {
   const d = parseBenchArgs([]);
   t.is(d.pages, 20000);
-  t.deepEqual(d.scenarios, [...SCENARIOS], 'every scenario by default');
+  t.deepEqual(
+    d.scenarios,
+    SCENARIOS.filter((s) => s !== 'remote'),
+    'every scenario but remote (it starts a redis-server) by default',
+  );
   t.deepEqual(parseBenchArgs(['--scenario', 'steady']).scenarios, ['steady']);
   t.deepEqual(d.compressors, ['lz4', 'zstd']);
   t.true(d.pin);
