@@ -230,6 +230,7 @@ test('bad arguments to region() and mapFile() throw errors naming the argument',
 function checkNumbers(t: import('ava').ExecutionContext, o: object, at = 'stats'): void {
   for (const [k, v] of Object.entries(o)) {
     if (k === 'swapFile' && v === undefined) continue; // only with a swap file
+    if (k === 'remote' && v === undefined) continue; // only with a remote tier
     if (at === 'stats.budget' && k === 'cgroup' && v === undefined) continue; // only in a memory cgroup
     if (at === 'stats.budget.cgroup' && v === null) continue; // no limit, or not read yet
     if (v !== null && typeof v === 'object') checkNumbers(t, v as object, `${at}.${k}`);
