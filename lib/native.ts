@@ -320,6 +320,11 @@ export interface NativeBinding {
   /** madvise(2) over `count` (address, length) pairs, each inside an open region. */
   madvise(ranges: Float64Array, count: number, advice: number): void;
   /**
+   * Pages of [address, address + length) mapped now (mincore(2)), inside an open region;
+   * length a multiple of 4096, at most 64 pages.
+   */
+  mapped(address: number, length: number): number;
+  /**
    * madvise(MADV_DONTNEED) over the whole pages inside [offset, offset + length)
    * of a (Shared)ArrayBuffer: they go back to the OS and read as zeros.
    * Returns the bytes discarded.

@@ -214,6 +214,12 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
     null,
     (s) => one(s.unsharedPages),
   );
+  counter(
+    'move_anomalies_total',
+    'Staging moves whose outcome contradicted what UFFDIO_MOVE answered (recovered)',
+    null,
+    (s) => one(s.moveAnomalies),
+  );
   counter('idle_recompressed_total', 'Idle pages recompressed with zstd', null, (s) => one(s.idle.recompressed));
   counter('idle_written_back_total', 'Idle pages written back to the swap file', null, (s) => one(s.idle.writtenBack));
   counter('swap_file_written_back_total', 'Pages written to the swap file', null, (s) =>

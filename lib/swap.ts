@@ -270,6 +270,13 @@ export interface SwapStats {
    * without being scanned in between.
    */
   unevictablePages: number;
+  /**
+   * Times a staging move's outcome was not what UFFDIO_MOVE answered: an error for a page
+   * the kernel had moved (counted as staged), or a staging slot found holding a page the
+   * ring did not put there (never reused). 0 unless the kernel misreports; each is
+   * recovered without losing a byte, and the first one is reported on stderr.
+   */
+  moveAnomalies: number;
   /** Stores refused, by reason; a refused page stays resident. */
   refused: { poolLimit: number; alloc: number };
   /** Staged pages touched again and moved back. */
@@ -852,6 +859,7 @@ export class Swap extends EventEmitter {
       evictionsWithoutCompression: G[P.G_EVICT_NO_COMPRESS],
       unsharedPages: G[P.G_UNSHARED],
       unevictablePages: G[P.G_UNEVICTABLE],
+      moveAnomalies: G[P.G_MOVE_ANOMALIES],
       refused: { poolLimit: G[P.G_REFUSED_POOL_LIMIT], alloc: G[P.G_REFUSED_ALLOC] },
       secondChance: G[P.G_SECOND_CHANCE],
       poolReadahead: G[P.G_POOL_READAHEAD],

@@ -920,6 +920,29 @@ Napi::Value Madvise(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mapped(address, length) -> pages of [address, address + length) that are mapped now
+// (mincore(2): a present page table entry), inside an open region. Eviction asks it of a
+// staging slot when UFFDIO_MOVE answers an error, to know whether the page went anyway.
+Napi::Value Mapped(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double a = number_arg(info, 0, "address");
+  double l = number_arg(info, 1, "length");
+  if (a <= 0 || l <= 0 || a != std::floor(a) || l != std::floor(l) || static_cast<uint64_t>(a) % kPageSize ||
+      static_cast<uint64_t>(l) % kPageSize || l > 64 * kPageSize) {
+    range_error(env, "address must be page-aligned and length a multiple of 4096 up to 64 pages");
+  }
+  uint64_t addr = static_cast<uint64_t>(a), len = static_cast<uint64_t>(l);
+  auto m = find_region(addr);
+  if (!m || !m->open.load() || addr + len > m->addr + m->len)
+    range_error(env, "address/length is not inside an open tmem region");
+  unsigned char vec[64];
+  if (::mincore(reinterpret_cast<void*>(addr), static_cast<size_t>(len), vec) < 0)
+    throw sys_error(env, tmem::SysError("mincore", errno));
+  uint32_t n = 0;
+  for (uint64_t i = 0; i < len / kPageSize; i++) n += vec[i] & 1;
+  return Napi::Number::New(env, n);
+}
+
 // discardBuffer(buffer, offset, length) -> bytes: madvise(MADV_DONTNEED) over
 // the whole pages inside [offset, offset + length) of a (Shared)ArrayBuffer:
 // gives the arena's free frames back to the OS; they read as zeros afterwards.
@@ -1191,6 +1214,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
   exports.Set("attachBuffer", Napi::Function::New<AttachBuffer>(env, "attachBuffer"));
   exports.Set("madvise", Napi::Function::New<Madvise>(env, "madvise"));
+  exports.Set("mapped", Napi::Function::New<Mapped>(env, "mapped"));
   exports.Set("discardBuffer", Napi::Function::New<DiscardBuffer>(env, "discardBuffer"));
   exports.Set("setAffinity", Napi::Function::New<SetAffinity>(env, "setAffinity"));
   exports.Set("getAffinity", Napi::Function::New<GetAffinity>(env, "getAffinity"));

@@ -579,6 +579,39 @@ test('bad arguments throw TypeError/RangeError naming the argument', (t) => {
   }
 });
 
+test('mapped() counts the pages mapped now (mincore): a page a MOVE took counts where it went', (t) => {
+  const uffd = new native.Uffd();
+  const region = new native.Region(uffd, 4 * PAGE_SIZE);
+  try {
+    const a = region.address;
+    t.is(native.mapped(a, 4 * PAGE_SIZE), 0, 'nothing mapped before a fault');
+    const page = new Uint8Array(PAGE_SIZE).fill(7);
+    t.is(uffd.copy(a, page), PAGE_SIZE);
+    t.is(uffd.copy(a + 2 * PAGE_SIZE, page), PAGE_SIZE);
+    t.is(native.mapped(a, 4 * PAGE_SIZE), 2);
+    t.is(native.mapped(a + PAGE_SIZE, PAGE_SIZE), 0);
+    t.is(uffd.move(a + 3 * PAGE_SIZE, a + 2 * PAGE_SIZE, PAGE_SIZE), PAGE_SIZE);
+    t.is(native.mapped(a + 2 * PAGE_SIZE, PAGE_SIZE), 0, 'gone from where it was');
+    t.is(native.mapped(a + 3 * PAGE_SIZE, PAGE_SIZE), 1, 'mapped where it went');
+    t.is(uffd.move(a + 3 * PAGE_SIZE, a, PAGE_SIZE), -17, 'a MOVE onto a mapped page: EEXIST, nothing moved');
+    t.is(native.mapped(a, PAGE_SIZE), 1);
+    for (const [addr, len] of [
+      [a + 1, PAGE_SIZE],
+      [a, 100],
+      [a, 0],
+      [a, 8 * PAGE_SIZE],
+      [a + 4 * PAGE_SIZE, PAGE_SIZE],
+      [4096, PAGE_SIZE],
+    ]) {
+      t.throws(() => native.mapped(addr, len), { instanceOf: RangeError, message: /address/ }, `${addr - a}, ${len}`);
+    }
+    t.throws(() => native.mapped('x' as unknown as number, PAGE_SIZE), { instanceOf: TypeError, message: /address/ });
+  } finally {
+    region.close();
+    uffd.close();
+  }
+});
+
 test('a failed syscall surfaces with code, errno and syscall', (t) => {
   const uffd = new native.Uffd();
   const region = new native.Region(uffd, PAGE_SIZE); // MISSING only, no WP

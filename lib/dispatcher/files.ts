@@ -35,7 +35,6 @@ import { G, uffd, codec, backends, objBuf, pageBuf, reply, replyError, EAGAIN, E
 import { NEVER, ACTIVE, CLEAN, STAGED, READING, STAGED_CLEAN, claim, publish } from './pagestate';
 import { byId, releaseRegion, type RegionState, type ReadJob } from './regions';
 import {
-  S,
   ring,
   staging,
   stagingBytes,
@@ -44,6 +43,10 @@ import {
   queueRelease,
   flushReleases,
   moveUnshared,
+  checkMove,
+  strayFound,
+  skipStrays,
+  EEXIST,
 } from './staging';
 import { becomeResident, finalizeOldest } from './reclaim';
 import { flushWriteback } from './writeback';
@@ -381,12 +384,13 @@ function progressFlush(op: FlushOp): void {
 function flushResident(r: RegionState, page: number): number {
   if (wslotBytes.length > 0 && wslotFree.length === 0) return -1;
   const addr = r.base + page * PAGE;
-  while (ring.used === S) finalizeOldest(); // a BUSY head page is another thread's for a moment
+  while (!skipStrays()) finalizeOldest(); // a BUSY head page is another thread's for a moment
   if (r.state[page] !== ACTIVE) return 0;
   const slot = ring.tail;
   if (slotDeferred[slot]) flushWriteback();
   if (slotPending[slot]) flushReleases();
-  const res = moveUnshared(staging.address + slot * PAGE, addr, 1);
+  const res = checkMove(addr, slot, moveUnshared(staging.address + slot * PAGE, addr, 1));
+  if (res === EEXIST) strayFound(slot);
   if (res !== PAGE) return 0;
   const queued = writeBack(r, page, stagingBytes, slot * PAGE, true);
   const back = uffd.copy(addr, stagingBytes, slot * PAGE, queued ? COPY_WP : 0);

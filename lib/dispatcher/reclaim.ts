@@ -69,6 +69,10 @@ import {
   flushReleases,
   pendingReleases,
   moveUnshared,
+  checkMove,
+  strayFound,
+  skipStrays,
+  EEXIST,
   unstage,
   unstaged,
 } from './staging';
@@ -176,15 +180,25 @@ const NOT_TAKEN = 0,
 function stageOne(r: RegionState, page: number): number {
   leaveAside(r, page); // tried again now: set aside again below if still refused
   const st = r.state[page];
+  if (!skipStrays()) {
+    fifoPush(r, page);
+    return NOT_TAKEN;
+  }
   const slot = ring.tail;
   if (slotDeferred[slot]) flushWriteback();
   if (slotPending[slot]) flushReleases();
   const addr = r.base + page * PAGE;
   // A clean page is write-protected: unshare() cannot write it, and needs not.
-  const res =
+  const moved =
     st === CLEAN
       ? uffd.move(staging.address + slot * PAGE, addr, PAGE)
       : moveUnshared(staging.address + slot * PAGE, addr);
+  const res = checkMove(addr, slot, moved);
+  if (res === EEXIST) {
+    strayFound(slot); // the next try takes the next slot
+    fifoPush(r, page);
+    return NOT_TAKEN;
+  }
   if (res === EBUSY && st === CLEAN) {
     dropClean(r, page, addr);
     return DROPPED;

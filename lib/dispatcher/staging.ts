@@ -17,14 +17,17 @@
  *                    slotDeferred finalized but still holding its page, queued in the
  *                                swap file write-back batch: not reused (a MOVE into it
  *                                fails with EEXIST) until flushWriteback() settles it
+ *                    slotStray   found holding a page the ring did not put there (a MOVE
+ *                                answered EEXIST): never reused, passed over as a hole
  *   releases         (address, length) runs, one madvise per contiguous run
  *
  * `ring.staged` counts occupied slots (G_STAGED).
  */
+import * as fs from 'node:fs';
 import { native, REGISTER_MODE_MISSING, MADV_DONTNEED } from '../native';
 import { PAGE } from '../compress';
 import * as P from './protocol';
-import { uffd, G, opts, EBUSY } from './env';
+import { uffd, G, opts, EBUSY, ENOENT } from './env';
 import { SLOT_WORDS, SLOT_CLAIMED, SLOT_REGION, SLOT_PAGE, SLOT_KEPT } from './pagestate';
 
 /** Slots in the ring. */
@@ -40,6 +43,7 @@ export const slotPage = new Int32Array(slotTable, 4 * SLOT_PAGE * S, S);
 export const slotKept = new Int32Array(slotTable, 4 * SLOT_KEPT * S, S).fill(-1);
 export const slotPending = new Uint8Array(S);
 export const slotDeferred = new Uint8Array(S);
+export const slotStray = new Uint8Array(S);
 export const ring = { head: 0, tail: 0, used: 0, staged: 0 };
 
 const release = new Float64Array(2 * 64);
@@ -105,9 +109,57 @@ export function pendingReleases(): number {
  */
 export function moveUnshared(dst: number, src: number, flags = 0): number {
   const res = uffd.move(dst, src, PAGE, flags);
-  if (res !== EBUSY || uffd.unshare(src, PAGE) !== PAGE) return res;
+  if (res !== EBUSY) return res;
+  // Not mapped at src any more: no unshare (its write fault would wait on this thread).
+  if (native.mapped(src, PAGE) === 0 || uffd.unshare(src, PAGE) !== PAGE) return res;
   G[P.G_UNSHARED]++;
   return uffd.move(dst, src, PAGE, flags);
+}
+
+export const EEXIST = -17;
+let anomalyReported = false;
+
+function anomaly(what: string): void {
+  G[P.G_MOVE_ANOMALIES]++;
+  if (anomalyReported) return;
+  anomalyReported = true;
+  fs.writeSync(2, `tmem: ${what}; recovered, no byte lost (stats().moveAnomalies counts these)\n`);
+}
+
+/**
+ * The outcome of a move of the page at `src` into slot `slot` that answered `res` (an error
+ * other than ENOENT): PAGE if the page is in the slot all the same (gone from `src`, the slot
+ * mapped: the kernel's answer was wrong and the page is staged), else `res`. Costs one or two
+ * mincore(2) calls, on this error path only. Without it, a page the kernel moved while answering
+ * an error would be kept as resident while its bytes sat in a slot the ring thinks is empty.
+ */
+export function checkMove(src: number, slot: number, res: number): number {
+  if (res === PAGE || res === ENOENT || res === EEXIST) return res;
+  if (native.mapped(src, PAGE) !== 0 || native.mapped(staging.address + slot * PAGE, PAGE) === 0) return res;
+  anomaly(`UFFDIO_MOVE answered errno ${-res} for a page it had moved into staging slot ${slot}`);
+  return PAGE;
+}
+
+/**
+ * A move into slot `slot` answered EEXIST: it holds a page the ring did not put there. Its
+ * owner is unknown, so it is neither released nor reused: the slot is passed over as a hole.
+ */
+export function strayFound(slot: number): void {
+  slotStray[slot] = 1;
+  anomaly(`staging slot ${slot} held a page the ring had not put there; the slot is no longer used`);
+}
+
+/**
+ * Passes the ring's tail over stray slots (each as a hole, freed when the head passes it).
+ * False if the ring is full.
+ */
+export function skipStrays(): boolean {
+  while (slotStray[ring.tail] && ring.used < S) {
+    slotRegion[ring.tail] = -1;
+    ring.tail = (ring.tail + 1) % S;
+    ring.used++;
+  }
+  return ring.used < S;
 }
 
 /** Puts the page in staging slot `slot` back at `addr`: moved, or copied if the kernel will not move it. */
