@@ -43,7 +43,6 @@ import {
   queueRelease,
   flushReleases,
   moveUnshared,
-  checkMove,
   strayFound,
   skipStrays,
   EEXIST,
@@ -389,7 +388,7 @@ function flushResident(r: RegionState, page: number): number {
   const slot = ring.tail;
   if (slotDeferred[slot]) flushWriteback();
   if (slotPending[slot]) flushReleases();
-  const res = checkMove(addr, slot, moveUnshared(staging.address + slot * PAGE, addr, 1));
+  const res = moveUnshared(staging.address + slot * PAGE, addr, 1);
   if (res === EEXIST) strayFound(slot);
   if (res !== PAGE) return 0;
   const queued = writeBack(r, page, stagingBytes, slot * PAGE, true);

@@ -36,7 +36,7 @@
 import { native, MADV_DONTNEED } from '../native';
 import { PAGE, sameFilled, isRaw } from '../compress';
 import * as P from './protocol';
-import { G, opts, uffd, backends, codec, objBuf, nowSec, storedFifoUsed, ENOENT, EBUSY } from './env';
+import { G, opts, backends, codec, objBuf, nowSec, storedFifoUsed, ENOENT, EBUSY } from './env';
 import {
   NEVER,
   ACTIVE,
@@ -69,7 +69,7 @@ import {
   flushReleases,
   pendingReleases,
   moveUnshared,
-  checkMove,
+  movePage,
   strayFound,
   skipStrays,
   EEXIST,
@@ -189,11 +189,8 @@ function stageOne(r: RegionState, page: number): number {
   if (slotPending[slot]) flushReleases();
   const addr = r.base + page * PAGE;
   // A clean page is write-protected: unshare() cannot write it, and needs not.
-  const moved =
-    st === CLEAN
-      ? uffd.move(staging.address + slot * PAGE, addr, PAGE)
-      : moveUnshared(staging.address + slot * PAGE, addr);
-  const res = checkMove(addr, slot, moved);
+  const res =
+    st === CLEAN ? movePage(staging.address + slot * PAGE, addr) : moveUnshared(staging.address + slot * PAGE, addr);
   if (res === EEXIST) {
     strayFound(slot); // the next try takes the next slot
     fifoPush(r, page);
