@@ -64,8 +64,9 @@ double num(Napi::Env env, Napi::Object o, const char* key, const std::string& na
   if (!v.IsNumber()) fail(env, name + "." + key + ": expected a number", "ERR_INVALID_ARG_TYPE", false);
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= min && d <= max && std::floor(d) == d)) {
-    fail(env, name + "." + key + ": expected an integer from " + std::to_string(static_cast<int64_t>(min)) + " to " +
-                  std::to_string(static_cast<uint64_t>(max)),
+    fail(env,
+         name + "." + key + ": expected an integer from " + std::to_string(static_cast<int64_t>(min)) + " to " +
+             std::to_string(static_cast<uint64_t>(max)),
          "ERR_OUT_OF_RANGE", true);
   }
   return d;
@@ -79,13 +80,12 @@ Napi::Object obj(Napi::Env env, Napi::Value v, const std::string& name) {
 class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "FaultServer",
-                       {InstanceMethod<&FaultServerWrap::AddRegion>("addRegion"),
-                        InstanceMethod<&FaultServerWrap::RemoveRegion>("removeRegion"),
-                        InstanceMethod<&FaultServerWrap::Read>("read"),
-                        InstanceMethod<&FaultServerWrap::Serve>("serve"),
-                        InstanceMethod<&FaultServerWrap::Counters>("counters"),
-                        InstanceMethod<&FaultServerWrap::Close>("close")});
+    return DefineClass(
+        env, "FaultServer",
+        {InstanceMethod<&FaultServerWrap::AddRegion>("addRegion"),
+         InstanceMethod<&FaultServerWrap::RemoveRegion>("removeRegion"), InstanceMethod<&FaultServerWrap::Read>("read"),
+         InstanceMethod<&FaultServerWrap::Serve>("serve"), InstanceMethod<&FaultServerWrap::Counters>("counters"),
+         InstanceMethod<&FaultServerWrap::Close>("close")});
   }
 
   FaultServerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FaultServerWrap>(info) {

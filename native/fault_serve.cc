@@ -184,6 +184,17 @@ void ServedRing::commit(int64_t pos, int32_t kind, int32_t region, int32_t page,
   __atomic_store_n(cell, static_cast<int32_t>(p + 1u), __ATOMIC_RELEASE);
 }
 
+bool ServedRing::take_room() {
+  if (!w_) return false;
+  if (__atomic_sub_fetch(w_ + W_ROOM, 1, __ATOMIC_RELAXED) >= 0) return true;
+  __atomic_add_fetch(w_ + W_ROOM, 1, __ATOMIC_RELAXED);
+  return false;
+}
+
+void ServedRing::give_room() {
+  if (w_) __atomic_add_fetch(w_ + W_ROOM, 1, __ATOMIC_RELAXED);
+}
+
 bool ServedRing::mark_pending() {
   if (!w_) return false;
   return __atomic_exchange_n(w_ + W_PENDING, 1, __ATOMIC_ACQ_REL) == 0;
@@ -309,6 +320,7 @@ Outcome served(const Fault& f, int32_t kind, uint8_t next, uint32_t aux, int32_t
 /** Not served after the claim: the page goes back to `st`, the reserved cell is left empty. */
 Outcome unclaimed(const Fault& f, uint8_t st) {
   f.s->ring.commit(f.cell, kRecNone, f.e->id, static_cast<int32_t>(f.page), 0, 0, 0);
+  if (st != page_state::STAGED) f.s->ring.give_room();
   page_state::publish(f.e->state, f.page, st);
   __atomic_fetch_add(&f.s->forwarded, 1, __ATOMIC_RELAXED);
   return Outcome::kForward;
@@ -420,11 +432,14 @@ Outcome serve(uint64_t addr, uint64_t flags, Scratch* scratch, bool* wake_consum
     if (!page_state::is_fast(st)) break;
     Fault f{e, s, addr, page, (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0, -1, {}};
     clock_gettime(CLOCK_MONOTONIC, &f.t0);
+    // A staged page is counted resident already; any other adds one: only while there is room.
+    const bool adds = st != page_state::STAGED;
+    if (adds && !s->ring.take_room()) break;
     f.cell = s->ring.reserve();
-    if (f.cell < 0) break;  // ring full: JS serves it (and drains)
-    if (!page_state::claim(e->state, page, st)) {
-      s->ring.commit(f.cell, kRecNone, e->id, static_cast<int32_t>(page), 0, 0, 0);
-      break;
+    if (f.cell < 0 || !page_state::claim(e->state, page, st)) {
+      if (f.cell >= 0) s->ring.commit(f.cell, kRecNone, e->id, static_cast<int32_t>(page), 0, 0, 0);
+      if (adds) s->ring.give_room();
+      break;  // ring full or the page changed: JS serves it
     }
     Scratch* sc = scratch;
     if (!sc && (st == page_state::STORED || st == page_state::SAME)) sc = own = acquire_scratch();

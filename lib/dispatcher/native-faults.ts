@@ -23,7 +23,7 @@ import * as P from './protocol';
 import { G, hist, uffd, opts, storeInit } from './env';
 import { byId, type RegionState } from './regions';
 import { stagingShare, queueRelease, unstaged } from './staging';
-import { countResident, fifoPush } from './reclaim';
+import { countResident, fifoPush, residency } from './reclaim';
 import { storedLeaves, dropPoolCopy, dropCleanCopy } from './pool';
 import { readAhead } from './readahead';
 import type { StoreInit } from './backends';
@@ -46,7 +46,8 @@ export const RING_MAGIC = 0x53525647,
   W_CAP = 1,
   W_ENQ = 2,
   W_DEQ = 3,
-  W_PENDING = 4;
+  W_PENDING = 4,
+  W_ROOM = 5;
 
 /** A served-record ring of `cells` cells (a power of two), laid out as fault_serve.h says. */
 export function servedRing(cells: number): Int32Array {
@@ -59,6 +60,7 @@ export function servedRing(cells: number): Int32Array {
 
 const CELLS = 1024;
 export const ring = servedRing(CELLS);
+ring[W_ROOM] = opts.residentLimitPages;
 
 function startServer(): FaultServer | undefined {
   if (opts.faults !== 'thread') return undefined;
@@ -137,6 +139,10 @@ export function drainServed(): boolean {
     Atomics.store(w, W_DEQ, pos);
     if (kind !== REC_NONE) account(kind, rid, page, arg, arg2, ns);
   }
+  // Room below residentLimit for the native path; none: faults wait for the dispatcher, which evicts.
+  const room = opts.residentLimitPages - residency.resident;
+  Atomics.store(w, W_ROOM, room);
+  if (room <= 0 && residency.resident > opts.lowWatermarkPages) residency.evicting = true;
   return Atomics.load(w, W_ENQ) === pos;
 }
 
