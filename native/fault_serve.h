@@ -1,11 +1,12 @@
 // FaultServe: the native server of one page fault on a page in a fast state,
 // with no JavaScript, callable from a signal handler.
 //
-// Layouts it follows (docs/layout.md is the one description both sides keep):
+// Layouts it follows (docs/layout.md is the one description both sides keep; the JS side
+// of the served records and the region table is lib/dispatcher/native-faults.ts):
 //   page state + aux      page_state.h / lib/dispatcher/pagestate.ts
 //   staging slot table    [claimed][region][page][kept] Int32 x slots (pagestate.ts)
 //   the tmem store        store_reader.h (frontswap object (region id, 0, 0), index = page)
-//   served-record ring    ServedRing below / lib/dispatcher/served.ts
+//   served-record ring    ServedRing below / lib/dispatcher/native-faults.ts
 //   region table          RegionTable below (process-wide, fixed slots)
 //
 //   serve(addr, flags)
@@ -47,7 +48,7 @@ enum class Outcome : int {
   kForward = 1,
 };
 
-/** Served-record kinds: what the JS dispatcher must account for (lib/dispatcher/served.ts). */
+/** Served-record kinds: what the JS dispatcher must account for (lib/dispatcher/native-faults.ts). */
 enum RecordKind : int32_t {
   kRecNone = 0,          // a reserved cell left unused (the fault was forwarded after all)
   kRecZero = 1,          // NEVER -> ACTIVE                                 resident, FIFO tail

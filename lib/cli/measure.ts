@@ -53,7 +53,7 @@ export interface MeasureOptions {
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
   /** open()'s `faults` (default 'dispatcher'). */
-  faults?: 'dispatcher' | 'inline';
+  faults?: 'dispatcher' | 'thread' | 'inline';
   threads: number;
   /** With threads > 1: Worker w runs on cpus[w % cpus.length] (default: the affinity it inherits). */
   cpus?: number[];

@@ -139,10 +139,9 @@ export function drainServed(): boolean {
     Atomics.store(w, W_DEQ, pos);
     if (kind !== REC_NONE) account(kind, rid, page, arg, arg2, ns);
   }
-  // Room below residentLimit for the native path; none: faults wait for the dispatcher, which evicts.
-  const room = opts.residentLimitPages - residency.resident;
-  Atomics.store(w, W_ROOM, room);
-  if (room <= 0 && residency.resident > opts.lowWatermarkPages) residency.evicting = true;
+  // Room below residentLimit for the native path; none: the next fault waits for the dispatcher,
+  // which serves it (passing the limit starts eviction, as ever).
+  Atomics.store(w, W_ROOM, opts.residentLimitPages - residency.resident);
   return Atomics.load(w, W_ENQ) === pos;
 }
 
