@@ -1,5 +1,5 @@
 /*
- * The `faults` option end to end, with real faults: with 'thread' (the default) zero,
+ * The `faults` option end to end, with real faults: with 'thread' zero,
  * same-filled, stored and staged pages are served by the native fault thread
  * (stats().faults.native proves it: the test fails if the path silently falls back to JS),
  * with 'dispatcher' none are; two Workers fault on one region while eviction runs; a region
@@ -96,7 +96,11 @@ test("faults: 'thread' serves zero, stored and same-filled pages natively; 'disp
 
 test("faults: 'thread' moves staged pages back natively (second chance), every byte", async (t) => {
   // residentLimit 256 pages; 400 pages written: the oldest go to staging (a 64-page ring) and the pool.
-  const swap = await withTimeout(open({ residentLimit: '1MiB', stagingSize: '256KiB' }), 10000, 'open()');
+  const swap = await withTimeout(
+    open({ residentLimit: '1MiB', stagingSize: '256KiB', faults: 'thread' }),
+    10000,
+    'open()',
+  );
   try {
     const pages = 400;
     const region = swap.region(pages * PAGE);
@@ -129,7 +133,7 @@ test('bad faults option: refused with a code before anything is opened', async (
 });
 
 test('two Workers fault on one region (reads and writes) while eviction runs: every byte, served natively', async (t) => {
-  const swap: Swap = await withTimeout(open({ residentLimit: '1MiB' }), 10000, 'open()');
+  const swap: Swap = await withTimeout(open({ residentLimit: '1MiB', faults: 'thread' }), 10000, 'open()');
   try {
     const pages = 1024;
     const region = swap.region(pages * PAGE);
@@ -193,7 +197,7 @@ test('close() of a region and of the swap while a Worker faults on it: no hang, 
     const { open } = require(${JSON.stringify(path.join(__dirname, '..', 'lib'))});
     (async () => {
       for (let round = 0; round < 3; round++) {
-        const swap = await open({ residentLimit: '256KiB' });
+        const swap = await open({ residentLimit: '256KiB', faults: 'thread' });
         const region = swap.region('4MiB');
         new Uint8Array(region.buffer).fill(7);
         await region.evict();
