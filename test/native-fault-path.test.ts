@@ -127,7 +127,7 @@ test("faults: 'thread' moves staged pages back natively (second chance), every b
 test('bad faults option: refused with a code before anything is opened', async (t) => {
   await t.throwsAsync(open({ faults: 'kernel' as never }), {
     code: 'ERR_INVALID_ARG_VALUE',
-    message: /faults must be 'thread' or 'dispatcher'/,
+    message: /faults must be 'dispatcher' or 'thread' or 'inline'/,
   });
   await t.throwsAsync(open({ faults: 1 as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /faults/ });
 });

@@ -103,7 +103,7 @@ function faultsOf(s: SwapStats): TouchRun['faults'] {
 export async function settle(): Promise<void> {
   // The dispatcher counts a fault after UFFDIO_COPY woke the thread (with faults: 'thread', when
   // it drains the fault thread's records): let it finish the last one.
-  await new Promise((resolve) => setTimeout(resolve, process.env.TMEM_FAULTS === 'thread' ? 200 : 20));
+  await new Promise((resolve) => setTimeout(resolve, 200));
 }
 
 /** Times one-byte reads of `order` in this thread, ticking the progress bar between chunks. */
