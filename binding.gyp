@@ -15,7 +15,10 @@
         "native/store_reader.cc",
         "native/binding_store.cc",
         "native/resp_conn.cc",
-        "native/binding_remote.cc"
+        "native/binding_remote.cc",
+        "native/binding_faults.cc",
+        "native/fault_serve.cc",
+        "native/fault_thread.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

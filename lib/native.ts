@@ -297,9 +297,56 @@ export const REPLY_SIMPLE = 1,
   REPLY_BULK = 4,
   REPLY_NIL = 5;
 
+/** A region as the native fault path sees it (lib/dispatcher/regions.ts RegionShare). */
+export interface FaultRegionShare {
+  id: number;
+  base: number;
+  pages: number;
+  state: SharedArrayBuffer;
+  aux: SharedArrayBuffer;
+}
+
+/** new FaultServer(options): what native/fault_serve.h needs of one swap. */
+export interface FaultServerOptions {
+  uffd: UffdDescriptor;
+  staging: { address: number; slots: number; table: SharedArrayBuffer };
+  /** The store (Store.handle()); absent: stored pages are forwarded to JS. */
+  store?: {
+    arena: { control: SharedArrayBuffer; chunks: readonly SharedArrayBuffer[] };
+    control: SharedArrayBuffer;
+    metas: readonly SharedArrayBuffer[];
+  };
+  frontswapPool?: number;
+  /** The served-record ring (docs/layout.md; lib/dispatcher/native-faults.ts lays it out). */
+  ring: SharedArrayBuffer;
+  /** Start the native fault thread on the uffd (read() then gives the forwarded events). */
+  thread: boolean;
+  /** The fault thread follows the faulting threads' CPU. */
+  follow: boolean;
+}
+
+/**
+ * The native fault path of one swap (native/binding_faults.cc): fault_serve's Server,
+ * its regions in the process-wide region table and, with `thread`, the fault thread.
+ */
+export interface FaultServer {
+  /** Publishes an anonymous region to the native path; false if the region table is full. */
+  addRegion(r: FaultRegionShare): boolean;
+  /** Unpublishes a region, waiting until no native reader uses its buffers. */
+  removeRegion(id: number): void;
+  /** The events the fault thread forwarded, as Uffd.read (-1: woken by the doorbell). */
+  read(out: Float64Array, timeoutMs?: number): number;
+  /** Serves one fault natively from this thread (tests): 0 served, 1 forwarded. */
+  serve(address: number, flags: number): number;
+  counters(): { served: number; forwarded: number; events: number; moves: number };
+  /** Stops the fault thread and unpublishes every region. */
+  close(): void;
+}
+
 export interface NativeBinding {
   /** A blocking Redis connection to host:port (native/resp_conn.h). */
   RemoteConn: new (host: string, port: number) => RemoteConn;
+  FaultServer: new (options: FaultServerOptions) => FaultServer;
   /** Binds a native reader to the buffers of a StoreHandle (Store.handle()). */
   StoreReader: new (handle: {
     arena: { control: SharedArrayBuffer; chunks: readonly SharedArrayBuffer[] };

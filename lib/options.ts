@@ -56,11 +56,14 @@ const IDLE_KEYS = ['after', 'recompress', 'recompressLevel', 'writeback', 'budge
 
 /**
  * Who serves a region's faults (the `faults` option of open(), region() and mapFile()):
- * 'dispatcher', the dispatcher Worker reading the userfaultfd; 'inline', the faulting
- * thread itself, in a SIGBUS handler (native/inline_fault.h; syscalls that touch a
- * missing page of such a region fail with EFAULT).
+ * 'dispatcher', the dispatcher Worker reading the userfaultfd; 'thread' (open() only: for
+ * region() and mapFile() it means the same as 'dispatcher', the swap's userfaultfd), a
+ * native thread that serves faults on pages in the fast states (zero, same-filled, staged,
+ * stored) with no JavaScript and hands the rest to the dispatcher Worker; 'inline', the
+ * faulting thread itself, in a SIGBUS handler (native/inline_fault.h; syscalls that touch
+ * a missing page of such a region fail with EFAULT).
  */
-export const FAULT_MODES = ['dispatcher', 'inline'] as const;
+export const FAULT_MODES = ['dispatcher', 'thread', 'inline'] as const;
 export type FaultMode = (typeof FAULT_MODES)[number];
 /** The fault mode when none is given. */
 export const DEFAULT_FAULT_MODE: FaultMode = 'dispatcher';

@@ -129,8 +129,11 @@ export interface OpenOptions {
   statsSocket?: boolean;
   /**
    * Who serves the faults of this swap's regions, unless region() or mapFile() says
-   * otherwise: 'dispatcher' (default), the dispatcher Worker; 'inline', the faulting
-   * thread itself (a userfaultfd with UFFD_FEATURE_SIGBUS and a SIGBUS handler): no
+   * otherwise: 'dispatcher' (default), the dispatcher Worker; 'thread', a native thread
+   * serves faults on zero, same-filled, staged and stored pages with no JavaScript (following
+   * the faulting threads' CPU as `pin` says) and hands the others (swap file, mapped files,
+   * remote) to the dispatcher Worker, which also runs eviction (README "How it works");
+   * 'inline', the faulting thread itself (a userfaultfd with UFFD_FEATURE_SIGBUS and a SIGBUS handler): no
    * cross-thread wake-up, every thread served on its own CPU. In an inline region a
    * syscall that reads or writes a page that is not resident fails with EFAULT (see
    * README "Inline faults").
@@ -253,6 +256,11 @@ export interface SwapStats {
     /** Faults served from the remote store (`remote`); 0 without it. */
     remote: number;
     writeProtect: number;
+    /**
+     * Of the faults above, those served by native code with no JavaScript (the `faults:
+     * 'thread'` path: zero, same-filled, staged and stored pages of anonymous regions).
+     */
+    native: number;
   };
   /** Pages that left residency (to the pool, as a same-filled word, to the swap file, or dropped). */
   evictions: number;
@@ -486,6 +494,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
       allocator: o.allocator,
       stagingPages: Math.floor(stagingBytes / 4096),
       follow: o.pin,
+      faults: o.faults,
       swapFileFd: swapFile ? swapFile.fd : -1,
       swapFileSize: swapFile ? swapFile.size : 0,
       swapFileEncrypt: swapFile ? swapFile.encrypt : false,
@@ -854,6 +863,7 @@ export class Swap extends EventEmitter {
         swapFile: G[P.G_SWAP_INS],
         remote: G[P.G_FAULTS_REMOTE],
         writeProtect: G[P.G_FAULTS_WP],
+        native: G[P.G_FAULTS_NATIVE],
       },
       evictions: G[P.G_EVICTIONS],
       evictionsWithoutCompression: G[P.G_EVICT_NO_COMPRESS],

@@ -48,6 +48,8 @@
 namespace tmem_binding {
 Napi::Function InitStoreReader(Napi::Env env);  // binding_store.cc
 Napi::Function InitRemoteConn(Napi::Env env);   // binding_remote.cc
+Napi::Function InitFaultServer(Napi::Env env);  // binding_faults.cc
+bool in_open_region(int uffd_fd, uint64_t addr, uint64_t len);
 }  // namespace tmem_binding
 
 namespace {
@@ -98,6 +100,16 @@ std::shared_ptr<Mapping> find_region(uint64_t addr) {
   if (addr >= m->addr && addr < m->addr + m->len) return m;
   return nullptr;
 }
+
+}  // namespace
+
+/** For binding_faults.cc: [addr, addr+len) lies inside one open region registered with uffd_fd. */
+bool tmem_binding::in_open_region(int uffd_fd, uint64_t addr, uint64_t len) {
+  auto m = find_region(addr);
+  return m && m->open.load() && m->uffd_fd == uffd_fd && addr + len > addr && addr + len <= m->addr + m->len;
+}
+
+namespace {
 
 // ---- ArrayBuffers over region memory -----------------------------------------------
 //
@@ -1211,6 +1223,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("FileIo", FileIoWrap::Init(env));
   exports.Set("StoreReader", tmem_binding::InitStoreReader(env));
   exports.Set("RemoteConn", tmem_binding::InitRemoteConn(env));
+  exports.Set("FaultServer", tmem_binding::InitFaultServer(env));
   exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
   exports.Set("attachBuffer", Napi::Function::New<AttachBuffer>(env, "attachBuffer"));
   exports.Set("madvise", Napi::Function::New<Madvise>(env, "madvise"));

@@ -72,6 +72,28 @@ void oid_word(const Napi::CallbackInfo& info, size_t i, const char* name, int32_
   out[1] = static_cast<int32_t>(static_cast<uint32_t>(w >> 32));
 }
 
+}  // namespace
+
+/** Binds `reader` to the buffers of StoreHandle `h`; throws a TypeError naming `name` if they are not a store. */
+void BindStoreReader(Napi::Env env, Napi::Object h, const std::string& name, tmem::StoreReader* reader) {
+  Napi::Value av = h.Get("arena");
+  if (!av.IsObject()) fail(env, name + ".arena: expected an ArenaHandle", "ERR_INVALID_ARG_TYPE", false);
+  Napi::Object a = av.As<Napi::Object>();
+  Napi::Array ch = array_prop(env, a, "chunks", name + ".arena.chunks");
+  std::vector<std::pair<uint8_t*, size_t>> chunks;
+  for (uint32_t i = 0; i < ch.Length(); i++) chunks.push_back(sab_bytes(env, ch.Get(i), name + ".arena.chunks[i]"));
+  Napi::Array ms = array_prop(env, h, "metas", name + ".metas");
+  std::vector<tmem::SharedWords> metas;
+  for (uint32_t i = 0; i < ms.Length(); i++) metas.push_back(words(env, ms.Get(i), name + ".metas[i]"));
+  std::string err;
+  if (!reader->bind(words(env, h.Get("control"), name + ".control"), std::move(metas),
+                    words(env, a.Get("control"), name + ".arena.control"), std::move(chunks), &err)) {
+    fail(env, name + ": " + err, "ERR_INVALID_ARG_VALUE", false);
+  }
+}
+
+namespace {
+
 class StoreReaderWrap : public Napi::ObjectWrap<StoreReaderWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -85,20 +107,7 @@ class StoreReaderWrap : public Napi::ObjectWrap<StoreReaderWrap> {
     if (info.Length() < 1 || !info[0].IsObject())
       fail(env, "handle: expected a StoreHandle", "ERR_INVALID_ARG_TYPE", false);
     Napi::Object h = info[0].As<Napi::Object>();
-    Napi::Value av = h.Get("arena");
-    if (!av.IsObject()) fail(env, "handle.arena: expected an ArenaHandle", "ERR_INVALID_ARG_TYPE", false);
-    Napi::Object a = av.As<Napi::Object>();
-    Napi::Array ch = array_prop(env, a, "chunks", "handle.arena.chunks");
-    std::vector<std::pair<uint8_t*, size_t>> chunks;
-    for (uint32_t i = 0; i < ch.Length(); i++) chunks.push_back(sab_bytes(env, ch.Get(i), "handle.arena.chunks[i]"));
-    Napi::Array ms = array_prop(env, h, "metas", "handle.metas");
-    std::vector<tmem::SharedWords> metas;
-    for (uint32_t i = 0; i < ms.Length(); i++) metas.push_back(words(env, ms.Get(i), "handle.metas[i]"));
-    std::string err;
-    if (!reader_.bind(words(env, h.Get("control"), "handle.control"), std::move(metas),
-                      words(env, a.Get("control"), "handle.arena.control"), std::move(chunks), &err)) {
-      fail(env, "handle: " + err, "ERR_INVALID_ARG_VALUE", false);
-    }
+    BindStoreReader(env, h, "handle", &reader_);
     keep_ = Napi::Persistent(h);  // the buffers live as long as this reader
   }
 

@@ -1,11 +1,12 @@
 // FaultServe: the native server of one page fault on a page in a fast state,
 // with no JavaScript, callable from a signal handler.
 //
-// Layouts it follows (docs/layout.md is the one description both sides keep):
+// Layouts it follows (docs/layout.md is the one description both sides keep; the JS side
+// of the served records and the region table is lib/dispatcher/native-faults.ts):
 //   page state + aux      page_state.h / lib/dispatcher/pagestate.ts
 //   staging slot table    [claimed][region][page][kept] Int32 x slots (pagestate.ts)
 //   the tmem store        store_reader.h (frontswap object (region id, 0, 0), index = page)
-//   served-record ring    ServedRing below / lib/dispatcher/served.ts
+//   served-record ring    ServedRing below / lib/dispatcher/native-faults.ts
 //   region table          RegionTable below (process-wide, fixed slots)
 //
 //   serve(addr, flags)
@@ -47,7 +48,7 @@ enum class Outcome : int {
   kForward = 1,
 };
 
-/** Served-record kinds: what the JS dispatcher must account for (lib/dispatcher/served.ts). */
+/** Served-record kinds: what the JS dispatcher must account for (lib/dispatcher/native-faults.ts). */
 enum RecordKind : int32_t {
   kRecNone = 0,          // a reserved cell left unused (the fault was forwarded after all)
   kRecZero = 1,          // NEVER -> ACTIVE                                 resident, FIFO tail
@@ -71,6 +72,10 @@ constexpr uint32_t kArg2Clean = 0x1u;
  *   word 0  kMagic        word 1  capacity (cells, a power of two)
  *   word 2  enqueue pos   word 3  dequeue pos (the consumer's)
  *   word 4  pending       set to 1 by a producer, cleared by the consumer (wake coalescing)
+ *   word 5  room          pages that may still become resident (the consumer sets it to
+ *                         residentLimit - resident each drain; a serve that adds a resident
+ *                         page takes one, and forwards when there is none: the fault then
+ *                         waits for the dispatcher, which evicts, as the kernel's direct reclaim)
  *   words 16.. cells of kCellWords: [seq, kind, region, page, arg, arg2, ns, 0]
  *   cell i starts with seq = i; a producer owning position p writes the cell and stores
  *   seq = p + 1 (release); the consumer reads it at seq == p + 1 and stores seq = p + capacity.
@@ -79,7 +84,7 @@ class ServedRing {
  public:
   static constexpr int32_t kMagic = 0x53525647;  // 'SRVG'
   static constexpr size_t kHeaderWords = 16, kCellWords = 8;
-  static constexpr size_t W_MAGIC = 0, W_CAP = 1, W_ENQ = 2, W_DEQ = 3, W_PENDING = 4;
+  static constexpr size_t W_MAGIC = 0, W_CAP = 1, W_ENQ = 2, W_DEQ = 3, W_PENDING = 4, W_ROOM = 5;
 
   /** Binds to `words` (n Int32 words) laid out as above; false if they are not (bad magic, size). */
   bool bind(int32_t* words, size_t n);
@@ -90,6 +95,10 @@ class ServedRing {
   void commit(int64_t pos, int32_t kind, int32_t region, int32_t page, int32_t arg, int32_t arg2, int32_t ns);
   /** Sets the pending word; true if it was clear (the consumer should be woken). */
   bool mark_pending();
+  /** Takes one page of room (false: none left, forward). Async-signal-safe. */
+  bool take_room();
+  /** Gives back a page of room taken by a serve that was forwarded after all. Async-signal-safe. */
+  void give_room();
 
  private:
   int32_t* w_ = nullptr;

@@ -8,7 +8,6 @@ namespace tmem {
 namespace lz4 {
 
 namespace {
-using DecompressFn = int (*)(const char*, char*, int, int);
 DecompressFn g_decompress = nullptr;
 DecompressFn g_compress = nullptr;  // same signature: (src, dst, srcSize, dstCapacity)
 std::once_flag g_once;
@@ -36,6 +35,8 @@ int compress(const char* src, char* dst, int src_len, int dst_capacity) {
   if (!available()) return 0;
   return g_compress(src, dst, src_len, dst_capacity);
 }
+
+DecompressFn decompress_fn() { return g_decompress; }
 
 }  // namespace lz4
 
@@ -75,6 +76,15 @@ long decompress(const char* src, size_t src_len, char* dst, size_t dst_capacity)
   // every call, which costs more than decoding a page.
   static thread_local void* dctx = g_create();
   if (!dctx) return -1;
+  size_t r = g_decompress(dctx, dst, dst_capacity, src, src_len);
+  if (g_is_error(r)) return -1;
+  return static_cast<long>(r);
+}
+
+void* create_dctx() { return available() ? g_create() : nullptr; }
+
+long decompress_with(void* dctx, const char* src, size_t src_len, char* dst, size_t dst_capacity) {
+  if (!dctx || !g_decompress) return -1;
   size_t r = g_decompress(dctx, dst, dst_capacity, src, src_len);
   if (g_is_error(r)) return -1;
   return static_cast<long>(r);

@@ -32,6 +32,9 @@ bool available();
 int decompress(const char* src, char* dst, int src_len, int dst_capacity);
 /** LZ4_compress_default: returns bytes written, or 0 if dst is too small. */
 int compress(const char* src, char* dst, int src_len, int dst_capacity);
+/** LZ4_decompress_safe's address once available() was true (nullptr before): callable from a signal handler. */
+using DecompressFn = int (*)(const char*, char*, int, int);
+DecompressFn decompress_fn();
 
 }  // namespace lz4
 
@@ -48,6 +51,13 @@ namespace zstd {
 bool available();
 /** ZSTD_decompressDCtx of one frame with a per-thread context: bytes written, or < 0 on error. */
 long decompress(const char* src, size_t src_len, char* dst, size_t dst_capacity);
+/** A new decompression context (ZSTD_createDCtx; allocates: not from a signal handler), or nullptr. */
+void* create_dctx();
+/**
+ * ZSTD_decompressDCtx of one frame with the caller's context (made by create_dctx()):
+ * bytes written, or < 0. Allocates nothing once the context exists.
+ */
+long decompress_with(void* dctx, const char* src, size_t src_len, char* dst, size_t dst_capacity);
 /** True if libzstd.so.1 also exports ZSTD_createCCtx and ZSTD_compressCCtx. */
 bool compress_available();
 /**

@@ -1,5 +1,6 @@
 // The per-region page state shared by the JS dispatcher and native fault code.
-// Follows lib/dispatcher/pagestate.ts (the layout documented for issue 12):
+// docs/layout.md is the description both sides follow (with the staging slot table,
+// the served-record ring and the region table); lib/dispatcher/pagestate.ts mirrors this:
 //
 //   state: one byte per page (a SharedArrayBuffer of `pages` bytes)
 //   aux:   one uint32 per page (a SharedArrayBuffer of 4 * pages bytes)

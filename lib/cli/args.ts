@@ -5,6 +5,7 @@
  * CLI prints it and exits with code 2. Options take `--name value` or
  * `--name=value`.
  */
+import { FAULT_MODES } from '../options';
 
 /** A bad command line: printed as `tmem: <message>`, exit code 2. */
 export class UsageError extends Error {
@@ -44,7 +45,7 @@ export interface BenchOptions {
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
   /** Who serves the faults of the tmem scenarios' regions (open()'s `faults`). */
-  faults: 'dispatcher' | 'inline';
+  faults: 'dispatcher' | 'thread' | 'inline';
   threads: number;
   scenarios: ScenarioName[];
   seed: number;
@@ -212,7 +213,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
         o.pin = false;
         break;
       case '--faults':
-        o.faults = oneOf(name, val, ['dispatcher', 'inline'] as const, 'bench');
+        o.faults = oneOf(name, val, FAULT_MODES, 'bench');
         break;
       case '--threads':
         o.threads = intOf(name, val, 1, 64, 'bench');
@@ -325,8 +326,9 @@ Options
   --allocator A            zsmalloc (default) or zbud
   --pin / --no-pin         the dispatcher follows the faulting threads' CPU (default --pin)
   --faults MODE             who serves the faults of tmem's regions in zero, pool,
-                           swapfile and threads: dispatcher (default) or inline (the
-                           faulting thread, SIGBUS); baselines stay as they are
+                           swapfile and threads: dispatcher (default), thread (the native
+                           fault thread) or inline (the faulting thread, SIGBUS);
+                           baselines stay as they are
   --threads N              faulting threads: N Workers touch the region through
                            attachRegion(region.share()) (default 1: the main thread)
   --rounds N               eviction rounds (default 3, --quick 1)

@@ -53,7 +53,7 @@ export interface MeasureOptions {
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
   /** open()'s `faults` (default 'dispatcher'). */
-  faults?: 'dispatcher' | 'inline';
+  faults?: 'dispatcher' | 'thread' | 'inline';
   threads: number;
   /** With threads > 1: Worker w runs on cpus[w % cpus.length] (default: the affinity it inherits). */
   cpus?: number[];
@@ -101,8 +101,9 @@ function faultsOf(s: SwapStats): TouchRun['faults'] {
 }
 
 export async function settle(): Promise<void> {
-  // The dispatcher counts a fault after UFFDIO_COPY woke the thread: let it finish the last one.
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  // The dispatcher counts a fault after UFFDIO_COPY woke the thread (with faults: 'thread', when
+  // it drains the fault thread's records): let it finish the last one.
+  await new Promise((resolve) => setTimeout(resolve, 200));
 }
 
 /** Times one-byte reads of `order` in this thread, ticking the progress bar between chunks. */

@@ -70,7 +70,9 @@ function receiveStore(): unknown {
     Atomics.wait(ctl, P.CTL_STORE, 0);
   }
 }
-export const backends: Backends = openBackends(init.store ?? receiveStore(), opts);
+/** The store's handle (backends.ts StoreInit), for the native fault path. */
+export const storeInit = init.store ?? receiveStore();
+export const backends: Backends = openBackends(storeInit, opts);
 export const codec = new PageCodec(opts.compressor);
 
 export const pageBuf = new Uint8Array(PAGE);

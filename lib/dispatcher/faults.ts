@@ -55,6 +55,7 @@ import { SwapFileError } from '../swapfile';
 import { follow } from './placement';
 import { serveForwarded } from './inline';
 import { fetch as remoteFetch } from './remote';
+import { server, readEvents } from './native-faults';
 
 /** The events buffer uffd.read() fills. */
 export const events = new Float64Array(64 * EVENT_SLOTS);
@@ -300,7 +301,7 @@ export function serveBatch(n: number): void {
   for (let i = 0; i < n; i++) {
     const k = i * EVENT_SLOTS;
     if (events[k] !== UFFD_EVENT_PAGEFAULT) continue;
-    follow(events[k + 3]);
+    if (!server) follow(events[k + 3]); // else the fault thread follows the faulting threads
     if (!serveFault(events[k + 2], events[k + 1])) pushRetry(events[k + 2], events[k + 1]);
   }
   batch.depth--;
@@ -310,7 +311,7 @@ export function serveBatch(n: number): void {
 
 /** Serves the faults pending now without waiting (eviction of a whole region polls with it). */
 export function serveAvailableFaults(): void {
-  const n = uffd.read(events, 0);
+  const n = readEvents(events, 0);
   if (n > 0) serveBatch(n);
   else if (n < 0) drainRequests();
 }

@@ -1,6 +1,8 @@
 /**
- * The page-state layout: the one place both the JS dispatcher and native code
- * (native/page_state.h mirrors it, and a test compares the two) follow.
+ * The page-state layout, as docs/layout.md describes it for both the JS dispatcher
+ * and native code (native/page_state.h mirrors it; test/native-faults.test.ts runs the
+ * native fault server over the same states). docs/layout.md also has the served-record
+ * ring and the region table of the native fault path (native-faults.ts).
  *
  * Per region two SharedArrayBuffers (RegionState.state, RegionState.aux):
  *

@@ -21,9 +21,12 @@ import { swap } from './writeback';
 /** `refusing`: zswap's accept-threshold hysteresis (refuse until below the threshold). */
 export const poolState = { refusing: false };
 
-/** A stored page leaves the pool's counts (its object is dropped or replaced by the caller). */
-export function storedLeaves(r: RegionState, page: number): void {
-  if (r.aux[page] & IDLE_SEEN) G[P.G_IDLE]--;
+/**
+ * A stored page leaves the pool's counts (its object is dropped or replaced by the caller).
+ * `aux`: its aux word as a STORED page (given when the page has left the state already).
+ */
+export function storedLeaves(r: RegionState, page: number, aux = r.aux[page]): void {
+  if (aux & IDLE_SEEN) G[P.G_IDLE]--;
   G[P.G_STORED]--;
   r.stats[P.R_STORED]--;
 }
@@ -50,11 +53,12 @@ export function poolObjectGone(r: RegionState, page: number): void {
 /**
  * A clean page (r.aux[page] as a CLEAN page's) is written or gone: its copy is
  * stale. Anon: the kept swap file slot is freed, else the pool's copy dropped;
- * a file page's copy is the file itself.
+ * a file page's copy is the file itself. `aux`: that word when the page's own aux is no
+ * longer it (a served record of the native path: left as it is).
  */
-export function dropCleanCopy(r: RegionState, page: number): void {
-  const a = r.aux[page];
-  r.aux[page] = 0;
+export function dropCleanCopy(r: RegionState, page: number, aux?: number): void {
+  const a = aux ?? r.aux[page];
+  if (aux === undefined) r.aux[page] = 0;
   if (a & KEPT_SLOT) {
     swap!.freeSlot(a & SLOT_MASK);
     G[P.G_SWAP_PAGES] = swap!.usedCount;

@@ -63,6 +63,7 @@ export const G_UNSHARED = 38; // pages eviction made exclusive again (shared cop
 export const G_UNEVICTABLE = 39; // pages set aside by eviction because the kernel holds them (pinned), now
 export const G_FILE_WRITE_ERRORS = 40; // write-backs to mapped files that failed (the pages stayed dirty)
 export const G_POOL_READAHEAD = 41; // pages loaded from the pool ahead of a sequential run of faults (readahead.ts)
+export const G_FAULTS_NATIVE = 42; // faults served by native code (fault_serve: the fault thread), no JavaScript
 export const G_POOL_FULL_COUNT = 44; // times the pool started refusing stores (zswap's accept hysteresis)
 export const G_POOL_ACCEPT_COUNT = 45; // times it accepted again after refusing
 // The memory budget (budget.ts): the effective limits now, tmem's metadata, and the pages that
@@ -196,6 +197,8 @@ export interface DispatcherOptions {
   stagingPages: number;
   /** The dispatcher follows the faulting threads' CPU (the `pin` option); no program thread's affinity is changed. */
   follow: boolean;
+  /** Where faults are served (lib/options.ts FaultPath). */
+  faults: 'thread' | 'dispatcher' | 'inline';
   swapFileFd: number; // -1: no swap file
   swapFileSize: number;
   swapFileEncrypt: boolean; // seal every slot with AES-256-GCM (lib/swapfile.ts)

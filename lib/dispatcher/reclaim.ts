@@ -80,6 +80,7 @@ import { poolFull, cleanCopyStored, dropCleanCopy, nowStored } from './pool';
 import { wb, WB, flushWriteback, toSwapFile, swapUsable } from './writeback';
 import { writeBack, fileGeneration, nextEpoch } from './files';
 import { serveAvailableFaults } from './faults';
+import { drainServed } from './native-faults';
 import { batch } from './requests';
 import { applyLimits, notHeld } from './budget';
 
@@ -136,6 +137,11 @@ function storedEntryLive(rid: number, page: number, s: number): boolean {
 export function becomeResident(r: RegionState, page: number, st: number, aux = 0): void {
   r.aux[page] = aux;
   publish(r.state, page, st);
+  countResident(r, page);
+}
+
+/** A page mapped (its state published by whoever served it) is counted resident, at the FIFO's tail. */
+export function countResident(r: RegionState, page: number): void {
   residency.resident++;
   r.stats[P.R_RESIDENT]++;
   G[P.G_RESIDENT] = residency.resident;
@@ -180,7 +186,9 @@ const NOT_TAKEN = 0,
 function stageOne(r: RegionState, page: number): number {
   leaveAside(r, page); // tried again now: set aside again below if still refused
   const st = r.state[page];
-  if (!skipStrays()) {
+  // Served natively? Its record (committed before its state) is accounted first; while a
+  // native serve may still be on its way to the ring, the page waits (native-faults.ts).
+  if (!drainServed() || !skipStrays()) {
     fifoPush(r, page);
     return NOT_TAKEN;
   }

@@ -39,6 +39,7 @@ import { storedLeaves } from './pool';
 import { swap, wb, flushWriteback } from './writeback';
 import { fileIo, forgetReads } from './files';
 import { regionGone as remoteRegionGone } from './remote';
+import { nativeAdd, nativeRemove } from './native-faults';
 
 /** RegionState.flags */
 export const RAW = 1,
@@ -167,11 +168,13 @@ export function addRegion(spec: P.RegionSpec): RegionState {
   while (at > 0 && regions[at - 1].base > r.base) at--;
   regions.splice(at, 0, r); // kept sorted by base address
   byId.set(r.id, r);
+  nativeAdd(r);
   return r;
 }
 
 /** Frees a region: its staged pages and pool entries go (frontswap invalidate_area, cleancache invalidate_inode). */
 export function releaseRegion(r: RegionState): void {
+  nativeRemove(r); // first: no native thread serves its pages once this returns
   if (wb.count > 0) flushWriteback(); // its pages queued there are claimed (BUSY) until settled
   // Staged pages of this region are dropped with their slots.
   for (let i = 0, slot = ring.head; i < ring.used; i++, slot = (slot + 1) % S) {

@@ -40,6 +40,7 @@ import { drainIo, closeFileIo } from './files';
 import { control, drainRequests, runDeferred, hasDeferred } from './requests';
 import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
 import { applyLimits, budgetDueIn, budgetTick } from './budget';
+import { readEvents, drainServed, closeNativeFaults } from './native-faults';
 
 function loop(): void {
   Atomics.store(ctl, P.CTL_READY, 1);
@@ -56,7 +57,8 @@ function loop(): void {
     if (waiting.count > 0 && (timeout < 0 || timeout > WAITING_POLL_MS)) timeout = WAITING_POLL_MS;
     const due = budgetDueIn(now); // the next look at the cgroup and pressure (budget.ts)
     if (due >= 0 && (timeout < 0 || due < timeout)) timeout = due;
-    const n = uffd.read(events, timeout);
+    const n = readEvents(events, timeout);
+    drainServed();
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
     drainIo();
@@ -82,6 +84,7 @@ function loop(): void {
     }
   }
   life.stoppedCleanly = true;
+  closeNativeFaults();
   closeFileIo();
   uffd.disarmDeadman();
   staging.close();
