@@ -94,7 +94,7 @@ export const G_REMOTE_LOST = 67; // pages forgotten because their server restart
 export const G_REMOTE_PREFETCHED = 68; // pages fetched with a fault's page, into the pool
 export const G_REMOTE_MOVED = 69; // MOVED/ASK replies (the cluster's slot map changed)
 export const G_FAULTS_REMOTE = 70; // faults served from the remote store (G_REMOTE_HITS's pages, once installed)
-export const G_MOVE_ANOMALIES = 71; // UFFDIO_MOVE answers the page tables contradicted (staging.ts checkMove/strayFound)
+export const G_MOVE_ANOMALIES = 71; // UFFDIO_MOVE answers the page tables contradicted (staging.ts movePage/strayFound)
 export const G_SLOTS = 72;
 
 // Per-region counters.
