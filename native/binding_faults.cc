@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "binding_args.h"
 #include "fault_serve.h"
 #include "fault_thread.h"
 #include "store_reader.h"
@@ -38,26 +39,6 @@ namespace {
 
 using tmem::fault_serve::RegionEntry;
 using tmem::fault_serve::RegionTable;
-
-[[noreturn]] void fail(Napi::Env env, const std::string& msg, const char* code, bool range) {
-  if (range) {
-    Napi::RangeError e = Napi::RangeError::New(env, msg);
-    e.Set("code", Napi::String::New(env, code));
-    throw e;
-  }
-  Napi::TypeError e = Napi::TypeError::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  throw e;
-}
-
-std::pair<uint8_t*, size_t> sab(Napi::Env env, Napi::Value v, const std::string& name) {
-  Napi::Object global = env.Global();
-  if (v.IsObject() && v.As<Napi::Object>().InstanceOf(global.Get("SharedArrayBuffer").As<Napi::Function>())) {
-    Napi::Uint8Array arr = global.Get("Uint8Array").As<Napi::Function>().New({v}).As<Napi::Uint8Array>();
-    return {arr.Data(), arr.ByteLength()};
-  }
-  fail(env, name + ": expected a SharedArrayBuffer", "ERR_INVALID_ARG_TYPE", false);
-}
 
 double num(Napi::Env env, Napi::Object o, const char* key, const std::string& name, double min, double max) {
   Napi::Value v = o.Get(key);
@@ -100,7 +81,7 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
     server_.staging_uffd = fd;
     server_.staging_address = static_cast<uint64_t>(num(env, st, "address", "options.staging", 1, 9007199254740991.0));
     server_.staging_slots = static_cast<uint32_t>(num(env, st, "slots", "options.staging", 1, 1 << 24));
-    auto table = sab(env, st.Get("table"), "options.staging.table");
+    auto table = sab_bytes(env, st.Get("table"), "options.staging.table");
     if (table.second < 4 * 4 * size_t(server_.staging_slots))
       fail(env, "options.staging.table: smaller than 4 words per slot", "ERR_INVALID_ARG_VALUE", false);
     if (!in_open_region(fd, server_.staging_address, uint64_t(server_.staging_slots) * tmem::kPageSize))
@@ -112,7 +93,7 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
       server_.store = &reader_;
       server_.frontswap_pool = static_cast<uint32_t>(num(env, o, "frontswapPool", "options", 0, 1023));
     }
-    auto ring = sab(env, o.Get("ring"), "options.ring");
+    auto ring = sab_bytes(env, o.Get("ring"), "options.ring");
     if (!server_.ring.bind(reinterpret_cast<int32_t*>(ring.first), ring.second / 4))
       fail(env, "options.ring: not a served-record ring (bad magic or size)", "ERR_INVALID_ARG_VALUE", false);
     tmem::fault_serve::init();
@@ -169,8 +150,8 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
     e.id = static_cast<int32_t>(num(env, r, "id", "region", 0, 2147483647.0));
     e.base = static_cast<uint64_t>(num(env, r, "base", "region", 1, 9007199254740991.0));
     e.pages = static_cast<uint32_t>(num(env, r, "pages", "region", 1, 4294967295.0));
-    auto state = sab(env, r.Get("state"), "region.state");
-    auto aux = sab(env, r.Get("aux"), "region.aux");
+    auto state = sab_bytes(env, r.Get("state"), "region.state");
+    auto aux = sab_bytes(env, r.Get("aux"), "region.aux");
     if (state.second < e.pages || aux.second < 4 * size_t(e.pages))
       fail(env, "region.state/aux: smaller than the region's pages", "ERR_INVALID_ARG_VALUE", false);
     if (!in_open_region(fd_, e.base, uint64_t(e.pages) * tmem::kPageSize))

@@ -13,32 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "binding_args.h"
 #include "page_codec.h"
 #include "store_reader.h"
 
 namespace tmem_binding {
 namespace {
-
-[[noreturn]] void fail(Napi::Env env, const std::string& msg, const char* code, bool range) {
-  if (range) {
-    Napi::RangeError e = Napi::RangeError::New(env, msg);
-    e.Set("code", Napi::String::New(env, code));
-    throw e;
-  }
-  Napi::TypeError e = Napi::TypeError::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  throw e;
-}
-
-/** Bytes of a SharedArrayBuffer (through a Uint8Array over it). */
-std::pair<uint8_t*, size_t> sab_bytes(Napi::Env env, Napi::Value v, const std::string& name) {
-  Napi::Object global = env.Global();
-  if (v.IsObject() && v.As<Napi::Object>().InstanceOf(global.Get("SharedArrayBuffer").As<Napi::Function>())) {
-    Napi::Uint8Array arr = global.Get("Uint8Array").As<Napi::Function>().New({v}).As<Napi::Uint8Array>();
-    return {arr.Data(), arr.ByteLength()};
-  }
-  fail(env, name + ": expected a SharedArrayBuffer", "ERR_INVALID_ARG_TYPE", false);
-}
 
 tmem::SharedWords words(Napi::Env env, Napi::Value v, const std::string& name) {
   auto b = sab_bytes(env, v, name);
