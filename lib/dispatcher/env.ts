@@ -33,6 +33,7 @@ interface Init {
 export const ENOENT = -2,
   EAGAIN = -11,
   EBUSY = -16,
+  EEXIST = -17,
   EOPNOTSUPP = -95;
 
 /** `stoppedCleanly`: the loop ended on a 'stop' request (else the exit is reported on stderr). */

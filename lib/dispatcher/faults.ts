@@ -25,7 +25,20 @@ import * as fs from 'node:fs';
 import { EVENT_SLOTS, PAGEFAULT_FLAG_WP, PAGEFAULT_FLAG_WRITE, UFFD_EVENT_PAGEFAULT, COPY_WP } from '../native';
 import { PAGE } from '../compress';
 import * as P from './protocol';
-import { G, hist, uffd, backends, codec, objBuf, pageBuf, pageWords, zeroPage, nativeDecode, EAGAIN } from './env';
+import {
+  G,
+  hist,
+  uffd,
+  backends,
+  codec,
+  objBuf,
+  pageBuf,
+  pageWords,
+  zeroPage,
+  nativeDecode,
+  EAGAIN,
+  EEXIST,
+} from './env';
 import {
   NEVER,
   ACTIVE,
@@ -274,7 +287,7 @@ export function unrecoverable(r: RegionState, page: number, addr: number, why: s
     `tmem: region ${r.id} page ${page} cannot be restored: ${why}; raising SIGBUS in the faulting thread\n`,
   );
   const res = uffd.poison(addr, PAGE);
-  if (res < 0 && res !== -17) process.abort();
+  if (res < 0 && res !== EEXIST) process.abort();
   return true;
 }
 

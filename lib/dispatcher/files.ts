@@ -31,7 +31,7 @@ import { getSystemErrorMap } from 'node:util';
 import { native, COPY_WP, PAGEFAULT_FLAG_WRITE, FILEIO_READ, FILEIO_WRITE, type FileIo } from '../native';
 import { PAGE } from '../compress';
 import * as P from './protocol';
-import { G, uffd, codec, backends, objBuf, pageBuf, reply, replyError, EAGAIN, EOPNOTSUPP } from './env';
+import { G, uffd, codec, backends, objBuf, pageBuf, reply, replyError, EAGAIN, EEXIST, EOPNOTSUPP } from './env';
 import { NEVER, ACTIVE, CLEAN, STAGED, READING, STAGED_CLEAN, claim, publish } from './pagestate';
 import { byId, releaseRegion, type RegionState, type ReadJob } from './regions';
 import {
@@ -45,7 +45,6 @@ import {
   moveUnshared,
   strayFound,
   skipStrays,
-  EEXIST,
 } from './staging';
 import { becomeResident, finalizeOldest } from './reclaim';
 import { flushWriteback } from './writeback';

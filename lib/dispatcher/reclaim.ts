@@ -36,7 +36,7 @@
 import { native, MADV_DONTNEED } from '../native';
 import { PAGE, sameFilled, isRaw } from '../compress';
 import * as P from './protocol';
-import { G, opts, backends, codec, objBuf, nowSec, storedFifoUsed, ENOENT, EBUSY } from './env';
+import { G, opts, backends, codec, objBuf, nowSec, storedFifoUsed, ENOENT, EBUSY, EEXIST } from './env';
 import {
   NEVER,
   ACTIVE,
@@ -72,7 +72,6 @@ import {
   movePage,
   strayFound,
   skipStrays,
-  EEXIST,
   unstage,
   unstaged,
 } from './staging';

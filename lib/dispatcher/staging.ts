@@ -100,7 +100,6 @@ export function pendingReleases(): number {
   return releaseCount;
 }
 
-export const EEXIST = -17;
 let anomalyReported = false;
 
 function anomaly(what: string): void {
@@ -113,16 +112,19 @@ function anomaly(what: string): void {
 /**
  * UFFDIO_MOVE of one page, its answer checked when it is an error: the kernel can answer
  * EEXIST for a page it did move (measured on this project's CI kernel: once in about 10^7 moves
- * of cold pages, the page gone from src and mapped at dst: bench/move-answers.c). Taken at its
- * word, such a page would be kept as resident while its bytes sat in a staging slot the ring
- * thinks is empty: the program's next touch would fault for ever. So an error other than
- * ENOENT (nothing at src) costs two mincore(2) calls, and a page gone from src and mapped at
- * dst is taken as moved (PAGE). Successes cost nothing more.
+ * of cold pages, the page gone from src and mapped at dst: bench/native/move_answers.cc).
+ * Taken at its word, such a page would be kept as resident while its bytes sat in a staging
+ * slot the ring thinks is empty: the program's next touch would fault for ever. So an error
+ * other than ENOENT costs one or two mincore(2) calls, and the answer follows the page tables:
+ * still at src, the error stands (so an EBUSY returned means the page is at src); gone from src
+ * and mapped at dst, it moved (PAGE); at neither, it is gone (the program discarded it), as
+ * ENOENT says. Successes cost nothing more.
  */
 export function movePage(dst: number, src: number, flags = 0): number {
   const res = uffd.move(dst, src, PAGE, flags);
   if (res === PAGE || res === ENOENT) return res;
-  if (native.mapped(src, PAGE) !== 0 || native.mapped(dst, PAGE) === 0) return res;
+  if (native.mapped(src, PAGE) !== 0) return res;
+  if (native.mapped(dst, PAGE) === 0) return ENOENT;
   anomaly(`UFFDIO_MOVE answered errno ${-res} for a page it had moved`);
   return PAGE;
 }
@@ -136,8 +138,8 @@ export function movePage(dst: number, src: number, flags = 0): number {
  */
 export function moveUnshared(dst: number, src: number, flags = 0): number {
   const res = movePage(dst, src, flags);
-  // Not at src any more: no unshare (its write fault would wait on this very thread).
-  if (res !== EBUSY || native.mapped(src, PAGE) === 0 || uffd.unshare(src, PAGE) !== PAGE) return res;
+  // EBUSY from movePage(): the page is at src, so unshare() faults nothing in.
+  if (res !== EBUSY || uffd.unshare(src, PAGE) !== PAGE) return res;
   G[P.G_UNSHARED]++;
   return movePage(dst, src, flags);
 }
