@@ -220,6 +220,9 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
     null,
     (s) => one(s.moveAnomalies),
   );
+  counter('pool_trimmed_bytes_total', 'Bytes of free pool frames given back to the OS', null, (s) =>
+    one(s.poolTrimmedBytes),
+  );
   counter('idle_recompressed_total', 'Idle pages recompressed with zstd', null, (s) => one(s.idle.recompressed));
   counter('idle_written_back_total', 'Idle pages written back to the swap file', null, (s) => one(s.idle.writtenBack));
   counter('swap_file_written_back_total', 'Pages written to the swap file', null, (s) =>

@@ -285,6 +285,11 @@ export interface SwapStats {
    * recovered without losing a byte, and the first one is reported on stderr.
    */
   moveAnomalies: number;
+  /**
+   * Bytes of free pool frames given back to the OS (MADV_DONTNEED) since open(): a pool that
+   * shrinks frees frames inside chunks that stay in use, and the budget's look gives them back.
+   */
+  poolTrimmedBytes: number;
   /** Stores refused, by reason; a refused page stays resident. */
   refused: { poolLimit: number; alloc: number };
   /** Staged pages touched again and moved back. */
@@ -870,6 +875,7 @@ export class Swap extends EventEmitter {
       unsharedPages: G[P.G_UNSHARED],
       unevictablePages: G[P.G_UNEVICTABLE],
       moveAnomalies: G[P.G_MOVE_ANOMALIES],
+      poolTrimmedBytes: G[P.G_ARENA_TRIMMED],
       refused: { poolLimit: G[P.G_REFUSED_POOL_LIMIT], alloc: G[P.G_REFUSED_ALLOC] },
       secondChance: G[P.G_SECOND_CHANCE],
       poolReadahead: G[P.G_POOL_READAHEAD],

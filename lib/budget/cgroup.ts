@@ -175,6 +175,25 @@ export function readCgroup(cg: MemoryCgroup): CgroupReading {
   };
 }
 
+/**
+ * This process's anonymous and shared-memory resident pages in bytes (RssAnon + RssShmem of
+ * /proc/self/status), or undefined: what a memory cgroup is charged for on this process's
+ * behalf. Its file-backed resident pages (the node binary, shared libraries: ~40 MiB) are
+ * left out: they are charged to whichever cgroup first read them, and when that is this one
+ * they are in its usage already.
+ */
+export function processAnonRss(): number | undefined {
+  const t = readText('/proc/self/status');
+  if (t === undefined) return undefined;
+  let kib = 0;
+  let found = false;
+  for (const m of t.matchAll(/^(RssAnon|RssShmem):\s+(\d+) kB$/gm)) {
+    kib += Number(m[2]);
+    found = true;
+  }
+  return found ? kib * 1024 : undefined;
+}
+
 /** This process's resident set in bytes (/proc/self/statm), or undefined. */
 export function processRss(): number | undefined {
   const t = readText('/proc/self/statm');

@@ -6,8 +6,11 @@
  *   mode 'cgroup'   budget = the cgroup's limit - what the process uses outside tmem - a margin
  *   pressure        PSI and the cgroup's limit (pressure.ts), 0..1
  *
- * "Outside tmem" is the larger of the process's resident set and the cgroup's usage less its
- * inactive file cache, less what tmem holds (resident region pages, the pool, its metadata).
+ * "Outside tmem" is the larger of the process's anonymous resident set and the cgroup's usage
+ * less its inactive file cache, less what tmem holds (resident region pages, the arena frames
+ * the pool has committed, its metadata); with no cgroup, the whole resident set less the same.
+ * (The whole resident set would count the node binary's ~40 MiB of file pages, which the
+ * cgroup is usually not charged for: measured, that left a 128 MiB cgroup's budget at its floor.)
  * It rises at once and falls by a tenth of the difference per look, so that memory a garbage
  * collection frees for a moment is not handed to tmem only to be taken back.
  *
@@ -16,7 +19,7 @@
  * isolate, a Worker's start) and the kernel memory the cgroup is charged for but the resident
  * set does not show (page tables, socket buffers, slab).
  */
-import { processRss, readCgroup, type CgroupReading, type MemoryCgroup } from './cgroup';
+import { processAnonRss, processRss, readCgroup, type CgroupReading, type MemoryCgroup } from './cgroup';
 import { PressureGauge } from './pressure';
 
 /** How often the cgroup and PSI are read, ms. */
@@ -46,9 +49,9 @@ export function cgroupBudget(limit: number, outside: number): number {
 
 /** Bytes the process uses outside tmem, when tmem holds `tmemBytes`. */
 export function outsideNow(r: CgroupReading | undefined, tmemBytes: number): number {
-  const rss = processRss() ?? 0;
-  const cg = r?.usage !== undefined ? r.usage - (r.inactiveFile ?? 0) : 0;
-  return Math.max(0, Math.max(rss, cg) - tmemBytes);
+  const cg = r?.usage !== undefined ? r.usage - (r.inactiveFile ?? 0) : undefined;
+  const rss = (cg !== undefined ? processAnonRss() : processRss()) ?? 0;
+  return Math.max(0, Math.max(rss, cg ?? 0) - tmemBytes);
 }
 
 /** One look's outcome. */

@@ -31,6 +31,13 @@ export interface Backends {
   poolBytes(): number;
   /** zsmalloc compaction of the persistent pool (frees zspages after write-back). */
   compact(): number;
+  /**
+   * Arena bytes committed: frames touched since their last release, held or free. Frames the
+   * pools free stay committed until their whole 64 MiB chunk is free or trim() runs.
+   */
+  committedBytes(): number;
+  /** Gives every run of free committed frames back to the OS; returns the bytes released. */
+  trim(): number;
 }
 
 // 64 MiB: above glibc's largest dynamic mmap threshold (32 MiB), so every chunk is its own
@@ -92,5 +99,7 @@ export function openBackends(init: unknown, _o: DispatcherOptions): Backends {
     cleancache: new Cleancache(store, i.cleancachePool),
     poolBytes: () => fsPool.totalSize() + ccPool.totalSize(),
     compact: () => fsPool.compact(),
+    committedBytes: () => arena.stats().dirtyFrames * 4096,
+    trim: () => arena.trim() * 4096,
   };
 }

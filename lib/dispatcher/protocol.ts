@@ -95,7 +95,8 @@ export const G_REMOTE_PREFETCHED = 68; // pages fetched with a fault's page, int
 export const G_REMOTE_MOVED = 69; // MOVED/ASK replies (the cluster's slot map changed)
 export const G_FAULTS_REMOTE = 70; // faults served from the remote store (G_REMOTE_HITS's pages, once installed)
 export const G_MOVE_ANOMALIES = 71; // UFFDIO_MOVE answers the page tables contradicted (staging.ts movePage/strayFound)
-export const G_SLOTS = 72;
+export const G_ARENA_TRIMMED = 72; // bytes of free arena frames given back to the OS by the budget's looks (budget.ts)
+export const G_SLOTS = 73;
 
 // Per-region counters.
 export const R_RESIDENT = 0;
