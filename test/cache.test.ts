@@ -543,11 +543,18 @@ test('a child process in a memory cgroup holds three times its limit in cached J
   if ('skip' in cg) return t.fail(cg.skip);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmem-cache-cg-'));
   try {
-    const options = { residentLimit: '8MiB', poolLimit: '16MiB', swapFile: { path: dir, size: '1GiB' } };
+    // No size options at all: the budget comes from the cgroup's limit (issue: one budget).
+    const options = { swapFile: { path: dir, size: '1GiB' } };
     const r = await runNodeInCgroup(cg, nodeArgs, child, ['cache', String(3 * limit), JSON.stringify(options)], 280000);
     t.is(r.code, 0, `${r.signal} ${r.stderr.slice(-2000)}`);
-    const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { bad: number; bytes: number; entries: number };
+    const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      bad: number;
+      bytes: number;
+      entries: number;
+      budget: { mode: string };
+    };
     t.is(res.bad, 0);
+    t.is(res.budget.mode, 'cgroup');
     t.true(res.bytes >= 3 * limit);
     t.is(cg.oomKills(), 0);
     t.log(

@@ -5,10 +5,10 @@
  *   /proc/self/mountinfo  where that hierarchy is mounted, and which of its directories the
  *                         mount shows as its root (a container sees its own cgroup as "/")
  *   v1 files              memory.stat (hierarchical_memory_limit: the smallest limit of the
- *                         cgroup and its ancestors; inactive_file), memory.usage_in_bytes,
+ *                         cgroup and its ancestors; inactive_file, active_file), memory.usage_in_bytes,
  *                         memory.failcnt (times usage hit the limit)
  *   v2 files              memory.max, memory.high (the smaller of the two, over the cgroup and
- *                         every ancestor), memory.current, memory.stat (inactive_file),
+ *                         every ancestor), memory.current, memory.stat (in/active_file),
  *                         memory.pressure (PSI of the cgroup), memory.events (oom_kill)
  *
  * Every read is synchronous and small (procfs/cgroupfs files of a few hundred bytes); a file
@@ -25,6 +25,8 @@ export interface CgroupReading {
   usage?: number;
   /** Bytes of inactive file cache in that usage (the kernel drops them first). */
   inactiveFile?: number;
+  /** Bytes of active file cache in that usage (reclaimable too, after the inactive list: the swap file's own writes land here). */
+  activeFile?: number;
   /** v1: times usage hit the limit (memory.failcnt); v2: memory.events' `max` count. */
   limitHits?: number;
 }
@@ -155,6 +157,7 @@ export function readCgroup(cg: MemoryCgroup): CgroupReading {
       limit: limit !== undefined && limit < UNLIMITED ? limit : undefined,
       usage: readNumber(path.join(cg.dir, 'memory.usage_in_bytes')),
       inactiveFile: stat.get('total_inactive_file') ?? stat.get('inactive_file'),
+      activeFile: stat.get('total_active_file') ?? stat.get('active_file'),
       limitHits: readNumber(path.join(cg.dir, 'memory.failcnt')),
     };
   }
@@ -171,6 +174,7 @@ export function readCgroup(cg: MemoryCgroup): CgroupReading {
     limit: limit < UNLIMITED ? limit : undefined,
     usage: readNumber(path.join(cg.dir, 'memory.current')),
     inactiveFile: stat.get('inactive_file'),
+    activeFile: stat.get('active_file'),
     limitHits: (events.get('max') ?? 0) + (events.get('high') ?? 0),
   };
 }

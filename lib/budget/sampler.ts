@@ -47,9 +47,15 @@ export function cgroupBudget(limit: number, outside: number): number {
   return Math.max(MIN_BUDGET, Math.floor(limit - outside - marginFor(limit)));
 }
 
-/** Bytes the process uses outside tmem, when tmem holds `tmemBytes`. */
+/**
+ * Bytes the process uses outside tmem, when tmem holds `tmemBytes`. With a cgroup reading: the
+ * larger of this process's anonymous resident set and the cgroup's usage less its file cache.
+ * File cache is left out, active or not: the kernel reclaims it at the limit before anything
+ * else, and the swap file's own writes sit there (counted, they squeezed the budget to its
+ * floor while the kernel dropped them anyway).
+ */
 export function outsideNow(r: CgroupReading | undefined, tmemBytes: number): number {
-  const cg = r?.usage !== undefined ? r.usage - (r.inactiveFile ?? 0) : undefined;
+  const cg = r?.usage !== undefined ? r.usage - (r.inactiveFile ?? 0) - (r.activeFile ?? 0) : undefined;
   const rss = (cg !== undefined ? processAnonRss() : processRss()) ?? 0;
   return Math.max(0, Math.max(rss, cg ?? 0) - tmemBytes);
 }

@@ -52,6 +52,7 @@ async function main(): Promise<void> {
       poolBytes: s.poolBytes,
       residentBytes: s.residentBytes,
       swapFilePages: s.swapFile?.pages ?? 0,
+      budget: s.budget,
       rss: process.memoryUsage().rss,
     }) + '\n',
   );
