@@ -113,9 +113,19 @@ G[P.G_BUDGET_BYTES] = limits.budgetBytes;
 G[P.G_CGROUP_LIMIT] = -1;
 G[P.G_CGROUP_USAGE] = -1;
 
-/** Milliseconds until the next look at the cgroup and pressure (-1: never). */
+/**
+ * Milliseconds until the next look at the cgroup and pressure (-1: never). Without a sampler
+ * the look is due only while free committed pool frames wait to be given back.
+ */
 export function budgetDueIn(now: number): number {
-  return sampler ? Math.max(0, Math.ceil(clock.next - now)) : -1;
+  if (!sampler && !trimDue()) return -1;
+  return Math.max(0, Math.ceil(clock.next - now));
+}
+
+/** Whether the pool's free committed frames are worth giving back (see committedPool()). */
+function trimDue(): boolean {
+  const used = backends.poolBytes();
+  return backends.committedBytes() - used > Math.max(2 ** 20, used / 8);
 }
 
 /**
@@ -126,20 +136,22 @@ export function budgetDueIn(now: number): number {
  * (MADV_DONTNEED), and what is left committed is what tmem counts as its pool.
  */
 function committedPool(): number {
-  const used = backends.poolBytes();
-  let committed = backends.committedBytes();
-  if (committed - used > Math.max(2 ** 20, used / 8)) {
-    G[P.G_ARENA_TRIMMED] += backends.trim();
-    committed = backends.committedBytes();
-  }
-  return Math.max(used, committed);
+  if (trimDue()) G[P.G_ARENA_TRIMMED] += backends.trim();
+  return Math.max(backends.poolBytes(), backends.committedBytes());
 }
 
-/** A look at the cgroup and pressure when one is due: the budget and limits follow. */
+/**
+ * A look at the cgroup and pressure when one is due: the budget and limits follow. Without a
+ * sampler (fixed limits, pressure off) the look still gives free pool frames back on the same
+ * clock; it is not a timer of its own, so a loop with nothing to do sleeps (nothing frees
+ * frames then either).
+ */
 export function budgetTick(now: number): void {
-  if (!sampler || now < clock.next) return;
+  if (now < clock.next) return;
   clock.next = now + SAMPLE_MS;
-  const held = residency.resident * PAGE + committedPool() + G[P.G_BUDGET_METADATA];
+  const pool = committedPool();
+  if (!sampler) return;
+  const held = residency.resident * PAGE + pool + G[P.G_BUDGET_METADATA];
   const s = sampler.sample(held, now);
   if (s.budgetBytes !== undefined) {
     limits.budgetBytes = s.budgetBytes;
