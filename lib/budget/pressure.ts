@@ -5,9 +5,12 @@
  *   PSI        the cgroup's memory.pressure (v2) or /proc/pressure/memory (the whole host):
  *              the growth of `some total` (microseconds some task stalled on memory) over
  *              the time since the last look. 5% of the time stalled starts the level, 30% is 1.
- *   the limit  the cgroup's usage less its inactive file cache within 5% of the limit raises
- *              the level to 0.5, and a limit hit since the last look (v1 memory.failcnt,
- *              v2 memory.events max/high: the kernel had to reclaim to charge a page) to 1.
+ *   the limit  the cgroup's usage less its file cache within 5% of the limit raises the level
+ *              to 0.5, and a limit hit since the last look (v1 memory.failcnt, v2
+ *              memory.events max/high: the kernel had to reclaim to charge a page) to 1 while
+ *              that usage is above 80% of the limit. Below it a hit is the kernel dropping file
+ *              cache (a swap file's own writes fill a small cgroup with it): measured, counting
+ *              those held the level at 1 for a whole run and kept tmem's pool empty.
  *
  * The level falls back by a tenth per look once the signals are gone, so tmem gives the
  * memory back gradually rather than at the first quiet moment. (v1's memory.pressure_level
@@ -20,6 +23,7 @@ import type { CgroupReading } from './cgroup';
 const PSI_START = 0.05,
   PSI_FULL = 0.3,
   NEAR_LIMIT = 0.95,
+  HIT_FLOOR = 0.8,
   DECAY = 0.1;
 
 /** `some total=` of a PSI file in microseconds, or undefined (no PSI: kernel without CONFIG_PSI, or psi=0). */
@@ -60,10 +64,11 @@ export class PressureGauge {
       this.lastTotal = total;
     }
     if (cg?.limit !== undefined && cg.usage !== undefined) {
-      const used = cg.usage - (cg.inactiveFile ?? 0);
+      const used = cg.usage - (cg.inactiveFile ?? 0) - (cg.activeFile ?? 0);
       if (used >= NEAR_LIMIT * cg.limit && want < 0.5) [want, cause] = [0.5, 'near-limit'];
       if (cg.limitHits !== undefined) {
-        if (this.lastHits !== undefined && cg.limitHits > this.lastHits) [want, cause] = [1, 'limit'];
+        const hit = this.lastHits !== undefined && cg.limitHits > this.lastHits;
+        if (hit && used >= HIT_FLOOR * cg.limit) [want, cause] = [1, 'limit'];
         this.lastHits = cg.limitHits;
       }
     }
