@@ -67,7 +67,7 @@ import { drainRequests, batch } from './requests';
 import { SwapFileError } from '../swapfile';
 import { follow } from './placement';
 import { serveForwarded } from './inline';
-import { fetch as remoteFetch } from './remote';
+import { fetch as remoteFetch, prefetch as remotePrefetch } from './remote';
 import { server, readEvents } from './native-faults';
 
 /** The events buffer uffd.read() fills. */
@@ -202,11 +202,15 @@ export function serveFault(addr: number, flags: number): boolean {
     }
     case SWAPPED:
       return swapIn(r, page, addr, write);
-    case REMOTE:
-      // Served here, in the dispatcher thread, on its own blocking connection (bounded by
-      // remote.timeout); a fault on a fast state meanwhile waits (or, with the native fault
-      // thread, goes on being served there). Anything but a checked value: the swap file.
-      return swapIn(r, page, addr, write, remoteFetch(r, page, pageBuf));
+    case REMOTE: // Served here, in the dispatcher thread, on its own blocking connection (bounded by
+    // remote.timeout); a fault on a fast state meanwhile waits (or, with the native fault
+    // thread, goes on being served there). Anything but a checked value: the swap file.
+    // The page alone first; its neighbours (when the faults run forward) once it is in.
+    {
+      const done = swapIn(r, page, addr, write, remoteFetch(r, page, pageBuf));
+      remotePrefetch(r);
+      return done;
+    }
     case READING: {
       // Another thread faulted on a page being read: the copy at completion wakes it too.
       const rd = r.reads.get(page);

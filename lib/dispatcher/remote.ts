@@ -14,11 +14,16 @@
  *   write-back    queueObject() (the object, at batch time) -> written() (the swap
  *                 file has it: SWAPPED) -> flushRemote(): one pipeline of SETs per
  *                 node, one round trip; +OK -> REMOTE; OOM or any failure -> stays SWAPPED
- *   fault         fetch(): one pipeline per fault on the dispatcher's own blocking
- *                 connection (no event loop in between): GETDEL of the page and of the
- *                 next REMOTE pages of its chunk (prefetch, into the pool when it
- *                 accepts). Checked (length, generation, CRC) before use; a miss, an
- *                 error, a deadline or a mismatch: the caller reads the swap file.
+ *   fault         fetch(): GETDEL of the page alone on the dispatcher's own blocking
+ *                 connection (no event loop in between); checked (length, generation,
+ *                 CRC) before use; a miss, an error, a deadline or a mismatch: the caller
+ *                 reads the swap file. Then, once the page is installed and its thread
+ *                 woken, prefetch(): when the region's remote faults run forward (this
+ *                 one within PREFETCH + 1 pages after the last), one pipeline of GETs for
+ *                 the next REMOTE pages of its chunk, into the pool when it accepts them.
+ *                 Random faults prefetch nothing (measured: seven values per random fault
+ *                 cost about 20 us of pool stores and a longer round trip, and the pool
+ *                 dropped them before they were used).
  *   lost node     run_id changed (restarted empty): that node's pages are SWAPPED again
  *   release       a closed region's keys are UNLINKed (best effort; the swap's close
  *                 and the gc of the lease catch the rest)
@@ -43,13 +48,15 @@ export const remote = cfg ? new RemoteNodes(cfg) : undefined;
 interface Meta {
   gen: Uint32Array;
   crc: Uint32Array;
+  /** The page of the region's last fault served from the remote store (-1: none yet). */
+  last: number;
 }
 const metas = new Map<number, Meta>();
 let nextGen = 1;
 
 function meta(r: RegionState): Meta {
   let m = metas.get(r.id);
-  if (!m) metas.set(r.id, (m = { gen: new Uint32Array(r.pages), crc: new Uint32Array(r.pages) }));
+  if (!m) metas.set(r.id, (m = { gen: new Uint32Array(r.pages), crc: new Uint32Array(r.pages), last: -1 }));
   return m;
 }
 
@@ -197,6 +204,8 @@ function unlinkStale(): void {
 /** Pages of the chunk fetched with a fault's page (prefetch). */
 export const PREFETCH = 7;
 const fetchPages: number[] = [];
+/** The page after whose fault prefetch() reads ahead (-1: none; set by fetch()). */
+let prefetchFrom = -1;
 
 /**
  * A fault on REMOTE page `page`: its value, checked and decoded into `dst`, and true;
@@ -207,6 +216,7 @@ export function fetch(r: RegionState, page: number, dst: Uint8Array): boolean {
   const m = meta(r);
   publish(r.state, page, SWAPPED);
   G[P.G_REMOTE_PAGES]--;
+  prefetchFrom = -1;
   const node = nodeOf(r, page);
   if (!remote!.usable(node)) {
     stale(r, page);
@@ -215,16 +225,6 @@ export function fetch(r: RegionState, page: number, dst: Uint8Array): boolean {
   }
   enc.reset();
   enc.command(['GETDEL', keyOf(r, page)]);
-  // Prefetch: the next REMOTE pages of the chunk, while the pool accepts them.
-  fetchPages.length = 0;
-  if (!poolFull()) {
-    const end = Math.min(r.pages, (Math.floor(page / CHUNK) + 1) * CHUNK);
-    for (let p = page + 1; p < end && fetchPages.length < PREFETCH; p++) {
-      if (r.state[p] !== REMOTE) continue;
-      fetchPages.push(p);
-      enc.command(['GET', keyOf(r, p)]); // deleted once the pool has it (stale())
-    }
-  }
   const n = remote!.run(node, enc);
   if (n < 0) {
     G[P.G_REMOTE_ERRORS]++;
@@ -236,10 +236,40 @@ export function fetch(r: RegionState, page: number, dst: Uint8Array): boolean {
     const v = remote!.bytes(0);
     codec.decompress(v, 4, v.length - 4, dst, 0);
     G[P.G_REMOTE_HITS]++;
+    if (m.last >= 0 && page > m.last && page - m.last <= PREFETCH + 1) prefetchFrom = page;
+    m.last = page;
   }
-  for (let i = 0; i < fetchPages.length; i++) prefetched(r, m, fetchPages[i], i + 1);
   G[P.G_REMOTE_MOVED] = remote!.moved;
   return ok;
+}
+
+/**
+ * After a remote fault's page is installed (its thread already running again): the next
+ * REMOTE pages of its chunk, in one pipeline, into the pool while it accepts them, when
+ * fetch() found the region's remote faults running forward.
+ */
+export function prefetch(r: RegionState): void {
+  const page = prefetchFrom;
+  prefetchFrom = -1;
+  if (page < 0 || r.closed || !poolRoom(PAGE)) return;
+  const node = nodeOf(r, page);
+  if (!remote!.usable(node)) return;
+  const m = meta(r);
+  enc.reset();
+  fetchPages.length = 0;
+  const end = Math.min(r.pages, (Math.floor(page / CHUNK) + 1) * CHUNK);
+  for (let p = page + 1; p < end && fetchPages.length < PREFETCH; p++) {
+    if (r.state[p] !== REMOTE) continue;
+    fetchPages.push(p);
+    enc.command(['GET', keyOf(r, p)]); // deleted once the pool has it (stale())
+  }
+  if (fetchPages.length === 0) return;
+  if (remote!.run(node, enc) < 0) {
+    G[P.G_REMOTE_ERRORS]++; // the pages stay REMOTE: their own faults try again (or back off)
+    return;
+  }
+  for (let i = 0; i < fetchPages.length; i++) prefetched(r, m, fetchPages[i], i);
+  G[P.G_REMOTE_MOVED] = remote!.moved;
 }
 
 /** Reply i is the current value of page `page`: present, its generation and CRC-32 as sent. */
@@ -262,6 +292,17 @@ function check(m: Meta, page: number, i: number): boolean {
   return true;
 }
 
+/**
+ * Whether the pool has `bytes` of room under its limit. Not poolFull(): that one keeps
+ * refusing until the pool is back under its accept threshold, which in the steady state
+ * (every fault evicts a page into the pool) is almost always: measured, no page was ever
+ * prefetched. A prefetched page is about to be used, so it may take the room; the shrinker
+ * writes the pool's oldest entries back as usual.
+ */
+function poolRoom(bytes: number): boolean {
+  return backends.poolBytes() + bytes <= opts.poolLimitBytes;
+}
+
 /** A page read ahead of a fault (REMOTE; its key still there): into the pool if it takes it, else left REMOTE. */
 function prefetched(r: RegionState, m: Meta, page: number, i: number): void {
   if (remote!.kind(i) !== REPLY_BULK || !check(m, page, i)) {
@@ -273,7 +314,7 @@ function prefetched(r: RegionState, m: Meta, page: number, i: number): void {
   }
   const v = remote!.bytes(i);
   const obj = v.subarray(4);
-  if (poolFull() || !backends.frontswap.store(r.id, page, obj, obj.length)) return;
+  if (!poolRoom(obj.length) || !backends.frontswap.store(r.id, page, obj, obj.length)) return;
   G[P.G_REMOTE_PAGES]--;
   stale(r, page); // the pool has it: its key goes with the next batch
   swap!.freeSlot(r.aux[page]);

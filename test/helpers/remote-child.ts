@@ -2,7 +2,9 @@
  * A process that uses a swap with a remote tier, driven by its parent over IPC
  * (test/remote-tier.test.ts), so that a hang fails one test instead of wedging ava:
  *
- *   argv[2]  JSON { remote, pages, poolLimit, residentLimit, dir }
+ *   argv[2]  JSON { remote, pages, poolLimit, residentLimit, dir, writebackPoolLimit? }
+ *            (writebackPoolLimit: the pool is held at that limit while it writes back,
+ *            then given poolLimit again before the read-back, so that it has room)
  *   -> 'evicted' { stats }   every page written (a pattern per page) and evicted
  *   <- 'go'                  (the parent has done its damage to the server meanwhile)
  *   -> 'done' { bad, stats } every page read back, every byte checked; then closed
@@ -16,6 +18,7 @@ interface Args {
   poolLimit: string;
   residentLimit: string;
   dir: string;
+  writebackPoolLimit?: string;
 }
 
 const PAGE = 4096;
@@ -54,6 +57,7 @@ async function main(): Promise<void> {
   const region = swap.region(a.pages * PAGE);
   const u8 = new Uint8Array(region.buffer);
   for (let p = 0; p < a.pages; p++) fillPage(u8.subarray(p * PAGE, (p + 1) * PAGE), p, 1);
+  if (a.writebackPoolLimit) await swap.setLimits({ poolLimit: a.writebackPoolLimit });
   await region.evict();
   // Write-back runs while the pool is over its threshold: let it settle.
   const end = Date.now() + 20000;
@@ -65,6 +69,7 @@ async function main(): Promise<void> {
     if (n === last) break;
     last = n;
   }
+  if (a.writebackPoolLimit) await swap.setLimits({ poolLimit: a.poolLimit });
   await send({ kind: 'evicted', stats: swap.stats() });
   const cmd = await next();
   if (cmd === 'exit-without-close') process.exit(0);
