@@ -820,6 +820,13 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
             edges,
             `a ${ok.valueBytes}-byte value, one request at a time, same server`,
           ),
+          fromSamples(
+            `bare GET after ${ok.pacedGapUs} us of work`,
+            'reference',
+            ok.pacedGetNs,
+            edges,
+            "the server's CPU idles between requests, as between faults",
+          ),
           fromSamples('tmem pool fault', 'reference', ok.poolNs, edges),
           fromSamples('tmem swap file fault', 'reference', ok.swapNs, edges, 'page cache warm'),
         );

@@ -6,6 +6,12 @@
  *   remote fault   a touch of a page the pool wrote back (REMOTE: served from Redis)
  *   bare GET       the same size of value read with the native blocking client alone,
  *                  one round trip at a time, on the same server (the floor: target p50 <= 1.3x)
+ *   paced GET      the same GET with PACED_GAP_US of busy work on this thread before each
+ *                  one: the server's CPU goes idle between requests as it does between
+ *                  faults (each fault also evicts, compresses, installs). Measured on this
+ *                  VM kind: a GET after >= 200 us of idle costs about 3x a back-to-back one
+ *                  when client and server run on different CPUs, and nothing more on one CPU:
+ *                  the cost of waking the server's idle vCPU.
  *   pool fault     a touch of a page in the pool (no remote, no swap file)
  *   swap file      a touch of a page in the swap file (no remote)
  *   write-back     pages sent to Redis per second during the write-back, against the
@@ -23,10 +29,15 @@ import type { Progress } from './progress';
 import { settle, touchHere, touchOrder } from './measure';
 
 const PAGE = 4096;
+/** Busy work before each paced GET, in microseconds (about one remote fault's own work and more). */
+export const PACED_GAP_US = 200;
 
 export interface RemoteBenchResult {
   remoteNs: Float64Array;
   getNs: Float64Array;
+  /** The same GET with PACED_GAP_US of work on this thread before each one (the server's CPU idles in between, as between faults). */
+  pacedGetNs: Float64Array;
+  pacedGapUs: number;
   poolNs: Float64Array;
   swapNs: Float64Array;
   /** Of the remote touches: faults served from Redis, and from the swap file (misses, back-off). */
@@ -157,6 +168,15 @@ export async function remoteBench(
       getNs[i] = Number(process.hrtime.bigint() - t0);
       if (n !== 1) throw new Error(`GET failed (${n})`);
     }
+    const pacedGetNs = new Float64Array(pages);
+    for (let i = 0; i < pages; i++) {
+      const s = performance.now();
+      while (performance.now() - s < PACED_GAP_US / 1000); // busy: the client's CPU stays awake
+      const t0 = process.hrtime.bigint();
+      const n = conn.exchange(enc.buf, enc.length, 1, 5000, out, info);
+      pacedGetNs[i] = Number(process.hrtime.bigint() - t0);
+      if (n !== 1) throw new Error(`GET failed (${n})`);
+    }
     conn.close();
     progress.end('done');
 
@@ -215,6 +235,8 @@ export async function remoteBench(
     return {
       remoteNs,
       getNs,
+      pacedGetNs,
+      pacedGapUs: PACED_GAP_US,
       poolNs,
       swapNs,
       remoteFaults: f1.remote - f0.remote,
