@@ -38,7 +38,7 @@ import * as P from './protocol';
 import { G, opts, codec, backends } from './env';
 import { REMOTE, SWAPPED, publish } from './pagestate';
 import { byId, regions, type RegionState } from './regions';
-import { nowStored, poolFull } from './pool';
+import { nowStored } from './pool';
 import { swap } from './writeback';
 
 const cfg = opts.remote;
