@@ -84,27 +84,24 @@ run('a region many times the pool goes to one Redis server and reads back every 
   t.is(srv.cli('EXISTS', `tmem:L{${r.evicted.remote!.swapId}}`).trim(), '0', 'and its lease');
 });
 
-run(
-  'a forward read of remote pages prefetches the next ones into a pool with room',
-  async (t) => {
-    const srv = await startRedis(t);
-    // The pool writes back at 256 KiB, then has 8 MiB again for the read-back (a pool at its
-    // limit has no room for prefetched pages: the steady state of the other tests).
-    const args = { ...base, poolLimit: '8MiB', writebackPoolLimit: '256KiB', remote: { url: srv.url, timeout: 2000 } };
-    const r = await runChild({ ...args, dir: tempDir(t, 'tmem-remote-') }, () => Promise.resolve('go'));
-    t.is(r.code, 0, r.stderr);
-    t.true(r.evicted.remote!.puts > base.pages / 2, `puts ${r.evicted.remote!.puts}`);
-    t.is(r.done!.bad, 0);
-    const s = r.done!.stats;
-    t.true(s.remote!.prefetched > 0, `prefetched ${s.remote!.prefetched}: ${JSON.stringify(s.remote)}`);
-    // Seven neighbours per fetch: far fewer faults reach the server than pages it held.
-    t.true(
-      s.faults.remote < r.evicted.remote!.pages / 2,
-      `remote faults ${s.faults.remote} of ${r.evicted.remote!.pages}`,
-    );
-    t.is(s.remote!.badValues, 0);
-  },
-);
+run('a forward read of remote pages prefetches the next ones into a pool with room', async (t) => {
+  const srv = await startRedis(t);
+  // The pool writes back at 256 KiB, then has 8 MiB again for the read-back (a pool at its
+  // limit has no room for prefetched pages: the steady state of the other tests).
+  const args = { ...base, poolLimit: '8MiB', writebackPoolLimit: '256KiB', remote: { url: srv.url, timeout: 2000 } };
+  const r = await runChild({ ...args, dir: tempDir(t, 'tmem-remote-') }, () => Promise.resolve('go'));
+  t.is(r.code, 0, r.stderr);
+  t.true(r.evicted.remote!.puts > base.pages / 2, `puts ${r.evicted.remote!.puts}`);
+  t.is(r.done!.bad, 0);
+  const s = r.done!.stats;
+  t.true(s.remote!.prefetched > 0, `prefetched ${s.remote!.prefetched}: ${JSON.stringify(s.remote)}`);
+  // Seven neighbours per fetch: far fewer faults reach the server than pages it held.
+  t.true(
+    s.faults.remote < r.evicted.remote!.pages / 2,
+    `remote faults ${s.faults.remote} of ${r.evicted.remote!.pages}`,
+  );
+  t.is(s.remote!.badValues, 0);
+});
 
 run('a 3-master Redis Cluster: pages spread over the masters, every byte back', async (t) => {
   const nodes = await startCluster(t, 3);

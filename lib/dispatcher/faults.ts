@@ -202,11 +202,11 @@ export function serveFault(addr: number, flags: number): boolean {
     }
     case SWAPPED:
       return swapIn(r, page, addr, write);
-    case REMOTE: // Served here, in the dispatcher thread, on its own blocking connection (bounded by
-    // remote.timeout); a fault on a fast state meanwhile waits (or, with the native fault
-    // thread, goes on being served there). Anything but a checked value: the swap file.
-    // The page alone first; its neighbours (when the faults run forward) once it is in.
-    {
+    case REMOTE: {
+      // Served here, in the dispatcher thread, on its own blocking connection (bounded by
+      // remote.timeout); a fault on a fast state meanwhile waits (or, with the native fault
+      // thread, goes on being served there). Anything but a checked value: the swap file.
+      // The page alone first; its neighbours (when the faults run forward) once it is in.
       const done = swapIn(r, page, addr, write, remoteFetch(r, page, pageBuf));
       remotePrefetch(r);
       return done;
