@@ -359,6 +359,11 @@ export class Arena {
     return Atomics.load(this.ctl, H_USED);
   }
 
+  /** Frames touched since their last release (committed memory), without building stats(). */
+  dirtyFrames(): number {
+    return Atomics.load(this.ctl, H_DIRTY);
+  }
+
   /** Current figures (read without the lock: each is exact, together they are a snapshot). */
   stats(): ArenaStats {
     const c = this.ctl;

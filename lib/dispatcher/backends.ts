@@ -99,7 +99,7 @@ export function openBackends(init: unknown, _o: DispatcherOptions): Backends {
     cleancache: new Cleancache(store, i.cleancachePool),
     poolBytes: () => fsPool.totalSize() + ccPool.totalSize(),
     compact: () => fsPool.compact(),
-    committedBytes: () => arena.stats().dirtyFrames * 4096,
+    committedBytes: () => arena.dirtyFrames() * 4096,
     trim: () => arena.trim() * 4096,
   };
 }
