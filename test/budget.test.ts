@@ -8,7 +8,7 @@
 import test from 'ava';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import { open, type Swap } from '../lib';
+import { open, type Swap, type SwapStats } from '../lib';
 import { makeMemcg, memcgRoot, spawnInMemcg, type Memcg } from '../bench/helpers/memcg';
 import { fillLogPage, firstBadPage } from '../bench/helpers/log-pages';
 import { statsWhen, tempDir } from './helpers/harness';
@@ -120,16 +120,18 @@ test('memoryLimit: resident pages, the pool and tmem metadata stay within the bu
   t.teardown(() => swap.close());
   const pages = (64 * MiB) / PAGE;
   const r = fillRegion(swap, pages);
-  const s = await statsWhen(swap, (x) => x.residentBytes <= x.budget.residentLimit, 20_000, 20);
+  // Settled: eviction done and the split recomputed. The limits follow the pool at each eviction
+  // slice, so a snapshot taken inside one can see the pool a slice ahead of its resident limit
+  // (seen once under a loaded CI run); the assertions below then must hold.
+  const split = (x: SwapStats): boolean =>
+    x.budget.residentLimit + Math.min(x.poolBytes, x.budget.poolLimit) + x.budget.metadataBytes <= budget + PAGE;
+  const s = await statsWhen(swap, (x) => x.residentBytes <= x.budget.residentLimit && split(x), 20_000, 20);
   t.is(s.budget.mode, 'memoryLimit');
   t.is(s.budget.bytes, budget);
   t.true(s.poolBytes > 0, 'pages went to the pool');
   t.true(s.residentBytes <= s.budget.residentLimit, `resident ${s.residentBytes} within ${s.budget.residentLimit}`);
   // The split: what the pool uses comes off the resident share.
-  t.true(
-    s.budget.residentLimit + Math.min(s.poolBytes, s.budget.poolLimit) + s.budget.metadataBytes <= budget + PAGE,
-    JSON.stringify(s.budget),
-  );
+  t.true(split(s), JSON.stringify({ poolBytes: s.poolBytes, ...s.budget }));
   t.true(s.residentBytes + s.poolBytes + s.budget.metadataBytes <= budget + 64 * PAGE, JSON.stringify(s.budget));
   t.is(s.budget.notHeld, 0);
   t.is(firstBadPage(r.view, 0, pages), -1);
