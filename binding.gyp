@@ -16,6 +16,8 @@
         "native/binding_store.cc",
         "native/resp_conn.cc",
         "native/binding_remote.cc",
+        "native/shared_pool.cc",
+        "native/binding_shared.cc",
         "native/binding_faults.cc",
         "native/fault_serve.cc",
         "native/fault_thread.cc"

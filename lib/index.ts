@@ -8,7 +8,15 @@
  * userfaultfd.
  */
 export { open, attachRegion, Swap, Region, FileRegion } from './swap';
-export type { SharedRegion, OpenOptions, SwapStats, RegionStats, LatencyStats, LimitsOptions } from './swap';
+export type {
+  SharedRegion,
+  OpenOptions,
+  SwapStats,
+  RegionStats,
+  LatencyStats,
+  LimitsOptions,
+  SharedStats,
+} from './swap';
 export type { BudgetStats, BudgetExceededEvent, MemoryPressureEvent } from './budget/controller';
 export { Cache } from './cache';
 export type { CacheKey, CacheStats, CacheOptions, CacheSerializer } from './cache';

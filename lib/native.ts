@@ -247,6 +247,8 @@ export interface FileIo {
   ): number;
   /** The next completion into out ([id, FILEIO_*, bytes or -errno]); a read's bytes into dst at dstOffset. False if none. */
   take(out: Float64Array, dst: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, dstOffset: number): boolean;
+  /** The file's identity now (device, inode, size, mtime, ctime) as a 64-bit key [lo, hi]; [0, 0] if statx failed. */
+  identityKey(handle: number): [number, number];
   /** statx of the file against its last snapshot (size, mtime, ctime, inode, device): the generation, bumped when someone else changed it. */
   generation(handle: number): number;
   /** Jobs queued, running or not yet taken. */
@@ -278,6 +280,50 @@ export interface StoreReader {
  * A blocking connection to a Redis server (native/resp_conn.h), owned by the thread that made it.
  * Results are negative errnos on failure (the connection is then closed).
  */
+/** A shared pool's figures for the whole group (SharedStore.group()). */
+export interface SharedGroupNative {
+  members: number;
+  heldBytes: number;
+  puts: number;
+  hits: number;
+  misses: number;
+  duplicates: number;
+  bad: number;
+  logBytesWritten: number;
+  lockSteals: number;
+}
+
+/**
+ * One process's attachment to a shared pool (native/shared_pool.h): a System V segment of
+ * the user's, holding compressed clean pages of files keyed by the file's identity.
+ */
+export interface SharedStore {
+  /** 1: the page is in dst (4096 bytes, checked); 0: a miss; -1: a record that failed its checks. */
+  get(keyLo: number, keyHi: number, page: number, dst: Uint8Array): number;
+  /** 1: stored; 2: already there (nothing written); 0: the lock could not be had (not stored). */
+  put(keyLo: number, keyHi: number, page: number, src: Uint8Array, offset: number): number;
+  /** What this member holds of its own memory, for the group's budget. */
+  publishHeld(bytes: number): void;
+  /** What the other live members hold. */
+  othersHeld(): number;
+  /** Frees the slots of members that died; returns how many. */
+  reclaimDead(): number;
+  group(): SharedGroupNative;
+  /** A scan of the index: valid entries, their bytes, and (key, page) pairs stored twice. */
+  audit(): { entries: number; bytes: number; duplicates: number };
+  /** Bytes of the segment in use (header, index, the ring written so far). */
+  usedBytes(): number;
+  readonly size: number;
+  readonly shmId: number;
+  close(): void;
+  /** Tests: take the lock and keep it (the caller is then killed). */
+  lockForTest(): boolean;
+  /** Tests: die (SIGKILL from inside) at stage 1, 2 or 3 of a put. */
+  putAndDieForTest(keyLo: number, keyHi: number, page: number, src: Uint8Array, stage: number): void;
+  /** Tests: a hostile member writes `writes` runs of random bytes over the segment. */
+  scribbleForTest(seed: number, writes: number): void;
+}
+
 export interface RemoteConn {
   /** Connects within timeoutMs: 0, or -errno. */
   connect(timeoutMs: number): number;
@@ -346,6 +392,8 @@ export interface FaultServer {
 export interface NativeBinding {
   /** A blocking Redis connection to host:port (native/resp_conn.h). */
   RemoteConn: new (host: string, port: number) => RemoteConn;
+  /** Joins (or creates) the user's shared pool `name` of `bytes`; `member`: take a member slot. */
+  SharedStore: new (name: string, bytes: number, member: boolean) => SharedStore;
   FaultServer: new (options: FaultServerOptions) => FaultServer;
   /** Binds a native reader to the buffers of a StoreHandle (Store.handle()). */
   StoreReader: new (handle: {

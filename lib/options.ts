@@ -27,6 +27,7 @@ export const LIMITS = {
   stagingSize: 1 * GiB,
   /** The dispatcher keeps 13 bytes of slot tables per 4 KiB slot in memory (3.4 GB at 1 TiB). */
   swapFileSize: 1 * TiB,
+  sharedSize: 64 * 2 ** 30,
   /** idle.after in ms: setTimeout's limit (about 24.8 days). */
   idleAfterMs: 2 ** 31 - 1,
   /** idle.budget in pages per pass. */
@@ -50,7 +51,11 @@ const OPEN_KEYS = [
   'memoryLimit',
   'pressure',
   'remote',
+  'shared',
 ] as const;
+const SHARED_KEYS = ['name', 'size'] as const;
+/** A shared pool's name: what every member of one application passes (README "Shared pools"). */
+const SHARED_NAME = /^[A-Za-z0-9._-]{1,48}$/;
 const SWAPFILE_KEYS = ['path', 'size', 'encrypt'] as const;
 const IDLE_KEYS = ['after', 'recompress', 'recompressLevel', 'writeback', 'budget'] as const;
 
@@ -119,6 +124,7 @@ export interface CheckedOptions {
   /** undefined: on with a budget, off with fixed limits. */
   pressure?: boolean;
   remote?: CheckedRemote;
+  shared?: { name: string; size: number };
 }
 
 export function describe(v: unknown): string {
@@ -274,6 +280,17 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
     throw invalidArgValue(
       'remote needs swapFile: every page sent to the remote store keeps its copy in the swap file (writethrough), so that a server that fails loses nothing',
     );
+  let shared: CheckedOptions['shared'];
+  if (o.shared !== undefined) {
+    const so = checkObject(o.shared, 'shared', SHARED_KEYS, '{ name, size }');
+    if (typeof so.name !== 'string' || !SHARED_NAME.test(so.name))
+      throw invalidArgType(
+        `shared.name must be 1 to 48 letters, digits, '.', '_' or '-' (the same in every member), got ${describe(so.name)}`,
+      );
+    const size =
+      Math.ceil(sizeOpt(so.size, 'shared.size', '256MiB', 4 * MiB, '4MiB', LIMITS.sharedSize, '64GiB') / 4096) * 4096;
+    shared = { name: so.name, size };
+  }
   return {
     memoryLimit,
     residentLimitGiven: o.residentLimit !== undefined,
@@ -294,6 +311,7 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
     statsSocket,
     faults,
     remote,
+    shared,
   };
 }
 

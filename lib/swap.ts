@@ -16,6 +16,7 @@ import {
   FEATURE_MOVE,
   type Uffd,
   type Region as NativeRegion,
+  type SharedStore,
 } from './native';
 import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
@@ -106,6 +107,15 @@ export interface OpenOptions {
    * `tmem remote gc`). See README "Remote tier".
    */
   remote?: { url?: string; cluster?: string[]; keyPrefix?: string; timeout?: number; leaseTtl?: number };
+  /**
+   * Xen tmem's shared pools: the clean pages of files this swap maps read-only live once in a
+   * compressed pool that every process of this user opening the same `name` shares (node:cluster
+   * workers, PM2 instances, unrelated processes), keyed by the file's identity (device, inode,
+   * size, mtime, ctime). `size` (default '256MiB') is the segment's size when this process
+   * creates it; a joiner takes the existing one's. Writable mappings and anonymous regions stay
+   * private. With memoryLimit, the budget counts the whole group. See README "Shared pools".
+   */
+  shared?: { name: string; size?: number | string };
   /**
    * zram's idle page handling. Stored pages not touched for `after` ms (default
    * 60000; 0 turns it off) are idle: visited once a second, at most `budget`
@@ -313,6 +323,8 @@ export interface SwapStats {
   swapFile?: SwapFileStats;
   /** The remote tier, when configured (`remote`). */
   remote?: RemoteStats;
+  /** The shared pool, when configured (`shared`): this member's figures and the group's. */
+  shared?: SharedStats;
   /** zram idle handling: pages seen idle, recompressed (and bytes saved), pages no algorithm helps, idle pages written back. */
   idle: { pages: number; recompressed: number; bytesSaved: number; noGain: number; writtenBack: number };
   /** The memory budget: where it comes from, its split now, pressure, and the times it could not be held. */
@@ -329,6 +341,34 @@ export interface LimitsOptions {
   poolLimit?: number | string;
   /** Eviction stops at this fraction of the resident limit. */
   lowWatermark?: number;
+}
+
+/** A shared pool's figures ({@link SwapStats.shared}). */
+export interface SharedStats {
+  name: string;
+  /** The segment's size, and the bytes of it in use (header, index, the part of the ring written). */
+  bytes: number;
+  usedBytes: number;
+  /** This process: faults served from the pool, misses (read from the file), pages it stored,
+   * pages it found already stored (nothing written), puts given up (lock held too long),
+   * records that failed their checks (never used). */
+  member: { hits: number; misses: number; puts: number; alreadyStored: number; busy: number; bad: number };
+  /**
+   * Every member: how many are alive, what they hold of their own memory (their budget use),
+   * their counters summed, and the pool's contents (a scan of its index, at most once a second):
+   * pages stored, their bytes, and pages stored twice (0: each page once).
+   */
+  group: {
+    members: number;
+    heldBytes: number;
+    hits: number;
+    misses: number;
+    puts: number;
+    storedPages: number;
+    storedBytes: number;
+    duplicatePages: number;
+    lockSteals: number;
+  };
 }
 
 /** The remote tier's figures ({@link SwapStats.remote}). */
@@ -438,12 +478,25 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
     swapFile = { fd, size: o.swapFile.size, path: o.swapFile.path, encrypt: o.swapFile.encrypt };
   }
 
+  // The shared pool: joined here first, so that a foreign or unusable segment fails open()
+  // before anything else exists (the dispatcher attaches again as the member).
+  let shared: Swap['_shared'];
+  if (o.shared) {
+    try {
+      shared = { store: new native.SharedStore(o.shared.name, o.shared.size, false), name: o.shared.name };
+    } catch (e) {
+      if (swapFile) closeSwapFile(swapFile);
+      throw e;
+    }
+  }
+
   let remote: RemoteSession | undefined;
   if (o.remote) {
     try {
       remote = await RemoteSession.open(o.remote);
     } catch (e) {
       if (swapFile) closeSwapFile(swapFile);
+      shared?.store.close();
       throw remoteUnreachable(e, o.remote);
     }
   }
@@ -462,6 +515,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
   } catch (e) {
     if (swapFile) closeSwapFile(swapFile);
     await remote?.close();
+    shared?.store.close();
     throw withUserfaultfdHint(e); // EPERM/ENOSYS: says what to change (seccomp profile, sysctl, /dev/userfaultfd)
   }
   if (umo === 'auto' && uffd.describe().userModeOnly) {
@@ -505,12 +559,14 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
       swapFileEncrypt: swapFile ? swapFile.encrypt : false,
       idle: o.idle,
       remote: remote?.dispatcherConfig(),
+      shared: shared ? { name: shared.name, size: shared.store.size } : undefined,
     },
     swapFile,
     o.faults,
     budget,
   );
   swap._remote = remote;
+  swap._shared = shared;
   try {
     await swap._start();
   } catch (e) {
@@ -565,6 +621,8 @@ export class Swap extends EventEmitter {
   _unpublish?: () => void;
   /** @internal the remote tier's main-thread side (lease, clean-up), when configured */
   _remote?: RemoteSession;
+  /** @internal the main thread's look at the shared pool (stats); the dispatcher is the member. */
+  _shared?: { store: SharedStore; name: string; audit?: { at: number; v: ReturnType<SharedStore['audit']> } };
 
   /** @internal use {@link open} */
   constructor(
@@ -664,6 +722,37 @@ export class Swap extends EventEmitter {
     this.budget.start();
   }
 
+  private sharedStats(G: Float64Array): SharedStats {
+    const sh = this._shared!;
+    const now = performance.now();
+    if (!sh.audit || now - sh.audit.at > 1000) sh.audit = { at: now, v: sh.store.audit() };
+    const g = sh.store.group();
+    return {
+      name: sh.name,
+      bytes: sh.store.size,
+      usedBytes: sh.store.usedBytes(),
+      member: {
+        hits: G[P.G_SHARED_HITS],
+        misses: G[P.G_SHARED_MISSES],
+        puts: G[P.G_SHARED_PUTS],
+        alreadyStored: G[P.G_SHARED_ALREADY],
+        busy: G[P.G_SHARED_BUSY],
+        bad: G[P.G_SHARED_BAD],
+      },
+      group: {
+        members: g.members,
+        heldBytes: g.heldBytes,
+        hits: g.hits,
+        misses: g.misses,
+        puts: g.puts,
+        storedPages: sh.audit.v.entries,
+        storedBytes: sh.audit.v.bytes,
+        duplicatePages: sh.audit.v.duplicates,
+        lockSteals: g.lockSteals,
+      },
+    };
+  }
+
   /** @internal undoes a failed _start(). */
   async _abort(): Promise<void> {
     this.closed = true;
@@ -674,6 +763,7 @@ export class Swap extends EventEmitter {
     if (!this.uffd.closed) this.uffd.close();
     if (this.swapFile) closeSwapFile(this.swapFile);
     await this._remote?.close();
+    this._shared?.store.close();
   }
 
   /**
@@ -910,6 +1000,7 @@ export class Swap extends EventEmitter {
             pressureCause: '',
             notHeld: G[P.G_BUDGET_NOT_HELD],
           },
+      shared: this._shared ? this.sharedStats(G) : undefined,
       remote: this._remote
         ? {
             pages: G[P.G_REMOTE_PAGES],
@@ -995,6 +1086,8 @@ export class Swap extends EventEmitter {
     this.uffd.close();
     if (this.swapFile) closeSwapFile(this.swapFile);
     await this._remote?.close(); // this swap's keys and lease (never rejects)
+    this._shared?.store.close();
+    this._shared = undefined;
     if (this.dead) throw this.dead;
   }
 }

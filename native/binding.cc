@@ -48,6 +48,7 @@
 namespace tmem_binding {
 Napi::Function InitStoreReader(Napi::Env env);  // binding_store.cc
 Napi::Function InitRemoteConn(Napi::Env env);   // binding_remote.cc
+Napi::Function InitSharedStore(Napi::Env env);  // binding_shared.cc
 Napi::Function InitFaultServer(Napi::Env env);  // binding_faults.cc
 bool in_open_region(int uffd_fd, uint64_t addr, uint64_t len);
 }  // namespace tmem_binding
@@ -1088,6 +1089,7 @@ class FileIoWrap : public Napi::ObjectWrap<FileIoWrap> {
                            InstanceMethod<&FileIoWrap::TryRead>("tryRead"),
                            InstanceMethod<&FileIoWrap::Take>("take"),
                            InstanceMethod<&FileIoWrap::Generation>("generation"),
+                           InstanceMethod<&FileIoWrap::IdentityKey>("identityKey"),
                            InstanceMethod<&FileIoWrap::Close>("close"),
                            InstanceAccessor<&FileIoWrap::Pending>("pending"),
                        });
@@ -1204,6 +1206,16 @@ class FileIoWrap : public Napi::ObjectWrap<FileIoWrap> {
     SYSCALL_GUARD({ g = io(info.Env())->generation(h); })
     return Napi::Number::New(info.Env(), g);
   }
+  // [lo, hi]: the file's identity now hashed to 64 bits (shared pools' key); [0, 0] if statx failed.
+  Napi::Value IdentityKey(const Napi::CallbackInfo& info) {
+    int h = handle_arg(info);
+    uint64_t k = 0;
+    SYSCALL_GUARD({ k = io(info.Env())->identity_key(h); })
+    Napi::Array a = Napi::Array::New(info.Env(), 2);
+    a.Set(0u, Napi::Number::New(info.Env(), static_cast<double>(k & 0xffffffffu)));
+    a.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(k >> 32)));
+    return a;
+  }
   Napi::Value Pending(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), io_ ? static_cast<double>(io_->pending()) : 0);
   }
@@ -1223,6 +1235,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("FileIo", FileIoWrap::Init(env));
   exports.Set("StoreReader", tmem_binding::InitStoreReader(env));
   exports.Set("RemoteConn", tmem_binding::InitRemoteConn(env));
+  exports.Set("SharedStore", tmem_binding::InitSharedStore(env));
   exports.Set("FaultServer", tmem_binding::InitFaultServer(env));
   exports.Set("probe", Napi::Function::New<Probe>(env, "probe"));
   exports.Set("attachBuffer", Napi::Function::New<AttachBuffer>(env, "attachBuffer"));

@@ -327,4 +327,29 @@ uint32_t FileIo::generation(int handle) {
   return f->observe(ok, now);
 }
 
+uint64_t FileIo::identity_key(int handle) {
+  std::shared_ptr<File> f;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    f = state_->file(handle);
+  }
+  Identity id;
+  if (!identify(f->fd, &id)) return 0;
+  const uint64_t fields[7] = {id.dev,
+                              id.ino,
+                              static_cast<uint64_t>(id.size),
+                              static_cast<uint64_t>(id.mtime_s),
+                              id.mtime_ns,
+                              static_cast<uint64_t>(id.ctime_s),
+                              id.ctime_ns};
+  uint64_t h = 0x6a09e667f3bcc908ull;
+  for (uint64_t v : fields) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+  }
+  return h == 0 ? 1 : h;
+}
+
 }  // namespace tmem

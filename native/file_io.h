@@ -82,6 +82,11 @@ class FileIo {
    * generation. A failed statx bumps it too (nothing can be trusted then).
    */
   uint32_t generation(int handle);
+  /**
+   * The file's identity now (device, inode, size, mtime, ctime) hashed to 64 bits, never 0:
+   * the key of its pages in a shared pool (shared_pool.h). 0 if statx failed.
+   */
+  uint64_t identity_key(int handle);
 
   struct State;
 

@@ -27,6 +27,7 @@ import { byId } from './regions';
 import { residency } from './reclaim';
 import { poolFull } from './pool';
 import { BudgetSampler, SAMPLE_MS } from '../budget/sampler';
+import { shared, sharedTick, groupBytes } from './shared';
 
 /** Bytes of dispatcher page state per region page: state 1 + aux 4 + seq 4 + flags 1 (+ loadGen 4 for files). */
 const STATE_BYTES = 10;
@@ -57,7 +58,10 @@ export function applyLimits(): void {
   let poolBytes: number;
   if (limits.budgetBytes > 0) {
     const meta = metadataBytes();
-    const avail = Math.max(0, limits.budgetBytes - meta);
+    // memoryLimit of a shared pool's member counts for the whole group (shared.ts); a cgroup's
+    // usage already holds whatever shares the cgroup.
+    const group = opts.budget?.mode === 'memoryLimit' ? groupBytes() : 0;
+    const avail = Math.max(0, limits.budgetBytes - meta - group);
     const minResident = Math.max(MIN_RESIDENT_PAGES * PAGE, avail / 8);
     poolBytes = Math.min(limits.poolCapBytes, limits.arenaBytes, Math.max(4 * PAGE, avail - minResident));
     const used = backends.poolBytes();
@@ -118,7 +122,7 @@ G[P.G_CGROUP_USAGE] = -1;
  * the look is due only while free committed pool frames wait to be given back.
  */
 export function budgetDueIn(now: number): number {
-  if (!sampler && !trimDue()) return -1;
+  if (!sampler && !shared && !trimDue()) return -1;
   return Math.max(0, Math.ceil(clock.next - now));
 }
 
@@ -150,8 +154,12 @@ export function budgetTick(now: number): void {
   if (now < clock.next) return;
   clock.next = now + SAMPLE_MS;
   const pool = committedPool();
-  if (!sampler) return;
   const held = residency.resident * PAGE + pool + G[P.G_BUDGET_METADATA];
+  if (shared) {
+    sharedTick(held);
+    if (!sampler) applyLimits();
+  }
+  if (!sampler) return;
   const s = sampler.sample(held, now);
   if (s.budgetBytes !== undefined) {
     limits.budgetBytes = s.budgetBytes;

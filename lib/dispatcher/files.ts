@@ -49,6 +49,7 @@ import {
 import { becomeResident, finalizeOldest } from './reclaim';
 import { flushWriteback } from './writeback';
 import { unrecoverable, pushRetry } from './faults';
+import { isShared, rekey, sharedGet } from './shared';
 
 interface FlushOp {
   r: RegionState;
@@ -110,6 +111,7 @@ export function fileGeneration(r: RegionState): number {
     if (g !== r.gen) {
       backends.cleancache.invalidateInode(r.id);
       r.gen = g;
+      rekey(r, () => fileIo().identityKey(r.file)); // a changed file: a new key in the shared pool
     }
   }
   return r.gen;
@@ -128,6 +130,13 @@ export function fileFault(r: RegionState, page: number, addr: number, write: boo
     return fileLoaded(r, page, write);
   }
   fileGeneration(r);
+  if (isShared(r) && sharedGet(r, page, pageBuf)) {
+    const res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
+    if (res < 0) return res !== EAGAIN; // the page stays in the shared pool either way
+    G[P.G_CLEANCACHE_HITS]++;
+    r.stats[P.R_FAULTS_CLEANCACHE]++;
+    return fileLoaded(r, page, write);
+  }
   const n = backends.cleancache.get(r.id, page, objBuf);
   if (n >= 0) {
     codec.decompress(objBuf, 0, n, pageBuf, 0);

@@ -96,7 +96,16 @@ export const G_REMOTE_MOVED = 69; // MOVED/ASK replies (the cluster's slot map c
 export const G_FAULTS_REMOTE = 70; // faults served from the remote store (G_REMOTE_HITS's pages, once installed)
 export const G_MOVE_ANOMALIES = 71; // UFFDIO_MOVE answers the page tables contradicted (staging.ts movePage/strayFound)
 export const G_ARENA_TRIMMED = 72; // bytes of free arena frames given back to the OS by the budget's looks (budget.ts)
-export const G_SLOTS = 73;
+// Shared pools (lib/dispatcher/shared.ts): this member's figures.
+export const G_SHARED_HITS = 73; // faults served from the shared pool
+export const G_SHARED_MISSES = 74; // faults of shared files the pool did not have (read from the file)
+export const G_SHARED_PUTS = 75; // clean pages this member stored in the shared pool
+export const G_SHARED_ALREADY = 76; // clean pages another member (or this one) had already stored: nothing written
+export const G_SHARED_BUSY = 77; // puts given up: the pool's lock was held too long
+export const G_SHARED_BAD = 78; // records that failed their checks: never used, read from the file
+export const G_SHARED_OTHERS = 79; // bytes the group's other members hold (their published budget use)
+export const G_SHARED_USED = 80; // bytes of the shared segment in use
+export const G_SLOTS = 81;
 
 // Per-region counters.
 export const R_RESIDENT = 0;
@@ -212,4 +221,6 @@ export interface DispatcherOptions {
   };
   /** The remote tier (lib/remote/nodes.ts), when `remote` is configured. */
   remote?: RemoteConfig;
+  /** The shared pool this swap's read-only mapped files use (lib/shared.ts), when `shared` is configured. */
+  shared?: { name: string; size: number };
 }

@@ -82,6 +82,7 @@ import { serveAvailableFaults } from './faults';
 import { drainServed } from './native-faults';
 import { batch } from './requests';
 import { applyLimits, notHeld } from './budget';
+import { isShared, sharedPut } from './shared';
 
 const ASIDE_MS = 1000;
 const EVICT_BACKOFF_MS = 50;
@@ -379,6 +380,11 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
     }
     // Clean file page: cleancache may keep it (ephemeral) if it is as new as the file.
     if (!r.inflight.has(page) && r.loadGen[page] === fileGeneration(r)) {
+      if (isShared(r)) {
+        sharedPut(r, page, stagingBytes, off); // the group's pool, once for every member
+        publish(r.state, page, NEVER);
+        return DONE;
+      }
       const len = codec.compress(stagingBytes, off, objBuf);
       if (!isRaw(len) && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
         G[P.G_CLEANCACHE_PUTS]++;

@@ -37,6 +37,7 @@ import { S, ring, slotRegion, slotKept, queueRelease, flushReleases } from './st
 import { residency } from './reclaim';
 import { storedLeaves } from './pool';
 import { swap, wb, flushWriteback } from './writeback';
+import { rekey } from './shared';
 import { fileIo, forgetReads } from './files';
 import { regionGone as remoteRegionGone } from './remote';
 import { nativeAdd, nativeRemove } from './native-faults';
@@ -85,6 +86,9 @@ export class RegionState {
   genEpoch = -1;
   /** The generation each resident page was read at: only a page as new as the file goes to cleancache. */
   readonly loadGen: Uint32Array;
+  /** The file's key in the shared pool (shared.ts), 0/0 when its pages stay private. */
+  shareLo = 0;
+  shareHi = 0;
   constructor(readonly spec: P.RegionSpec) {
     this.pages = spec.size / PAGE;
     const { state, aux } = pageStateArrays(this.pages);
@@ -163,6 +167,7 @@ export function addRegion(spec: P.RegionSpec): RegionState {
   if (r.isFile) {
     r.file = fileIo().openFile(spec.fd!);
     r.gen = fileIo().generation(r.file);
+    rekey(r, () => fileIo().identityKey(r.file));
   }
   let at = regions.length;
   while (at > 0 && regions[at - 1].base > r.base) at--;

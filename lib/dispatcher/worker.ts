@@ -37,6 +37,7 @@ import { residency, evictSlice, evictionSteps, storedFifo } from './reclaim';
 import { wb, shrinkStep, flushWriteback } from './writeback';
 import { idle, idlePass } from './idle';
 import { drainIo, closeFileIo } from './files';
+import { closeShared } from './shared';
 import { control, drainRequests, runDeferred, hasDeferred } from './requests';
 import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
 import { applyLimits, budgetDueIn, budgetTick } from './budget';
@@ -86,6 +87,7 @@ function loop(): void {
   life.stoppedCleanly = true;
   closeNativeFaults();
   closeFileIo();
+  closeShared();
   uffd.disarmDeadman();
   staging.close();
   port.close();

@@ -1,0 +1,165 @@
+// Xen tmem's shared ephemeral pool for the processes of one user on one host: the
+// clean pages of read-only mapped files, compressed once for every member that maps
+// the same file (lib/shared.ts is its JS face, README "Shared pools").
+//
+// The store is one System V shared memory segment (shmget, mode 0600, key derived
+// from the user id and the pool's name). System V, not a /dev/shm file: a segment's
+// size is fixed at creation, so no member can truncate it under the others (a
+// truncated file mapping raises SIGBUS in whoever reads past its new end).
+//
+//   offset 0            Header (4 KiB)
+//     magic, version    written last by the creator: a joiner waits for them
+//     lock              futex word: 0 free, else the holder's pid (no FUTEX_PRIVATE_FLAG)
+//     lock_waiters      members sleeping on the word (the holder wakes one)
+//     head              next log position (bytes, only ever grows)
+//     geometry          nsets, index_off, log_off, log_bytes (read once, at attach)
+//     members[kMembers] pid, start time, the bytes it holds (the group's budget), counters
+//   index_off           Index: nsets sets of kWays entries (32 bytes each)
+//     Entry { u64 key; u64 pos; u32 page; u32 len; u32 crc; u32 check }
+//       key    the file's identity (device, inode, size, mtime, ctime) hashed to 64 bits:
+//              a changed file has a new key and never meets its old pages
+//       pos    the record's log position; len its compressed bytes (kPage: stored raw)
+//       crc    CRC-32C of the page's 4096 bytes; check: CRC-32C of the other fields
+//   log_off             Log: a ring of records, each [u64 key][u32 page][u32 len][bytes],
+//                       16-byte aligned, never split across the ring's end
+//
+// Writers (put) take the lock, advance head past the new record *before* writing
+// it (the bytes it overwrites are those of records now older than head - log_bytes),
+// write the record, then the entry: check = 0, fields, check last. Readers (get) take
+// no lock: they copy the entry and the record out, then accept them only if the
+// check matches, the record still lies within the ring (pos >= head - log_bytes,
+// read after the copy), its header names the same key, page and length, it
+// decompresses to exactly 4096 bytes and the CRC of those bytes matches. So a
+// member that dies anywhere in a put, or scribbles over the segment, can make
+// others miss (they read the file), never read out of bounds or get wrong bytes
+// by accident. A member that deliberately forges a record with its CRCs can make
+// others read wrong bytes of files it could read itself: README "Who may share a
+// pool". The geometry is validated against the segment's size once, at attach, and
+// kept in private memory; every offset read from shared memory is bounded.
+//
+// The lock: a put waits for it at most kLockWaitNs. A holder that no longer exists
+// (kill(pid, 0) == ESRCH) has its lock taken over (counted in steals); a live holder
+// that keeps it longer (stopped, or hostile) only makes puts give up for a while,
+// faults never wait for it (get takes no lock).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string>
+
+namespace tmem {
+
+class SharedPool {
+ public:
+  static constexpr uint32_t kPage = 4096;
+  static constexpr int kMembers = 48;
+  static constexpr int kWays = 4;
+
+  struct Member {
+    uint32_t pid;  // 0: free slot
+    uint32_t pad;
+    uint64_t start_time;  // /proc/<pid>/stat field 22: a reused pid is not the member
+    uint64_t held_bytes;  // what the member holds of its own memory (resident + pool + metadata)
+    uint64_t puts, hits, misses, duplicates, bad;
+  };
+  static_assert(sizeof(Member) == 64, "member slot is 64 bytes");
+
+  struct Entry {
+    uint64_t key;
+    uint64_t pos;
+    uint32_t page;
+    uint32_t len;
+    uint32_t crc;
+    uint32_t check;
+  };
+  static_assert(sizeof(Entry) == 32, "entry is 32 bytes");
+
+  /** get() results. */
+  enum GetResult : int { kMiss = 0, kHit = 1, kBad = -1 };
+  /** put() results. */
+  enum PutResult : int { kBusy = 0, kStored = 1, kAlready = 2 };
+
+  struct Audit {
+    uint64_t entries = 0;     // entries whose record is still in the ring and whose check holds
+    uint64_t bytes = 0;       // their records' bytes
+    uint64_t duplicates = 0;  // entries naming a (key, page) another valid entry names
+  };
+
+  struct GroupStats {
+    uint32_t members = 0;
+    uint64_t held_bytes = 0, puts = 0, hits = 0, misses = 0, duplicates = 0, bad = 0;
+    uint64_t head = 0, steals = 0;
+  };
+
+  /** The segment key for (uid, name): what a member of another session computes too. */
+  static int32_t segment_key(uid_t uid, const std::string& name);
+
+  /**
+   * Joins (creating if needed) the pool `name` of the effective user: a segment of
+   * `bytes` (a joiner takes the existing segment's size). `member`: take a member
+   * slot (the dispatcher) or only look (stats). Throws SysError, or
+   * std::runtime_error with a message naming what is wrong with an existing segment.
+   */
+  SharedPool(const std::string& name, uint64_t bytes, bool member);
+  ~SharedPool();
+  SharedPool(const SharedPool&) = delete;
+  SharedPool& operator=(const SharedPool&) = delete;
+
+  /** A page of file `key`: decompressed into dst (4096 bytes) on kHit. */
+  int get(uint64_t key, uint32_t page, uint8_t* dst);
+  /** Stores the page (4096 bytes at src) unless it is already there or the lock cannot be had. */
+  int put(uint64_t key, uint32_t page, const uint8_t* src);
+  /** This member's held bytes, for the group's budget. */
+  void publish_held(uint64_t bytes);
+  /** Held bytes of the other live members. */
+  uint64_t others_held() const;
+  /** Frees the slots of members that no longer exist; returns how many. */
+  int reclaim_dead();
+  GroupStats group() const;
+  Audit audit() const;
+  /** Bytes of the segment in use: header, index and the part of the ring written. */
+  uint64_t used_bytes() const;
+  uint64_t size() const { return size_; }
+  int shm_id() const { return id_; }
+  /** The whole segment (tests: a hostile member scribbles over it). */
+  uint8_t* base() const { return base_; }
+  /** Locks taken over from dead holders, in this member's puts. */
+  uint64_t steals() const;
+  /**
+   * For tests only: take the lock and return (a child then dies holding it), or die
+   * (SIGKILL, from inside) at `stage` of a put: 1 after head moved, 2 with the record
+   * half written, 3 with the entry half written.
+   */
+  bool lock_for_test();
+  void put_and_die_for_test(uint64_t key, uint32_t page, const uint8_t* src, int stage);
+
+  struct Header;
+
+ private:
+  bool lock();
+  void unlock();
+  Header* hdr() const { return reinterpret_cast<Header*>(base_); }
+  Entry* set_of(uint64_t key, uint32_t page) const;
+  bool valid(const Entry& e, uint64_t head) const;
+  int put_impl(uint64_t key, uint32_t page, const uint8_t* src, int die_stage);
+  Member* me() const { return slot_ >= 0 ? member(slot_) : nullptr; }
+  Member* member(int i) const;
+
+  int id_ = -1;
+  uint8_t* base_ = nullptr;
+  uint64_t size_ = 0;
+  // Geometry, validated once and kept here (never re-read from shared memory).
+  uint32_t nsets_ = 0;
+  uint64_t index_off_ = 0, log_off_ = 0, log_bytes_ = 0;
+  int slot_ = -1;
+  uint32_t pid_ = 0;
+  uint64_t wedged_until_ns_ = 0;  // a live holder kept the lock too long: puts give up until then
+};
+
+/** The `code` of an error SharedPool's constructor threw about an existing segment, or nullptr. */
+const char* shared_pool_error_code(const std::exception& e);
+
+}  // namespace tmem
