@@ -231,6 +231,7 @@ function checkNumbers(t: import('ava').ExecutionContext, o: object, at = 'stats'
   for (const [k, v] of Object.entries(o)) {
     if (k === 'swapFile' && v === undefined) continue; // only with a swap file
     if (k === 'remote' && v === undefined) continue; // only with a remote tier
+    if (k === 'shared' && v === undefined) continue; // only with a shared pool
     if (at === 'stats.budget' && k === 'cgroup' && v === undefined) continue; // only in a memory cgroup
     if (at === 'stats.budget.cgroup' && v === null) continue; // no limit, or not read yet
     if (v !== null && typeof v === 'object') checkNumbers(t, v as object, `${at}.${k}`);

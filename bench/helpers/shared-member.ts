@@ -1,5 +1,5 @@
 /**
- * A member of a shared pool, for test/shared-pool.test.ts and bench/shared-pool.ts:
+ * A member of a shared pool, for test/shared-pool.test.ts and bench/shared-pool.ts (here, not in test/, since bench/ ships in the package):
  * `node shared-member.js MODE` with its settings in TMEM_SHARED_CFG (JSON, inherited by
  * node:cluster workers).
  *

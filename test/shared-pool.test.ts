@@ -1,0 +1,212 @@
+/**
+ * Shared pools (Xen tmem's shared ephemeral pools, README "Shared pools"): real processes
+ * (node:cluster workers and unrelated ones) on one real System V segment, every byte of
+ * every page they read checked against the file (bench/helpers/shared-member.ts).
+ */
+import test from 'ava';
+import { spawn, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { open } from '../lib';
+import { writeSharedFile } from '../bench/helpers/shared-file';
+import type { MemberResult } from '../bench/helpers/shared-member';
+import { tempDir, withTimeout } from './helpers/harness';
+import { noSecondUid, runAs } from './helpers/second-uid';
+
+const MEMBER = path.join(__dirname, '..', 'bench', 'helpers', 'shared-member.js');
+const MiB = 2 ** 20;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts a member (mode, settings); `lines` sees its stdout lines as they come. */
+function member(
+  mode: string,
+  cfg: object,
+  timeoutMs: number,
+  lines?: (l: string, kill: () => void) => void,
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MEMBER, mode], {
+      env: { ...process.env, TMEM_SHARED_CFG: JSON.stringify(cfg) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutMs, // a hang guard only
+      killSignal: 'SIGKILL',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      if (lines) for (const l of d.split('\n')) if (l) lines(l, () => child.kill('SIGKILL'));
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+function parse<T>(r: Run, what: string): T {
+  if (r.code !== 0) throw new Error(`${what} exited ${r.code ?? r.signal}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+}
+
+/** A pool name no other test run uses. */
+const poolName = (t: string): string => `t-${t}-${process.pid}-${Date.now() % 100000}`;
+
+test.serial(
+  '4 cluster workers read one 256 MiB file at random: every byte is the file, the pool holds each page once (against 4 private swaps)',
+  async (t) => {
+    t.timeout(420_000);
+    const dir = tempDir(t, 'tmem-shared-');
+    const file = path.join(dir, 'data');
+    const pages = (256 * MiB) / 4096;
+    writeSharedFile(file, pages);
+    const base = { file, pages, workers: 4, passes: 1, residentLimit: '4MiB', poolLimit: '512MiB' };
+
+    const shared = parse<{ workers: MemberResult[] }>(
+      await member('cluster', { ...base, shared: { name: poolName('cluster'), size: '192MiB' } }, 300_000),
+      'shared cluster',
+    ).workers;
+    t.is(shared.length, 4);
+    for (const w of shared) t.is(w.wrongPages, 0, `worker ${w.pid} read wrong bytes`);
+    const g = shared[0].stats.shared!.group;
+    const used = shared[0].stats.shared!.usedBytes;
+    t.log(
+      `shared: ${g.members} members, ${g.storedPages} pages stored (${(g.storedBytes / MiB).toFixed(1)} MiB, segment in use ${(used / MiB).toFixed(1)} MiB), ` +
+        `${g.duplicatePages} stored twice, ${g.hits} hits, ${g.misses} misses, ${g.puts} puts; ` +
+        `fault p50 ${shared.map((w) => w.p50us.toFixed(0)).join('/')} us`,
+    );
+    t.is(g.members, 4);
+    t.is(g.duplicatePages, 0);
+    t.true(g.storedPages <= pages);
+    t.true(g.storedPages >= pages * 0.9, `only ${g.storedPages} of ${pages} pages stored`);
+    // Each page is read by all 4 workers and stored once: most reads are hits on another's page.
+    t.true(g.hits >= pages, `${g.hits} hits`);
+    for (const w of shared) t.is(w.stats.compressedBytes, 0, 'a shared file leaves nothing in the private pool');
+
+    const priv = parse<{ workers: MemberResult[] }>(await member('cluster', base, 300_000), 'private cluster').workers;
+    for (const w of priv) t.is(w.wrongPages, 0);
+    const privBytes = priv.reduce((s, w) => s + w.stats.poolBytes, 0);
+    t.log(
+      `private: 4 pools of ${priv.map((w) => (w.stats.poolBytes / MiB).toFixed(1)).join(' + ')} = ${(privBytes / MiB).toFixed(1)} MiB; ` +
+        `shared segment in use ${(used / MiB).toFixed(1)} MiB (${((used / privBytes) * 100).toFixed(0)}%); ` +
+        `fault p50 ${priv.map((w) => w.p50us.toFixed(0)).join('/')} us`,
+    );
+    t.true(used < privBytes / 2, `shared ${used} B against ${privBytes} B in 4 private pools`);
+  },
+);
+
+test.serial(
+  'a member SIGKILLed holding the lock or in the middle of a put: the others go on with every byte right, its slot is reclaimed',
+  async (t) => {
+    t.timeout(240_000);
+    const dir = tempDir(t, 'tmem-shared-kill-');
+    const file = path.join(dir, 'data');
+    const pages = 4096;
+    writeSharedFile(file, pages);
+    const shared = { name: poolName('kill'), size: '64MiB' };
+    const cfg = { file, pages, passes: 6, residentLimit: '2MiB', shared };
+    const readers = [member('read', { ...cfg, seed: 1 }, 200_000), member('read', { ...cfg, seed: 2 }, 200_000)];
+    await new Promise((r) => setTimeout(r, 1500)); // the readers have joined and are evicting
+    // One takes the lock and is killed with it.
+    let locked = false;
+    const holder = await member('hold-lock', { shared }, 60_000, (l, kill) => {
+      if (l === 'locked') {
+        locked = true;
+        setTimeout(kill, 200);
+      }
+    });
+    t.true(locked, holder.stderr);
+    t.is(holder.signal, 'SIGKILL');
+    // Others die inside a put: after moving the ring's head, with the record half written, with the entry half written.
+    for (const stage of [1, 2, 3]) {
+      const r = await member('die-put', { shared, stage }, 60_000);
+      t.is(r.signal, 'SIGKILL', `stage ${stage}: ${r.stderr}`);
+    }
+    const results = (await Promise.all(readers)).map((r, i) => parse<MemberResult>(r, `reader ${i}`));
+    for (const r of results) t.is(r.wrongPages, 0);
+    const g = results[1].stats.shared!.group;
+    t.log(
+      `lock taken over ${g.lockSteals} times; members at the end ${g.members}; puts ${g.puts}, hits ${g.hits}, busy ${results.map((r) => r.stats.shared!.member.busy).join('/')}`,
+    );
+    t.true(g.lockSteals >= 1, 'the dead holder’s lock was taken over');
+    t.true(g.members <= 2, `dead members' slots reclaimed (${g.members} members)`);
+    t.true(g.puts > 0 && g.hits > 0);
+  },
+);
+
+test.serial(
+  'a member scribbling random bytes over the segment: the others never crash, never hang, never read a wrong byte',
+  async (t) => {
+    t.timeout(240_000);
+    const dir = tempDir(t, 'tmem-shared-scribble-');
+    const file = path.join(dir, 'data');
+    const pages = 4096;
+    writeSharedFile(file, pages);
+    const shared = { name: poolName('scribble'), size: '32MiB' };
+    const cfg = { file, pages, passes: 6, residentLimit: '4MiB', privatePages: 2048, shared };
+    const readers = [member('read', { ...cfg, seed: 3 }, 200_000), member('read', { ...cfg, seed: 4 }, 200_000)];
+    await new Promise((r) => setTimeout(r, 1500));
+    let scribbled = 0;
+    for (let round = 0; round < 3; round++) {
+      const s = await member('scribble', { shared, ms: 1500, seed: 1000 * (round + 1) }, 60_000);
+      if (s.code === 0 && s.stdout.includes('scribbled')) scribbled++;
+      else t.log(s.stderr);
+    }
+    t.is(scribbled, 3);
+    const results = (await Promise.all(readers)).map((r, i) => parse<MemberResult>(r, `reader ${i}`));
+    for (const r of results) {
+      t.is(r.wrongPrivate, 0, 'a private region is never touched');
+      // Random bytes never pass both CRC-32C checks; a forged record could (README "Who may share a pool").
+      t.is(r.wrongPages, 0);
+    }
+    t.log(
+      `records that failed their checks: ${results.map((r) => r.stats.shared!.member.bad).join('/')}; hits ${results.map((r) => r.stats.shared!.member.hits).join('/')}`,
+    );
+  },
+);
+
+test('bad shared options are refused before anything is created', async (t) => {
+  const bad: [unknown, string][] = [
+    ['pool', 'ERR_INVALID_ARG_TYPE'],
+    [{}, 'ERR_INVALID_ARG_TYPE'],
+    [{ name: 'has space' }, 'ERR_INVALID_ARG_TYPE'],
+    [{ name: 'x'.repeat(49) }, 'ERR_INVALID_ARG_TYPE'],
+    [{ name: 'ok', size: '1MiB' }, 'ERR_OUT_OF_RANGE'],
+    [{ name: 'ok', size: '65GiB' }, 'ERR_OUT_OF_RANGE'],
+    [{ name: 'ok', size: 'lots' }, 'ERR_OUT_OF_RANGE'],
+    [{ name: 'ok', sized: '8MiB' }, 'ERR_INVALID_ARG_VALUE'],
+  ];
+  for (const [shared, code] of bad) {
+    const e = await t.throwsAsync(open({ shared } as never));
+    t.is((e as NodeJS.ErrnoException).code, code, `${JSON.stringify(shared)}: ${e?.message}`);
+    t.regex(e.message, /shared/);
+  }
+});
+
+/** native/shared_pool.cc segment_key: FNV-1a of "tmem-shared:<uid>:<name>", 31 bits. */
+function segmentKey(uid: number, name: string): number {
+  let h = 2166136261;
+  for (const c of Buffer.from(`tmem-shared:${uid}:${name}`)) h = Math.imul(h ^ c, 16777619) >>> 0;
+  const k = h & 0x7fffffff;
+  return k === 0 ? 1 : k;
+}
+
+test('a segment another user made at the pool’s key is refused (TMEM_SHARED_FOREIGN), never joined (root: a second uid)', async (t) => {
+  const why = noSecondUid();
+  if (why) {
+    t.log(`not run: ${why}`);
+    t.pass();
+    return;
+  }
+  const name = poolName('foreign');
+  const key = segmentKey(process.getuid!(), name);
+  // perl's shmget: the other user creates a world-writable segment at our key first.
+  runAs(['perl', '-e', `use IPC::SysV qw(IPC_CREAT); shmget(${key}, 1048576, IPC_CREAT | 0666) // die "shmget: $!"`]);
+  t.teardown(() => void spawnSync('ipcrm', ['-M', String(key)]));
+  const e = await withTimeout(t.throwsAsync(open({ shared: { name } })), 30_000, 'open with a foreign segment');
+  t.is((e as NodeJS.ErrnoException).code, 'TMEM_SHARED_FOREIGN', e?.message);
+});
