@@ -1,6 +1,6 @@
 // Xen tmem's shared ephemeral pool for the processes of one user on one host: the
 // clean pages of read-only mapped files, compressed once for every member that maps
-// the same file (lib/shared.ts is its JS face, README "Shared pools").
+// the same file (lib/dispatcher/shared.ts and lib/swap.ts are its JS face, README "Shared pools").
 //
 // The store is one System V shared memory segment (shmget, mode 0600, key derived
 // from the user id and the pool's name). System V, not a /dev/shm file: a segment's
@@ -9,7 +9,7 @@
 //
 //   offset 0            Header (4 KiB)
 //     magic, version    written last by the creator: a joiner waits for them
-//     lock              futex word: 0 free, else the holder's pid (no FUTEX_PRIVATE_FLAG)
+//     lock              futex word: 0 free, else the holder's thread id (gettid) (no FUTEX_PRIVATE_FLAG)
 //     lock_waiters      members sleeping on the word (the holder wakes one)
 //     head              next log position (bytes, only ever grows)
 //     geometry          nsets, index_off, log_off, log_bytes (read once, at attach)
@@ -38,7 +38,7 @@
 // kept in private memory; every offset read from shared memory is bounded.
 //
 // The lock: a put waits for it at most kLockWaitNs. A holder that no longer exists
-// (kill(pid, 0) == ESRCH) has its lock taken over (counted in steals); a live holder
+// (kill(tid, 0) == ESRCH) has its lock taken over (counted in steals); a live holder
 // that keeps it longer (stopped, or hostile) only makes puts give up for a while,
 // faults never wait for it (get takes no lock).
 #pragma once

@@ -150,13 +150,18 @@ test.serial(
     const cfg = { file, pages, passes: 6, residentLimit: '4MiB', privatePages: 2048, shared };
     const readers = [member('read', { ...cfg, seed: 3 }, 200_000), member('read', { ...cfg, seed: 4 }, 200_000)];
     await new Promise((r) => setTimeout(r, 1500));
+    // Three hostile members one after another. Once one has hit the header's magic or version, a
+    // later one is refused at the door (TMEM_SHARED_FOREIGN) while the readers, already attached, go on.
     let scribbled = 0;
+    let refused = 0;
     for (let round = 0; round < 3; round++) {
       const s = await member('scribble', { shared, ms: 1500, seed: 1000 * (round + 1) }, 60_000);
       if (s.code === 0 && s.stdout.includes('scribbled')) scribbled++;
-      else t.log(s.stderr);
+      else if (round > 0 && s.code === 1 && /not a tmem shared pool of this version/.test(s.stderr)) refused++;
+      else t.fail(`scribbler ${round}: exited ${s.code ?? s.signal}: ${s.stderr}`);
     }
-    t.is(scribbled, 3);
+    t.true(scribbled >= 1);
+    t.log(`${scribbled} scribblers joined and wrote, ${refused} refused to join a damaged header`);
     const results = (await Promise.all(readers)).map((r, i) => parse<MemberResult>(r, `reader ${i}`));
     for (const r of results) {
       t.is(r.wrongPrivate, 0, 'a private region is never touched');
