@@ -7,6 +7,7 @@ import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { open } from '../lib';
+import { renderSample, toSample } from '../lib/cli/stats';
 import { writeSharedFile } from '../bench/helpers/shared-file';
 import type { MemberResult } from '../bench/helpers/shared-member';
 import { tempDir, withTimeout } from './helpers/harness';
@@ -214,4 +215,28 @@ test('a segment another user made at the pool’s key is refused (TMEM_SHARED_FO
   t.teardown(() => void spawnSync('ipcrm', ['-M', String(key)]));
   const e = await withTimeout(t.throwsAsync(open({ shared: { name } })), 30_000, 'open with a foreign segment');
   t.is((e as NodeJS.ErrnoException).code, 'TMEM_SHARED_FOREIGN', e?.message);
+});
+
+test('stats().shared of a member, and its line in `tmem stats`', async (t) => {
+  const name = poolName('stats');
+  const swap = await withTimeout(open({ residentLimit: '1MiB', shared: { name, size: '8MiB' } }), 60_000, 'open');
+  try {
+    const s = swap.stats().shared!;
+    t.is(s.name, name);
+    t.is(s.bytes, 8 * MiB);
+    t.true(s.usedBytes > 0 && s.usedBytes <= s.bytes);
+    t.is(s.group.members, 1);
+    const sample = toSample({ pid: process.pid, time: Date.now(), swaps: [swap.stats()] }, null);
+    t.deepEqual(sample.swaps[0].shared, {
+      name,
+      usedBytes: s.usedBytes,
+      bytes: s.bytes,
+      members: 1,
+      hits: 0,
+      misses: 0,
+    });
+    t.regex(renderSample(sample), new RegExp(`swap 0 shared pool '${name}': .* of 8\\.0 MiB in use, 1 member;`));
+  } finally {
+    await swap.close();
+  }
 });

@@ -24,6 +24,8 @@ export interface SwapSample {
   evictionsPerSecond: number | null;
   latencyP50: number;
   latencyP99: number;
+  /** With `shared`: the pool's name, its segment in use, members, and this process's hits and misses. */
+  shared: { name: string; usedBytes: number; bytes: number; members: number; hits: number; misses: number } | null;
 }
 
 export interface StatsSample {
@@ -76,6 +78,16 @@ export function toSample(
         evictionsPerSecond: rate(s.evictions, p?.evictions),
         latencyP50: s.latency.p50,
         latencyP99: s.latency.p99,
+        shared: s.shared
+          ? {
+              name: s.shared.name,
+              usedBytes: s.shared.usedBytes,
+              bytes: s.shared.bytes,
+              members: s.shared.group.members,
+              hits: s.shared.member.hits,
+              misses: s.shared.member.misses,
+            }
+          : null,
       };
     }),
   };
@@ -128,6 +140,13 @@ export function renderSample(s: StatsSample): string {
     ...rows.map(line),
   ];
   if (s.swaps.length === 0) out.push('(the process has no open swap)');
+  s.swaps.forEach((w, i) => {
+    if (w.shared)
+      out.push(
+        `swap ${i} shared pool '${w.shared.name}': ${bytes(w.shared.usedBytes)} of ${bytes(w.shared.bytes)} in use, ` +
+          `${w.shared.members} member${w.shared.members === 1 ? '' : 's'}; this process: ${w.shared.hits} hits, ${w.shared.misses} misses`,
+      );
+  });
   out.push(
     'stored: bytes of pages out of residency (pool + same-filled); ratio: stored / compressed; - : needs two samples',
   );
