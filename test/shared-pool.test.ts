@@ -175,6 +175,40 @@ test.serial(
   },
 );
 
+test.serial(
+  'memoryLimit counts the group: 2 members of a shared pool keep near one memoryLimit, 2 private ones take one each',
+  async (t) => {
+    t.timeout(420_000);
+    const dir = tempDir(t, 'tmem-shared-budget-');
+    const file = path.join(dir, 'data');
+    const pages = (96 * MiB) / 4096;
+    writeSharedFile(file, pages);
+    const base = { file, pages, workers: 2, passes: 1, memoryLimit: '64MiB' };
+    const priv = parse<{ workers: MemberResult[] }>(await member('cluster', base, 300_000), 'private').workers;
+    const shared = parse<{ workers: MemberResult[] }>(
+      await member('cluster', { ...base, shared: { name: poolName('budget'), size: '24MiB' } }, 300_000),
+      'shared',
+    ).workers;
+    for (const w of [...priv, ...shared]) t.is(w.wrongPages, 0);
+    const s = shared[0].stats.shared!;
+    const rl = (ws: MemberResult[]): string =>
+      ws.map((w) => (w.stats.budget.residentLimit / MiB).toFixed(1)).join(' + ');
+    t.log(
+      `private: residentLimit ${rl(priv)} MiB; shared: residentLimit ${rl(shared)} MiB, segment in use ${(s.usedBytes / MiB).toFixed(1)} MiB, ` +
+        `members hold ${(s.group.heldBytes / MiB).toFixed(1)} MiB`,
+    );
+    t.true(s.usedBytes > 16 * MiB, `the segment filled (${s.usedBytes} B)`);
+    // What each group holds: the members' resident, pool and metadata bytes (and the segment).
+    // Two private members each take their own memoryLimit; the shared group keeps near one.
+    const held = (w: MemberResult): number => w.stats.residentBytes + w.stats.poolBytes + w.stats.budget.metadataBytes;
+    const privGroup = held(priv[0]) + held(priv[1]);
+    const sharedGroup = s.group.heldBytes + s.usedBytes;
+    t.log(`group: private ${(privGroup / MiB).toFixed(1)} MiB, shared ${(sharedGroup / MiB).toFixed(1)} MiB`);
+    t.true(privGroup > 64 * MiB * 1.5, `private members use their own limits (${privGroup} B)`);
+    t.true(sharedGroup < 64 * MiB * 1.25, `the shared group keeps near one memoryLimit (${sharedGroup} B)`);
+  },
+);
+
 test('bad shared options are refused before anything is created', async (t) => {
   const bad: [unknown, string][] = [
     ['pool', 'ERR_INVALID_ARG_TYPE'],

@@ -78,9 +78,10 @@ function privateByte(page: number, i: number): number {
 
 async function read(barrier: () => Promise<void>, report: (r: MemberResult) => Promise<void>): Promise<void> {
   const swap = await open({
-    residentLimit: cfg.residentLimit ?? '4MiB',
-    poolLimit: cfg.poolLimit ?? '512MiB',
-    ...(cfg.memoryLimit ? { memoryLimit: cfg.memoryLimit } : {}),
+    // With memoryLimit the budget splits it (residentLimit and poolLimit would only cap it).
+    ...(cfg.memoryLimit
+      ? { memoryLimit: cfg.memoryLimit }
+      : { residentLimit: cfg.residentLimit ?? '4MiB', poolLimit: cfg.poolLimit ?? '512MiB' }),
     ...(cfg.shared ? { shared: cfg.shared } : {}),
   });
   const fr = swap.mapFile(cfg.file, { writable: false });
