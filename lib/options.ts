@@ -276,10 +276,6 @@ export function checkOpenOptions(options: unknown): CheckedOptions {
   const memoryLimit = checkMemoryLimit(o.memoryLimit, o.residentLimit === undefined && o.poolLimit === undefined);
   const pressure = o.pressure === undefined ? undefined : boolOpt(o.pressure, 'pressure', true);
   const remote = o.remote === undefined ? undefined : checkRemoteOptions(o.remote);
-  if (remote && !swapFile)
-    throw invalidArgValue(
-      'remote needs swapFile: every page sent to the remote store keeps its copy in the swap file (writethrough), so that a server that fails loses nothing',
-    );
   let shared: CheckedOptions['shared'];
   if (o.shared !== undefined) {
     const so = checkObject(o.shared, 'shared', SHARED_KEYS, '{ name, size }');

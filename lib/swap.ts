@@ -102,11 +102,24 @@ export interface OpenOptions {
    * (`cluster: [urls]`), and a fault on one is served from there, checked (generation and
    * CRC-32 kept locally), else from the swap file, which keeps every such page (frontswap's
    * writethrough): a server that dies, hangs, restarts empty or runs out of memory loses
-   * nothing. Needs `swapFile`. `keyPrefix` ('tmem:'), `timeout` (ms per request, 50),
-   * `leaseTtl` (ms, 60000: keys of a swap whose lease lapsed are deleted by the next open or
-   * `tmem remote gc`). See README "Remote tier".
+   * nothing. Without `swapFile` only mapped files' clean pages go remote (the file is their
+   * second copy). Clean pages of mapped files the local cleancache does not take go remote
+   * as keys with a TTL (`ephemeralTtl`, ms, 600000); remote pages come back into the pool in
+   * the background when it has room (`repatriate`, true); `maxBytes` caps what this swap keeps
+   * remote. `keyPrefix` ('tmem:'), `timeout` (ms per request, 50), `leaseTtl` (ms, 60000: keys
+   * of a swap whose lease lapsed are deleted by the next open or `tmem remote gc`). See README
+   * "Remote tier".
    */
-  remote?: { url?: string; cluster?: string[]; keyPrefix?: string; timeout?: number; leaseTtl?: number };
+  remote?: {
+    url?: string;
+    cluster?: string[];
+    keyPrefix?: string;
+    timeout?: number;
+    leaseTtl?: number;
+    ephemeralTtl?: number;
+    maxBytes?: number | string;
+    repatriate?: boolean;
+  };
   /**
    * Xen tmem's shared pools: the clean pages of files this swap maps read-only live once in a
    * compressed pool that every process of this user opening the same `name` shares (node:cluster
@@ -395,6 +408,18 @@ export interface RemoteStats {
   prefetched: number;
   /** MOVED/ASK replies seen (a cluster's slot map changed; it is read again). */
   moved: number;
+  /** Bytes of values the remote store holds for this swap now (both kinds; `maxBytes` caps it). */
+  bytes: number;
+  /** Mapped files' clean pages the remote store holds now (keys with a TTL; not in `pages`). */
+  cleanPages: number;
+  /** Clean pages of mapped files sent and acknowledged. */
+  cleanPuts: number;
+  /** Faults of mapped files served from the remote store (also in `hits`). */
+  cleanHits: number;
+  /** Pages not sent because this swap's remote values had reached `maxBytes`. */
+  overLimit: number;
+  /** Persistent pages brought back into the pool in the background (`repatriate`). */
+  repatriated: number;
   /** This swap's id in its keys (`<prefix>F{<id>:...`) and lease (`<prefix>L{<id>}`). */
   swapId: string;
 }
@@ -1014,6 +1039,12 @@ export class Swap extends EventEmitter {
             lost: G[P.G_REMOTE_LOST],
             prefetched: G[P.G_REMOTE_PREFETCHED],
             moved: G[P.G_REMOTE_MOVED],
+            bytes: G[P.G_REMOTE_BYTES],
+            cleanPages: G[P.G_REMOTE_CLEAN_PAGES],
+            cleanPuts: G[P.G_REMOTE_CLEAN_PUTS],
+            cleanHits: G[P.G_REMOTE_CLEAN_HITS],
+            overLimit: G[P.G_REMOTE_OVER_LIMIT],
+            repatriated: G[P.G_REMOTE_REPATRIATED],
             swapId: this._remote.swapId,
           }
         : undefined,

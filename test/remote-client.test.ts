@@ -136,11 +136,18 @@ test('bad remote options are refused with a code before anything connects', asyn
     [{ url, timeout: '5' }, 'ERR_INVALID_ARG_TYPE', /remote.timeout/],
     [{ url, leaseTtl: 10 }, 'ERR_OUT_OF_RANGE', /remote.leaseTtl/],
     [{ url, keyPrefix: 'a{b' }, 'ERR_INVALID_ARG_VALUE', /keyPrefix/],
+    [{ url, ephemeralTtl: 999 }, 'ERR_OUT_OF_RANGE', /remote.ephemeralTtl/],
+    [{ url, ephemeralTtl: 1.5e3 + 0.5 }, 'ERR_OUT_OF_RANGE', /remote.ephemeralTtl/],
+    [{ url, maxBytes: '12 parsecs' }, 'ERR_OUT_OF_RANGE', /remote.maxBytes/],
+    [{ url, maxBytes: '1KiB' }, 'ERR_OUT_OF_RANGE', /remote.maxBytes must be at least 64KiB/],
+    [{ url, maxBytes: true }, 'ERR_INVALID_ARG_TYPE', /remote.maxBytes/],
+    [{ url, repatriate: 'yes' }, 'ERR_INVALID_ARG_TYPE', /remote.repatriate must be a boolean/],
   ];
   for (const [remote, code, message] of cases) {
     await t.throwsAsync(open({ swapFile, remote } as never), { code, message }, JSON.stringify(remote));
   }
-  await t.throwsAsync(open({ remote: { url } }), { code: 'ERR_INVALID_ARG_VALUE', message: /remote needs swapFile/ });
+  // Without swapFile a remote tier is accepted (only mapped files' clean pages go remote), but a bad one still throws first.
+  await t.throwsAsync(open({ remote: { url, timeout: -1 } }), { code: 'ERR_OUT_OF_RANGE', message: /remote.timeout/ });
   t.is(connections, 0, 'nothing connected');
 });
 

@@ -3,7 +3,10 @@
  * a region many times the pool goes to the swap file and, with it, to Redis (one
  * server, a 3-master cluster); the server is SIGKILLed and restarted empty, SIGSTOPped,
  * made to refuse puts (maxmemory), has values corrupted in place (SETRANGE); a process
- * dies with its swap open (its keys are cleaned up). Every byte is checked each time.
+ * dies with its swap open (its keys are cleaned up). Pages come back into a pool with room
+ * (repatriation); remote.maxBytes holds; a mapped file's clean pages go remote with a TTL
+ * (no swap file), are corrupted, lost, or outlived by a change of the file. Every byte is
+ * checked each time.
  * The swap runs in a child process (helpers/remote-child.ts): a hang fails one test.
  */
 import test from 'ava';
@@ -28,7 +31,7 @@ interface Run {
 /** Runs the child; `between` runs after its eviction, before it reads everything back. */
 function runChild(
   args: Record<string, unknown>,
-  between: (child: ReturnType<typeof fork>) => Promise<'go' | 'exit-without-close' | 'kill'>,
+  between: (child: ReturnType<typeof fork>) => Promise<'go' | 'rewrite' | 'exit-without-close' | 'kill'>,
 ): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = fork(CHILD, [JSON.stringify(args)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
@@ -88,7 +91,9 @@ run('a forward read of remote pages prefetches the next ones into a pool with ro
   const srv = await startRedis(t);
   // The pool writes back at 256 KiB, then has 8 MiB again for the read-back (a pool at its
   // limit has no room for prefetched pages: the steady state of the other tests).
-  const args = { ...base, poolLimit: '8MiB', writebackPoolLimit: '256KiB', remote: { url: srv.url, timeout: 2000 } };
+  // Repatriation off: it would bring the pages back before the read-back (the next test).
+  const remote = { url: srv.url, timeout: 2000, repatriate: false };
+  const args = { ...base, poolLimit: '8MiB', writebackPoolLimit: '256KiB', remote };
   const r = await runChild({ ...args, dir: tempDir(t, 'tmem-remote-') }, () => Promise.resolve('go'));
   t.is(r.code, 0, r.stderr);
   t.true(r.evicted.remote!.puts > base.pages / 2, `puts ${r.evicted.remote!.puts}`);
@@ -216,4 +221,130 @@ run('a process that dies with its swap open: its keys are cleaned up once its le
   const gc = await next._remote!.gc;
   t.true(gc!.swaps >= 1 && gc!.keys > 0, JSON.stringify(gc));
   t.deepEqual(keys(srv, `tmem:F{${id2}:*`), []);
+});
+
+run('repatriation: remote pages come back into a pool that has room, and read back from there', async (t) => {
+  const srv = await startRedis(t);
+  const args = { ...base, poolLimit: '16MiB', writebackPoolLimit: '256KiB', repatriation: true };
+  const r = await runChild({ ...args, dir: tempDir(t, 'tmem-remote-'), remote: { url: srv.url, timeout: 2000 } }, () =>
+    Promise.resolve('go'),
+  );
+  t.is(r.code, 0, r.stderr);
+  const e = r.evicted.remote!;
+  t.true(e.puts > base.pages / 2, `puts ${e.puts}`);
+  t.true(e.repatriated > base.pages / 2, `repatriated ${e.repatriated}: ${JSON.stringify(e)}`);
+  t.is(e.pages, e.puts - e.repatriated - e.prefetched - e.hits - e.misses - e.badValues - e.lost, JSON.stringify(e));
+  t.is(r.done!.bad, 0);
+  t.true(
+    r.done!.stats.faults.remote < base.pages / 8,
+    `remote faults after repatriation ${r.done!.stats.faults.remote}`,
+  );
+});
+
+run('remote.maxBytes caps the bytes this swap keeps on the server', async (t) => {
+  const srv = await startRedis(t);
+  const remote = { url: srv.url, timeout: 2000, maxBytes: '64KiB', repatriate: false };
+  let used = 0;
+  const r = await runChild({ ...base, dir: tempDir(t, 'tmem-remote-'), remote }, () => {
+    const ks = keys(srv);
+    if (ks.length > 0)
+      used = srv
+        .cliPipe(ks.map((k) => `STRLEN ${k}`))
+        .trim()
+        .split('\n')
+        .map(Number)
+        .reduce((a, b) => a + b, 0);
+    return Promise.resolve('go');
+  });
+  t.is(r.code, 0, r.stderr);
+  const e = r.evicted.remote!;
+  t.true(e.puts > 0 && e.overLimit > 0, JSON.stringify(e));
+  t.true(e.bytes <= 65536, `bytes ${e.bytes}`);
+  t.is(used, e.bytes, 'the bytes on the server are the ones counted');
+  t.is(r.done!.bad, 0);
+});
+
+/** The remote values under a pattern with their PTTL. */
+function pttls(s: RedisServer, pattern: string): number[] {
+  const ks = keys(s, pattern);
+  return ks.length === 0
+    ? []
+    : s
+        .cliPipe(ks.map((k) => `PTTL ${k}`))
+        .trim()
+        .split('\n')
+        .map(Number);
+}
+
+const cleanBase = { ...base, file: true, noSwapFile: true };
+
+run("a mapped file's clean pages go remote with a TTL, without a swap file, and read back", async (t) => {
+  const srv = await startRedis(t);
+  const remote = { url: srv.url, timeout: 2000, ephemeralTtl: 120000 };
+  let ttls: number[] = [];
+  const r = await runChild({ ...cleanBase, dir: tempDir(t, 'tmem-remote-'), remote }, () => {
+    ttls = pttls(srv, 'tmem:C{*');
+    return Promise.resolve('go');
+  });
+  t.is(r.code, 0, r.stderr);
+  const e = r.evicted.remote!;
+  t.true(e.cleanPuts > base.pages / 2, `clean puts ${e.cleanPuts}: ${JSON.stringify(e)}`);
+  t.is(e.pages, 0, 'no persistent page goes remote without a second copy');
+  t.is(ttls.length, e.cleanPages);
+  t.true(
+    ttls.every((ms) => ms > 0 && ms <= 120000),
+    `every clean key has a TTL: ${ttls.slice(0, 5).join(', ')}`,
+  );
+  t.is(r.done!.bad, 0);
+  const s = r.done!.stats;
+  t.true(s.remote!.cleanHits > base.pages / 2, JSON.stringify(s.remote));
+  t.is(s.faults.remote, s.remote!.cleanHits);
+  t.is(s.remote!.badValues, 0);
+  t.deepEqual(keys(srv, 'tmem:[CF]{*'), [], "the swap's keys are gone after close");
+});
+
+run('clean pages corrupted, deleted, or on a server restarted empty: the file is read instead', async (t) => {
+  for (const damage of ['corrupt', 'restart'] as const) {
+    const srv = await startRedis(t);
+    let hurt = 0;
+    const r = await runChild(
+      { ...cleanBase, dir: tempDir(t, 'tmem-remote-'), remote: { url: srv.url, timeout: 2000 } },
+      async () => {
+        const ks = keys(srv, 'tmem:C{*');
+        if (damage === 'restart') {
+          await srv.restart();
+          return 'go';
+        }
+        const cmds: string[] = [];
+        for (let i = 0; i < ks.length; i += 3) cmds.push(`SETRANGE ${ks[i]} 40 tmem`);
+        for (let i = 1; i < ks.length; i += 3) cmds.push(`DEL ${ks[i]}`);
+        hurt = cmds.length;
+        srv.cliPipe(cmds);
+        return 'go';
+      },
+    );
+    t.is(r.code, 0, r.stderr);
+    t.is(r.done!.bad, 0, `${damage}: every byte as in the file`);
+    const s = r.done!.stats.remote!;
+    if (damage === 'corrupt') {
+      t.true(hurt > 0);
+      t.true(s.badValues > 0 && s.misses > 0, JSON.stringify(s));
+      t.true(s.cleanHits > 0, 'the untouched ones still served');
+    } else {
+      t.is(s.cleanHits, 0, JSON.stringify(s));
+      t.true(s.lost + s.misses + s.errors > 0, JSON.stringify(s));
+    }
+  }
+});
+
+run('a mapped file rewritten while its clean pages are remote: the new bytes, never the old copies', async (t) => {
+  const srv = await startRedis(t);
+  const r = await runChild(
+    { ...cleanBase, dir: tempDir(t, 'tmem-remote-'), remote: { url: srv.url, timeout: 2000 } },
+    () => Promise.resolve('rewrite'),
+  );
+  t.is(r.code, 0, r.stderr);
+  t.true(r.evicted.remote!.cleanPages > base.pages / 2, JSON.stringify(r.evicted.remote));
+  t.is(r.done!.bad, 0, 'every byte of the new file');
+  t.is(r.done!.stats.remote!.cleanHits, 0, JSON.stringify(r.done!.stats.remote));
 });

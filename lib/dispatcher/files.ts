@@ -50,6 +50,7 @@ import { becomeResident, finalizeOldest } from './reclaim';
 import { flushWriteback } from './writeback';
 import { unrecoverable, pushRetry } from './faults';
 import { isShared, rekey, sharedGet } from './shared';
+import { fetchClean, cleanGone, cleanRegionGone } from './remote';
 
 interface FlushOp {
   r: RegionState;
@@ -110,6 +111,7 @@ export function fileGeneration(r: RegionState): number {
     const g = fileIo().generation(r.file);
     if (g !== r.gen) {
       backends.cleancache.invalidateInode(r.id);
+      cleanRegionGone(r); // and the remote tier's copies
       r.gen = g;
       rekey(r, () => fileIo().identityKey(r.file)); // a changed file: a new key in the shared pool
     }
@@ -151,6 +153,14 @@ export function fileFault(r: RegionState, page: number, addr: number, write: boo
     return fileLoaded(r, page, write);
   }
   G[P.G_CLEANCACHE_MISSES]++;
+  if (fetchClean(r, page, pageBuf)) {
+    // The remote tier's copy (checked there); a miss or anything wrong there reads the file.
+    const res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
+    if (res < 0) return res !== EAGAIN; // not installed: the file still has it
+    G[P.G_FAULTS_REMOTE]++;
+    r.stats[P.R_FAULTS_REMOTE]++;
+    return fileLoaded(r, page, write);
+  }
   const pos = page * PAGE;
   const want = Math.min(PAGE, Math.max(0, (r.spec.fileSize ?? 0) - pos));
   const got = want === 0 ? 0 : r.nowait ? fileIo().tryRead(r.file, pageBuf, 0, want, pos) : EOPNOTSUPP;
@@ -263,6 +273,7 @@ function redirty(r: RegionState, page: number, k: number): boolean {
     case NEVER: {
       // Evicted: bring its bytes back in, resident and dirty.
       backends.cleancache.invalidatePage(r.id, page);
+      cleanGone(r, page);
       const res = uffd.copy(addr, wslotBytes, k * PAGE, 0);
       if (res === -3) return false; // the process is going away
       if (res < 0) {

@@ -105,7 +105,14 @@ export const G_SHARED_BUSY = 77; // puts given up: the pool's lock was held too 
 export const G_SHARED_BAD = 78; // records that failed their checks: never used, read from the file
 export const G_SHARED_OTHERS = 79; // bytes the group's other members hold (their published budget use)
 export const G_SHARED_USED = 80; // bytes of the shared segment in use
-export const G_SLOTS = 81;
+// The remote tier, continued (lib/dispatcher/remote.ts).
+export const G_REMOTE_BYTES = 81; // bytes of values the remote store holds for this swap (both kinds), now
+export const G_REMOTE_CLEAN_PAGES = 82; // mapped files' clean pages the remote store holds (ephemeral, TTL), now
+export const G_REMOTE_CLEAN_PUTS = 83; // clean pages sent and acknowledged
+export const G_REMOTE_CLEAN_HITS = 84; // faults of mapped files served from the remote store
+export const G_REMOTE_OVER_LIMIT = 85; // pages not sent: remote.maxBytes reached
+export const G_REMOTE_REPATRIATED = 86; // persistent pages brought back into the pool in the background
+export const G_SLOTS = 87;
 
 // Per-region counters.
 export const R_RESIDENT = 0;

@@ -83,6 +83,7 @@ import { drainServed } from './native-faults';
 import { batch } from './requests';
 import { applyLimits, notHeld } from './budget';
 import { isShared, sharedPut } from './shared';
+import { queueClean } from './remote';
 
 const ASIDE_MS = 1000;
 const EVICT_BACKOFF_MS = 50;
@@ -388,6 +389,8 @@ function finalizePage(r: RegionState, page: number, slot: number): number {
       const len = codec.compress(stagingBytes, off, objBuf);
       if (!isRaw(len) && !poolFull() && backends.cleancache.put(r.id, page, objBuf, len)) {
         G[P.G_CLEANCACHE_PUTS]++;
+      } else {
+        queueClean(r, page, objBuf, len, r.gen); // the remote tier's, when there is one (a TTL; the file is its copy)
       }
     }
     publish(r.state, page, NEVER);

@@ -27,16 +27,35 @@
  *   lost node     run_id changed (restarted empty): that node's pages are SWAPPED again
  *   release       a closed region's keys are UNLINKed (best effort; the swap's close
  *                 and the gc of the lease catch the rest)
+ *   repatriation  repatriate(): while the dispatcher has nothing else to do and the pool
+ *                 is under its accept threshold, the REMOTE pages come back into the pool,
+ *                 a chunk's pipeline of GETs at a time (RAMster's selfshrinking: a page in
+ *                 the pool no longer depends on the server); their slots and keys are freed
+ *
+ *   clean pages   mapped files' clean pages (cleancache's ephemeral pages) that the local
+ *   of files      cleancache does not take go remote as <prefix>C{...} keys with a TTL
+ *                 (PX ephemeralTtl), with no second copy: the file is theirs. Their state
+ *                 stays NEVER; per region, gen[page] != 0 says the store has the page:
+ *                 queueClean() (eviction) -> flushClean(): one pipeline of SET ... PX per
+ *                 node; +OK and the page still NEVER at the same file generation -> gen,
+ *                 crc, len set. A fault (fetchClean(), before the file is read) takes the
+ *                 copy with GETDEL, whatever the answer: a miss, an error or a check that
+ *                 fails reads the file. A changed file (its generation) or a page brought
+ *                 back another way forgets the copy (its key UNLINKed, else its TTL ends it).
+ *
+ *   Meta, per region (either kind): gen u32, crc u32, len u16 (the value's bytes, for
+ *   G_REMOTE_BYTES and maxBytes: a page is not sent while the swap's remote values would
+ *   pass it), last (the page of the region's last remote fault).
  */
 import { PAGE } from '../compress';
 import { crc32 } from '../crc32';
 import { REPLY_BULK, REPLY_ERROR, REPLY_SIMPLE } from '../native';
 import { RemoteNodes } from '../remote/nodes';
 import { RespEncoder } from '../remote/resp';
-import { CHUNK, chunkTag, pageKey } from '../remote/keys';
+import { CHUNK, chunkTag, cleanKey, pageKey } from '../remote/keys';
 import * as P from './protocol';
 import { G, opts, codec, backends } from './env';
-import { REMOTE, SWAPPED, publish } from './pagestate';
+import { NEVER, REMOTE, SWAPPED, publish } from './pagestate';
 import { byId, regions, type RegionState } from './regions';
 import { nowStored } from './pool';
 import { swap } from './writeback';
@@ -48,6 +67,8 @@ export const remote = cfg ? new RemoteNodes(cfg) : undefined;
 interface Meta {
   gen: Uint32Array;
   crc: Uint32Array;
+  /** The value's length in bytes (generation included). */
+  len: Uint16Array;
   /** The page of the region's last fault served from the remote store (-1: none yet). */
   last: number;
 }
@@ -56,12 +77,38 @@ let nextGen = 1;
 
 function meta(r: RegionState): Meta {
   let m = metas.get(r.id);
-  if (!m) metas.set(r.id, (m = { gen: new Uint32Array(r.pages), crc: new Uint32Array(r.pages), last: -1 }));
+  if (!m)
+    metas.set(
+      r.id,
+      (m = { gen: new Uint32Array(r.pages), crc: new Uint32Array(r.pages), len: new Uint16Array(r.pages), last: -1 }),
+    );
   return m;
 }
 
+function newGen(): number {
+  const gen = nextGen;
+  nextGen = nextGen === 0xffffffff ? 1 : nextGen + 1;
+  return gen;
+}
+
+/** The key of a page: persistent (F, a REMOTE page of an anonymous region) or clean (C, a mapped file's). */
 function keyOf(r: RegionState, page: number): string {
-  return pageKey(cfg!.keyPrefix, cfg!.swapId, r.id, page);
+  return r.isFile
+    ? cleanKey(cfg!.keyPrefix, cfg!.swapId, r.id, page)
+    : pageKey(cfg!.keyPrefix, cfg!.swapId, r.id, page);
+}
+
+/** The value of page `page` is no longer held (fetched, lost, forgotten): its bytes leave the count. */
+function valueGone(m: Meta, page: number): void {
+  G[P.G_REMOTE_BYTES] -= m.len[page];
+  m.len[page] = 0;
+}
+
+/** Whether `bytes` more of values stay within remote.maxBytes (counted as over the limit when not). */
+function underLimit(bytes: number): boolean {
+  if (G[P.G_REMOTE_BYTES] + bytes <= cfg!.maxBytes) return true;
+  G[P.G_REMOTE_OVER_LIMIT]++;
+  return false;
 }
 
 function nodeOf(r: RegionState, page: number): number {
@@ -131,13 +178,20 @@ function sendPending(): void {
     l.push(k);
   }
   pending.length = 0;
-  for (const [node, ks] of byNode) {
+  let sending = 0;
+  for (const [node, all] of byNode) {
     enc.reset();
     const gens: number[] = [];
+    const ks: number[] = [];
+    for (const k of all) {
+      if (!underLimit(sending + 4 + qLen[k])) continue; // stays in the swap file only
+      sending += 4 + qLen[k];
+      ks.push(k);
+    }
+    if (ks.length === 0) continue;
     for (const k of ks) {
       const r = byId.get(qRegion[k])!;
-      const gen = nextGen;
-      nextGen = nextGen === 0xffffffff ? 1 : nextGen + 1;
+      const gen = newGen();
       const v = qObj.subarray(k * VALUE, k * VALUE + 4 + qLen[k]);
       new DataView(v.buffer, v.byteOffset, 4).setUint32(0, gen, true);
       gens.push(gen);
@@ -161,6 +215,8 @@ function sendPending(): void {
       const m = meta(r);
       m.gen[page] = gens[i];
       m.crc[page] = crc32(qObj.subarray(k * VALUE, k * VALUE + 4 + qLen[k]));
+      m.len[page] = 4 + qLen[k];
+      G[P.G_REMOTE_BYTES] += m.len[page];
       publish(r.state, page, REMOTE);
       G[P.G_REMOTE_PAGES]++;
       G[P.G_REMOTE_PUTS]++;
@@ -169,7 +225,7 @@ function sendPending(): void {
 }
 
 function stale(r: RegionState, page: number): void {
-  if (staleCount >= STALE_MAX) return; // the swap's close (or the lease's gc) deletes it
+  if (staleCount >= STALE_MAX) return; // the swap's close (or the lease's gc, or the key's TTL) deletes it
   staleKeys.push([keyOf(r, page), String(nodeOf(r, page))]);
   staleCount++;
 }
@@ -216,6 +272,7 @@ export function fetch(r: RegionState, page: number, dst: Uint8Array): boolean {
   const m = meta(r);
   publish(r.state, page, SWAPPED);
   G[P.G_REMOTE_PAGES]--;
+  valueGone(m, page);
   prefetchFrom = -1;
   const node = nodeOf(r, page);
   if (!remote!.usable(node)) {
@@ -268,7 +325,7 @@ export function prefetch(r: RegionState): void {
     G[P.G_REMOTE_ERRORS]++; // the pages stay REMOTE: their own faults try again (or back off)
     return;
   }
-  for (let i = 0; i < fetchPages.length; i++) prefetched(r, m, fetchPages[i], i);
+  for (let i = 0; i < fetchPages.length; i++) if (prefetched(r, m, fetchPages[i], i)) G[P.G_REMOTE_PREFETCHED]++;
   G[P.G_REMOTE_MOVED] = remote!.moved;
 }
 
@@ -303,24 +360,274 @@ function poolRoom(bytes: number): boolean {
   return backends.poolBytes() + bytes <= opts.poolLimitBytes;
 }
 
-/** A page read ahead of a fault (REMOTE; its key still there): into the pool if it takes it, else left REMOTE. */
-function prefetched(r: RegionState, m: Meta, page: number, i: number): void {
+/**
+ * A page read ahead of a fault or repatriated (REMOTE; its key still there): into the
+ * pool if it takes it within `limit` bytes of pool, else left REMOTE. True if it went in.
+ */
+function prefetched(r: RegionState, m: Meta, page: number, i: number, limit = opts.poolLimitBytes): boolean {
   if (remote!.kind(i) !== REPLY_BULK || !check(m, page, i)) {
     // Lost or wrong: the page is read from the swap file from now on.
     publish(r.state, page, SWAPPED);
     G[P.G_REMOTE_PAGES]--;
+    valueGone(m, page);
     stale(r, page);
-    return;
+    return false;
   }
   const v = remote!.bytes(i);
   const obj = v.subarray(4);
-  if (!poolRoom(obj.length) || !backends.frontswap.store(r.id, page, obj, obj.length)) return;
+  if (backends.poolBytes() + obj.length > limit || !backends.frontswap.store(r.id, page, obj, obj.length)) return false;
   G[P.G_REMOTE_PAGES]--;
+  valueGone(m, page);
   stale(r, page); // the pool has it: its key goes with the next batch
   swap!.freeSlot(r.aux[page]);
   G[P.G_SWAP_PAGES] = swap!.usedCount;
   nowStored(r, page, obj.length);
-  G[P.G_REMOTE_PREFETCHED]++;
+  return true;
+}
+
+// ---- clean pages of mapped files (cleancache's ephemeral pages) ----------------------
+
+/** The clean pages of one batch: [generation][object] values, their region, page and file generation. */
+const cObj = new Uint8Array(QMAX * VALUE);
+const cLen = new Int32Array(QMAX);
+const cRegion = new Int32Array(QMAX);
+const cPage = new Uint32Array(QMAX);
+const cFileGen = new Float64Array(QMAX);
+let cCount = 0;
+
+/**
+ * A clean page of a mapped file leaves residency and the local cleancache did not take it:
+ * its object (obj[0..len), compressed from a page as new as the file's generation `fileGen`)
+ * goes to the remote store with the next flushClean().
+ */
+export function queueClean(r: RegionState, page: number, obj: Uint8Array, len: number, fileGen: number): void {
+  if (!remote || len > PAGE + 64) return;
+  if (cCount === QMAX) flushClean();
+  cObj.set(obj.subarray(0, len), cCount * VALUE + 4);
+  cLen[cCount] = len;
+  cRegion[cCount] = r.id;
+  cPage[cCount] = page;
+  cFileGen[cCount] = fileGen;
+  cCount++;
+}
+
+/** Whether clean pages wait to be sent. */
+export function cleanQueued(): boolean {
+  return cCount > 0;
+}
+
+/** Sends the queued clean pages: one pipeline of `SET key value PX ttl` per node. */
+export function flushClean(): void {
+  const n = cCount;
+  cCount = 0;
+  if (!remote || n === 0) return;
+  if (staleCount > 0) unlinkStale(); // an UNLINK after this batch's SET of the same key would drop it
+  const byNode = new Map<number, number[]>();
+  let sending = 0;
+  for (let k = 0; k < n; k++) {
+    const r = byId.get(cRegion[k]);
+    if (!r || r.closed) continue;
+    const node = nodeOf(r, cPage[k]);
+    if (!remote.usable(node) || !underLimit(sending + 4 + cLen[k])) continue;
+    sending += 4 + cLen[k];
+    let l = byNode.get(node);
+    if (!l) byNode.set(node, (l = []));
+    l.push(k);
+  }
+  const ttl = String(cfg!.ephemeralTtlMs);
+  for (const [node, ks] of byNode) {
+    enc.reset();
+    const gens: number[] = [];
+    for (const k of ks) {
+      const gen = newGen();
+      const v = cObj.subarray(k * VALUE, k * VALUE + 4 + cLen[k]);
+      new DataView(v.buffer, v.byteOffset, 4).setUint32(0, gen, true);
+      gens.push(gen);
+      enc.command(['SET', keyOf(byId.get(cRegion[k])!, cPage[k]), v, 'PX', ttl]);
+    }
+    if (remote.run(node, enc) < 0) {
+      G[P.G_REMOTE_ERRORS]++;
+      continue;
+    }
+    for (let i = 0; i < ks.length; i++) {
+      const k = ks[i];
+      const r = byId.get(cRegion[k]);
+      const page = cPage[k];
+      if (remote.kind(i) !== REPLY_SIMPLE) {
+        if (remote.kind(i) === REPLY_ERROR) G[P.G_REMOTE_REFUSED]++;
+        continue;
+      }
+      if (!r || r.closed) continue;
+      // Brought back meanwhile (a fault read the file), or the file changed: the value is not the page's.
+      if (r.state[page] !== NEVER || r.gen !== cFileGen[k] || r.inflight.has(page)) {
+        stale(r, page);
+        continue;
+      }
+      const m = meta(r);
+      if (m.gen[page] !== 0) forgetClean(m, page); // sent twice in this batch: the later value is the one kept
+      m.gen[page] = gens[i];
+      m.crc[page] = crc32(cObj.subarray(k * VALUE, k * VALUE + 4 + cLen[k]));
+      m.len[page] = 4 + cLen[k];
+      G[P.G_REMOTE_BYTES] += m.len[page];
+      G[P.G_REMOTE_CLEAN_PAGES]++;
+      G[P.G_REMOTE_CLEAN_PUTS]++;
+    }
+  }
+  G[P.G_REMOTE_MOVED] = remote.moved;
+}
+
+/** The page's clean copy is no longer counted (its key is the caller's to UNLINK, or its TTL's). */
+function forgetClean(m: Meta, page: number): void {
+  m.gen[page] = 0;
+  valueGone(m, page);
+  G[P.G_REMOTE_CLEAN_PAGES]--;
+}
+
+/**
+ * A fault on a NEVER page of a mapped file, before the file is read: the remote store's
+ * copy, checked and decoded into `dst`, and true; false when there is none or it cannot
+ * be used (the file is read). Either way the copy is taken (GETDEL): the page is resident next.
+ */
+export function fetchClean(r: RegionState, page: number, dst: Uint8Array): boolean {
+  const m = metas.get(r.id);
+  if (!m || m.gen[page] === 0) return false;
+  const node = nodeOf(r, page);
+  if (!remote!.usable(node)) {
+    forgetClean(m, page);
+    stale(r, page);
+    G[P.G_REMOTE_SKIPPED]++;
+    return false;
+  }
+  enc.reset();
+  enc.command(['GETDEL', keyOf(r, page)]);
+  const n = remote!.run(node, enc);
+  let ok = false;
+  if (n < 0) {
+    G[P.G_REMOTE_ERRORS]++;
+    stale(r, page);
+  } else if (check(m, page, 0)) {
+    const v = remote!.bytes(0);
+    codec.decompress(v, 4, v.length - 4, dst, 0);
+    G[P.G_REMOTE_HITS]++;
+    G[P.G_REMOTE_CLEAN_HITS]++;
+    ok = true;
+  }
+  forgetClean(m, page);
+  G[P.G_REMOTE_MOVED] = remote!.moved;
+  return ok;
+}
+
+/** The page of a mapped file is back another way (or stale): its remote copy goes. */
+export function cleanGone(r: RegionState, page: number): void {
+  const m = metas.get(r.id);
+  if (!m || m.gen[page] === 0) return;
+  forgetClean(m, page);
+  stale(r, page);
+}
+
+/** The mapped file changed (its generation): every clean copy of it in the remote store goes. */
+export function cleanRegionGone(r: RegionState): void {
+  const m = metas.get(r.id);
+  if (!m || G[P.G_REMOTE_CLEAN_PAGES] === 0) return;
+  for (let page = 0; page < r.pages; page++) if (m.gen[page] !== 0) cleanGone(r, page);
+}
+
+// ---- repatriation (RAMster's selfshrinking) ---------------------------------------------
+
+/** Pages asked for in one repatriation step (at most one chunk). */
+const REPATRIATE_BATCH = 32;
+/** Pages of state looked at in one step while searching for REMOTE pages. */
+const REPATRIATE_SCAN = 16384;
+/** Between steps (ms): background work, not a storm. */
+export const REPATRIATE_EVERY_MS = 5;
+/** After a step that brought nothing back (a server backing off, a pool that refused): a pause (ms). */
+const IDLE_BACKOFF_MS = 1000;
+const cursor = { region: 0, page: 0 };
+let nextRepatriate = 0;
+
+/**
+ * Whether repatriate() has work now: persistent pages remote, the option on, and the pool
+ * under its accept threshold (so that what comes back is not written back again at once).
+ */
+export function repatriating(): boolean {
+  return (
+    remote !== undefined &&
+    cfg!.repatriate &&
+    G[P.G_REMOTE_PAGES] > 0 &&
+    backends.poolBytes() + 2 * PAGE < (opts.poolLimitBytes * opts.acceptThresholdPercent) / 100
+  );
+}
+
+/** ms until the next repatriation step is due (0: now). */
+export function repatriateDueIn(now: number): number {
+  return Math.max(0, Math.ceil(nextRepatriate - now));
+}
+
+/**
+ * One step of repatriation: the next REMOTE pages of one chunk (found from a cursor that
+ * goes round the regions) in one pipeline of GETs, into the pool while it stays under its
+ * accept threshold. Called by the loop when it has nothing else to do.
+ */
+export function repatriate(now: number): void {
+  if (now < nextRepatriate || !repatriating()) return;
+  nextRepatriate = now + REPATRIATE_EVERY_MS;
+  const r = nextRemote();
+  if (!r) return;
+  const page = cursor.page;
+  const end = Math.min(r.pages, (Math.floor(page / CHUNK) + 1) * CHUNK);
+  cursor.page = end; // whatever happens, the next step looks further on
+  const node = nodeOf(r, page);
+  if (!remote!.usable(node)) {
+    nextRepatriate = now + IDLE_BACKOFF_MS;
+    return;
+  }
+  const m = meta(r);
+  enc.reset();
+  fetchPages.length = 0;
+  for (let p = page; p < end && fetchPages.length < REPATRIATE_BATCH; p++) {
+    if (r.state[p] !== REMOTE) continue;
+    fetchPages.push(p);
+    enc.command(['GET', keyOf(r, p)]); // deleted once the pool has it (stale())
+  }
+  if (remote!.run(node, enc) < 0) {
+    G[P.G_REMOTE_ERRORS]++;
+    nextRepatriate = now + IDLE_BACKOFF_MS;
+    return;
+  }
+  const limit = (opts.poolLimitBytes * opts.acceptThresholdPercent) / 100;
+  let back = 0;
+  for (let i = 0; i < fetchPages.length; i++) if (prefetched(r, m, fetchPages[i], i, limit)) back++;
+  G[P.G_REMOTE_REPATRIATED] += back;
+  // The pool took none of them (no frame for them): not again and again for the same pages.
+  if (back === 0) nextRepatriate = now + IDLE_BACKOFF_MS;
+  G[P.G_REMOTE_MOVED] = remote!.moved;
+}
+
+/** The region of the next REMOTE page from the cursor (cursor.page: that page), looking at most REPATRIATE_SCAN pages. */
+function nextRemote(): RegionState | undefined {
+  let budget = REPATRIATE_SCAN;
+  for (let seen = 0; seen <= regions.length && budget > 0; seen++) {
+    if (cursor.region >= regions.length) {
+      cursor.region = 0;
+      cursor.page = 0;
+    }
+    const r = regions[cursor.region];
+    if (r && !r.isFile && !r.closed) {
+      const end = Math.min(r.pages, cursor.page + budget);
+      for (let p = cursor.page; p < end; p++) {
+        if (r.state[p] === REMOTE) {
+          cursor.page = p;
+          return r;
+        }
+      }
+      budget -= end - cursor.page;
+      cursor.page = end;
+      if (end < r.pages) return undefined; // the rest of this region next time
+    }
+    cursor.region++;
+    cursor.page = 0;
+  }
+  return undefined;
 }
 
 // ---- failures, release ------------------------------------------------------------
@@ -328,10 +635,18 @@ function prefetched(r: RegionState, m: Meta, page: number, i: number): void {
 /** A node restarted empty: its pages are read from the swap file from now on. */
 function lost(node: number): void {
   for (const r of regions) {
+    const m = metas.get(r.id);
+    if (!m) continue;
     for (let page = 0; page < r.pages; page++) {
-      if (r.state[page] !== REMOTE || nodeOf(r, page) !== node) continue;
-      publish(r.state, page, SWAPPED);
-      G[P.G_REMOTE_PAGES]--;
+      if (r.isFile) {
+        if (m.gen[page] === 0 || nodeOf(r, page) !== node) continue;
+        forgetClean(m, page); // the file has it
+      } else {
+        if (r.state[page] !== REMOTE || nodeOf(r, page) !== node) continue;
+        publish(r.state, page, SWAPPED);
+        G[P.G_REMOTE_PAGES]--;
+        valueGone(m, page);
+      }
       G[P.G_REMOTE_LOST]++;
     }
   }
@@ -340,11 +655,18 @@ if (remote) remote.onLost = lost;
 
 /** Region r is being released: its REMOTE pages' keys go (their swap slots are freed by the caller). */
 export function regionGone(r: RegionState): void {
+  const m = metas.get(r.id);
   metas.delete(r.id);
-  if (!remote) return;
+  if (!remote || !m) return;
   for (let page = 0; page < r.pages; page++) {
-    if (r.state[page] !== REMOTE) continue;
-    G[P.G_REMOTE_PAGES]--;
+    if (r.isFile) {
+      if (m.gen[page] === 0) continue;
+      forgetClean(m, page);
+    } else {
+      if (r.state[page] !== REMOTE) continue;
+      G[P.G_REMOTE_PAGES]--;
+      valueGone(m, page);
+    }
     stale(r, page);
   }
   unlinkStale();

@@ -10,6 +10,8 @@
  *          forwarded faults waiting       released once their page is in (inline.ts)
  *          evict a slice                  a few pages, then poll for faults again (reclaim.ts)
  *          or shrink the pool             zswap write-back to the swap file (writeback.ts)
+ *          remote tier                    clean file pages sent; when idle, remote pages
+ *                                         repatriated into a pool with room (remote.ts)
  *          idle pass, once a second       zram idle recompression / write-back (idle.ts)
  *          budget, twice a second         the cgroup's limit and pressure -> the limits (budget.ts)
  *
@@ -28,6 +30,7 @@
  *   placement.ts  the dispatcher follows the faulting threads' CPU (`pin`)
  *   inline.ts     faults of inline regions, forwarded by the SIGBUS handler
  *   budget.ts     the memory budget: its split between resident pages and the pool, limit changes
+ *   remote.ts     the remote tier (Redis): write-back, faults, clean file pages, repatriation
  */
 import * as P from './protocol';
 import { ctl, uffd, life, port, idleEnabled } from './env';
@@ -42,6 +45,7 @@ import { control, drainRequests, runDeferred, hasDeferred } from './requests';
 import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
 import { applyLimits, budgetDueIn, budgetTick } from './budget';
 import { readEvents, drainServed, closeNativeFaults } from './native-faults';
+import { cleanQueued, flushClean, repatriate, repatriateDueIn, repatriating } from './remote';
 
 function loop(): void {
   Atomics.store(ctl, P.CTL_READY, 1);
@@ -58,6 +62,10 @@ function loop(): void {
     if (waiting.count > 0 && (timeout < 0 || timeout > WAITING_POLL_MS)) timeout = WAITING_POLL_MS;
     const due = budgetDueIn(now); // the next look at the cgroup and pressure (budget.ts)
     if (due >= 0 && (timeout < 0 || due < timeout)) timeout = due;
+    if (timeout !== 0 && !evicting && repatriating()) {
+      const r = repatriateDueIn(now); // remote pages back into a pool with room (remote.ts)
+      if (timeout < 0 || r < timeout) timeout = r;
+    }
     const n = readEvents(events, timeout);
     drainServed();
     if (n > 0) serveBatch(n);
@@ -74,6 +82,8 @@ function loop(): void {
     // Also in the turn eviction ends: the next turn may sleep (nothing busy), and a pool that
     // began refusing meanwhile (a lower poolLimit) would wait for a fault to be shrunk.
     if (!residency.evicting) shrinkStep();
+    if (cleanQueued()) flushClean(); // clean pages of mapped files that went to the remote tier
+    if (n === 0 && !residency.evicting && retries.count === 0) repatriate(performance.now());
     if (idleWork && !residency.evicting && n === 0 && performance.now() >= idle.nextPass) {
       idlePass();
       idle.nextPass = performance.now() + 1000;

@@ -3,6 +3,9 @@
  *
  *   <prefix>F{<swap id>:<region>:<page >> 6>}<page & 63>   a page of a region (frontswap);
  *                               no TTL: a full server refuses it rather than dropping it
+ *   <prefix>C{<swap id>:<region>:<page >> 6>}<page & 63>   a clean page of a mapped file
+ *                               (cleancache: ephemeral), SET with PX ephemeralTtl: the
+ *                               server's volatile-lru drops these first, and a miss reads the file
  *   <prefix>L{<swap id>}        the swap's lease (PX leaseTtl, renewed); once it is gone
  *                               the swap's page keys may be deleted (gc.ts)
  *
@@ -31,23 +34,27 @@ export function pageKey(prefix: string, swapId: string, region: number, page: nu
   return `${prefix}F{${chunkTag(swapId, region, page)}}${page % CHUNK}`;
 }
 
+export function cleanKey(prefix: string, swapId: string, region: number, page: number): string {
+  return `${prefix}C{${chunkTag(swapId, region, page)}}${page % CHUNK}`;
+}
+
 export function leaseKey(prefix: string, swapId: string): string {
   return `${prefix}L{${swapId}}`;
 }
 
-/** SCAN MATCH pattern of every page key (of every swap) under `prefix`. */
+/** SCAN MATCH pattern of every page key, persistent or clean (of every swap), under `prefix`. */
 export function allPagesPattern(prefix: string): string {
-  return `${prefix}F{*`;
+  return `${prefix}[FC]{*`;
 }
 
-/** SCAN MATCH pattern of one swap's page keys. */
+/** SCAN MATCH pattern of one swap's page keys (both kinds). */
 export function swapPagesPattern(prefix: string, swapId: string): string {
-  return `${prefix}F{${swapId}:*`;
+  return `${prefix}[FC]{${swapId}:*`;
 }
 
-/** The swap id of a page key under `prefix`, or undefined. */
+/** The swap id of a page key (either kind) under `prefix`, or undefined. */
 export function swapIdOf(prefix: string, key: string): string | undefined {
-  if (!key.startsWith(`${prefix}F{`)) return undefined;
+  if (!key.startsWith(`${prefix}F{`) && !key.startsWith(`${prefix}C{`)) return undefined;
   const rest = key.slice(prefix.length + 2);
   const colon = rest.indexOf(':');
   return colon > 0 ? rest.slice(0, colon) : undefined;

@@ -28,6 +28,12 @@ export interface RemoteConfig {
   keyPrefix: string;
   swapId: string;
   timeoutMs: number;
+  /** TTL (ms) of a mapped file's clean page (cleancache's ephemeral pages). */
+  ephemeralTtlMs: number;
+  /** Bytes of values the swap may keep remote (Infinity: no limit). */
+  maxBytes: number;
+  /** Bring persistent pages back into the pool when it has room. */
+  repatriate: boolean;
 }
 
 const ECONNREFUSED = -111;

@@ -9,8 +9,13 @@
  *                         misses it is left alone for a second (the swap file serves meanwhile)
  *   leaseTtl   60000 (ms) the lease of this swap's keys, renewed every third of it; once it
  *                         lapses (the process died) any tmem may delete them (`tmem remote gc`)
+ *   ephemeralTtl 600000 (ms) the TTL of a mapped file's clean page sent remote (cleancache's
+ *                         ephemeral pages: the server's volatile-lru drops them first)
+ *   maxBytes   unlimited  how many bytes of values this swap may keep on the servers
+ *   repatriate true       bring remote pages back into the pool when it has room (RAMster)
  */
 import { invalidArgType, invalidArgValue, outOfRange } from '../errors';
+import { parseSize } from '../size';
 
 /** A server's address as the dispatcher's native connections need it. */
 export interface RemoteNode {
@@ -27,9 +32,22 @@ export interface CheckedRemote {
   keyPrefix: string;
   timeoutMs: number;
   leaseTtlMs: number;
+  ephemeralTtlMs: number;
+  /** Bytes of values this swap may keep remote (Infinity: no limit). */
+  maxBytes: number;
+  repatriate: boolean;
 }
 
-const REMOTE_KEYS = ['url', 'cluster', 'keyPrefix', 'timeout', 'leaseTtl'] as const;
+const REMOTE_KEYS = [
+  'url',
+  'cluster',
+  'keyPrefix',
+  'timeout',
+  'leaseTtl',
+  'ephemeralTtl',
+  'maxBytes',
+  'repatriate',
+] as const;
 
 function describe(v: unknown): string {
   if (v === null || v === undefined) return String(v);
@@ -103,5 +121,23 @@ export function checkRemoteOptions(v: unknown): CheckedRemote {
   }
   const timeoutMs = intOpt(o.timeout, 'remote.timeout', 50, 1, 60000);
   const leaseTtlMs = intOpt(o.leaseTtl, 'remote.leaseTtl', 60000, 1000, 86400000);
-  return { cluster: o.cluster !== undefined, seeds, keyPrefix, timeoutMs, leaseTtlMs };
+  const ephemeralTtlMs = intOpt(o.ephemeralTtl, 'remote.ephemeralTtl', 600000, 1000, 7 * 86400000);
+  let maxBytes = Infinity;
+  if (o.maxBytes !== undefined) {
+    maxBytes = parseSize(o.maxBytes, 'remote.maxBytes');
+    if (maxBytes < 65536) throw outOfRange(`remote.maxBytes must be at least 64KiB, got ${maxBytes} bytes`);
+  }
+  if (o.repatriate !== undefined && typeof o.repatriate !== 'boolean')
+    throw invalidArgType(`remote.repatriate must be a boolean, got ${describe(o.repatriate)}`);
+  const repatriate = o.repatriate !== false;
+  return {
+    cluster: o.cluster !== undefined,
+    seeds,
+    keyPrefix,
+    timeoutMs,
+    leaseTtlMs,
+    ephemeralTtlMs,
+    maxBytes,
+    repatriate,
+  };
 }

@@ -56,6 +56,9 @@ export class RemoteSession {
       keyPrefix: this.remote.keyPrefix,
       swapId: this.swapId,
       timeoutMs: this.remote.timeoutMs,
+      ephemeralTtlMs: this.remote.ephemeralTtlMs,
+      maxBytes: this.remote.maxBytes,
+      repatriate: this.remote.repatriate,
     };
     if (!this.remote.cluster) return { ...base, nodes: [this.remote.seeds[0]], slots: null };
     const { nodes, slots } = slotMap(this.client as Cluster);
