@@ -298,7 +298,8 @@ run("a mapped file's clean pages go remote with a TTL, without a swap file, and 
   t.is(r.done!.bad, 0);
   const s = r.done!.stats;
   t.true(s.remote!.cleanHits > base.pages / 2, JSON.stringify(s.remote));
-  t.is(s.faults.remote, s.remote!.cleanHits);
+  // A hit the kernel refused to install (EAGAIN: the fault is retried, from the file) is not a remote fault.
+  t.true(s.faults.remote <= s.remote!.cleanHits && s.faults.remote > base.pages / 2, JSON.stringify(s.faults));
   t.is(s.remote!.badValues, 0);
   t.deepEqual(keys(srv, 'tmem:[CF]{*'), [], "the swap's keys are gone after close");
 });

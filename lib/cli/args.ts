@@ -6,6 +6,7 @@
  * `--name=value`.
  */
 import { FAULT_MODES } from '../options';
+import { parseRedisUrl } from '../remote/options';
 
 /** A bad command line: printed as `tmem: <message>`, exit code 2. */
 export class UsageError extends Error {
@@ -52,6 +53,8 @@ export interface BenchOptions {
   rounds: number;
   /** Directory for swap files (the kernel's needs a filesystem that supports them: ext4, xfs). */
   dir: string | null;
+  /** `--remote URL`: the remote scenario uses this Redis server instead of starting one. */
+  remote: string | null;
   /** Run the baseline programs (default true). */
   baselines: boolean;
   json: boolean;
@@ -85,6 +88,7 @@ const BENCH_FLAGS: Record<string, 'flag' | 'value'> = {
   '--rounds': 'value',
   '--dir': 'value',
   '--no-baselines': 'flag',
+  '--remote': 'value',
   '--json': 'flag',
   '--report': 'value',
   '--help': 'flag',
@@ -174,12 +178,14 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     seed: 1,
     rounds: 0,
     dir: null,
+    remote: null,
     baselines: true,
     json: false,
     report: null,
     help: false,
   };
   let pages: number | null = null;
+  let listed = false;
   let rounds: number | null = null;
   for (const [name, v] of opts) {
     const val = v as string;
@@ -232,8 +238,17 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
           }
         }
         o.scenarios = SCENARIOS.filter((s) => list.includes(s));
+        listed = true;
         break;
       }
+      case '--remote':
+        try {
+          parseRedisUrl(val, "option '--remote'");
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+        o.remote = val;
+        break;
       case '--seed':
         o.seed = intOf(name, val, 0, 2 ** 31 - 1, 'bench');
         break;
@@ -263,6 +278,10 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   }
   o.pages = pages ?? (o.quick ? QUICK_PAGES : DEFAULT_PAGES);
   o.rounds = rounds ?? (o.quick ? 1 : 3);
+  if (o.remote !== null && !listed)
+    o.scenarios = ['remote']; // a server named: its scenario, unless others are listed
+  else if (o.remote !== null && !o.scenarios.includes('remote'))
+    throw new UsageError(`option '--remote' is for the remote scenario: add it to --scenarios`);
   return o;
 }
 
@@ -336,6 +355,8 @@ Options
   --dir DIR                where swap files go (default: the OS temp directory; the
                            kernel baseline needs ext4/xfs, not tmpfs)
   --no-baselines           skip the C and kernel baselines
+  --remote URL             the remote scenario against this Redis server (redis://host:port)
+                           instead of one it starts on a loopback port; alone, runs only it
   --json                   one JSON document on stdout instead of the table
   --report FILE.html       also write a self-contained HTML report with plots
   -h, --help               this text

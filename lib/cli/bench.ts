@@ -784,7 +784,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       let rr: RemoteBenchResult | string | undefined;
       let err: string | undefined;
       try {
-        rr = await remoteBench({ pages: o.pages, seed: o.seed, dir }, progress);
+        rr = await remoteBench({ pages: o.pages, seed: o.seed, dir, url: o.remote }, progress);
       } catch (e) {
         err = errText(e);
         progress.end('FAILED');
@@ -795,7 +795,9 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
         kind: 'latency',
         id: 'remote',
         scenario: 'remote',
-        title: 'fault from the remote tier (a redis-server on a loopback port)',
+        title: o.remote
+          ? `fault from the remote tier (the redis-server at ${o.remote.replace(/\/\/[^@/]*@/, '//')})`
+          : 'fault from the remote tier (a redis-server on a loopback port)',
         status: ok || typeof rr === 'string' ? 'ok' : 'failed',
         ...(err ? { error: err } : {}),
         series: [],
@@ -829,6 +831,14 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
           ),
           fromSamples('tmem pool fault', 'reference', ok.poolNs, edges),
           fromSamples('tmem swap file fault', 'reference', ok.swapNs, edges, 'page cache warm'),
+          fromSamples(
+            "tmem mapped file's clean page from Redis",
+            'reference',
+            ok.cleanNs,
+            edges,
+            `${ok.cleanHits} served from Redis (no swap file)`,
+          ),
+          fromSamples('tmem mapped file page from the file', 'reference', ok.fileNs, edges, 'page cache warm'),
         );
         sc.baseline = get;
         sc.ratio = ratioOf(sc.series[0].summary, sc.series[1].summary);
@@ -851,7 +861,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
           ],
           ratio,
           targets: [target('>= 1x the pool eviction rate', ratio, { min: 1 })],
-          notes: [],
+          notes: [`repatriation into a pool with room: ${ok.repatriatedPagesPerSec} pages/s`],
         });
       }
     }
@@ -888,6 +898,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       scenarios: o.scenarios,
       seed: o.seed,
       rounds: o.rounds,
+      remote: o.remote ? o.remote.replace(/\/\/[^@/]*@/, '//') : null, // without a password
       dir,
       baselines: o.baselines,
     },

@@ -16,6 +16,13 @@
  *   swap file      a touch of a page in the swap file (no remote)
  *   write-back     pages sent to Redis per second during the write-back, against the
  *                  pool's eviction rate (region.evict() pages/s into a pool that has room)
+ *   clean fault    a touch of a mapped file's clean page that went remote (no swap file),
+ *                  beside the same touch read from the file (page cache warm, no remote)
+ *   repatriation   pages per second brought back into the pool once it has room
+ *
+ * `--remote URL`: an existing server instead of one started here (another host: the
+ * network, not a vCPU wake-up, is then the floor); its keys are this run's own (a swap id
+ * each, deleted at close) and `tmem-bench:v`, deleted at the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -25,6 +32,7 @@ import * as path from 'node:path';
 import { open, type Swap } from '../swap';
 import { native } from '../native';
 import { RespEncoder } from '../remote/resp';
+import { parseRedisUrl, type RemoteNode } from '../remote/options';
 import type { Progress } from './progress';
 import { settle, touchHere, touchOrder } from './measure';
 
@@ -46,6 +54,13 @@ export interface RemoteBenchResult {
   valueBytes: number;
   writebackPagesPerSec: number;
   evictPagesPerSec: number;
+  /** Faults of a mapped file's clean pages served from Redis, and the same pages read from the file. */
+  cleanNs: Float64Array;
+  fileNs: Float64Array;
+  cleanHits: number;
+  repatriatedPagesPerSec: number;
+  /** Where the server was: 'started here on 127.0.0.1:port', or the URL's host:port. */
+  server: string;
   badPages: number;
 }
 
@@ -114,15 +129,17 @@ async function startServer(): Promise<{ proc: ChildProcess; port: number } | str
   return { proc, port };
 }
 
-async function waitQuiet(swap: Swap): Promise<number> {
+async function waitQuiet(
+  swap: Swap,
+  what = (s: NonNullable<ReturnType<Swap['stats']>['remote']>) => s.puts + s.refused + s.errors,
+): Promise<number> {
   // Write-back runs while the pool is over its threshold: wait until the puts stop.
   let last = -1;
   const t0 = performance.now();
   let lastChange = t0;
   for (;;) {
     await new Promise((r) => setTimeout(r, 20));
-    const s = swap.stats().remote!;
-    const n = s.puts + s.refused + s.errors;
+    const n = what(swap.stats().remote!);
     if (n !== last) {
       last = n;
       lastChange = performance.now();
@@ -132,11 +149,19 @@ async function waitQuiet(swap: Swap): Promise<number> {
 
 /** Runs the remote scenario; a string says why it was skipped. */
 export async function remoteBench(
-  o: { pages: number; seed: number; dir: string },
+  o: { pages: number; seed: number; dir: string; url?: string | null },
   progress: Progress,
 ): Promise<RemoteBenchResult | string> {
-  const srv = await startServer();
-  if (typeof srv === 'string') return srv;
+  let srv: { proc?: ChildProcess; node: RemoteNode; url: string };
+  if (o.url) {
+    srv = { node: parseRedisUrl(o.url, '--remote'), url: o.url };
+  } else {
+    const started = await startServer();
+    if (typeof started === 'string') return started;
+    const url = `redis://127.0.0.1:${started.port}`;
+    srv = { proc: started.proc, node: { host: '127.0.0.1', port: started.port }, url };
+  }
+  const where = o.url ? `${srv.node.host}:${srv.node.port}` : `started here on 127.0.0.1:${srv.node.port}`;
   const pages = Math.max(1024, Math.min(o.pages, 16384));
   const dir = fs.mkdtempSync(path.join(o.dir || os.tmpdir(), 'tmem-remote-bench-'));
   const order = touchOrder('random', pages, o.seed);
@@ -150,17 +175,22 @@ export async function remoteBench(
   try {
     // 1. The floor: a bare GET of a value of the size tmem sends, one round trip at a time.
     progress.start('remote: bare native GET round trips', 0);
-    const conn = new native.RemoteConn('127.0.0.1', srv.port);
-    if (conn.connect(5000) !== 0) throw new Error('could not connect to the redis-server it started');
+    const conn = new native.RemoteConn(srv.node.host, srv.node.port);
+    if (conn.connect(5000) !== 0) throw new Error(`could not connect to the redis-server (${where})`);
     const enc = new RespEncoder();
     const out = new Uint8Array(1 << 16);
-    const info = new Int32Array(3);
+    const info = new Int32Array(3 * 2);
+    if (srv.node.password !== undefined) {
+      enc.command(srv.node.user ? ['AUTH', srv.node.user, srv.node.password] : ['AUTH', srv.node.password]);
+      conn.exchange(enc.buf, enc.length, 1, 5000, out, info);
+      enc.reset();
+    }
     // About the compressed size of these pages (measured below; the GET uses the same size).
     const valueBytes = 4 + 700;
-    enc.command(['SET', 'bench:v', new Uint8Array(valueBytes)]);
+    enc.command(['SET', 'tmem-bench:v', new Uint8Array(valueBytes)]);
     conn.exchange(enc.buf, enc.length, 1, 5000, out, info);
     enc.reset();
-    enc.command(['GET', 'bench:v']);
+    enc.command(['GET', 'tmem-bench:v']);
     const getNs = new Float64Array(pages);
     for (let i = 0; i < pages; i++) {
       const t0 = process.hrtime.bigint();
@@ -177,6 +207,9 @@ export async function remoteBench(
       pacedGetNs[i] = Number(process.hrtime.bigint() - t0);
       if (n !== 1) throw new Error(`GET failed (${n})`);
     }
+    enc.reset();
+    enc.command(['DEL', 'tmem-bench:v']);
+    conn.exchange(enc.buf, enc.length, 1, 5000, out, info);
     conn.close();
     progress.end('done');
 
@@ -216,7 +249,7 @@ export async function remoteBench(
       residentLimit: '1MiB',
       poolLimit: '256KiB',
       swapFile: { path: dir, size: `${(pages * 2 * PAGE) / 2 ** 20}MiB` },
-      remote: { url: `redis://127.0.0.1:${srv.port}`, timeout: 1000 },
+      remote: { url: srv.url, timeout: 1000, repatriate: false }, // every touch a remote fault
     });
     reg = mkRegion(swap);
     u8 = reg.u8;
@@ -232,6 +265,61 @@ export async function remoteBench(
     bad += badPages(u8, pages);
     await swap.close();
     progress.end(`${writebackPagesPerSec} pages/s sent`);
+
+    // 5. A mapped file's clean pages: from Redis (no swap file), and from the file itself.
+    progress.start('remote: clean pages of a mapped file', pages);
+    const file = path.join(dir, 'clean.bin');
+    {
+      const b = new Uint8Array(pages * PAGE);
+      for (let p = 0; p < pages; p++) fillPage(b.subarray(p * PAGE, (p + 1) * PAGE), p);
+      fs.writeFileSync(file, b);
+    }
+    const cleanRun = async (remote: boolean): Promise<{ ns: Float64Array; hits: number }> => {
+      const sw = await open({
+        residentLimit: '1MiB',
+        poolLimit: '256KiB',
+        ...(remote ? { remote: { url: srv.url, timeout: 1000 } } : {}),
+      });
+      const fr = sw.mapFile(file);
+      const v = new Uint8Array(fr.buffer);
+      let sum = 0;
+      for (let p = 0; p < pages; p++) sum += v[p * PAGE];
+      if (sum < 0) throw new Error('unreachable');
+      await fr.evict();
+      if (remote) await waitQuiet(sw, (s) => s.cleanPuts + s.refused + s.errors);
+      const ns = touchHere(v, order, progress);
+      const hits = sw.stats().remote?.cleanHits ?? 0;
+      bad += badPages(v, pages);
+      await sw.close();
+      return { ns, hits };
+    };
+    const clean = await cleanRun(true);
+    const fromFile = await cleanRun(false);
+    progress.end(`${clean.hits} from Redis`);
+
+    // 6. Repatriation: the pool writes back at 256 KiB, then has room for every page again.
+    progress.start('remote: repatriation', pages);
+    swap = await open({
+      residentLimit: '1MiB',
+      poolLimit: '64MiB', // the arena's size; held at 256 KiB while the pool writes back
+      swapFile: { path: dir, size: `${(pages * 2 * PAGE) / 2 ** 20}MiB` },
+      remote: { url: srv.url, timeout: 1000 },
+    });
+    await swap.setLimits({ poolLimit: '256KiB' });
+    reg = mkRegion(swap);
+    await reg.evict();
+    await waitQuiet(swap);
+    const remotePages = swap.stats().remote!.pages;
+    const back0 = swap.stats().remote!.repatriated;
+    // Pages come back while the pool is under its accept threshold (of 64 MiB now).
+    t0 = performance.now();
+    await swap.setLimits({ poolLimit: '64MiB' });
+    const tBack = await waitQuiet(swap, (s) => s.repatriated + s.errors);
+    const repatriated = swap.stats().remote!.repatriated - back0;
+    const repatriatedPagesPerSec = Math.round(repatriated / Math.max(1e-3, (tBack - t0) / 1000));
+    bad += badPages(reg.u8, pages);
+    await swap.close();
+    progress.end(`${repatriated} of ${remotePages} pages back, ${repatriatedPagesPerSec} pages/s`);
     return {
       remoteNs,
       getNs,
@@ -244,10 +332,15 @@ export async function remoteBench(
       valueBytes,
       writebackPagesPerSec,
       evictPagesPerSec,
+      cleanNs: clean.ns,
+      fileNs: fromFile.ns,
+      cleanHits: clean.hits,
+      repatriatedPagesPerSec,
+      server: where,
       badPages: bad,
     };
   } finally {
-    srv.proc.kill('SIGKILL');
+    srv.proc?.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -36,8 +36,8 @@
  *   of files      cleancache does not take go remote as <prefix>C{...} keys with a TTL
  *                 (PX ephemeralTtl), with no second copy: the file is theirs. Their state
  *                 stays NEVER; per region, gen[page] != 0 says the store has the page:
- *                 queueClean() (eviction) -> flushClean(): one pipeline of SET ... PX per
- *                 node; +OK and the page still NEVER at the same file generation -> gen,
+ *                 queueClean() (eviction) -> flushClean() once 32 wait or the loop is idle:
+ *                 one pipeline of SET ... PX per node; +OK and the page still NEVER at the same file generation -> gen,
  *                 crc, len set. A fault (fetchClean(), before the file is read) takes the
  *                 copy with GETDEL, whatever the answer: a miss, an error or a check that
  *                 fails reads the file. A changed file (its generation) or a page brought
@@ -411,9 +411,17 @@ export function queueClean(r: RegionState, page: number, obj: Uint8Array, len: n
   cCount++;
 }
 
-/** Whether clean pages wait to be sent. */
-export function cleanQueued(): boolean {
-  return cCount > 0;
+/** Clean pages sent in one pipeline once this many wait (fewer when the loop is idle). */
+const CLEAN_BATCH = 32;
+
+/**
+ * Whether the queued clean pages should be sent now: a batch's worth, or any while the
+ * loop is `idle`. Not after every eviction: in the steady state each fault evicts a page,
+ * and a round trip per fault for its SET (measured: a clean-page fault then cost two round
+ * trips) is what batching saves.
+ */
+export function cleanDue(idle: boolean): boolean {
+  return cCount >= CLEAN_BATCH || (idle && cCount > 0);
 }
 
 /** Sends the queued clean pages: one pipeline of `SET key value PX ttl` per node. */

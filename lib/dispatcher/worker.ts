@@ -45,7 +45,7 @@ import { control, drainRequests, runDeferred, hasDeferred } from './requests';
 import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
 import { applyLimits, budgetDueIn, budgetTick } from './budget';
 import { readEvents, drainServed, closeNativeFaults } from './native-faults';
-import { cleanQueued, flushClean, repatriate, repatriateDueIn, repatriating } from './remote';
+import { cleanDue, flushClean, repatriate, repatriateDueIn, repatriating } from './remote';
 
 function loop(): void {
   Atomics.store(ctl, P.CTL_READY, 1);
@@ -62,6 +62,7 @@ function loop(): void {
     if (waiting.count > 0 && (timeout < 0 || timeout > WAITING_POLL_MS)) timeout = WAITING_POLL_MS;
     const due = budgetDueIn(now); // the next look at the cgroup and pressure (budget.ts)
     if (due >= 0 && (timeout < 0 || due < timeout)) timeout = due;
+    if (cleanDue(true) && (timeout < 0 || timeout > 1)) timeout = 1; // clean pages wait to be sent: soon
     if (timeout !== 0 && !evicting && repatriating()) {
       const r = repatriateDueIn(now); // remote pages back into a pool with room (remote.ts)
       if (timeout < 0 || r < timeout) timeout = r;
@@ -82,7 +83,8 @@ function loop(): void {
     // Also in the turn eviction ends: the next turn may sleep (nothing busy), and a pool that
     // began refusing meanwhile (a lower poolLimit) would wait for a fault to be shrunk.
     if (!residency.evicting) shrinkStep();
-    if (cleanQueued()) flushClean(); // clean pages of mapped files that went to the remote tier
+    // Clean pages of mapped files for the remote tier: in batches, or whatever waits when idle.
+    if (cleanDue(n === 0 && !residency.evicting)) flushClean();
     if (n === 0 && !residency.evicting && retries.count === 0) repatriate(performance.now());
     if (idleWork && !residency.evicting && n === 0 && performance.now() >= idle.nextPass) {
       idlePass();
