@@ -126,6 +126,25 @@ run('a 3-master Redis Cluster: pages spread over the masters, every byte back', 
   t.is(r.done!.bad, 0);
   t.true(r.done!.stats.faults.remote > 0);
   for (const n of nodes) t.deepEqual(keys(n), []);
+
+  // A mapped file's clean pages (C keys, the same hash tags) on the same cluster.
+  const perNodeClean: number[] = [];
+  const c = await runChild(
+    { ...base, file: true, noSwapFile: true, dir, remote: { cluster: [nodes[0].url], timeout: 2000 } },
+    () => {
+      for (const n of nodes) perNodeClean.push(keys(n, 'tmem:C{*').length);
+      return Promise.resolve('go');
+    },
+  );
+  t.is(c.code, 0, c.stderr);
+  t.true(
+    perNodeClean.every((n) => n > 0),
+    `clean keys per master: ${perNodeClean.join(', ')}`,
+  );
+  t.is(c.evicted.remote!.moved, 0);
+  t.is(c.done!.bad, 0);
+  t.true(c.done!.stats.remote!.cleanHits > 0, JSON.stringify(c.done!.stats.remote));
+  for (const n of nodes) t.deepEqual(keys(n, 'tmem:[CF]{*'), []);
 });
 
 run('the server SIGKILLed and restarted empty: the pages come back from the swap file', async (t) => {
