@@ -14,7 +14,8 @@
  *              tmem_same_filled_pages, tmem_logical_bytes, tmem_compressed_bytes,
  *              tmem_pool_bytes, tmem_compression_ratio, tmem_huge_pages,
  *              tmem_clean_copies, tmem_unevictable_pages, tmem_cleancache_pages,
- *              tmem_swap_file_bytes, tmem_swap_file_slots, tmem_swap_file_cached_pages
+ *              tmem_swap_file_bytes, tmem_swap_file_slots, tmem_swap_file_cached_pages,
+ *              tmem_remote_pages, tmem_remote_clean_pages, tmem_remote_bytes
  *   counters   tmem_faults_total{source}, tmem_evictions_total,
  *              tmem_refused_total{reason}, tmem_second_chance_total,
  *              tmem_cleancache_puts_total, tmem_file_writes_total,
@@ -22,7 +23,7 @@
  *              tmem_unshared_pages_total,
  *              tmem_idle_recompressed_total, tmem_idle_written_back_total,
  *              tmem_swap_file_written_back_total, tmem_swap_file_swap_ins_total,
- *              tmem_swap_file_errors_total{kind}
+ *              tmem_swap_file_errors_total{kind}, tmem_remote_total{event}
  *   histogram  tmem_fault_duration_seconds (the dispatcher's own buckets, a
  *              quarter octave apart; _sum is estimated from the bucket
  *              midpoints, since the dispatcher keeps counts only)
@@ -163,6 +164,17 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
   gauge('swap_file_bytes', 'Pages in the swap file, bytes', (s) => s.swapFile?.bytes ?? 0);
   gauge('swap_file_slots', 'Slots of the swap file (0 without one), slots', (s) => s.swapFile?.slots ?? 0);
   gauge(
+    'remote_pages',
+    'Persistent pages the remote store holds (each also in the swap file), pages',
+    (s) => s.remote?.pages ?? 0,
+  );
+  gauge(
+    'remote_clean_pages',
+    "Mapped files' clean pages the remote store holds (keys with a TTL), pages",
+    (s) => s.remote?.cleanPages ?? 0,
+  );
+  gauge('remote_bytes', 'Bytes of values the remote store holds for this swap, bytes', (s) => s.remote?.bytes ?? 0);
+  gauge(
     'budget_bytes',
     'The memory budget (memoryLimit or from the cgroup; 0: fixed limits), bytes',
     (s) => s.budget.bytes,
@@ -183,6 +195,7 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
     file: s.faults.file,
     cleancache: s.faults.cleancache,
     swap_file: s.faults.swapFile,
+    remote: s.faults.remote,
     write_protect: s.faults.writeProtect,
   }));
   counter('evictions_total', 'Pages evicted', null, (s) => one(s.evictions));
@@ -239,6 +252,23 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
     io: s.swapFile?.ioErrors ?? 0,
     checksum: s.swapFile?.checksumErrors ?? 0,
   }));
+  counter('remote_total', 'What the remote tier did and met (stats().remote), by event', 'event', (s) => {
+    const r = s.remote;
+    return {
+      puts: r?.puts ?? 0,
+      clean_puts: r?.cleanPuts ?? 0,
+      refused: r?.refused ?? 0,
+      over_limit: r?.overLimit ?? 0,
+      hits: r?.hits ?? 0,
+      misses: r?.misses ?? 0,
+      bad_values: r?.badValues ?? 0,
+      errors: r?.errors ?? 0,
+      skipped: r?.skipped ?? 0,
+      lost: r?.lost ?? 0,
+      prefetched: r?.prefetched ?? 0,
+      repatriated: r?.repatriated ?? 0,
+    };
+  });
 
   // The histogram: prom-client's Histogram can only observe() single values, so
   // this is a metric object of prom-client's registry interface (get()) that

@@ -1,14 +1,16 @@
 /**
  * tmem/prometheus: a swap's figures registered with prom-client, checked by
  * scraping the registry's text exposition after real faults, and the latency
- * histogram buckets in stats() they come from.
+ * histogram buckets in stats() they come from; the remote tier's figures with a
+ * redis-server started here.
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { open } from '../lib';
 import { register } from '../lib/prometheus';
-import { statsWhen } from './helpers/harness';
+import { statsWhen, tempDir } from './helpers/harness';
+import { haveRedis, startRedis } from './helpers/redis';
 
 /** Parses Prometheus text: sample lines as { name, labels, value }. */
 function parse(text: string): { name: string; labels: Record<string, string>; value: number }[] {
@@ -111,4 +113,50 @@ test('tmem/prometheus: gauges, counters by fault source and a histogram, scraped
 
 test('tmem/prometheus: bad arguments throw with a code', (t) => {
   t.throws(() => register({} as never), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+(haveRedis ? test : test.skip)('tmem/prometheus: the remote tier, from a real redis-server', async (t) => {
+  const srv = await startRedis(t);
+  const swap = await open({
+    residentLimit: '256KiB',
+    poolLimit: '128KiB',
+    swapFile: { path: tempDir(t, 'tmem-prom-'), size: '16MiB', encrypt: false },
+    remote: { url: srv.url, timeout: 2000, repatriate: false },
+  });
+  t.teardown(() => swap.close());
+  const registry = new Registry();
+  register(swap, { registry });
+  const region = swap.region('4MiB');
+  const bytes = new Uint8Array(region.buffer);
+  for (let i = 0; i < bytes.length; i += 4096) randomBytes(512).copy(bytes, i);
+  const want = Buffer.from(bytes);
+  await region.evict();
+  const held = await statsWhen(swap, (x) => x.remote!.puts > 100);
+  const first = parse(await registry.metrics());
+  const gauge = (name: string): number => first.find((x) => x.name === name)!.value;
+  t.true(gauge('tmem_remote_pages') > 0 && gauge('tmem_remote_bytes') > 0, JSON.stringify(held.remote));
+  let sum = 0;
+  for (let i = 0; i < bytes.length; i += 4096) sum += bytes[i]; // faults, some from Redis
+  t.true(sum >= 0);
+  t.is(Buffer.compare(want, Buffer.from(bytes)), 0, 'every byte back');
+  const before = swap.stats();
+  const samples = parse(await registry.metrics());
+  const now = swap.stats();
+  const get = (name: string, labels: Record<string, string> = {}): number =>
+    samples.find((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))!.value;
+  const between = (v: number, lo: number, hi: number, what: string): void => {
+    t.true(v >= lo && v <= hi, `${what}: ${v} in [${lo}, ${hi}]`);
+  };
+  t.true(before.remote!.puts > 100 && before.faults.remote > 0, JSON.stringify(before.remote));
+  between(get('tmem_remote_total', { event: 'puts' }), before.remote!.puts, now.remote!.puts, 'puts');
+  between(get('tmem_remote_total', { event: 'hits' }), before.remote!.hits, now.remote!.hits, 'hits');
+  between(get('tmem_faults_total', { source: 'remote' }), before.faults.remote, now.faults.remote, 'remote faults');
+  t.is(get('tmem_remote_total', { event: 'bad_values' }), 0);
+  between(
+    get('tmem_remote_bytes'),
+    Math.min(before.remote!.bytes, now.remote!.bytes),
+    Math.max(before.remote!.bytes, now.remote!.bytes),
+    'bytes',
+  );
+  await region.close();
 });
