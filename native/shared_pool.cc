@@ -11,8 +11,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
+#include <vector>
 
 #include "page_codec.h"
 #include "sys_error.h"
@@ -178,6 +181,21 @@ class PoolError : public std::runtime_error {
 
 thread_local uint8_t t_record[kRecordHeader + SharedPool::kPage + 64];
 
+/**
+ * The pools this process has attached and not closed, for the atexit handler. Never
+ * destroyed (the handler may run after static destructors would have), and the
+ * handler only try-locks it: a child forked while another thread held it never gets it.
+ */
+struct Registry {
+  std::mutex mu;
+  std::vector<SharedPool*> live;
+  bool hooked = false;
+};
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
+}
+
 }  // namespace
 
 const char* shared_pool_error_code(const std::exception& e) {
@@ -229,6 +247,12 @@ SharedPool::SharedPool(const std::string& name, uint64_t bytes, bool join) {
       if (errno == EINVAL || errno == EIDRM) continue;
       throw SysError("shmat", errno, "shared pool '" + name + "'");
     }
+    // Linux lets a segment be attached after its last member marked it IPC_RMID (between our
+    // shmget and shmat): it is on its way out, and a later joiner would make a new one.
+    if (!created && (::shmctl(id, IPC_STAT, &ds) != 0 || (ds.shm_perm.mode & SHM_DEST) != 0)) {
+      ::shmdt(p);
+      continue;
+    }
     id_ = id;
     base_ = static_cast<uint8_t*>(p);
     size_ = ds.shm_segsz;
@@ -270,7 +294,11 @@ SharedPool::SharedPool(const std::string& name, uint64_t bytes, bool join) {
     }
     break;
   }
-  if (log_bytes_ < 64 * 1024) throw PoolError("ERR_OUT_OF_RANGE", "shared pool is too small for its index");
+  if (log_bytes_ < 64 * 1024) {
+    ::shmdt(base_);
+    base_ = nullptr;
+    throw PoolError("ERR_OUT_OF_RANGE", "shared pool is too small for its index");
+  }
   pid_ = static_cast<uint32_t>(::getpid());
   if (join) {
     reclaim_dead();
@@ -286,23 +314,65 @@ SharedPool::SharedPool(const std::string& name, uint64_t bytes, bool join) {
         st(&m->misses, uint64_t{0});
         st(&m->duplicates, uint64_t{0});
         st(&m->bad, uint64_t{0});
-        slot_ = i;
+        slot_.store(i, std::memory_order_relaxed);
         break;
       }
     }
   }
+  Registry& r = registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  r.live.push_back(this);
+  if (!r.hooked) r.hooked = std::atexit(&SharedPool::at_exit) == 0;
 }
 
 SharedPool::~SharedPool() {
   if (!base_) return;
-  if (Member* m = me()) {
-    st(&m->held_bytes, uint64_t{0});
-    __atomic_store_n(&m->pid, 0u, __ATOMIC_RELEASE);
+  {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> g(r.mu);
+    r.live.erase(std::remove(r.live.begin(), r.live.end(), this), r.live.end());
   }
+  release_slot();
   ::shmdt(base_);
   // The last one out removes the segment (a joiner racing with this retries).
   struct shmid_ds ds;
   if (::shmctl(id_, IPC_STAT, &ds) == 0 && ds.shm_nattch == 0) ::shmctl(id_, IPC_RMID, nullptr);
+}
+
+void SharedPool::release_slot() {
+  if (pid_ != static_cast<uint32_t>(::getpid())) return;  // a fork child: the slot is its parent's
+  const int s = slot_.exchange(-1, std::memory_order_relaxed);
+  if (s < 0) return;
+  Member* m = member(s);
+  uint32_t expected = pid_;
+  if (__atomic_load_n(&m->pid, __ATOMIC_ACQUIRE) == pid_) st(&m->held_bytes, uint64_t{0});
+  __atomic_compare_exchange_n(&m->pid, &expected, 0u, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+void SharedPool::at_exit() {
+  Registry& r = registry();
+  std::unique_lock<std::mutex> g(r.mu, std::defer_lock);
+  // A close or attach on another thread holds it for a few syscalls; a fork child may
+  // never see it released (its holder was not forked): then the segment is left.
+  for (int i = 0; i < 100 && !g.try_lock(); i++) ::usleep(1000);
+  if (!g.owns_lock()) return;
+  for (SharedPool* p : r.live) p->release_slot();
+  for (size_t i = 0; i < r.live.size(); i++) {
+    const int id = r.live[i]->id_;
+    uint64_t mine = 0;
+    bool first = true;
+    for (size_t j = 0; j < r.live.size(); j++) {
+      if (r.live[j]->id_ != id) continue;
+      if (j < i) first = false;
+      mine++;
+    }
+    if (!first) continue;
+    struct shmid_ds ds;
+    if (::shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_nattch == mine && (ds.shm_perm.mode & SHM_DEST) == 0)
+      ::shmctl(id, IPC_RMID, nullptr);
+  }
+  // The pools stay attached and listed: the process is ending, and a thread still using
+  // one (the dispatcher Worker) reads mapped memory until then.
 }
 
 SharedPool::Member* SharedPool::member(int i) const { return &hdr()->members[i]; }

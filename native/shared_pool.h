@@ -41,10 +41,24 @@
 // (kill(tid, 0) == ESRCH) has its lock taken over (counted in steals); a live holder
 // that keeps it longer (stopped, or hostile) only makes puts give up for a while,
 // faults never wait for it (get takes no lock).
+//
+// Lifetime: the last member to close removes the segment (IPC_RMID once nothing is
+// attached). A process that exits without closing (exit(), returning from main, an
+// uncaught JS exception: anything that runs atexit handlers) is handled by one atexit
+// handler over every pool the process attached: it frees the process's member slots (a
+// compare-and-swap of each slot's pid, never the lock) and marks IPC_RMID each segment
+// that no other process has attached (shm_nattch equals this process's attachments).
+// It detaches nothing (another thread, the dispatcher Worker, may still be reading);
+// the kernel removes a marked segment when its last attachment goes, at exit. A child
+// forked without exec inherits the attachments and the handler, and frees no slot of
+// its parent's (a slot is freed only by the pid that took it). SIGKILL, or a crash that
+// skips atexit, leaves the segment: the next member that opens the name joins it and
+// frees the dead slots, or `ipcrm` removes it.
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -142,10 +156,17 @@ class SharedPool {
   bool lock();
   void unlock();
   Header* hdr() const { return reinterpret_cast<Header*>(base_); }
+  /** Gives the member slot back, if this process (not a parent it was forked from) took it. */
+  void release_slot();
+  /** The atexit handler (see "Lifetime" above). */
+  static void at_exit();
   Entry* set_of(uint64_t key, uint32_t page) const;
   bool valid(const Entry& e, uint64_t head) const;
   int put_impl(uint64_t key, uint32_t page, const uint8_t* src, int die_stage);
-  Member* me() const { return slot_ >= 0 ? member(slot_) : nullptr; }
+  Member* me() const {
+    const int s = slot_.load(std::memory_order_relaxed);
+    return s >= 0 ? member(s) : nullptr;
+  }
   Member* member(int i) const;
 
   int id_ = -1;
@@ -154,8 +175,8 @@ class SharedPool {
   // Geometry, validated once and kept here (never re-read from shared memory).
   uint32_t nsets_ = 0;
   uint64_t index_off_ = 0, log_off_ = 0, log_bytes_ = 0;
-  int slot_ = -1;
-  uint32_t pid_ = 0;
+  std::atomic<int> slot_{-1};     // -1 once the atexit handler gave it back (the Worker may still be running)
+  uint32_t pid_ = 0;              // the process that attached (a fork child has its parent's here)
   uint64_t wedged_until_ns_ = 0;  // a live holder kept the lock too long: puts give up until then
 };
 

@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { open } from '../lib';
 import { renderSample, toSample } from '../lib/cli/stats';
@@ -23,25 +24,28 @@ interface Run {
   stderr: string;
 }
 
-/** Starts a member (mode, settings); `lines` sees its stdout lines as they come. */
+/** Starts a member (mode, settings); `lines` sees its stdout lines as they come, and may write to its stdin. */
 function member(
   mode: string,
   cfg: object,
   timeoutMs: number,
-  lines?: (l: string, kill: () => void) => void,
+  lines?: (l: string, kill: () => void, send: (s: string) => void) => void,
 ): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [MEMBER, mode], {
       env: { ...process.env, TMEM_SHARED_CFG: JSON.stringify(cfg) },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
       timeout: timeoutMs, // a hang guard only
       killSignal: 'SIGKILL',
     });
     let stdout = '';
     let stderr = '';
+    const kill = (): boolean => child.kill('SIGKILL');
+    const send = (x: string): boolean => child.stdin.write(x);
+    child.stdin.on('error', () => undefined); // EPIPE: it has exited
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       stdout += d;
-      if (lines) for (const l of d.split('\n')) if (l) lines(l, () => child.kill('SIGKILL'));
+      if (lines) for (const l of d.split('\n')) if (l) lines(l, kill, send);
     });
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.once('error', reject);
@@ -56,6 +60,23 @@ function parse<T>(r: Run, what: string): T {
 
 /** A pool name no other test run uses. */
 const poolName = (t: string): string => `t-${t}-${process.pid}-${Date.now() % 100000}`;
+
+/** native/shared_pool.cc segment_key: FNV-1a of "tmem-shared:<uid>:<name>", 31 bits. */
+function segmentKey(uid: number, name: string): number {
+  let h = 2166136261;
+  for (const c of Buffer.from(`tmem-shared:${uid}:${name}`)) h = Math.imul(h ^ c, 16777619) >>> 0;
+  const k = h & 0x7fffffff;
+  return k === 0 ? 1 : k;
+}
+
+/** Whether /proc/sysvipc/shm (what `ipcs -m` lists) has a segment at `key`. */
+function segmentAt(key: number): boolean {
+  return fs
+    .readFileSync('/proc/sysvipc/shm', 'utf8')
+    .split('\n')
+    .slice(1)
+    .some((l) => l.trim() !== '' && Number(l.trim().split(/\s+/)[0]) === key);
+}
 
 test.serial(
   '4 cluster workers read one 256 MiB file at random: every byte is the file, the pool holds each page once (against 4 private swaps)',
@@ -227,12 +248,42 @@ test('bad shared options are refused before anything is created', async (t) => {
   }
 });
 
-/** native/shared_pool.cc segment_key: FNV-1a of "tmem-shared:<uid>:<name>", 31 bits. */
-function segmentKey(uid: number, name: string): number {
-  let h = 2166136261;
-  for (const c of Buffer.from(`tmem-shared:${uid}:${name}`)) h = Math.imul(h ^ c, 16777619) >>> 0;
-  const k = h & 0x7fffffff;
-  return k === 0 ? 1 : k;
+for (const how of ['exit', 'throw'] as const) {
+  test.serial(
+    `the only member ends by ${how === 'exit' ? 'process.exit(0)' : 'an uncaught exception'} without swap.close(): its segment is removed at exit`,
+    async (t) => {
+      t.timeout(150_000);
+      const pages = 2048; // 8 MiB through a 2 MiB residentLimit: clean pages go to the pool
+      const file = path.join(tempDir(t, `tmem-shared-leave-${how}-`), 'data');
+      writeSharedFile(file, pages);
+      const name = poolName(`leave-${how}`);
+      const key = segmentKey(process.getuid!(), name);
+      t.teardown(() => void (segmentAt(key) && spawnSync('ipcrm', ['-M', String(key)])));
+      t.false(segmentAt(key));
+      let ready: { puts: number } | undefined;
+      let listed = false;
+      const r = await member(
+        'leave',
+        { file, pages, how, shared: { name, size: '16MiB' } },
+        120_000,
+        (l, _kill, send) => {
+          if (!l.startsWith('ready ')) return;
+          ready = JSON.parse(l.slice(6)) as { puts: number };
+          listed = segmentAt(key); // alive, attached: the segment is there
+          send('go\n');
+        },
+      );
+      t.truthy(ready, r.stderr);
+      t.true(ready!.puts > 0, 'the pool had pages');
+      t.true(listed, 'the segment existed while the member ran');
+      if (how === 'exit') t.is(r.code, 0, r.stderr);
+      else {
+        t.is(r.code, 1);
+        t.regex(r.stderr, /a member that ends by an uncaught exception/);
+      }
+      t.false(segmentAt(key), `segment at key ${key} left behind`);
+    },
+  );
 }
 
 test('a segment another user made at the pool’s key is refused (TMEM_SHARED_FOREIGN), never joined (root: a second uid)', async (t) => {

@@ -10,6 +10,9 @@
  *               absent), read every page cfg.passes times in a random order, check every byte;
  *               with cfg.privatePages, an anonymous region written first and checked after
  *               each pass; prints (or sends to the primary) its stats and fault latency
+ *   leave       open a shared swap, read cfg.file until it has put pages in the pool, print
+ *               "ready", and at a line on stdin end without swap.close(): process.exit(0)
+ *               (cfg.how 'exit') or an uncaught exception (cfg.how 'throw')
  *   hold-lock   join the pool natively, take its lock and keep it ("locked" on stdout)
  *   die-put     join the pool natively and die (SIGKILL) at stage cfg.stage of a put
  *   scribble    join the pool natively and write random bytes over it for cfg.ms ms
@@ -33,6 +36,7 @@ interface Cfg {
   stage?: number;
   ms?: number;
   seed?: number;
+  how?: 'exit' | 'throw';
 }
 
 export interface MemberResult {
@@ -170,6 +174,22 @@ async function main(): Promise<void> {
     );
     if (inCluster) process.disconnect(); // the IPC channel would keep the worker alive
     return;
+  }
+  if (mode === 'leave') {
+    const swap = await open({ residentLimit: cfg.residentLimit ?? '2MiB', shared: cfg.shared });
+    const mem = new Uint8Array(swap.mapFile(cfg.file, { writable: false }).buffer);
+    const end = performance.now() + 60_000;
+    let sum = 0;
+    while ((swap.stats().shared?.member.puts ?? 0) === 0 && performance.now() < end) {
+      for (let p = 0; p < cfg.pages; p++) sum += mem[p * PAGE];
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    process.stdout.write(`ready ${JSON.stringify({ puts: swap.stats().shared?.member.puts ?? 0, sum })}\n`);
+    process.stdin.setEncoding('utf8').once('data', () => {
+      if (cfg.how === 'throw') throw new Error('a member that ends by an uncaught exception');
+      process.exit(0);
+    });
+    return; // swap is never closed
   }
   const store = new native.SharedStore(cfg.shared!.name, 64 * 2 ** 20, true);
   const page = new Uint8Array(PAGE);

@@ -1,7 +1,7 @@
 // Native tests of the shared pool (shared_pool.h) on real System V segments and
 // real processes (fork): every page a get() accepts is compared byte for byte
-// with what was put; a dead lock holder, a ring that wraps, scribbled records and
-// a segment of the wrong mode are each met.
+// with what was put; a dead lock holder, a ring that wraps, scribbled records,
+// members that exit without closing and a segment of the wrong mode are each met.
 #include <signal.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
@@ -278,6 +278,74 @@ void test_die_in_put() {
   CHECK(p.group().members == 1);
 }
 
+/** Whether a segment with this id still exists (IPC_STAT by id: its key is gone once marked). */
+bool id_exists(int id) {
+  struct shmid_ds ds;
+  return ::shmctl(id, IPC_STAT, &ds) == 0;
+}
+
+void test_exit_without_close() {
+  std::fflush(nullptr);  // a child that calls exit() flushes what it inherited
+  // The only member exits (exit(): atexit handlers run) without closing: the segment goes.
+  const std::string name = pool_name("exit");
+  int fds[2];
+  CHECK(::pipe(fds) == 0);
+  pid_t kid = ::fork();
+  if (kid == 0) {
+    SharedPool* q = new SharedPool(name, 4u << 20, true);  // never closed
+    uint8_t page[kPage];
+    fill_page(page, 3, 3);
+    q->put(3, 3, page);
+    int id = q->shm_id();
+    if (::write(fds[1], &id, sizeof id) != sizeof id) ::_exit(8);
+    std::exit(0);
+  }
+  ::close(fds[1]);
+  int id = -1;
+  CHECK(::read(fds[0], &id, sizeof id) == sizeof id);
+  ::close(fds[0]);
+  int st = wait_for(kid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK(!segment_exists(name));
+  CHECK(!id_exists(id));
+
+  // With a live member: the segment stays and the child's slot is freed (not by reclaim_dead:
+  // nothing ran it); the parent's attachment, which the child inherited, is left alone.
+  SharedPool* p = new SharedPool(name, 4u << 20, true);
+  p->publish_held(12345);
+  kid = ::fork();
+  if (kid == 0) {
+    new SharedPool(name, 4u << 20, true);
+    std::exit(0);
+  }
+  st = wait_for(kid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK(segment_exists(name));
+  SharedPool::GroupStats g = p->group();
+  CHECK(g.members == 1);
+  CHECK(g.held_bytes == 12345);  // the parent's slot, untouched
+  CHECK(p->reclaim_dead() == 0);
+
+  // A child forked without exec outlives its parent's close: its inherited attachment is
+  // the last one, and its exit removes the segment.
+  CHECK(::pipe(fds) == 0);
+  kid = ::fork();
+  if (kid == 0) {
+    ::close(fds[1]);
+    char c;
+    if (::read(fds[0], &c, 1) != 0) ::_exit(9);  // EOF: the parent has closed
+    std::exit(0);
+  }
+  ::close(fds[0]);
+  id = p->shm_id();
+  delete p;
+  CHECK(id_exists(id));  // the child still has it attached
+  ::close(fds[1]);
+  st = wait_for(kid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK(!id_exists(id));
+}
+
 void test_foreign_segment() {
   const std::string name = pool_name("foreign");
   const key_t key = SharedPool::segment_key(::geteuid(), name);
@@ -321,6 +389,8 @@ int main() {
   tmem_test::run("shared pool: a live holder makes puts give up; a dead one's lock is taken over",
                  test_dead_lock_holder);
   tmem_test::run("shared pool: a member killed at each stage of a put leaves no hit behind", test_die_in_put);
+  tmem_test::run("shared pool: exit() without closing frees the slot; the last one out removes the segment",
+                 test_exit_without_close);
   tmem_test::run("shared pool: a segment of the wrong mode or contents is refused (TMEM_SHARED_FOREIGN)",
                  test_foreign_segment);
   return tmem_test::finish();
