@@ -130,8 +130,14 @@ test.serial(
     const pages = 4096;
     writeSharedFile(file, pages);
     const shared = { name: poolName('kill'), size: '64MiB' };
-    const cfg = { file, pages, passes: 6, residentLimit: '2MiB', shared };
-    const readers = [member('read', { ...cfg, seed: 1 }, 200_000), member('read', { ...cfg, seed: 2 }, 200_000)];
+    const cfg = { file, pages, passes: 6, residentLimit: '2MiB', shared, waitStdin: true };
+    // The readers take their final stats only when told, after the kills: they may read faster.
+    const done: Promise<(s: string) => void>[] = [];
+    const readers = [1, 2].map((seed) => {
+      let told!: (send: (s: string) => void) => void;
+      done.push(new Promise((resolve) => (told = resolve)));
+      return member('read', { ...cfg, seed }, 200_000, (l, _kill, send) => l === 'read' && told(send));
+    });
     await new Promise((r) => setTimeout(r, 1500)); // the readers have joined and are evicting
     // One takes the lock and is killed with it.
     let locked = false;
@@ -148,6 +154,10 @@ test.serial(
       const r = await member('die-put', { shared, stage }, 60_000);
       t.is(r.signal, 'SIGKILL', `stage ${stage}: ${r.stderr}`);
     }
+    // Both have read; a budget look (twice a second) of each frees the dead members' slots.
+    const sends = await Promise.race([Promise.all(done), Promise.all(readers).then(() => [])]);
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const send of sends) send('go\n');
     const results = (await Promise.all(readers)).map((r, i) => parse<MemberResult>(r, `reader ${i}`));
     for (const r of results) t.is(r.wrongPages, 0);
     const g = results[1].stats.shared!.group;

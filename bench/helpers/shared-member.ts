@@ -10,6 +10,7 @@
  *               absent), read every page cfg.passes times in a random order, check every byte;
  *               with cfg.privatePages, an anonymous region written first and checked after
  *               each pass; prints (or sends to the primary) its stats and fault latency
+ *               (with cfg.waitStdin: prints "read", then waits for a line on stdin)
  *   leave       open a shared swap, read cfg.file until it has put pages in the pool, print
  *               "ready", and at a line on stdin end without swap.close(): process.exit(0)
  *               (cfg.how 'exit') or an uncaught exception (cfg.how 'throw')
@@ -37,6 +38,7 @@ interface Cfg {
   ms?: number;
   seed?: number;
   how?: 'exit' | 'throw';
+  waitStdin?: boolean;
 }
 
 export interface MemberResult {
@@ -159,7 +161,13 @@ async function main(): Promise<void> {
     const message = (): Promise<void> => new Promise<void>((resolve) => process.once('message', () => resolve()));
     await read(
       async () => {
-        if (!inCluster) return;
+        if (!inCluster) {
+          if (!cfg.waitStdin) return;
+          process.stdout.write('read\n'); // and the final stats wait for a line on stdin
+          await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
+          process.stdin.destroy();
+          return;
+        }
         process.send!({ done: true });
         await message();
       },
