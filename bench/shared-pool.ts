@@ -104,7 +104,7 @@ function main(): void {
     console.log(row('fault p50 (median of workers)', p50(priv), p50(shared), 'µs'));
     console.log(row('fault p99 (median of workers)', p99(priv), p99(shared), 'µs'));
     console.log(
-      `shared: ${s.group.storedPages} pages stored, ${s.group.duplicatePages} twice, ${s.group.hits} hits, ` +
+      `shared: ${s.group.storedPages} pages stored, ${shared[0].audit?.duplicates ?? '?'} twice (audit), ${s.group.hits} hits, ` +
         `${s.group.misses} misses, ${s.group.puts} puts, lock taken over ${s.group.lockSteals} times`,
     );
     console.log(
@@ -121,6 +121,7 @@ function main(): void {
         faultP99us: { private: p99(priv), shared: p99(shared), ratio: p99(shared) / p99(priv) },
         preadP50us: preadUs,
         group: s.group,
+        audit: shared[0].audit,
       }),
     );
   } finally {

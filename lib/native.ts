@@ -291,6 +291,13 @@ export interface SharedGroupNative {
   bad: number;
   logBytesWritten: number;
   lockSteals: number;
+  /**
+   * The segment's counters (native/shared_pool.h): index entries written and not yet replaced
+   * or overwritten by the ring, and their records' bytes; exact until the ring wraps, then at
+   * most a chunk (1/254 of the ring) of records over.
+   */
+  storedPages: number;
+  storedBytes: number;
 }
 
 /**
@@ -309,7 +316,10 @@ export interface SharedStore {
   /** Frees the slots of members that died; returns how many. */
   reclaimDead(): number;
   group(): SharedGroupNative;
-  /** A scan of the index: valid entries, their bytes, and (key, page) pairs stored twice. */
+  /**
+   * A scan of the whole index (1/16 of the segment, on the calling thread): valid entries,
+   * their bytes, and (key, page) pairs stored twice. For tests and `tmem stats --audit`.
+   */
   audit(): { entries: number; bytes: number; duplicates: number };
   /** Bytes of the segment in use (header, index, the ring written so far). */
   usedBytes(): number;
@@ -392,8 +402,11 @@ export interface FaultServer {
 export interface NativeBinding {
   /** A blocking Redis connection to host:port (native/resp_conn.h). */
   RemoteConn: new (host: string, port: number) => RemoteConn;
-  /** Joins (or creates) the user's shared pool `name` of `bytes`; `member`: take a member slot. */
-  SharedStore: new (name: string, bytes: number, member: boolean) => SharedStore;
+  /**
+   * Joins (or creates) the user's shared pool `name` of `bytes`; `member`: take a member slot;
+   * `create` false: only an existing one (else an Error with code ENOENT).
+   */
+  SharedStore: new (name: string, bytes: number, member: boolean, create?: boolean) => SharedStore;
   FaultServer: new (options: FaultServerOptions) => FaultServer;
   /** Binds a native reader to the buffers of a StoreHandle (Store.handle()). */
   StoreReader: new (handle: {

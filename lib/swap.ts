@@ -368,8 +368,9 @@ export interface SharedStats {
   member: { hits: number; misses: number; puts: number; alreadyStored: number; busy: number; bad: number };
   /**
    * Every member: how many are alive, what they hold of their own memory (their budget use),
-   * their counters summed, and the pool's contents (a scan of its index, at most once a second):
-   * pages stored, their bytes, and pages stored twice (0: each page once).
+   * their counters summed, and the pool's contents from counters its puts keep in the segment
+   * (no scan): pages stored and their records' bytes. Exact until the ring first wraps; after,
+   * they also count the records of the one chunk (1/254 of the ring) it is overwriting.
    */
   group: {
     members: number;
@@ -379,7 +380,6 @@ export interface SharedStats {
     puts: number;
     storedPages: number;
     storedBytes: number;
-    duplicatePages: number;
     lockSteals: number;
   };
 }
@@ -647,7 +647,7 @@ export class Swap extends EventEmitter {
   /** @internal the remote tier's main-thread side (lease, clean-up), when configured */
   _remote?: RemoteSession;
   /** @internal the main thread's look at the shared pool (stats); the dispatcher is the member. */
-  _shared?: { store: SharedStore; name: string; audit?: { at: number; v: ReturnType<SharedStore['audit']> } };
+  _shared?: { store: SharedStore; name: string };
 
   /** @internal use {@link open} */
   constructor(
@@ -749,9 +749,7 @@ export class Swap extends EventEmitter {
 
   private sharedStats(G: Float64Array): SharedStats {
     const sh = this._shared!;
-    const now = performance.now();
-    if (!sh.audit || now - sh.audit.at > 1000) sh.audit = { at: now, v: sh.store.audit() };
-    const g = sh.store.group();
+    const g = sh.store.group(); // the segment's counters: a few loads, no scan
     return {
       name: sh.name,
       bytes: sh.store.size,
@@ -770,9 +768,8 @@ export class Swap extends EventEmitter {
         hits: g.hits,
         misses: g.misses,
         puts: g.puts,
-        storedPages: sh.audit.v.entries,
-        storedBytes: sh.audit.v.bytes,
-        duplicatePages: sh.audit.v.duplicates,
+        storedPages: g.storedPages,
+        storedBytes: g.storedBytes,
         lockSteals: g.lockSteals,
       },
     };

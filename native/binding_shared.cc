@@ -1,8 +1,9 @@
-// The node-addon-api face of native/shared_pool.h: `new SharedStore(name, bytes, member)`.
+// The node-addon-api face of native/shared_pool.h: `new SharedStore(name, bytes, member, create = true)`.
 //
 //   get(keyLo, keyHi, page, dst)        -> 1 hit (dst holds the page) | 0 miss | -1 bad
 //   put(keyLo, keyHi, page, src, off)   -> 1 stored | 2 already there | 0 lock busy
-//   publishHeld(bytes); othersHeld(); reclaimDead(); group(); audit(); usedBytes()
+//   publishHeld(bytes); othersHeld(); reclaimDead(); group(); usedBytes()
+//   audit()                             -> a scan of the whole index (tests, `tmem stats --audit`)
 //   size, shmId (getters); close()
 //   lockForTest(); putAndDieForTest(keyLo, keyHi, page, src, stage); scribbleForTest(seed, n)
 //
@@ -92,9 +93,10 @@ class SharedStoreWrap : public Napi::ObjectWrap<SharedStoreWrap> {
     if (info.Length() < 1 || !info[0].IsString()) fail(env, "name must be a string", "ERR_INVALID_ARG_TYPE", false);
     double bytes = num(info, 1, "bytes", 1 << 20, 1ull << 44);
     bool member = info.Length() > 2 && info[2].ToBoolean().Value();
+    bool create = info.Length() <= 3 || info[3].IsUndefined() || info[3].ToBoolean().Value();
     try {
       pool_ = std::make_unique<tmem::SharedPool>(info[0].As<Napi::String>().Utf8Value(), static_cast<uint64_t>(bytes),
-                                                 member);
+                                                 member, create);
     } catch (const std::exception& e) {
       throw error_of(env, e);
     }
@@ -141,6 +143,8 @@ class SharedStoreWrap : public Napi::ObjectWrap<SharedStoreWrap> {
     o.Set("bad", Napi::Number::New(env, static_cast<double>(g.bad)));
     o.Set("logBytesWritten", Napi::Number::New(env, static_cast<double>(g.head)));
     o.Set("lockSteals", Napi::Number::New(env, static_cast<double>(g.steals)));
+    o.Set("storedPages", Napi::Number::New(env, static_cast<double>(g.stored_pages)));
+    o.Set("storedBytes", Napi::Number::New(env, static_cast<double>(g.stored_bytes)));
     return o;
   }
   Napi::Value AuditIndex(const Napi::CallbackInfo& info) {

@@ -34,16 +34,26 @@ struct SharedPool::Header {
   uint32_t creator_pid;
   uint32_t pad;
   char name[64];
-  uint8_t reserved[1024 - 144];
+  uint64_t stored_pages, stored_bytes;
+  uint64_t chunk_bytes;
+  uint64_t retired;
+  uint8_t reserved[1024 - 176];
   Member members[kMembers];
 };
 static_assert(sizeof(SharedPool::Header) == 4096, "the header is one page");
 
+struct SharedPool::Chunk {
+  uint64_t pages, bytes;
+};
+static_assert(sizeof(SharedPool::Chunk) * SharedPool::kChunkSlots == 4096, "the chunk table is one page");
+static_assert(SharedPool::kChunkSlots >= SharedPool::kChunks + 2, "a window of the ring spans kChunks + 1 chunks");
+
 namespace {
 
 constexpr uint64_t kMagic = 0x31524853'4d454d54ull;  // "TMEMSHR1"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;                     // 2: stored_pages/stored_bytes and the chunk table
 constexpr uint64_t kHeaderBytes = 4096;
+constexpr uint64_t kChunkTableBytes = 4096;
 constexpr uint64_t kRecordHeader = 16;
 constexpr uint64_t kMinBytes = 1ull << 20;
 constexpr uint64_t kLockWaitNs = 2'000'000;        // a put waits at most 2 ms for the lock
@@ -151,7 +161,7 @@ long futex(uint32_t* w, int op, uint32_t val, const timespec* ts) {
 
 struct Geometry {
   uint32_t nsets;
-  uint64_t index_off, log_off, log_bytes;
+  uint64_t index_off, log_off, log_bytes, chunk_bytes;
 };
 
 /** The layout a segment of `bytes` has: a function of its size alone (never read back from it). */
@@ -162,10 +172,11 @@ Geometry geometry(uint64_t bytes) {
   uint32_t nsets = 64;
   while (nsets < (1u << 26) && static_cast<uint64_t>(nsets) * 2 <= want) nsets *= 2;
   g.nsets = nsets;
-  g.index_off = kHeaderBytes;
+  g.index_off = kHeaderBytes + kChunkTableBytes;
   uint64_t index_bytes = static_cast<uint64_t>(nsets) * SharedPool::kWays * sizeof(SharedPool::Entry);
   g.log_off = (g.index_off + index_bytes + 4095) & ~4095ull;
   g.log_bytes = bytes > g.log_off ? (bytes - g.log_off) & ~15ull : 0;
+  g.chunk_bytes = std::max<uint64_t>(16, ((g.log_bytes + SharedPool::kChunks - 1) / SharedPool::kChunks + 15) & ~15ull);
   return g;
 }
 
@@ -211,7 +222,7 @@ int32_t SharedPool::segment_key(uid_t uid, const std::string& name) {
   return k == 0 ? 1 : k;
 }
 
-SharedPool::SharedPool(const std::string& name, uint64_t bytes, bool join) {
+SharedPool::SharedPool(const std::string& name, uint64_t bytes, bool join, bool create) {
   if (name.empty() || name.size() >= sizeof(Header::name)) throw PoolError("ERR_INVALID_ARG_VALUE", "bad pool name");
   const uid_t uid = ::geteuid();
   const key_t key = segment_key(uid, name);
@@ -219,13 +230,13 @@ SharedPool::SharedPool(const std::string& name, uint64_t bytes, bool join) {
   for (int attempt = 0;; attempt++) {
     if (attempt == 5) throw PoolError("TMEM_SHARED_BUSY", "the shared pool kept disappearing while joining it");
     bool created = false;
-    int id = ::shmget(key, bytes, IPC_CREAT | IPC_EXCL | 0600);
+    int id = create ? ::shmget(key, bytes, IPC_CREAT | IPC_EXCL | 0600) : -1;
     if (id >= 0) {
       created = true;
-    } else if (errno == EEXIST) {
+    } else if (!create || errno == EEXIST) {
       id = ::shmget(key, 0, 0);
       if (id < 0) {
-        if (errno == ENOENT || errno == EIDRM) continue;
+        if (create && (errno == ENOENT || errno == EIDRM)) continue;
         throw SysError("shmget", errno, "joining shared pool '" + name + "'");
       }
     } else {
@@ -261,6 +272,7 @@ SharedPool::SharedPool(const std::string& name, uint64_t bytes, bool join) {
     index_off_ = g.index_off;
     log_off_ = g.log_off;
     log_bytes_ = g.log_bytes;
+    chunk_bytes_ = g.chunk_bytes;
     Header* h = hdr();
     if (created) {
       h->version = kVersion;
@@ -269,6 +281,7 @@ SharedPool::SharedPool(const std::string& name, uint64_t bytes, bool join) {
       h->index_off = g.index_off;
       h->log_off = g.log_off;
       h->log_bytes = g.log_bytes;
+      h->chunk_bytes = g.chunk_bytes;
       h->creator_pid = static_cast<uint32_t>(::getpid());
       std::memcpy(h->name, name.data(), name.size());
       __atomic_store_n(&h->magic, kMagic, __ATOMIC_RELEASE);
@@ -541,9 +554,11 @@ int SharedPool::put_impl(uint64_t key, uint32_t page, const uint8_t* src, int di
   // The way to use: the same page's stale entry, a free or stale one, else the oldest.
   int way = -1;
   uint64_t oldest = ~0ull;
+  Entry was[kWays]{};
+  bool was_ok[kWays]{};
   for (int w = 0; w < kWays; w++) {
-    Entry x{};
-    bool ok = read_entry(&set[w], &x);
+    Entry& x = was[w];
+    bool ok = was_ok[w] = read_entry(&set[w], &x);
     if (ok && x.key == key && x.page == page) {
       way = w;
       break;
@@ -562,6 +577,7 @@ int SharedPool::put_impl(uint64_t key, uint32_t page, const uint8_t* src, int di
   __atomic_store_n(&h->head, pos + reclen, __ATOMIC_RELAXED);
   __atomic_thread_fence(__ATOMIC_RELEASE);  // readers that see the new bytes see the new head
   if (die_stage == 1) ::kill(::getpid(), SIGKILL);
+  retire(pos + reclen);
   uint8_t* dst = base_ + log_off_ + pos % log_bytes_;
   if (die_stage == 2) {
     std::memcpy(dst, rec, (kRecordHeader + len) / 2);
@@ -571,6 +587,7 @@ int SharedPool::put_impl(uint64_t key, uint32_t page, const uint8_t* src, int di
   Entry* out = &set[way];
   __atomic_store_n(&out->check, 0u, __ATOMIC_RELAXED);
   __atomic_thread_fence(__ATOMIC_RELEASE);
+  if (was_ok[way]) uncount(was[way], pos + reclen);  // the entry is gone: off the counters
   st(&out->key, key);
   st(&out->pos, pos);
   if (die_stage == 3) ::kill(::getpid(), SIGKILL);
@@ -578,9 +595,72 @@ int SharedPool::put_impl(uint64_t key, uint32_t page, const uint8_t* src, int di
   st(&out->len, len);
   st(&out->crc, crc);
   __atomic_store_n(&out->check, entry_check(key, pos, page, len, crc), __ATOMIC_RELEASE);
+  count(pos, reclen);
   unlock();
   if (m) st(&m->puts, ld(&m->puts) + 1);
   return kStored;
+}
+
+SharedPool::Chunk* SharedPool::chunk(uint64_t k) const {
+  return reinterpret_cast<Chunk*>(base_ + kHeaderBytes) + k % kChunkSlots;
+}
+
+namespace {
+/** *p -= min(*p, v): counters a scribbler may have damaged never wrap below 0. */
+void sub_sat(uint64_t* p, uint64_t v) { st(p, ld(p) - std::min(ld(p), v)); }
+}  // namespace
+
+void SharedPool::count(uint64_t pos, uint64_t bytes) {
+  Header* h = hdr();
+  Chunk* c = chunk(pos / chunk_bytes_);
+  st(&c->pages, ld(&c->pages) + 1);
+  st(&c->bytes, ld(&c->bytes) + bytes);
+  st(&h->stored_pages, ld(&h->stored_pages) + 1);
+  st(&h->stored_bytes, ld(&h->stored_bytes) + bytes);
+}
+
+void SharedPool::uncount(const Entry& e, uint64_t head) {
+  // Counted when written, unless its chunk was retired since (the ring passed it whole).
+  if (e.len == 0 || e.len > kPage || e.pos >= head) return;
+  const uint64_t k = e.pos / chunk_bytes_;
+  if (k < ld(&hdr()->retired)) return;
+  const uint64_t bytes = (kRecordHeader + e.len + 15) & ~15ull;
+  Chunk* c = chunk(k);
+  Header* h = hdr();
+  if (ld(&c->pages) == 0) return;  // scribbled (or a member died between these stores)
+  sub_sat(&c->pages, 1);
+  sub_sat(&c->bytes, bytes);
+  sub_sat(&h->stored_pages, 1);
+  sub_sat(&h->stored_bytes, bytes);
+}
+
+void SharedPool::retire(uint64_t head) {
+  if (head <= log_bytes_) return;
+  Header* h = hdr();
+  // Chunks that end at or below head - log_bytes hold only overwritten records.
+  const uint64_t target = (head - log_bytes_) / chunk_bytes_;
+  uint64_t r = ld(&h->retired);
+  if (r >= target) {
+    if (r > target) st(&h->retired, target);  // scribbled: those chunks are retired when passed
+    return;
+  }
+  if (target - r >= kChunkSlots) {  // the ring moved past every slot (or head was scribbled)
+    for (uint64_t k = 0; k < kChunkSlots; k++) {
+      st(&chunk(k)->pages, uint64_t{0});
+      st(&chunk(k)->bytes, uint64_t{0});
+    }
+    st(&h->stored_pages, uint64_t{0});
+    st(&h->stored_bytes, uint64_t{0});
+  } else {
+    for (; r < target; r++) {
+      Chunk* c = chunk(r);
+      sub_sat(&h->stored_pages, ld(&c->pages));
+      sub_sat(&h->stored_bytes, ld(&c->bytes));
+      st(&c->pages, uint64_t{0});
+      st(&c->bytes, uint64_t{0});
+    }
+  }
+  st(&h->retired, target);
 }
 
 void SharedPool::publish_held(uint64_t bytes) {
@@ -629,6 +709,8 @@ SharedPool::GroupStats SharedPool::group() const {
   }
   g.head = __atomic_load_n(&hdr()->head, __ATOMIC_ACQUIRE);
   g.steals = ld(&hdr()->steals);
+  g.stored_pages = std::min<uint64_t>(ld(&hdr()->stored_pages), static_cast<uint64_t>(nsets_) * kWays);
+  g.stored_bytes = std::min(ld(&hdr()->stored_bytes), log_bytes_);
   return g;
 }
 

@@ -12,9 +12,16 @@
 //     lock              futex word: 0 free, else the holder's thread id (gettid) (no FUTEX_PRIVATE_FLAG)
 //     lock_waiters      members sleeping on the word (the holder wakes one)
 //     head              next log position (bytes, only ever grows)
-//     geometry          nsets, index_off, log_off, log_bytes (read once, at attach)
+//     geometry          nsets, index_off, log_off, log_bytes, chunk_bytes (read once, at attach)
+//     stored_pages      index entries written and not yet replaced or retired (below), and
+//     stored_bytes      their records' bytes: what stats().shared.group reports, with no scan
+//     retired           ring chunks (below) whose records have all been overwritten
 //     members[kMembers] pid, start time, the bytes it holds (the group's budget), counters
-//   index_off           Index: nsets sets of kWays entries (32 bytes each)
+//   4096                Chunk table (4 KiB): kChunkSlots slots of { u64 pages; u64 bytes }
+//                       the ring, by absolute position, in kChunks chunks of chunk_bytes;
+//                       slot (pos / chunk_bytes) % kChunkSlots counts the entries whose
+//                       record starts in that chunk
+//   index_off (8192)    Index: nsets sets of kWays entries (32 bytes each)
 //     Entry { u64 key; u64 pos; u32 page; u32 len; u32 crc; u32 check }
 //       key    the file's identity (device, inode, size, mtime, ctime) hashed to 64 bits:
 //              a changed file has a new key and never meets its old pages
@@ -22,6 +29,18 @@
 //       crc    CRC-32C of the page's 4096 bytes; check: CRC-32C of the other fields
 //   log_off             Log: a ring of records, each [u64 key][u32 page][u32 len][bytes],
 //                       16-byte aligned, never split across the ring's end
+//
+// The counters, all changed by put under the lock: an entry written adds 1 (and its
+// record's bytes) to stored_* and to its chunk's slot; an entry it overwrites that is
+// still counted (its check holds, its chunk not yet retired) is taken off both. The
+// ring overwriting old records makes their entries stale without touching them: when
+// head - log_bytes has passed the end of a chunk, every record in it is gone, and its
+// slot is taken off stored_* and zeroed (retired advances; at most kChunkSlots slots per
+// put). So stored_pages is exact (it equals audit().entries) until the ring first
+// wraps; after, it also counts the records of the one chunk the ring is overwriting
+// until the ring has passed all of it: at most chunk_bytes (1/kChunks of the ring) of
+// records too many. A member that dies between taking an entry off and writing the new
+// one, or scribbles, can leave it a few pages off (clamped to the index's size).
 //
 // Writers (put) take the lock, advance head past the new record *before* writing
 // it (the bytes it overwrites are those of records now older than head - log_bytes),
@@ -71,6 +90,9 @@ class SharedPool {
   static constexpr uint32_t kPage = 4096;
   static constexpr int kMembers = 48;
   static constexpr int kWays = 4;
+  /** The ring's chunks, and the table's slots (2 more: the chunks a window of the ring spans). */
+  static constexpr uint64_t kChunks = 254;
+  static constexpr uint64_t kChunkSlots = 256;
 
   struct Member {
     uint32_t pid;  // 0: free slot
@@ -106,6 +128,7 @@ class SharedPool {
     uint32_t members = 0;
     uint64_t held_bytes = 0, puts = 0, hits = 0, misses = 0, duplicates = 0, bad = 0;
     uint64_t head = 0, steals = 0;
+    uint64_t stored_pages = 0, stored_bytes = 0;  // the header's counters (see the drawing above)
   };
 
   /** The segment key for (uid, name): what a member of another session computes too. */
@@ -114,10 +137,11 @@ class SharedPool {
   /**
    * Joins (creating if needed) the pool `name` of the effective user: a segment of
    * `bytes` (a joiner takes the existing segment's size). `member`: take a member
-   * slot (the dispatcher) or only look (stats). Throws SysError, or
+   * slot (the dispatcher) or only look (stats). `create` false: only an existing
+   * segment (`tmem stats --audit`; SysError ENOENT if there is none). Throws SysError, or
    * std::runtime_error with a message naming what is wrong with an existing segment.
    */
-  SharedPool(const std::string& name, uint64_t bytes, bool member);
+  SharedPool(const std::string& name, uint64_t bytes, bool member, bool create = true);
   ~SharedPool();
   SharedPool(const SharedPool&) = delete;
   SharedPool& operator=(const SharedPool&) = delete;
@@ -138,6 +162,8 @@ class SharedPool {
   uint64_t used_bytes() const;
   uint64_t size() const { return size_; }
   int shm_id() const { return id_; }
+  /** Bytes of the ring per chunk (the most stored_bytes can count too many, less one record). */
+  uint64_t chunk_bytes() const { return chunk_bytes_; }
   /** The whole segment (tests: a hostile member scribbles over it). */
   uint8_t* base() const { return base_; }
   /** Locks taken over from dead holders, in this member's puts. */
@@ -151,11 +177,17 @@ class SharedPool {
   void put_and_die_for_test(uint64_t key, uint32_t page, const uint8_t* src, int stage);
 
   struct Header;
+  struct Chunk;
 
  private:
   bool lock();
   void unlock();
   Header* hdr() const { return reinterpret_cast<Header*>(base_); }
+  Chunk* chunk(uint64_t k) const;
+  /** Under the lock: counts an entry written at pos, takes off one overwritten, retires chunks the ring passed. */
+  void count(uint64_t pos, uint64_t bytes);
+  void uncount(const Entry& e, uint64_t head);
+  void retire(uint64_t head);
   /** Gives the member slot back, if this process (not a parent it was forked from) took it. */
   void release_slot();
   /** The atexit handler (see "Lifetime" above). */
@@ -174,7 +206,7 @@ class SharedPool {
   uint64_t size_ = 0;
   // Geometry, validated once and kept here (never re-read from shared memory).
   uint32_t nsets_ = 0;
-  uint64_t index_off_ = 0, log_off_ = 0, log_bytes_ = 0;
+  uint64_t index_off_ = 0, log_off_ = 0, log_bytes_ = 0, chunk_bytes_ = 0;
   std::atomic<int> slot_{-1};     // -1 once the atexit handler gave it back (the Worker may still be running)
   uint32_t pid_ = 0;              // the process that attached (a fork child has its parent's here)
   uint64_t wedged_until_ns_ = 0;  // a live holder kept the lock too long: puts give up until then

@@ -8,13 +8,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { open } from '../lib';
-import { renderSample, toSample } from '../lib/cli/stats';
+import { auditShared, renderSample, toSample } from '../lib/cli/stats';
+import { parseStatsArgs } from '../lib/cli/args';
 import { writeSharedFile } from '../bench/helpers/shared-file';
 import type { MemberResult } from '../bench/helpers/shared-member';
 import { tempDir, withTimeout } from './helpers/harness';
 import { noSecondUid, runAs } from './helpers/second-uid';
 
 const MEMBER = path.join(__dirname, '..', 'bench', 'helpers', 'shared-member.js');
+const CLI = path.join(__dirname, '..', 'lib', 'cli.js');
 const MiB = 2 ** 20;
 
 interface Run {
@@ -96,13 +98,16 @@ test.serial(
     for (const w of shared) t.is(w.wrongPages, 0, `worker ${w.pid} read wrong bytes`);
     const g = shared[0].stats.shared!.group;
     const used = shared[0].stats.shared!.usedBytes;
+    const audit = shared[0].audit!; // a scan of the index, taken just after those stats
     t.log(
       `shared: ${g.members} members, ${g.storedPages} pages stored (${(g.storedBytes / MiB).toFixed(1)} MiB, segment in use ${(used / MiB).toFixed(1)} MiB), ` +
-        `${g.duplicatePages} stored twice, ${g.hits} hits, ${g.misses} misses, ${g.puts} puts; ` +
+        `audit ${audit.entries} pages, ${audit.duplicates} stored twice; ${g.hits} hits, ${g.misses} misses, ${g.puts} puts; ` +
         `fault p50 ${shared.map((w) => w.p50us.toFixed(0)).join('/')} us`,
     );
     t.is(g.members, 4);
-    t.is(g.duplicatePages, 0);
+    t.is(audit.duplicates, 0);
+    // The counters stats() reads agree with the scan (puts may still trickle in between the two).
+    t.true(Math.abs(g.storedPages - audit.entries) <= pages / 100, `counters ${g.storedPages}, scan ${audit.entries}`);
     t.true(g.storedPages <= pages);
     t.true(g.storedPages >= pages * 0.9, `only ${g.storedPages} of ${pages} pages stored`);
     // Each page is read by all 4 workers and stored once: most reads are hits on another's page.
@@ -314,23 +319,57 @@ test('a segment another user made at the pool’s key is refused (TMEM_SHARED_FO
 
 test('stats().shared of a member, and its line in `tmem stats`', async (t) => {
   const name = poolName('stats');
-  const swap = await withTimeout(open({ residentLimit: '1MiB', shared: { name, size: '8MiB' } }), 60_000, 'open');
+  const swap = await withTimeout(
+    open({ residentLimit: '1MiB', shared: { name, size: '8MiB' }, statsSocket: true }),
+    60_000,
+    'open',
+  );
   try {
     const s = swap.stats().shared!;
     t.is(s.name, name);
     t.is(s.bytes, 8 * MiB);
     t.true(s.usedBytes > 0 && s.usedBytes <= s.bytes);
     t.is(s.group.members, 1);
+    t.is(s.group.storedPages, 0);
+    t.is(s.group.storedBytes, 0);
     const sample = toSample({ pid: process.pid, time: Date.now(), swaps: [swap.stats()] }, null);
     t.deepEqual(sample.swaps[0].shared, {
       name,
       usedBytes: s.usedBytes,
       bytes: s.bytes,
       members: 1,
+      storedPages: 0,
       hits: 0,
       misses: 0,
     });
-    t.regex(renderSample(sample), new RegExp(`swap 0 shared pool '${name}': .* of 8\\.0 MiB in use, 1 member;`));
+    t.regex(
+      renderSample(sample),
+      new RegExp(`swap 0 shared pool '${name}': .* of 8\\.0 MiB in use, 0 pages, 1 member;`),
+    );
+    // `tmem stats --audit`: a scan of the index, from outside the member; none for a name with no segment.
+    t.true(parseStatsArgs(['--audit', String(process.pid)]).audit);
+    sample.swaps[0].shared!.audit = await auditShared(name);
+    t.deepEqual(sample.swaps[0].shared!.audit, { pages: 0, bytes: 0, duplicates: 0 });
+    t.regex(renderSample(sample), /swap 0 audit: 0 pages \(0 B\) in the index, 0 stored twice/);
+    const gone = poolName('never-opened');
+    t.deepEqual(await auditShared(gone), { error: 'the segment is gone (every member closed)' });
+    t.false(segmentAt(segmentKey(process.getuid!(), gone)), 'an audit never creates a segment');
+    // The command itself, against this process's stats socket.
+    const cli = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+      const c = spawn(process.execPath, [CLI, 'stats', '--once', '--audit', String(process.pid)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 30_000,
+        killSignal: 'SIGKILL',
+      });
+      let out = '';
+      c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      c.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+      c.once('error', reject);
+      c.once('close', (code) => resolve({ code, out }));
+    });
+    t.is(cli.code, 0, cli.out);
+    t.regex(cli.out, new RegExp(`swap 0 shared pool '${name}': .* 0 pages, 1 member;`));
+    t.regex(cli.out, /swap 0 audit: 0 pages \(0 B\) in the index, 0 stored twice/);
   } finally {
     await swap.close();
   }

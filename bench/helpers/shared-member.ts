@@ -9,8 +9,9 @@
  *   read        map cfg.file read-only through a swap (shared: cfg.shared, or private when
  *               absent), read every page cfg.passes times in a random order, check every byte;
  *               with cfg.privatePages, an anonymous region written first and checked after
- *               each pass; prints (or sends to the primary) its stats and fault latency
- *               (with cfg.waitStdin: prints "read", then waits for a line on stdin)
+ *               each pass; prints (or sends to the primary) its stats, fault latency and an
+ *               audit of the shared pool's index once every member has read the file (with
+ *               cfg.waitStdin: prints "read", then waits for a line on stdin)
  *   leave       open a shared swap, read cfg.file until it has put pages in the pool, print
  *               "ready", and at a line on stdin end without swap.close(): process.exit(0)
  *               (cfg.how 'exit') or an uncaught exception (cfg.how 'throw')
@@ -50,6 +51,18 @@ export interface MemberResult {
   p50us: number;
   p99us: number;
   stats: SwapStats;
+  /** The shared pool's index scanned (native audit()) once every member had read the file. */
+  audit?: { entries: number; bytes: number; duplicates: number };
+}
+
+/** A scan of the shared pool's index: what stats() does not do (its figures are counters). */
+function audit(name: string): MemberResult['audit'] {
+  const store = new native.SharedStore(name, 2 ** 20, false, false);
+  try {
+    return store.audit();
+  } finally {
+    store.close();
+  }
 }
 
 const cfg = JSON.parse(process.env.TMEM_SHARED_CFG ?? '{}') as Cfg;
@@ -126,6 +139,7 @@ async function read(barrier: () => Promise<void>, report: (r: MemberResult) => P
   };
   await barrier(); // every member has read the file: the group's figures are final
   r.stats = swap.stats();
+  if (cfg.shared) r.audit = audit(cfg.shared.name);
   await report(r);
   await swap.close();
 }

@@ -68,6 +68,8 @@ export interface StatsOptions {
   json: boolean;
   interval: number;
   count: number | null;
+  /** `--audit`: scan each shared pool's index (as the pool's user) for what it holds and pages stored twice. */
+  audit: boolean;
   help: boolean;
 }
 
@@ -100,6 +102,7 @@ const STATS_FLAGS: Record<string, 'flag' | 'value'> = {
   '--json': 'flag',
   '--interval': 'value',
   '--count': 'value',
+  '--audit': 'flag',
   '--help': 'flag',
   '-h': 'flag',
 };
@@ -287,13 +290,22 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
 
 export function parseStatsArgs(argv: string[]): StatsOptions {
   const { opts, positional } = tokenize(argv, STATS_FLAGS, 'stats');
-  const o: StatsOptions = { pid: 0, once: false, json: false, interval: 1000, count: null, help: false };
+  const o: StatsOptions = {
+    pid: 0,
+    once: false,
+    json: false,
+    interval: 1000,
+    count: null,
+    audit: false,
+    help: false,
+  };
   for (const [name, v] of opts) {
     const val = v as string;
     if (name === '--once') o.once = true;
     else if (name === '--json') o.json = true;
     else if (name === '--interval') o.interval = intOf(name, val, 100, 3_600_000, 'stats');
     else if (name === '--count') o.count = intOf(name, val, 1, 1e9, 'stats');
+    else if (name === '--audit') o.audit = true;
     else o.help = true;
   }
   if (o.help) return o;
@@ -367,7 +379,7 @@ of one byte, timed in the faulting thread; ratio = tmem / baseline.
 Exit codes: 0 done, 1 a scenario failed or read back wrong data, 2 bad options.
 `;
 
-export const STATS_HELP = `Usage: tmem stats <pid> [--once] [--json] [--interval MS] [--count N]
+export const STATS_HELP = `Usage: tmem stats <pid> [--once] [--json] [--interval MS] [--count N] [--audit]
 
 Watches the swaps of a running program started with TMEM_STATS=1 (or
 open({ statsSocket: true })): resident, pool and swap file sizes, compression
@@ -377,6 +389,8 @@ ratio and faults per second (from successive samples), refreshed every second.
   --json          JSON: one document with --once, else one JSON line per sample
   --interval MS   time between samples (default 1000)
   --count N       stop after N samples
+  --audit         scan each shared pool's index (1/16 of its segment) for the pages
+                  it holds and pages stored twice; run as the program's user
   -h, --help      this text
 `;
 

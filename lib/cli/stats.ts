@@ -2,7 +2,9 @@
  * `tmem stats <pid>`: watches the swaps of a running program through its stats
  * socket (lib/stats-server.ts: the program runs with TMEM_STATS=1). One sample
  * per interval; faults per second come from the difference of two samples.
+ * `--audit` also scans each shared pool's index (what stats() no longer does).
  */
+import * as fs from 'node:fs';
 import { fetchStats } from '../stats-server';
 import type { SwapStats } from '../swap';
 import type { StatsOptions } from './args';
@@ -24,8 +26,68 @@ export interface SwapSample {
   evictionsPerSecond: number | null;
   latencyP50: number;
   latencyP99: number;
-  /** With `shared`: the pool's name, its segment in use, members, and this process's hits and misses. */
-  shared: { name: string; usedBytes: number; bytes: number; members: number; hits: number; misses: number } | null;
+  /**
+   * With `shared`: the pool's name, its segment in use, members, the pages it holds (the
+   * segment's counters), this process's hits and misses, and with `--audit` a scan of its index.
+   */
+  shared: {
+    name: string;
+    usedBytes: number;
+    bytes: number;
+    members: number;
+    storedPages: number;
+    hits: number;
+    misses: number;
+    audit?: SharedAudit | { error: string };
+  } | null;
+}
+
+/** A scan of a shared pool's index (`tmem stats --audit`). */
+export interface SharedAudit {
+  /** Entries whose record is still in the ring and whose check holds, and their records' bytes. */
+  pages: number;
+  bytes: number;
+  /** Entries naming a (file, page) another valid entry names: 0 when each page is stored once. */
+  duplicates: number;
+}
+
+/**
+ * Scans the index of the shared pool `name` of this user (never creates one): the audit
+ * stats() does not do (1/16 of the segment, on this thread).
+ */
+export async function auditShared(name: string): Promise<SharedAudit | { error: string }> {
+  const { native } = await import('../native');
+  let store;
+  try {
+    store = new native.SharedStore(name, 2 ** 20, false, false);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return { error: err.code === 'ENOENT' ? 'the segment is gone (every member closed)' : err.message };
+  }
+  try {
+    const a = store.audit();
+    return { pages: a.entries, bytes: a.bytes, duplicates: a.duplicates };
+  } finally {
+    store.close();
+  }
+}
+
+/** Adds `--audit`'s scan to each shared pool of a sample of process `pid`. */
+async function addAudits(s: StatsSample, pid: number): Promise<void> {
+  let uid: number | undefined;
+  try {
+    uid = fs.statSync(`/proc/${pid}`).uid;
+  } catch {
+    /* gone: its pools are reported as such */
+  }
+  for (const w of s.swaps) {
+    if (!w.shared) continue;
+    // The segment's key and owner are the user's: another user (root too) finds a different one.
+    w.shared.audit =
+      uid !== undefined && uid !== process.geteuid!()
+        ? { error: `run as uid ${uid}, the pool's user` }
+        : await auditShared(w.shared.name);
+  }
 }
 
 export interface StatsSample {
@@ -84,6 +146,7 @@ export function toSample(
               usedBytes: s.shared.usedBytes,
               bytes: s.shared.bytes,
               members: s.shared.group.members,
+              storedPages: s.shared.group.storedPages,
               hits: s.shared.member.hits,
               misses: s.shared.member.misses,
             }
@@ -141,10 +204,18 @@ export function renderSample(s: StatsSample): string {
   ];
   if (s.swaps.length === 0) out.push('(the process has no open swap)');
   s.swaps.forEach((w, i) => {
-    if (w.shared)
+    const sh = w.shared;
+    if (!sh) return;
+    out.push(
+      `swap ${i} shared pool '${sh.name}': ${bytes(sh.usedBytes)} of ${bytes(sh.bytes)} in use, ${sh.storedPages} pages, ` +
+        `${sh.members} member${sh.members === 1 ? '' : 's'}; this process: ${sh.hits} hits, ${sh.misses} misses`,
+    );
+    const a = sh.audit;
+    if (a)
       out.push(
-        `swap ${i} shared pool '${w.shared.name}': ${bytes(w.shared.usedBytes)} of ${bytes(w.shared.bytes)} in use, ` +
-          `${w.shared.members} member${w.shared.members === 1 ? '' : 's'}; this process: ${w.shared.hits} hits, ${w.shared.misses} misses`,
+        'error' in a
+          ? `swap ${i} audit: ${a.error}`
+          : `swap ${i} audit: ${a.pages} pages (${bytes(a.bytes)}) in the index, ${a.duplicates} stored twice`,
       );
   });
   out.push(
@@ -178,6 +249,7 @@ export async function runStats(o: StatsOptions, out: NodeJS.WriteStream = proces
         return 0;
       }
       const sample = toSample(raw, prev);
+      if (o.audit) await addAudits(sample, o.pid);
       prev = raw;
       n++;
       if (o.json) out.write(JSON.stringify(sample) + '\n');

@@ -76,6 +76,7 @@ void test_round_trip() {
     SharedPool::GroupStats g = p.group();
     CHECK(g.members == 1);
     CHECK(g.puts == 512 && g.duplicates == 512 && g.hits == 1024 && g.misses == 3);
+    CHECK(g.stored_pages == 512 && g.stored_bytes == a.bytes);  // the counters, without a scan
     CHECK(segment_exists(name));
   }
   CHECK(!segment_exists(name));  // the last one out removed it
@@ -103,6 +104,12 @@ void test_ring_wraps() {
   CHECK(p.get(42, 0, out) == SharedPool::kMiss);
   CHECK(hits > 500 && hits < n);
   CHECK(p.used_bytes() <= p.size());
+  // The counters count the chunk the ring is overwriting until it has passed all of it.
+  SharedPool::Audit a = p.audit();
+  SharedPool::GroupStats g = p.group();
+  CHECK(g.stored_pages >= a.entries && g.stored_bytes >= a.bytes);
+  CHECK(g.stored_bytes - a.bytes <= p.chunk_bytes() + 16 + kPage);
+  CHECK(a.entries >= hits);
   std::printf("     ring of %llu bytes: %u of %u pages still there\n", static_cast<unsigned long long>(p.size()), hits,
               n);
 }
@@ -217,6 +224,7 @@ void test_forked_members() {
   CHECK(hits == n);
   CHECK(a.duplicates == 0);
   CHECK(g.members == 1);  // the children closed their slots
+  CHECK(g.stored_pages == a.entries && g.stored_bytes == a.bytes);
 }
 
 void test_dead_lock_holder() {
@@ -276,6 +284,46 @@ void test_die_in_put() {
   CHECK(p.steals() >= 3);  // each died holding the lock
   p.reclaim_dead();
   CHECK(p.group().members == 1);
+  SharedPool::Audit a = p.audit();
+  CHECK(p.group().stored_pages == a.entries && p.group().stored_bytes == a.bytes);
+}
+
+/** A page that compresses to a few dozen bytes: its first 8 bytes are n, the rest zeros. */
+void tiny_page(uint8_t* dst, uint64_t n) {
+  std::memset(dst, 0, kPage);
+  std::memcpy(dst, &n, 8);
+}
+
+void test_counters() {
+  SharedPool p(pool_name("count"), 2u << 20, true);
+  uint8_t page[kPage];
+  // 3x as many pages as the index has entries, in records so small that the ring never
+  // wraps: sets overflow, and every valid entry replaced comes off the counters.
+  const uint32_t n = 12000;
+  for (uint32_t i = 0; i < n; i++) {
+    tiny_page(page, i);
+    CHECK(p.put(77, i, page) == SharedPool::kStored);
+  }
+  SharedPool::Audit a = p.audit();
+  SharedPool::GroupStats g = p.group();
+  std::printf("     %u puts, the ring not wrapped: %llu entries valid, counters %llu pages, %llu bytes\n", n,
+              static_cast<unsigned long long>(a.entries), static_cast<unsigned long long>(g.stored_pages),
+              static_cast<unsigned long long>(g.stored_bytes));
+  CHECK(g.head < p.size() / 2);  // not wrapped
+  CHECK(a.entries < n && a.entries > n / 4);
+  CHECK(g.stored_pages == a.entries && g.stored_bytes == a.bytes);
+  // Then far past the ring's end, several times: never more than a chunk off.
+  for (uint32_t i = n; i < 20 * n; i++) {
+    tiny_page(page, i);
+    CHECK(p.put(77, i, page) == SharedPool::kStored);
+    if (i % 4099 == 0) {
+      a = p.audit();
+      g = p.group();
+      CHECK(g.stored_pages >= a.entries && g.stored_bytes >= a.bytes);
+      CHECK(g.stored_bytes - a.bytes <= p.chunk_bytes() + 16 + kPage);
+    }
+  }
+  CHECK(p.group().head > 3 * p.size());
 }
 
 /** Whether a segment with this id still exists (IPC_STAT by id: its key is gone once marked). */
@@ -389,6 +437,8 @@ int main() {
   tmem_test::run("shared pool: a live holder makes puts give up; a dead one's lock is taken over",
                  test_dead_lock_holder);
   tmem_test::run("shared pool: a member killed at each stage of a put leaves no hit behind", test_die_in_put);
+  tmem_test::run("shared pool: the stored counters follow the index through full sets and a wrapping ring",
+                 test_counters);
   tmem_test::run("shared pool: exit() without closing frees the slot; the last one out removes the segment",
                  test_exit_without_close);
   tmem_test::run("shared pool: a segment of the wrong mode or contents is refused (TMEM_SHARED_FOREIGN)",
