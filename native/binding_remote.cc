@@ -3,7 +3,9 @@
 //
 //   connect(timeoutMs)                                  -> 0 | -errno
 //   exchange(req, len, n, timeoutMs, out, info)         -> n | -errno (see resp_conn.h)
-//   close(); connected (getter)
+//   send(req, len, n, timeoutMs)                        -> 0 | -errno
+//   receive(out, info, wait)                            -> n | 0 (not yet) | -errno
+//   close(); connected, busy (getters)
 //
 // req and out are Uint8Arrays, info an Int32Array of at least 3 * n words.
 #include <napi.h>
@@ -46,8 +48,11 @@ class RemoteConnWrap : public Napi::ObjectWrap<RemoteConnWrap> {
                        {
                            InstanceMethod<&RemoteConnWrap::Connect>("connect"),
                            InstanceMethod<&RemoteConnWrap::Exchange>("exchange"),
+                           InstanceMethod<&RemoteConnWrap::Send>("send"),
+                           InstanceMethod<&RemoteConnWrap::Receive>("receive"),
                            InstanceMethod<&RemoteConnWrap::Close>("close"),
                            InstanceAccessor<&RemoteConnWrap::Connected>("connected"),
+                           InstanceAccessor<&RemoteConnWrap::Busy>("busy"),
                        });
   }
 
@@ -84,6 +89,36 @@ class RemoteConnWrap : public Napi::ObjectWrap<RemoteConnWrap> {
     return Napi::Number::New(env, r);
   }
 
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      type_error(env, "send(req: Uint8Array, len, n, timeoutMs)", "ERR_INVALID_ARG_TYPE");
+    Napi::Uint8Array req = info[0].As<Napi::Uint8Array>();
+    double len = int_arg(info, 1, "len", 0, static_cast<double>(req.ByteLength()));
+    double n = int_arg(info, 2, "n", 1, 1 << 20);
+    int t = static_cast<int>(int_arg(info, 3, "timeoutMs", 1, 3600000));
+    pending_ = static_cast<int>(n);
+    return Napi::Number::New(env, conn_->send(req.Data(), static_cast<size_t>(len), pending_, t));
+  }
+
+  Napi::Value Receive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsBoolean())
+      type_error(env, "receive(out: Uint8Array, info: Int32Array, wait: boolean)", "ERR_INVALID_ARG_TYPE");
+    Napi::Uint8Array out = info[0].As<Napi::Uint8Array>();
+    Napi::TypedArray inf = info[1].As<Napi::TypedArray>();
+    if (out.TypedArrayType() != napi_uint8_array || inf.TypedArrayType() != napi_int32_array)
+      type_error(env, "receive: out must be a Uint8Array, info an Int32Array", "ERR_INVALID_ARG_TYPE");
+    if (conn_->busy() && inf.ElementLength() < 3 * static_cast<size_t>(pending_))
+      range_error(env, "receive: info has fewer than 3 words per reply due");
+    int32_t* words = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(inf.ArrayBuffer().Data()) + inf.ByteOffset());
+    int r = conn_->receive(out.Data(), out.ByteLength(), words, info[2].As<Napi::Boolean>().Value());
+    return Napi::Number::New(env, r);
+  }
+
+  Napi::Value Busy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), conn_->busy()); }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     conn_->close();
     return info.Env().Undefined();
@@ -92,6 +127,7 @@ class RemoteConnWrap : public Napi::ObjectWrap<RemoteConnWrap> {
   Napi::Value Connected(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), conn_->connected()); }
 
   std::unique_ptr<tmem::RespConn> conn_;
+  int pending_ = 0;  // replies due for the last send(): receive()'s info must hold them
 };
 
 }  // namespace

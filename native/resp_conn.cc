@@ -44,6 +44,8 @@ void RespConn::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   rlen_ = pos_ = 0;
+  want_ = done_ = 0;
+  out_len_ = 0;
 }
 
 int RespConn::fail(int err) {
@@ -168,8 +170,15 @@ int RespConn::parse_one(uint8_t* out, size_t out_cap, size_t* out_len, int32_t* 
 
 int RespConn::exchange(const uint8_t* req, size_t len, int n, int timeout_ms, uint8_t* out, size_t out_cap,
                        int32_t* info) {
+  int r = send(req, len, n, timeout_ms);
+  if (r < 0) return r;
+  return receive(out, out_cap, info, true);
+}
+
+int RespConn::send(const uint8_t* req, size_t len, int n, int timeout_ms) {
   if (fd_ < 0) return -ENOTCONN;
-  int64_t deadline = now_ms() + timeout_ms;
+  if (want_ > 0) return fail(-EBUSY);  // replies of an earlier request still due
+  deadline_ = now_ms() + timeout_ms;
   if (pos_ != rlen_) return fail(-EPROTO);  // bytes nobody asked for
   rlen_ = pos_ = 0;
   {
@@ -190,19 +199,26 @@ int RespConn::exchange(const uint8_t* req, size_t len, int n, int timeout_ms, ui
     }
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int r = wait_fd(fd_, POLLOUT, deadline);
+      int r = wait_fd(fd_, POLLOUT, deadline_);
       if (r != 0) return fail(r);
       continue;
     }
     return fail(w == 0 ? -EPIPE : -errno);
   }
-  size_t out_len = 0;
-  int done = 0;
-  while (done < n) {
-    int p = parse_one(out, out_cap, &out_len, info + 3 * done);
+  want_ = n;
+  done_ = 0;
+  out_len_ = 0;
+  return 0;
+}
+
+int RespConn::receive(uint8_t* out, size_t out_cap, int32_t* info, bool wait) {
+  if (fd_ < 0) return -ENOTCONN;
+  if (want_ <= 0) return -EINVAL;  // nothing sent
+  while (done_ < want_) {
+    int p = parse_one(out, out_cap, &out_len_, info + 3 * done_);
     if (p < 0) return fail(p);
     if (p == 1) {
-      done++;
+      done_++;
       continue;
     }
     if (rlen_ == rbuf_.size()) {
@@ -214,7 +230,7 @@ int RespConn::exchange(const uint8_t* req, size_t len, int n, int timeout_ms, ui
         rbuf_.resize(rbuf_.size() * 2);
       }
     }
-    ssize_t r = ::recv(fd_, rbuf_.data() + rlen_, rbuf_.size() - rlen_, 0);
+    ssize_t r = ::recv(fd_, rbuf_.data() + rlen_, rbuf_.size() - rlen_, MSG_DONTWAIT);
     if (r > 0) {
       rlen_ += static_cast<size_t>(r);
       continue;
@@ -222,12 +238,18 @@ int RespConn::exchange(const uint8_t* req, size_t len, int n, int timeout_ms, ui
     if (r == 0) return fail(-ECONNRESET);
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int w = wait_fd(fd_, POLLIN, deadline);
+      if (!wait) {
+        if (now_ms() >= deadline_) return fail(-ETIMEDOUT);
+        return 0;  // not yet: the caller polls again
+      }
+      int w = wait_fd(fd_, POLLIN, deadline_);
       if (w != 0) return fail(w);
       continue;
     }
     return fail(-errno);
   }
+  int n = want_;
+  want_ = 0;
   if (pos_ != rlen_) return fail(-EPROTO);  // more bytes than replies: the stream is out of step
   rlen_ = pos_ = 0;
   return n;

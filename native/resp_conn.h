@@ -16,6 +16,9 @@
 //   After any failure the connection is closed: whatever was in flight is
 //   unknown, so the caller treats every request of that exchange as failed.
 //
+//   send() + receive(): the same in two halves (the dispatcher serves other faults
+//   while a remote fault's reply is on its way).
+//
 //   Per reply: info[3i] = kind (KIND_*), info[3i+1] = offset of its bytes in
 //   `out`, info[3i+2] = their length (the text of +, - and :, a bulk's bytes).
 #pragma once
@@ -47,6 +50,19 @@ class RespConn {
    */
   int exchange(const uint8_t* req, size_t len, int n, int timeout_ms, uint8_t* out, size_t out_cap, int32_t* info);
 
+  /**
+   * exchange() in two halves, so that the caller can do other work while the server
+   * answers: send() writes the request (blocking only while the socket is full) and
+   * expects `n` replies by timeout_ms from now: 0, or -errno. receive() parses what has
+   * arrived into out/info (the same buffers on every call until it completes): n when all
+   * n replies are in, 0 when not yet (never with `wait`, which blocks until the deadline),
+   * or -errno (-ETIMEDOUT past the deadline; the connection is then closed).
+   */
+  int send(const uint8_t* req, size_t len, int n, int timeout_ms);
+  int receive(uint8_t* out, size_t out_cap, int32_t* info, bool wait);
+  /** Replies are due (send() done, receive() not complete). */
+  bool busy() const { return want_ > 0; }
+
  private:
   /** Parses one reply at rbuf_[pos_...): 1 done, 0 needs more bytes, -EPROTO/-ENOBUFS. */
   int parse_one(uint8_t* out, size_t out_cap, size_t* out_len, int32_t* info);
@@ -58,6 +74,10 @@ class RespConn {
   std::vector<uint8_t> rbuf_;
   size_t rlen_ = 0;  // bytes in rbuf_
   size_t pos_ = 0;   // start of the first unparsed reply
+  int want_ = 0;     // replies due for the request sent (0: none)
+  int done_ = 0;     // of them, parsed
+  size_t out_len_ = 0;
+  int64_t deadline_ = 0;  // ms, CLOCK_MONOTONIC
 };
 
 }  // namespace tmem

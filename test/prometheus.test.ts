@@ -131,7 +131,7 @@ test('tmem/prometheus: bad arguments throw with a code', (t) => {
   for (let i = 0; i < bytes.length; i += 4096) randomBytes(512).copy(bytes, i);
   const want = Buffer.from(bytes);
   await region.evict();
-  const held = await statsWhen(swap, (x) => x.remote!.puts > 100);
+  const held = await statsWhen(swap, (x) => x.remote!.pages > 100);
   const first = parse(await registry.metrics());
   const gauge = (name: string): number => first.find((x) => x.name === name)!.value;
   t.true(gauge('tmem_remote_pages') > 0 && gauge('tmem_remote_bytes') > 0, JSON.stringify(held.remote));

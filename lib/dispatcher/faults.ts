@@ -12,7 +12,8 @@
  *     SAME     the fill word (zero: the shared zero page on read)
  *     STAGED   moved back from its slot (read of a clean one: copied write-protected)
  *     SWAPPED  read from the swap file (swapIn)
- *     REMOTE   fetched from the remote store (remote.ts), checked; else as SWAPPED
+ *     REMOTE   fetched from the remote store (remote.ts), checked; else as SWAPPED;
+ *              READING while its reply is on the way (other faults are served meanwhile)
  *     READING  waits for the file read in flight
  *     ACTIVE, CLEAN   served already by another thread's fault: wake
  *   retries  faults the kernel said EAGAIN to, or on a page BUSY elsewhere
@@ -67,7 +68,7 @@ import { drainRequests, batch } from './requests';
 import { SwapFileError } from '../swapfile';
 import { follow } from './placement';
 import { serveForwarded } from './inline';
-import { fetch as remoteFetch, prefetch as remotePrefetch } from './remote';
+import { startFetch } from './remote';
 import { server, readEvents } from './native-faults';
 
 /** The events buffer uffd.read() fills. */
@@ -202,15 +203,11 @@ export function serveFault(addr: number, flags: number): boolean {
     }
     case SWAPPED:
       return swapIn(r, page, addr, write);
-    case REMOTE: {
-      // Served here, in the dispatcher thread, on its own blocking connection (bounded by
-      // remote.timeout); a fault on a fast state meanwhile waits (or, with the native fault
-      // thread, goes on being served there). Anything but a checked value: the swap file.
-      // The page alone first; its neighbours (when the faults run forward) once it is in.
-      const done = swapIn(r, page, addr, write, remoteFetch(r, page, pageBuf));
-      remotePrefetch(r);
-      return done;
-    }
+    case REMOTE:
+      // Its GETDEL goes out and this thread serves other faults until the reply is in
+      // (remote.ts pollFetch(), bounded by remote.timeout); anything but a checked value:
+      // the swap file. False (retried) while another remote fault is in flight.
+      return startFetch(r, page, addr, write);
     case READING: {
       // Another thread faulted on a page being read: the copy at completion wakes it too.
       const rd = r.reads.get(page);
@@ -238,7 +235,7 @@ function unclaim(r: RegionState, page: number, st: number, res: number): boolean
  * is at most half full (and not failing writes); a write, or a fuller file, frees
  * the slot at once.
  */
-function swapIn(r: RegionState, page: number, addr: number, write: boolean, fromRemote = false): boolean {
+export function swapIn(r: RegionState, page: number, addr: number, write: boolean, fromRemote = false): boolean {
   const slot = r.aux[page];
   const sequential = r.lastSwapIn === page - 1;
   // fromRemote: pageBuf already holds the page, from the remote store (checked there).

@@ -27,6 +27,7 @@ import {
   SAME,
   SWAPPED,
   REMOTE,
+  READING,
   BUSY,
   KEPT_SLOT,
   SLOT_MASK,
@@ -209,6 +210,7 @@ export function releaseRegion(r: RegionState): void {
     } else if (st === STORED) storedLeaves(r, page);
     else if (st === SAME) G[P.G_SAME]--;
     else if (st === SWAPPED || st === REMOTE) swap!.freeSlot(r.aux[page]);
+    else if (st === READING && !r.isFile) swap!.freeSlot(r.aux[page]); // a remote fault in flight (remote.ts)
   }
   remoteRegionGone(r); // its REMOTE pages' keys
 

@@ -14,11 +14,13 @@
  *   write-back    queueObject() (the object, at batch time) -> written() (the swap
  *                 file has it: SWAPPED) -> flushRemote(): one pipeline of SETs per
  *                 node, one round trip; +OK -> REMOTE; OOM or any failure -> stays SWAPPED
- *   fault         fetch(): GETDEL of the page alone on the dispatcher's own blocking
- *                 connection (no event loop in between); checked (length, generation,
- *                 CRC) before use; a miss, an error, a deadline or a mismatch: the caller
- *                 reads the swap file. Then, once the page is installed and its thread
- *                 woken, prefetch(): when the region's remote faults run forward (this
+ *   fault         startFetch(): GETDEL of the page alone, sent on the node's fault
+ *                 connection (native, no event loop in between); the page is READING and
+ *                 the dispatcher goes on serving other faults (a fault on another REMOTE
+ *                 page is retried: one in flight at a time) and polls the reply each turn
+ *                 (pollFetch()); checked (length, generation, CRC) before use; a miss, an
+ *                 error, a deadline or a mismatch: the swap file. Then, once the page is
+ *                 installed and its thread woken, prefetch(): when the region's remote faults run forward (this
  *                 one within PREFETCH + 1 pages after the last), one pipeline of GETs for
  *                 the next REMOTE pages of its chunk, into the pool when it accepts them.
  *                 Random faults prefetch nothing (measured: the checks and pool stores of
@@ -49,16 +51,17 @@
  */
 import { PAGE } from '../compress';
 import { crc32 } from '../crc32';
-import { REPLY_BULK, REPLY_ERROR, REPLY_SIMPLE } from '../native';
+import { REPLY_BULK, REPLY_ERROR, REPLY_SIMPLE, PAGEFAULT_FLAG_WRITE } from '../native';
 import { RemoteNodes } from '../remote/nodes';
 import { RespEncoder } from '../remote/resp';
 import { CHUNK, chunkTag, cleanKey, pageKey } from '../remote/keys';
 import * as P from './protocol';
-import { G, opts, codec, backends } from './env';
-import { NEVER, REMOTE, SWAPPED, publish } from './pagestate';
+import { G, opts, codec, backends, pageBuf } from './env';
+import { NEVER, READING, REMOTE, SWAPPED, publish } from './pagestate';
 import { byId, regions, type RegionState } from './regions';
 import { nowStored } from './pool';
 import { swap } from './writeback';
+import { swapIn, pushRetry } from './faults';
 
 const cfg = opts.remote;
 /** The servers, when `remote` is configured. */
@@ -264,40 +267,90 @@ const fetchPages: number[] = [];
 let prefetchFrom = -1;
 
 /**
- * A fault on REMOTE page `page`: its value, checked and decoded into `dst`, and true;
- * false on a miss, an error, a deadline or a check that fails (the caller reads the
- * swap file). Either way the page is SWAPPED when this returns (its remote copy is taken).
+ * The remote fault in flight: its GETDEL was sent on the node's fault connection, and the
+ * page is READING until the reply is in (pollFetch(), each loop turn, which polls without
+ * waiting meanwhile). One at a time: a fault on another REMOTE page meanwhile is retried.
  */
-export function fetch(r: RegionState, page: number, dst: Uint8Array): boolean {
+const flight = { r: undefined as RegionState | undefined, page: 0, addr: 0, write: false, node: -1 };
+
+/** A remote fault's reply is due (the loop polls instead of sleeping). */
+export function fetching(): boolean {
+  return flight.r !== undefined;
+}
+
+/**
+ * A fault on REMOTE page `page` (at `addr`): its GETDEL goes out and the dispatcher goes on
+ * serving other faults while the server answers; the page is installed by pollFetch(),
+ * from the reply once checked, else from the swap file. True (the fault is taken care of),
+ * or false when another remote fault is in flight (the caller retries this one). When the
+ * server cannot be asked now, the page is read from the swap file at once.
+ */
+export function startFetch(r: RegionState, page: number, addr: number, write: boolean): boolean {
+  if (flight.r) return false;
   const m = meta(r);
-  publish(r.state, page, SWAPPED);
   G[P.G_REMOTE_PAGES]--;
   valueGone(m, page);
   prefetchFrom = -1;
   const node = nodeOf(r, page);
   if (!remote!.usable(node)) {
+    publish(r.state, page, SWAPPED);
     stale(r, page);
     G[P.G_REMOTE_SKIPPED]++;
-    return false;
+    return served(r, page, addr, write, false);
   }
   enc.reset();
   enc.command(['GETDEL', keyOf(r, page)]);
-  const n = remote!.run(node, enc);
+  if (remote!.start(node, enc) < 0) {
+    G[P.G_REMOTE_ERRORS]++;
+    publish(r.state, page, SWAPPED);
+    stale(r, page);
+    return served(r, page, addr, write, false);
+  }
+  publish(r.state, page, READING); // its swap slot stays in aux; a fault on it meanwhile waits with it
+  flight.r = r;
+  flight.page = page;
+  flight.addr = addr;
+  flight.write = write;
+  flight.node = node;
+  return true;
+}
+
+/**
+ * The reply to the fault in flight, if it is in (`wait`: wait for it, up to the deadline):
+ * checked and installed, or the swap file read instead. Then prefetch when the region's
+ * remote faults run forward.
+ */
+export function pollFetch(wait = false): void {
+  const r = flight.r;
+  if (!r) return;
+  const n = remote!.poll(flight.node, wait);
+  if (n === 0) return;
+  flight.r = undefined;
+  const { page, addr, write } = flight;
+  if (r.closed) return; // released meanwhile (its slot freed there); the GETDEL took the key
+  publish(r.state, page, SWAPPED);
+  const m = meta(r);
+  let ok = false;
   if (n < 0) {
     G[P.G_REMOTE_ERRORS]++;
     stale(r, page);
-    return false;
-  }
-  const ok = check(m, page, 0);
-  if (ok) {
-    const v = remote!.bytes(0);
-    codec.decompress(v, 4, v.length - 4, dst, 0);
+  } else if (checkValue(m, page, remote!.fkind(), remote!.fbytes())) {
+    const v = remote!.fbytes();
+    codec.decompress(v, 4, v.length - 4, pageBuf, 0);
     G[P.G_REMOTE_HITS]++;
+    ok = true;
     if (m.last >= 0 && page > m.last && page - m.last <= PREFETCH + 1) prefetchFrom = page;
     m.last = page;
   }
   G[P.G_REMOTE_MOVED] = remote!.moved;
-  return ok;
+  served(r, page, addr, write, ok);
+  prefetch(r);
+}
+
+/** Installs the page (from pageBuf when `fromRemote`, else from the swap file); a refusal (EAGAIN) is retried. */
+function served(r: RegionState, page: number, addr: number, write: boolean, fromRemote: boolean): boolean {
+  if (!swapIn(r, page, addr, write, fromRemote)) pushRetry(addr, write ? PAGEFAULT_FLAG_WRITE : 0);
+  return true;
 }
 
 /**
@@ -331,12 +384,15 @@ export function prefetch(r: RegionState): void {
 
 /** Reply i is the current value of page `page`: present, its generation and CRC-32 as sent. */
 function check(m: Meta, page: number, i: number): boolean {
-  const kind = remote!.kind(i);
+  return checkValue(m, page, remote!.kind(i), remote!.bytes(i));
+}
+
+/** A reply of kind `kind` with bytes `v` is the current value of page `page`. */
+function checkValue(m: Meta, page: number, kind: number, v: Uint8Array): boolean {
   if (kind !== REPLY_BULK) {
     G[P.G_REMOTE_MISSES]++; // nil: the key was lost (evicted, flushed, a restart)
     return false;
   }
-  const v = remote!.bytes(i);
   if (v.length < 5 || v.length > PAGE + 64 + 4) {
     G[P.G_REMOTE_BAD]++;
     return false;

@@ -4,6 +4,7 @@
  *
  *   loop:  uffd.read(events, timeout)     timeout -1 when idle, 0 while evicting
  *          for each page fault            look up region + page state, resolve (faults.ts)
+ *          a remote fault's reply         polled while one is in flight (remote.ts)
  *          on wake                        drain requests (requests.ts)
  *          FileIo completions             mapped files (files.ts)
  *          retries                        faults the kernel said EAGAIN to
@@ -45,7 +46,7 @@ import { control, drainRequests, runDeferred, hasDeferred } from './requests';
 import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
 import { applyLimits, budgetDueIn, budgetTick } from './budget';
 import { readEvents, drainServed, closeNativeFaults } from './native-faults';
-import { cleanDue, flushClean, repatriate, repatriateDueIn, repatriating } from './remote';
+import { cleanDue, fetching, flushClean, pollFetch, repatriate, repatriateDueIn, repatriating } from './remote';
 
 function loop(): void {
   Atomics.store(ctl, P.CTL_READY, 1);
@@ -55,7 +56,7 @@ function loop(): void {
     const now = performance.now();
     const evicting = residency.evicting;
     const backingOff = evicting && now < residency.backoffUntil;
-    const busy = (evicting && !backingOff) || retries.count > 0 || wb.shrinking;
+    const busy = (evicting && !backingOff) || retries.count > 0 || wb.shrinking || fetching();
     let timeout = busy ? 0 : exiting ? 20 : backingOff ? Math.ceil(residency.backoffUntil - now) : -1;
     const idleWork = idleEnabled && storedFifo.length > 0;
     if (timeout < 0 && idleWork) timeout = Math.max(0, Math.ceil(idle.nextPass - performance.now()));
@@ -69,6 +70,7 @@ function loop(): void {
     }
     const n = readEvents(events, timeout);
     drainServed();
+    if (fetching()) pollFetch(); // a remote fault's reply, if it is in (remote.ts)
     if (n > 0) serveBatch(n);
     else if (n < 0) drainRequests();
     drainIo();
@@ -96,6 +98,7 @@ function loop(): void {
       return;
     }
   }
+  pollFetch(true); // a remote fault still in flight: its page in before the dispatcher stops
   life.stoppedCleanly = true;
   closeNativeFaults();
   closeFileIo();

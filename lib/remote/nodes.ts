@@ -6,7 +6,10 @@
  *   nodes[i]     host/port of server i (one server, or the cluster's masters)
  *   slots        cluster only: slot (CRC16 of the hash tag, 16384) -> node index,
  *                as the main thread read it from the cluster (lib/remote/session.ts)
- *   per node     conn, runId (INFO server's run_id at the first connection),
+ *   per node     conn (write-back, prefetch, everything but a fault's own GETDEL),
+ *                fault (a second connection: a fault's GETDEL, sent with start() and
+ *                collected with poll() while the dispatcher serves other faults),
+ *                runId (INFO server's run_id at the first connection),
  *                downUntil (ms: after a failure the node is left alone for a second)
  *
  * A new connection first reads `run_id`: if it changed, the server restarted
@@ -37,6 +40,8 @@ export interface RemoteConfig {
 }
 
 const ECONNREFUSED = -111;
+/** Largest value a page key holds: [generation][object of at most a page + its header]. */
+const PAGE_VALUE_MAX = 4096 + 64 + 4;
 const EHOSTUNREACH = -113;
 /** A node that failed is not asked again for this long (ms). */
 export const NODE_BACKOFF_MS = 1000;
@@ -44,6 +49,7 @@ export const NODE_BACKOFF_MS = 1000;
 interface Node {
   spec: RemoteNode;
   conn: RemoteConn;
+  fault: RemoteConn;
   runId: string;
   downUntil: number;
 }
@@ -53,6 +59,9 @@ export class RemoteNodes {
   private slots: Uint16Array | null;
   readonly out = new Uint8Array(1 << 20);
   readonly info = new Int32Array(3 * 2048);
+  /** The fault connections' replies (one request in flight at a time, for the whole swap). */
+  readonly fout = new Uint8Array(PAGE_VALUE_MAX + 64);
+  readonly finfo = new Int32Array(3);
   private readonly hs = new RespEncoder();
   /** Requests that failed (refused, reset, deadline, garbage), MOVED/ASK replies. */
   failures = 0;
@@ -71,9 +80,21 @@ export class RemoteNodes {
     const old = this.nodes;
     this.nodes = nodes.map((spec) => {
       const same = old.find((n) => n.spec.host === spec.host && n.spec.port === spec.port);
-      return same ?? { spec, conn: new native.RemoteConn(spec.host, spec.port), runId: '', downUntil: 0 };
+      return (
+        same ?? {
+          spec,
+          conn: new native.RemoteConn(spec.host, spec.port),
+          fault: new native.RemoteConn(spec.host, spec.port),
+          runId: '',
+          downUntil: 0,
+        }
+      );
     });
-    for (const n of old) if (!this.nodes.includes(n)) n.conn.close();
+    for (const n of old) {
+      if (this.nodes.includes(n)) continue;
+      n.conn.close();
+      n.fault.close();
+    }
     this.slots = slots;
   }
 
@@ -99,7 +120,7 @@ export class RemoteNodes {
     const n = this.nodes[node];
     if (performance.now() < n.downUntil) return ECONNREFUSED;
     if (!n.conn.connected) {
-      const c = this.connect(node, timeoutMs);
+      const c = this.connect(node, n.conn, timeoutMs);
       if (c < 0) return this.down(n, c);
     }
     const r = n.conn.exchange(enc.buf, enc.length, enc.commands, timeoutMs, this.out, this.info);
@@ -113,8 +134,49 @@ export class RemoteNodes {
     return r;
   }
 
+  /**
+   * Sends enc's one command to `node` on its fault connection: 0, then poll() until it
+   * answers; or -errno (nothing is due then).
+   */
+  start(node: number, enc: RespEncoder, timeoutMs = this.cfg.timeoutMs): number {
+    if (node < 0 || node >= this.nodes.length) return EHOSTUNREACH;
+    const n = this.nodes[node];
+    if (performance.now() < n.downUntil) return ECONNREFUSED;
+    if (!n.fault.connected) {
+      const c = this.connect(node, n.fault, timeoutMs);
+      if (c < 0) return this.down(n, c);
+    }
+    const r = n.fault.send(enc.buf, enc.length, 1, timeoutMs);
+    return r < 0 ? this.down(n, r) : 0;
+  }
+
+  /**
+   * The reply to start()'s command: 1 (fkind(0), fbytes(0)), 0 not yet (never with `wait`,
+   * which blocks until it or the deadline), or -errno (past the deadline, a failure).
+   */
+  poll(node: number, wait: boolean): number {
+    const n = this.nodes[node];
+    if (!n || !n.fault.busy) return -22; // EINVAL: nothing was started there
+    const r = n.fault.receive(this.fout, this.finfo, wait);
+    if (r < 0) return this.down(n, r);
+    if (r > 0 && this.finfo[0] === REPLY_ERROR) {
+      const t = Buffer.from(this.fout.buffer, this.finfo[1], this.finfo[2]).toString('latin1');
+      if (t.startsWith('MOVED') || t.startsWith('ASK')) this.moved++;
+    }
+    return r;
+  }
+
+  fkind(): number {
+    return this.finfo[0];
+  }
+
+  fbytes(): Uint8Array {
+    return this.fout.subarray(this.finfo[1], this.finfo[1] + this.finfo[2]);
+  }
+
   private down(n: Node, err: number): number {
     n.conn.close();
+    n.fault.close();
     n.downUntil = performance.now() + NODE_BACKOFF_MS;
     this.failures++;
     this.lastError = err;
@@ -122,16 +184,16 @@ export class RemoteNodes {
   }
 
   /** Connects and checks run_id (AUTH first when the URL had a password). */
-  private connect(node: number, timeoutMs: number): number {
+  private connect(node: number, conn: RemoteConn, timeoutMs: number): number {
     const n = this.nodes[node];
-    const c = n.conn.connect(timeoutMs);
+    const c = conn.connect(timeoutMs);
     if (c < 0) return c;
     const hs = this.hs;
     hs.reset();
     if (n.spec.password !== undefined)
       hs.command(n.spec.user ? ['AUTH', n.spec.user, n.spec.password] : ['AUTH', n.spec.password]);
     hs.command(['INFO', 'server']);
-    const r = n.conn.exchange(hs.buf, hs.length, hs.commands, timeoutMs, this.out, this.info);
+    const r = conn.exchange(hs.buf, hs.length, hs.commands, timeoutMs, this.out, this.info);
     if (r < 0) return r;
     const last = r - 1;
     if (this.info[3 * last] !== REPLY_BULK || (r === 2 && this.info[0] === REPLY_ERROR)) return -13; // EACCES
@@ -161,6 +223,9 @@ export class RemoteNodes {
   }
 
   close(): void {
-    for (const n of this.nodes) n.conn.close();
+    for (const n of this.nodes) {
+      n.conn.close();
+      n.fault.close();
+    }
   }
 }
