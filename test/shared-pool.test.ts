@@ -3,7 +3,7 @@
  * (node:cluster workers and unrelated ones) on one real System V segment, every byte of
  * every page they read checked against the file (bench/helpers/shared-member.ts).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -63,6 +63,13 @@ function parse<T>(r: Run, what: string): T {
 /** A pool name no other test run uses. */
 const poolName = (t: string): string => `t-${t}-${process.pid}-${Date.now() % 100000}`;
 
+/** A file of `pages` pages the members map (bench/helpers/shared-file.ts), in a directory the test removes. */
+function sharedFile(t: ExecutionContext, what: string, pages: number): string {
+  const file = path.join(tempDir(t, `tmem-shared-${what}-`), 'data');
+  writeSharedFile(file, pages);
+  return file;
+}
+
 /** native/shared_pool.cc segment_key: FNV-1a of "tmem-shared:<uid>:<name>", 31 bits. */
 function segmentKey(uid: number, name: string): number {
   let h = 2166136261;
@@ -84,10 +91,8 @@ test.serial(
   '4 cluster workers read one 256 MiB file at random: every byte is the file, the pool holds each page once (against 4 private swaps)',
   async (t) => {
     t.timeout(420_000);
-    const dir = tempDir(t, 'tmem-shared-');
-    const file = path.join(dir, 'data');
     const pages = (256 * MiB) / 4096;
-    writeSharedFile(file, pages);
+    const file = sharedFile(t, 'cluster', pages);
     const base = { file, pages, workers: 4, passes: 1, residentLimit: '4MiB', poolLimit: '512MiB' };
 
     const shared = parse<{ workers: MemberResult[] }>(
@@ -130,10 +135,8 @@ test.serial(
   'a member SIGKILLed holding the lock or in the middle of a put: the others go on with every byte right, its slot is reclaimed',
   async (t) => {
     t.timeout(240_000);
-    const dir = tempDir(t, 'tmem-shared-kill-');
-    const file = path.join(dir, 'data');
     const pages = 4096;
-    writeSharedFile(file, pages);
+    const file = sharedFile(t, 'kill', pages);
     const shared = { name: poolName('kill'), size: '64MiB' };
     const cfg = { file, pages, passes: 6, residentLimit: '2MiB', shared, waitStdin: true };
     // The readers take their final stats only when told, after the kills: they may read faster.
@@ -179,10 +182,8 @@ test.serial(
   'a member scribbling random bytes over the segment: the others never crash, never hang, never read a wrong byte',
   async (t) => {
     t.timeout(240_000);
-    const dir = tempDir(t, 'tmem-shared-scribble-');
-    const file = path.join(dir, 'data');
     const pages = 4096;
-    writeSharedFile(file, pages);
+    const file = sharedFile(t, 'scribble', pages);
     const shared = { name: poolName('scribble'), size: '32MiB' };
     const cfg = { file, pages, passes: 6, residentLimit: '4MiB', privatePages: 2048, shared };
     const readers = [member('read', { ...cfg, seed: 3 }, 200_000), member('read', { ...cfg, seed: 4 }, 200_000)];
@@ -215,10 +216,8 @@ test.serial(
   'memoryLimit counts the group: 2 members of a shared pool keep near one memoryLimit, 2 private ones take one each',
   async (t) => {
     t.timeout(420_000);
-    const dir = tempDir(t, 'tmem-shared-budget-');
-    const file = path.join(dir, 'data');
     const pages = (96 * MiB) / 4096;
-    writeSharedFile(file, pages);
+    const file = sharedFile(t, 'budget', pages);
     const base = { file, pages, workers: 2, passes: 1, memoryLimit: '64MiB' };
     const priv = parse<{ workers: MemberResult[] }>(await member('cluster', base, 300_000), 'private').workers;
     const shared = parse<{ workers: MemberResult[] }>(
@@ -269,8 +268,7 @@ for (const how of ['exit', 'throw'] as const) {
     async (t) => {
       t.timeout(150_000);
       const pages = 2048; // 8 MiB through a 2 MiB residentLimit: clean pages go to the pool
-      const file = path.join(tempDir(t, `tmem-shared-leave-${how}-`), 'data');
-      writeSharedFile(file, pages);
+      const file = sharedFile(t, `leave-${how}`, pages);
       const name = poolName(`leave-${how}`);
       const key = segmentKey(process.getuid!(), name);
       t.teardown(() => void (segmentAt(key) && spawnSync('ipcrm', ['-M', String(key)])));
