@@ -343,8 +343,18 @@ export interface RemoteConn {
    * Per reply i: info[3i] kind (REPLY_*), info[3i+1] offset of its bytes in out, info[3i+2] their length.
    */
   exchange(req: Uint8Array, len: number, n: number, timeoutMs: number, out: Uint8Array, info: Int32Array): number;
+  /** exchange()'s first half: sends req[0..len), n replies due within timeoutMs. 0, or -errno. */
+  send(req: Uint8Array, len: number, n: number, timeoutMs: number): number;
+  /**
+   * exchange()'s second half: parses what has arrived into out/info (the same buffers until it
+   * completes). n when all n replies are in; 0 not yet (never with `wait`); -errno (-ETIMEDOUT
+   * past the deadline).
+   */
+  receive(out: Uint8Array, info: Int32Array, wait: boolean): number;
   close(): void;
   readonly connected: boolean;
+  /** Replies are due: send() done, receive() not complete. */
+  readonly busy: boolean;
 }
 /** RemoteConn reply kinds. */
 export const REPLY_SIMPLE = 1,

@@ -368,3 +368,35 @@ run('a mapped file rewritten while its clean pages are remote: the new bytes, ne
   t.is(r.done!.bad, 0, 'every byte of the new file');
   t.is(r.done!.stats.remote!.cleanHits, 0, JSON.stringify(r.done!.stats.remote));
 });
+
+run('a fault waiting for a hung server does not stop the others: the dispatcher serves them meanwhile', async (t) => {
+  const srv = await startRedis(t);
+  const child = fork(
+    path.join(__dirname, 'helpers', 'remote-overlap.js'),
+    [JSON.stringify({ url: srv.url, dir: tempDir(t, 'tmem-remote-'), pages: 1024 })],
+    { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), HANG_GUARD_MS);
+  t.teardown(() => {
+    clearTimeout(timer);
+    srv.cont();
+  });
+  const result = await new Promise<Record<string, number | boolean>>((resolve, reject) => {
+    child.on('message', (m: { kind: string; stats?: SwapStats } & Record<string, number | boolean>) => {
+      if (m.kind === 'evicted') {
+        t.true(m.stats!.remote!.pages > 0, JSON.stringify(m.stats!.remote));
+        srv.stop(); // SIGSTOP: a GETDEL sent now waits until the deadline (2.5 s)
+        child.send('go');
+      } else if (m.kind === 'result') resolve(m);
+    });
+    child.on('exit', (code) => reject(new Error(`the child exited (${code}): ${stderr}`)));
+  });
+  t.log(JSON.stringify(result));
+  t.true((result.stalledAt as number) < 1024, `the Worker stalled on a remote page: ${JSON.stringify(result)}`);
+  t.is(result.servedWhileStalled, 256, 'every fault of the other region was served');
+  t.false(result.workerMovedMeanwhile, "and while the Worker's fault still waited");
+  t.is(result.errorsMeanwhile, 0, 'before its deadline');
+  t.is(result.bad, 0, 'the Worker read every page right in the end (from the swap file)');
+});

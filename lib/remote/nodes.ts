@@ -122,6 +122,12 @@ export class RemoteNodes {
     if (!n.conn.connected) {
       const c = this.connect(node, n.conn, timeoutMs);
       if (c < 0) return this.down(n, c);
+      // The fault connection too, now: a fault should not wait for a connection and its
+      // handshake (on a hung server, for the whole deadline, with the dispatcher stopped).
+      if (!n.fault.connected) {
+        const f = this.connect(node, n.fault, timeoutMs);
+        if (f < 0) return this.down(n, f);
+      }
     }
     const r = n.conn.exchange(enc.buf, enc.length, enc.commands, timeoutMs, this.out, this.info);
     if (r < 0) return this.down(n, r);
