@@ -10,7 +10,9 @@
  *                fault (a second connection: a fault's GETDEL, sent with start() and
  *                collected with poll() while the dispatcher serves other faults),
  *                runId (INFO server's run_id at the first connection),
- *                downUntil (ms: after a failure the node is left alone for a second)
+ *                downUntil (ms: after a failure the node is left alone for a second, and
+ *                twice as long after each failure in a row, up to 30 s: a hung server that
+ *                accepts connections costs a handshake's deadline per try), failures in a row
  *
  * A new connection first reads `run_id`: if it changed, the server restarted
  * and lost every key (no persistence), and `onLost(node)` lets the caller forget
@@ -45,6 +47,8 @@ const PAGE_VALUE_MAX = 4096 + 64 + 4;
 const EHOSTUNREACH = -113;
 /** A node that failed is not asked again for this long (ms). */
 export const NODE_BACKOFF_MS = 1000;
+/** The longest back-off of a node that keeps failing (ms). */
+export const NODE_BACKOFF_MAX_MS = 30000;
 
 interface Node {
   spec: RemoteNode;
@@ -52,6 +56,8 @@ interface Node {
   fault: RemoteConn;
   runId: string;
   downUntil: number;
+  /** Failures in a row (0 after any request that succeeds). */
+  streak: number;
 }
 
 export class RemoteNodes {
@@ -87,6 +93,7 @@ export class RemoteNodes {
           fault: new native.RemoteConn(spec.host, spec.port),
           runId: '',
           downUntil: 0,
+          streak: 0,
         }
       );
     });
@@ -131,6 +138,7 @@ export class RemoteNodes {
     }
     const r = n.conn.exchange(enc.buf, enc.length, enc.commands, timeoutMs, this.out, this.info);
     if (r < 0) return this.down(n, r);
+    n.streak = 0;
     for (let i = 0; i < r; i++) {
       if (this.info[3 * i] === REPLY_ERROR) {
         const t = this.text(i);
@@ -165,6 +173,7 @@ export class RemoteNodes {
     if (!n || !n.fault.busy) return -22; // EINVAL: nothing was started there
     const r = n.fault.receive(this.fout, this.finfo, wait);
     if (r < 0) return this.down(n, r);
+    if (r > 0) n.streak = 0;
     if (r > 0 && this.finfo[0] === REPLY_ERROR) {
       const t = Buffer.from(this.fout.buffer, this.finfo[1], this.finfo[2]).toString('latin1');
       if (t.startsWith('MOVED') || t.startsWith('ASK')) this.moved++;
@@ -183,7 +192,8 @@ export class RemoteNodes {
   private down(n: Node, err: number): number {
     n.conn.close();
     n.fault.close();
-    n.downUntil = performance.now() + NODE_BACKOFF_MS;
+    n.downUntil = performance.now() + Math.min(NODE_BACKOFF_MAX_MS, NODE_BACKOFF_MS * 2 ** Math.min(n.streak, 5));
+    n.streak++;
     this.failures++;
     this.lastError = err;
     return err;

@@ -56,7 +56,13 @@ async function main(): Promise<void> {
   const u8 = new Uint8Array(region.buffer);
   for (let p = 0; p < a.pages; p++) fillPage(u8.subarray(p * PAGE, (p + 1) * PAGE), p, 1);
   await region.evict();
-  for (let i = 0; i < 200 && swap.stats().remote!.pages < a.pages / 2; i++) await new Promise((r) => setTimeout(r, 50));
+  // Write-back runs while the pool is over its threshold: until the puts stop (at most 20 s).
+  for (let i = 0, last = -1; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const n = swap.stats().remote!.puts;
+    if (n === last && n > 0) break;
+    last = n;
+  }
   // No eviction from now on: the write-back's SETs (on the other connection) would wait for
   // the hung server too, for its deadline, and that is not what this test looks at.
   await swap.setLimits({ residentLimit: `${2 * a.pages * 4}KiB` });
