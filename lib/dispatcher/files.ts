@@ -50,7 +50,7 @@ import { becomeResident, finalizeOldest } from './reclaim';
 import { flushWriteback } from './writeback';
 import { unrecoverable, pushRetry } from './faults';
 import { isShared, rekey, sharedGet } from './shared';
-import { fetchClean, cleanGone, cleanRegionGone } from './remote';
+import { startCleanFetch, cleanGone, cleanRegionGone } from './remote';
 
 interface FlushOp {
   r: RegionState;
@@ -153,14 +153,34 @@ export function fileFault(r: RegionState, page: number, addr: number, write: boo
     return fileLoaded(r, page, write);
   }
   G[P.G_CLEANCACHE_MISSES]++;
-  if (fetchClean(r, page, pageBuf)) {
-    // The remote tier's copy (checked there); a miss or anything wrong there reads the file.
+  // The remote tier's copy: its GETDEL goes out and the page is READING until the reply
+  // (remote.ts pollFetch() -> cleanFetched()); other faults are served meanwhile.
+  if (startCleanFetch(r, page, addr, write)) return true;
+  return readFile(r, page, addr, write);
+}
+
+/**
+ * The reply to a clean page's remote fetch is in: `ok`, its bytes are in pageBuf (checked);
+ * else (a miss, an error, a check that failed) the page is read from the file.
+ */
+export function cleanFetched(r: RegionState, page: number, addr: number, write: boolean, ok: boolean): void {
+  publish(r.state, page, NEVER);
+  if (ok) {
     const res = uffd.copy(addr, pageBuf, 0, write ? 0 : COPY_WP);
-    if (res < 0) return res !== EAGAIN; // not installed: the file still has it
-    G[P.G_FAULTS_REMOTE]++;
-    r.stats[P.R_FAULTS_REMOTE]++;
-    return fileLoaded(r, page, write);
+    if (res >= 0) {
+      G[P.G_FAULTS_REMOTE]++;
+      r.stats[P.R_FAULTS_REMOTE]++;
+      fileLoaded(r, page, write);
+      return;
+    }
+    if (res !== EAGAIN) return; // the process is going away
+    // Not installed now: the file still has the page; read it from there.
   }
+  if (!readFile(r, page, addr, write)) pushRetry(addr, write ? PAGEFAULT_FLAG_WRITE : 0);
+}
+
+/** A fault on a NEVER page of a mapped file that no cache had: the file (inline when the page cache has it). */
+function readFile(r: RegionState, page: number, addr: number, write: boolean): boolean {
   const pos = page * PAGE;
   const want = Math.min(PAGE, Math.max(0, (r.spec.fileSize ?? 0) - pos));
   const got = want === 0 ? 0 : r.nowait ? fileIo().tryRead(r.file, pageBuf, 0, want, pos) : EOPNOTSUPP;

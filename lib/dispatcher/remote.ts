@@ -40,9 +40,10 @@
  *                 stays NEVER; per region, gen[page] != 0 says the store has the page:
  *                 queueClean() (eviction) -> flushClean() once 32 wait or the loop is idle:
  *                 one pipeline of SET ... PX per node; +OK and the page still NEVER at the same file generation -> gen,
- *                 crc, len set. A fault (fetchClean(), before the file is read) takes the
- *                 copy with GETDEL, whatever the answer: a miss, an error or a check that
- *                 fails reads the file. A changed file (its generation) or a page brought
+ *                 crc, len set. A fault (startCleanFetch(), before the file is read) takes
+ *                 the copy with GETDEL on the fault connection (the page READING until the
+ *                 reply, as a persistent page's), whatever the answer: a miss, an error or
+ *                 a check that fails reads the file. A changed file (its generation) or a page brought
  *                 back another way forgets the copy (its key UNLINKed, else its TTL ends it).
  *
  *   Meta, per region (either kind): gen u32, crc u32, len u16 (the value's bytes, for
@@ -62,6 +63,7 @@ import { byId, regions, type RegionState } from './regions';
 import { nowStored } from './pool';
 import { swap } from './writeback';
 import { swapIn, pushRetry } from './faults';
+import { cleanFetched } from './files';
 
 const cfg = opts.remote;
 /** The servers, when `remote` is configured. */
@@ -271,7 +273,16 @@ let prefetchFrom = -1;
  * page is READING until the reply is in (pollFetch(), each loop turn, which polls without
  * waiting meanwhile). One at a time: a fault on another REMOTE page meanwhile is retried.
  */
-const flight = { r: undefined as RegionState | undefined, page: 0, addr: 0, write: false, node: -1 };
+const flight = {
+  r: undefined as RegionState | undefined,
+  page: 0,
+  addr: 0,
+  write: false,
+  node: -1,
+  /** The value's generation and CRC-32 as sent (the page's own are forgotten meanwhile). */
+  gen: 0,
+  crc: 0,
+};
 
 /** A remote fault's reply is due (the loop polls instead of sleeping). */
 export function fetching(): boolean {
@@ -307,6 +318,8 @@ export function startFetch(r: RegionState, page: number, addr: number, write: bo
     return served(r, page, addr, write, false);
   }
   publish(r.state, page, READING); // its swap slot stays in aux; a fault on it meanwhile waits with it
+  flight.gen = m.gen[page];
+  flight.crc = m.crc[page];
   flight.r = r;
   flight.page = page;
   flight.addr = addr;
@@ -328,21 +341,28 @@ export function pollFetch(wait = false): void {
   flight.r = undefined;
   const { page, addr, write } = flight;
   if (r.closed) return; // released meanwhile (its slot freed there); the GETDEL took the key
-  publish(r.state, page, SWAPPED);
   const m = meta(r);
   let ok = false;
   if (n < 0) {
     G[P.G_REMOTE_ERRORS]++;
     stale(r, page);
-  } else if (checkValue(m, page, remote!.fkind(), remote!.fbytes())) {
+  } else if (checkValue(flight.gen, flight.crc, remote!.fkind(), remote!.fbytes())) {
     const v = remote!.fbytes();
     codec.decompress(v, 4, v.length - 4, pageBuf, 0);
     G[P.G_REMOTE_HITS]++;
     ok = true;
+  }
+  G[P.G_REMOTE_MOVED] = remote!.moved;
+  if (r.isFile) {
+    if (ok) G[P.G_REMOTE_CLEAN_HITS]++;
+    cleanFetched(r, page, addr, write, ok);
+    return;
+  }
+  if (ok) {
     if (m.last >= 0 && page > m.last && page - m.last <= PREFETCH + 1) prefetchFrom = page;
     m.last = page;
   }
-  G[P.G_REMOTE_MOVED] = remote!.moved;
+  publish(r.state, page, SWAPPED);
   served(r, page, addr, write, ok);
   prefetch(r);
 }
@@ -384,11 +404,11 @@ export function prefetch(r: RegionState): void {
 
 /** Reply i is the current value of page `page`: present, its generation and CRC-32 as sent. */
 function check(m: Meta, page: number, i: number): boolean {
-  return checkValue(m, page, remote!.kind(i), remote!.bytes(i));
+  return checkValue(m.gen[page], m.crc[page], remote!.kind(i), remote!.bytes(i));
 }
 
-/** A reply of kind `kind` with bytes `v` is the current value of page `page`. */
-function checkValue(m: Meta, page: number, kind: number, v: Uint8Array): boolean {
+/** A reply of kind `kind` with bytes `v` is the value sent with generation `want` and CRC-32 `crc`. */
+function checkValue(want: number, crc: number, kind: number, v: Uint8Array): boolean {
   if (kind !== REPLY_BULK) {
     G[P.G_REMOTE_MISSES]++; // nil: the key was lost (evicted, flushed, a restart)
     return false;
@@ -398,7 +418,7 @@ function checkValue(m: Meta, page: number, kind: number, v: Uint8Array): boolean
     return false;
   }
   const gen = v[0] | (v[1] << 8) | (v[2] << 16) | (v[3] << 24);
-  if (gen >>> 0 !== m.gen[page] || crc32(v) !== m.crc[page]) {
+  if (gen >>> 0 !== want || crc32(v) !== crc) {
     G[P.G_REMOTE_BAD]++;
     return false;
   }
@@ -548,37 +568,41 @@ function forgetClean(m: Meta, page: number): void {
 }
 
 /**
- * A fault on a NEVER page of a mapped file, before the file is read: the remote store's
- * copy, checked and decoded into `dst`, and true; false when there is none or it cannot
- * be used (the file is read). Either way the copy is taken (GETDEL): the page is resident next.
+ * A fault on a NEVER page of a mapped file, before the file is read: when the remote store
+ * has its copy, the GETDEL goes out on the fault connection and the page is READING until
+ * the reply (pollFetch() -> files.ts cleanFetched()); true. False when there is no copy, or
+ * it cannot be asked for now (another fault in flight, the server backing off: the copy is
+ * forgotten): the caller reads the file. Either way the copy is taken.
  */
-export function fetchClean(r: RegionState, page: number, dst: Uint8Array): boolean {
+export function startCleanFetch(r: RegionState, page: number, addr: number, write: boolean): boolean {
   const m = metas.get(r.id);
   if (!m || m.gen[page] === 0) return false;
   const node = nodeOf(r, page);
-  if (!remote!.usable(node)) {
+  if (flight.r || !remote!.usable(node)) {
+    if (!flight.r) G[P.G_REMOTE_SKIPPED]++;
     forgetClean(m, page);
     stale(r, page);
-    G[P.G_REMOTE_SKIPPED]++;
     return false;
   }
   enc.reset();
   enc.command(['GETDEL', keyOf(r, page)]);
-  const n = remote!.run(node, enc);
-  let ok = false;
-  if (n < 0) {
+  if (remote!.start(node, enc) < 0) {
     G[P.G_REMOTE_ERRORS]++;
+    forgetClean(m, page);
     stale(r, page);
-  } else if (check(m, page, 0)) {
-    const v = remote!.bytes(0);
-    codec.decompress(v, 4, v.length - 4, dst, 0);
-    G[P.G_REMOTE_HITS]++;
-    G[P.G_REMOTE_CLEAN_HITS]++;
-    ok = true;
+    return false;
   }
+  // The copy is taken now, whatever the reply: the flight keeps what checks it.
+  flight.gen = m.gen[page];
+  flight.crc = m.crc[page];
   forgetClean(m, page);
-  G[P.G_REMOTE_MOVED] = remote!.moved;
-  return ok;
+  publish(r.state, page, READING);
+  flight.r = r;
+  flight.page = page;
+  flight.addr = addr;
+  flight.write = write;
+  flight.node = node;
+  return true;
 }
 
 /** The page of a mapped file is back another way (or stale): its remote copy goes. */
