@@ -55,9 +55,19 @@ export interface MemberResult {
   audit?: { entries: number; bytes: number; duplicates: number };
 }
 
-/** A scan of the shared pool's index: what stats() does not do (its figures are counters). */
+/**
+ * A scan of the shared pool's index: what stats() does not do (its figures are counters).
+ * Undefined when the segment refuses a new attachment: a member that scribbled over its
+ * header (the scribble test) leaves it refusing newcomers, while the members attached
+ * before go on.
+ */
 function audit(name: string): MemberResult['audit'] {
-  const store = new native.SharedStore(name, 2 ** 20, false, false);
+  let store: InstanceType<typeof native.SharedStore>;
+  try {
+    store = new native.SharedStore(name, 2 ** 20, false, false);
+  } catch {
+    return undefined;
+  }
   try {
     return store.audit();
   } finally {
