@@ -185,8 +185,6 @@ function sendPending(): void {
   pending.length = 0;
   let sending = 0;
   for (const [node, all] of byNode) {
-    enc.reset();
-    const gens: number[] = [];
     const ks: number[] = [];
     for (const k of all) {
       if (!underLimit(sending + 4 + qLen[k])) continue; // stays in the swap file only
@@ -194,19 +192,8 @@ function sendPending(): void {
       ks.push(k);
     }
     if (ks.length === 0) continue;
-    for (const k of ks) {
-      const r = byId.get(qRegion[k])!;
-      const gen = newGen();
-      const v = qObj.subarray(k * VALUE, k * VALUE + 4 + qLen[k]);
-      new DataView(v.buffer, v.byteOffset, 4).setUint32(0, gen, true);
-      gens.push(gen);
-      enc.command(['SET', keyOf(r, qPage[k]), v]);
-    }
-    const n = remote!.run(node, enc);
-    if (n < 0) {
-      G[P.G_REMOTE_ERRORS]++;
-      continue;
-    }
+    const gens = setValues(node, ks, qObj, qLen, (k) => keyOf(byId.get(qRegion[k])!, qPage[k]), []);
+    if (!gens) continue;
     for (let i = 0; i < ks.length; i++) {
       const k = ks[i];
       const r = byId.get(qRegion[k]);
@@ -227,6 +214,36 @@ function sendPending(): void {
       G[P.G_REMOTE_PUTS]++;
     }
   }
+}
+
+/**
+ * One pipeline of SETs to `node`: for each batch entry k of `ks`, the value buf[k * VALUE ..
+ * + 4 + len[k]) with a new generation in its first 4 bytes, under key(k), with `extra`
+ * arguments (PX ttl). The generations, in the order sent; undefined when the request failed
+ * (counted; the replies are then not there).
+ */
+function setValues(
+  node: number,
+  ks: number[],
+  buf: Uint8Array,
+  len: Int32Array,
+  key: (k: number) => string,
+  extra: string[],
+): number[] | undefined {
+  enc.reset();
+  const gens: number[] = [];
+  for (const k of ks) {
+    const gen = newGen();
+    const v = buf.subarray(k * VALUE, k * VALUE + 4 + len[k]);
+    new DataView(v.buffer, v.byteOffset, 4).setUint32(0, gen, true);
+    gens.push(gen);
+    enc.command(['SET', key(k), v, ...extra]);
+  }
+  if (remote!.run(node, enc) < 0) {
+    G[P.G_REMOTE_ERRORS]++;
+    return undefined;
+  }
+  return gens;
 }
 
 function stale(r: RegionState, page: number): void {
@@ -520,19 +537,8 @@ export function flushClean(): void {
   }
   const ttl = String(cfg!.ephemeralTtlMs);
   for (const [node, ks] of byNode) {
-    enc.reset();
-    const gens: number[] = [];
-    for (const k of ks) {
-      const gen = newGen();
-      const v = cObj.subarray(k * VALUE, k * VALUE + 4 + cLen[k]);
-      new DataView(v.buffer, v.byteOffset, 4).setUint32(0, gen, true);
-      gens.push(gen);
-      enc.command(['SET', keyOf(byId.get(cRegion[k])!, cPage[k]), v, 'PX', ttl]);
-    }
-    if (remote.run(node, enc) < 0) {
-      G[P.G_REMOTE_ERRORS]++;
-      continue;
-    }
+    const gens = setValues(node, ks, cObj, cLen, (k) => keyOf(byId.get(cRegion[k])!, cPage[k]), ['PX', ttl]);
+    if (!gens) continue;
     for (let i = 0; i < ks.length; i++) {
       const k = ks[i];
       const r = byId.get(cRegion[k]);
