@@ -14,7 +14,7 @@
  *          remote tier                    clean file pages sent; when idle, remote pages
  *                                         repatriated into a pool with room (remote.ts)
  *          idle pass, once a second       zram idle recompression / write-back (idle.ts)
- *          budget, twice a second         the cgroup's limit and pressure -> the limits (budget.ts)
+ *          budget, every 100 ms           the cgroup's limit and pressure -> the limits (budget.ts)
  *
  * The modules, each with its own state and a header drawing it:
  *   env.ts        what the main thread handed over: uffd, options, counters, the store, scratch
