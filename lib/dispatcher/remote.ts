@@ -334,15 +334,23 @@ export function startFetch(r: RegionState, page: number, addr: number, write: bo
     stale(r, page);
     return served(r, page, addr, write, false);
   }
-  publish(r.state, page, READING); // its swap slot stays in aux; a fault on it meanwhile waits with it
+  takeOff(r, m, page, addr, write, node); // its swap slot stays in aux
+  return true;
+}
+
+/**
+ * The page's GETDEL is on its way: the page is READING (a fault on it meanwhile waits with the
+ * first) and the flight keeps what pollFetch() needs, the value's generation and CRC-32 included.
+ */
+function takeOff(r: RegionState, m: Meta, page: number, addr: number, write: boolean, node: number): void {
   flight.gen = m.gen[page];
   flight.crc = m.crc[page];
+  publish(r.state, page, READING);
   flight.r = r;
   flight.page = page;
   flight.addr = addr;
   flight.write = write;
   flight.node = node;
-  return true;
 }
 
 /**
@@ -598,16 +606,8 @@ export function startCleanFetch(r: RegionState, page: number, addr: number, writ
     stale(r, page);
     return false;
   }
-  // The copy is taken now, whatever the reply: the flight keeps what checks it.
-  flight.gen = m.gen[page];
-  flight.crc = m.crc[page];
-  forgetClean(m, page);
-  publish(r.state, page, READING);
-  flight.r = r;
-  flight.page = page;
-  flight.addr = addr;
-  flight.write = write;
-  flight.node = node;
+  takeOff(r, m, page, addr, write, node);
+  forgetClean(m, page); // the copy is taken now, whatever the reply: the flight keeps what checks it
   return true;
 }
 
