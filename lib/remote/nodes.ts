@@ -123,19 +123,13 @@ export class RemoteNodes {
 
   /** Sends enc's pipeline to `node`: the number of replies (enc.commands), or -errno. */
   run(node: number, enc: RespEncoder, timeoutMs = this.cfg.timeoutMs): number {
-    if (node < 0 || node >= this.nodes.length) return EHOSTUNREACH;
+    // The fault connection too, now: a fault should not wait for a connection and its
+    // handshake (on a hung server, for the whole deadline, with the dispatcher stopped).
+    const c = this.ready(node, 'conn', timeoutMs);
+    if (c < 0) return c;
+    const f = this.ready(node, 'fault', timeoutMs);
+    if (f < 0) return f;
     const n = this.nodes[node];
-    if (performance.now() < n.downUntil) return ECONNREFUSED;
-    if (!n.conn.connected) {
-      const c = this.connect(node, n.conn, timeoutMs);
-      if (c < 0) return this.down(n, c);
-      // The fault connection too, now: a fault should not wait for a connection and its
-      // handshake (on a hung server, for the whole deadline, with the dispatcher stopped).
-      if (!n.fault.connected) {
-        const f = this.connect(node, n.fault, timeoutMs);
-        if (f < 0) return this.down(n, f);
-      }
-    }
     const r = n.conn.exchange(enc.buf, enc.length, enc.commands, timeoutMs, this.out, this.info);
     if (r < 0) return this.down(n, r);
     n.streak = 0;
@@ -153,15 +147,21 @@ export class RemoteNodes {
    * answers; or -errno (nothing is due then).
    */
   start(node: number, enc: RespEncoder, timeoutMs = this.cfg.timeoutMs): number {
+    const c = this.ready(node, 'fault', timeoutMs);
+    if (c < 0) return c;
+    const n = this.nodes[node];
+    const r = n.fault.send(enc.buf, enc.length, 1, timeoutMs);
+    return r < 0 ? this.down(n, r) : 0;
+  }
+
+  /** The node's connection `which`, connected (handshake done) if it was not: 0, or -errno (then down). */
+  private ready(node: number, which: 'conn' | 'fault', timeoutMs: number): number {
     if (node < 0 || node >= this.nodes.length) return EHOSTUNREACH;
     const n = this.nodes[node];
     if (performance.now() < n.downUntil) return ECONNREFUSED;
-    if (!n.fault.connected) {
-      const c = this.connect(node, n.fault, timeoutMs);
-      if (c < 0) return this.down(n, c);
-    }
-    const r = n.fault.send(enc.buf, enc.length, 1, timeoutMs);
-    return r < 0 ? this.down(n, r) : 0;
+    if (n[which].connected) return 0;
+    const c = this.connect(node, n[which], timeoutMs);
+    return c < 0 ? this.down(n, c) : 0;
   }
 
   /**
