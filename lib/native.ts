@@ -405,6 +405,8 @@ export interface FaultServer {
   /** Serves one fault natively from this thread (tests): 0 served, 1 forwarded. */
   serve(address: number, flags: number): number;
   counters(): { served: number; forwarded: number; events: number; moves: number };
+  /** The CPU the last faulting thread the fault thread looked at ran on (-1: none seen yet). */
+  faultCpu(): number;
   /** Stops the fault thread and unpublishes every region. */
   close(): void;
 }

@@ -10,6 +10,7 @@
 //   read(out, timeoutMs)                         forwarded events, as Uffd.read (thread only)
 //   serve(address, flags)                        fault_serve::serve once from JS (tests): 0 served, 1 forward
 //   counters()                                   { served, forwarded, events, moves }
+//   faultCpu()                                   the CPU the last faulting thread ran on (-1: none seen)
 //   close()                                      stop the thread, unpublish every region
 //
 // Every SharedArrayBuffer it points into is kept alive by a reference held here;
@@ -66,7 +67,7 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
         {InstanceMethod<&FaultServerWrap::AddRegion>("addRegion"),
          InstanceMethod<&FaultServerWrap::RemoveRegion>("removeRegion"), InstanceMethod<&FaultServerWrap::Read>("read"),
          InstanceMethod<&FaultServerWrap::Serve>("serve"), InstanceMethod<&FaultServerWrap::Counters>("counters"),
-         InstanceMethod<&FaultServerWrap::Close>("close")});
+         InstanceMethod<&FaultServerWrap::FaultCpu>("faultCpu"), InstanceMethod<&FaultServerWrap::Close>("close")});
   }
 
   FaultServerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FaultServerWrap>(info) {
@@ -230,6 +231,10 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
     c.Set("events", static_cast<double>(thread_ ? thread_->counters().events.load() : 0));
     c.Set("moves", static_cast<double>(thread_ ? thread_->counters().moves.load() : 0));
     return c;
+  }
+
+  Napi::Value FaultCpu(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), thread_ ? thread_->fault_cpu() : -1);
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -200,6 +200,19 @@ bool ServedRing::mark_pending() {
   return __atomic_exchange_n(w_ + W_PENDING, 1, __ATOMIC_ACQ_REL) == 0;
 }
 
+bool ServedRing::wake_due(int32_t region, int32_t page) {
+  if (!w_) return false;
+  const int32_t last_region = __atomic_exchange_n(w_ + W_LAST_REGION, region, __ATOMIC_RELAXED);
+  const int32_t last_page = __atomic_exchange_n(w_ + W_LAST_PAGE, page, __ATOMIC_RELAXED);
+  if (__atomic_load_n(w_ + W_WAKE_ANY, __ATOMIC_ACQUIRE) != 0) return true;
+  if (__atomic_load_n(w_ + W_ROOM, __ATOMIC_RELAXED) <= __atomic_load_n(w_ + W_WAKE_ROOM, __ATOMIC_RELAXED))
+    return true;
+  const uint32_t used = static_cast<uint32_t>(__atomic_load_n(w_ + W_ENQ, __ATOMIC_RELAXED)) -
+                        static_cast<uint32_t>(__atomic_load_n(w_ + W_DEQ, __ATOMIC_RELAXED));
+  if (used >= cap_ / 4) return true;
+  return last_region == region && page == last_page + 1;
+}
+
 // ---- init and scratch ----------------------------------------------------------------------
 
 bool init() {
@@ -312,7 +325,8 @@ Outcome served(const Fault& f, int32_t kind, uint8_t next, uint32_t aux, int32_t
   f.s->ring.commit(f.cell, kind, f.e->id, static_cast<int32_t>(f.page), arg, arg2, now_ns_since(f.t0));
   __atomic_store_n(f.e->aux + f.page, aux, __ATOMIC_RELAXED);
   page_state::publish(f.e->state, f.page, next);
-  if (f.s->ring.mark_pending() && wake_consumer) *wake_consumer = true;
+  if (f.s->ring.wake_due(f.e->id, static_cast<int32_t>(f.page)) && f.s->ring.mark_pending() && wake_consumer)
+    *wake_consumer = true;
   __atomic_fetch_add(&f.s->served, 1, __ATOMIC_RELAXED);
   return Outcome::kServed;
 }

@@ -76,6 +76,13 @@ constexpr uint32_t kArg2Clean = 0x1u;
  *                         residentLimit - resident each drain; a serve that adds a resident
  *                         page takes one, and forwards when there is none: the fault then
  *                         waits for the dispatcher, which evicts, as the kernel's direct reclaim)
+ *   word 6  wake room     a serve that leaves room at or below this wakes the consumer: reclaim
+ *                         is due (kswapd's wake-up at the high watermark)
+ *   word 7  wake any      set by the consumer before it sleeps: the next record wakes it
+ *   words 8, 9            region and page of the last record (a sequential run wakes the consumer
+ *                         for readahead)
+ *   Other records do not wake the consumer: it drains them on its next turn (one wake-up per
+ *   fault would put the dispatcher on the faulting thread's path).
  *   words 16.. cells of kCellWords: [seq, kind, region, page, arg, arg2, ns, 0]
  *   cell i starts with seq = i; a producer owning position p writes the cell and stores
  *   seq = p + 1 (release); the consumer reads it at seq == p + 1 and stores seq = p + capacity.
@@ -84,7 +91,8 @@ class ServedRing {
  public:
   static constexpr int32_t kMagic = 0x53525647;  // 'SRVG'
   static constexpr size_t kHeaderWords = 16, kCellWords = 8;
-  static constexpr size_t W_MAGIC = 0, W_CAP = 1, W_ENQ = 2, W_DEQ = 3, W_PENDING = 4, W_ROOM = 5;
+  static constexpr size_t W_MAGIC = 0, W_CAP = 1, W_ENQ = 2, W_DEQ = 3, W_PENDING = 4, W_ROOM = 5, W_WAKE_ROOM = 6,
+                          W_WAKE_ANY = 7, W_LAST_REGION = 8, W_LAST_PAGE = 9;
 
   /** Binds to `words` (n Int32 words) laid out as above; false if they are not (bad magic, size). */
   bool bind(int32_t* words, size_t n);
@@ -95,6 +103,13 @@ class ServedRing {
   void commit(int64_t pos, int32_t kind, int32_t region, int32_t page, int32_t arg, int32_t arg2, int32_t ns);
   /** Sets the pending word; true if it was clear (the consumer should be woken). */
   bool mark_pending();
+  /**
+   * Whether a record just committed for (region, page) needs the consumer now: it sleeps
+   * (W_WAKE_ANY), room is down to W_WAKE_ROOM (reclaim is due), a quarter of the ring is
+   * full, or the page follows the last one served (a sequential run: readahead). Any other
+   * record waits for the consumer's next turn. Async-signal-safe.
+   */
+  bool wake_due(int32_t region, int32_t page);
   /** Takes one page of room (false: none left, forward). Async-signal-safe. */
   bool take_room();
   /** Gives back a page of room taken by a serve that was forwarded after all. Async-signal-safe. */

@@ -60,6 +60,8 @@ class FaultThread {
   void stop();
   bool running() const { return !stopped_.load(); }
   const Counters& counters() const { return counters_; }
+  /** The CPU the last faulting thread looked at ran on (-1: none yet); read by the dispatcher to stay off it. */
+  int fault_cpu() const { return fault_cpu_.load(std::memory_order_relaxed); }
   /** The error that ended the thread, if any (read_events failed). */
   std::string error() const;
 
@@ -72,6 +74,7 @@ class FaultThread {
   fault_serve::Scratch* scratch_ = nullptr;
   bool follow_;
   int cpu_ = -1;
+  std::atomic<int> fault_cpu_{-1};
   int64_t next_check_ns_ = 0;
 
   mutable std::mutex mu_;

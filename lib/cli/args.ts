@@ -356,10 +356,11 @@ Options
   --compressor C           lz4 or zstd (default: the pool scenario runs both; lz4 elsewhere)
   --allocator A            zsmalloc (default) or zbud
   --pin / --no-pin         the dispatcher follows the faulting threads' CPU (default --pin)
-  --faults MODE             who serves the faults of tmem's regions in zero, pool,
-                           swapfile and threads: dispatcher (default), thread (the native
-                           fault thread) or inline (the faulting thread, SIGBUS);
-                           baselines stay as they are
+  --faults MODE            who serves the faults of tmem's regions in every scenario
+                           that faults (zero, pool, swapfile, steady, fill, threads,
+                           readback): dispatcher (default), thread (the native fault
+                           thread) or inline (the faulting thread, SIGBUS); baselines
+                           stay as they are
   --threads N              faulting threads: N Workers touch the region through
                            attachRegion(region.share()) (default 1: the main thread)
   --rounds N               eviction rounds (default 3, --quick 1)

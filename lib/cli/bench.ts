@@ -584,6 +584,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
         compressor: o.compressors[0],
         allocator: o.allocator,
         pin: o.pin,
+        faults: o.faults,
         progress,
       }));
     let kSteadyP: Promise<KernelSteadyResult> | null = null;
@@ -734,7 +735,14 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       let run: ReadbackRun | null = null;
       let err: string | undefined;
       try {
-        run = await tmemReadback({ corpus, compressor: c, allocator: o.allocator, pin: o.pin, progress });
+        run = await tmemReadback({
+          corpus,
+          compressor: c,
+          allocator: o.allocator,
+          pin: o.pin,
+          faults: o.faults,
+          progress,
+        });
       } catch (e) {
         err = errText(e);
         progress.end('FAILED');

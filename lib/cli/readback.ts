@@ -19,6 +19,8 @@ export interface ReadbackOptions {
   compressor: 'lz4' | 'zstd';
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
+  /** open()'s `faults` (default 'dispatcher'). */
+  faults?: 'dispatcher' | 'thread' | 'inline';
   progress: Progress;
 }
 
@@ -57,6 +59,7 @@ export async function tmemReadback(o: ReadbackOptions): Promise<ReadbackRun> {
     compressor: o.compressor,
     allocator: o.allocator,
     pin: o.pin,
+    faults: o.faults ?? 'dispatcher',
   });
   try {
     progress.start('read-back: warm-up', 0);

@@ -29,6 +29,8 @@ export interface SteadyOptions {
   compressor: 'lz4' | 'zstd';
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
+  /** open()'s `faults` (default 'dispatcher'). */
+  faults?: 'dispatcher' | 'thread' | 'inline';
   progress: Progress;
 }
 
@@ -75,6 +77,7 @@ export async function tmemSteady(o: SteadyOptions): Promise<SteadyRun> {
     compressor: o.compressor,
     allocator: o.allocator,
     pin: o.pin,
+    faults: o.faults ?? 'dispatcher',
   });
   try {
     // Warm-up (JIT of the fault and eviction paths of both threads), not reported.

@@ -47,7 +47,9 @@ export const RING_MAGIC = 0x53525647,
   W_ENQ = 2,
   W_DEQ = 3,
   W_PENDING = 4,
-  W_ROOM = 5;
+  W_ROOM = 5,
+  W_WAKE_ROOM = 6,
+  W_WAKE_ANY = 7;
 
 /** A served-record ring of `cells` cells (a power of two), laid out as fault_serve.h says. */
 export function servedRing(cells: number): Int32Array {
@@ -85,9 +87,39 @@ function startServer(): FaultServer | undefined {
 /** The native fault path; undefined when faults go through the dispatcher. */
 export const server = startServer();
 
-/** The dispatcher's uffd.read(): from the fault thread's forwarded events, or the uffd itself. */
+/**
+ * The dispatcher's uffd.read(): from the fault thread's forwarded events, or the uffd itself.
+ * Natively served faults wake the dispatcher only when it has work from them (ring word 6, 7,
+ * fault_serve.h): while they keep coming it looks at the ring every NATIVE_POLL_MS instead,
+ * and before it sleeps for longer it asks the next record to wake it.
+ */
 export function readEvents(out: Float64Array, timeoutMs: number): number {
-  return server ? server.read(out, timeoutMs) : uffd.read(out, timeoutMs);
+  if (!server) return uffd.read(out, timeoutMs);
+  if (timeoutMs !== 0 && performance.now() - lastRecords < NATIVE_QUIET_MS) {
+    if (timeoutMs < 0 || timeoutMs > NATIVE_POLL_MS) timeoutMs = NATIVE_POLL_MS;
+  } else if (timeoutMs !== 0) {
+    Atomics.store(ring, W_WAKE_ANY, 1);
+    if (Atomics.load(ring, W_ENQ) !== Atomics.load(ring, W_DEQ)) timeoutMs = 0; // records came meanwhile
+  }
+  const n = server.read(out, timeoutMs);
+  Atomics.store(ring, W_WAKE_ANY, 0);
+  return n;
+}
+/** While natively served faults came within NATIVE_QUIET_MS, the ring is looked at every NATIVE_POLL_MS. */
+const NATIVE_POLL_MS = 5,
+  NATIVE_QUIET_MS = 100;
+let lastRecords = -Infinity;
+
+/**
+ * Pages of room left below residentLimit at which background eviction starts when faults are
+ * served natively (kswapd's high watermark): the native path serves a fault only while there
+ * is room, so reclaim must start before the room is gone, or every fault at the limit would
+ * wait for the dispatcher (direct reclaim). 1/16 of the limit, 1 to 64 pages; 0 without a
+ * native server (the dispatcher serves every fault and evicts after it).
+ */
+export function reclaimHeadroom(): number {
+  if (!server) return 0;
+  return Math.max(1, Math.min(64, opts.residentLimitPages >> 4));
 }
 
 /** An anonymous region is open: the native path may serve it. */
@@ -125,6 +157,7 @@ export function drainServed(): boolean {
   const w = ring;
   Atomics.store(w, W_PENDING, 0);
   let pos = Atomics.load(w, W_DEQ);
+  if (Atomics.load(w, W_ENQ) !== pos) lastRecords = performance.now();
   for (;;) {
     const c = RING_HEADER + (pos & (CELLS - 1)) * RING_CELL;
     if (Atomics.load(w, c) !== ((pos + 1) | 0)) break;
@@ -142,6 +175,7 @@ export function drainServed(): boolean {
   // Room below residentLimit for the native path; none: the next fault waits for the dispatcher,
   // which serves it (passing the limit starts eviction, as ever).
   Atomics.store(w, W_ROOM, opts.residentLimitPages - residency.resident);
+  Atomics.store(w, W_WAKE_ROOM, reclaimHeadroom());
   return Atomics.load(w, W_ENQ) === pos;
 }
 

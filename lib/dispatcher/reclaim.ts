@@ -79,7 +79,7 @@ import { poolFull, cleanCopyStored, dropCleanCopy, nowStored } from './pool';
 import { wb, WB, flushWriteback, toSwapFile, swapUsable } from './writeback';
 import { writeBack, fileGeneration, nextEpoch } from './files';
 import { serveAvailableFaults } from './faults';
-import { drainServed } from './native-faults';
+import { drainServed, reclaimHeadroom } from './native-faults';
 import { batch } from './requests';
 import { applyLimits, notHeld } from './budget';
 import { isShared, sharedPut } from './shared';
@@ -147,7 +147,7 @@ export function countResident(r: RegionState, page: number): void {
   r.stats[P.R_RESIDENT]++;
   G[P.G_RESIDENT] = residency.resident;
   fifoPush(r, page);
-  if (residency.resident > opts.residentLimitPages) residency.evicting = true;
+  if (residency.resident > opts.residentLimitPages - reclaimHeadroom()) residency.evicting = true;
 }
 
 export function leaveResidency(r: RegionState): void {
@@ -455,8 +455,10 @@ export function evictSlice(budget: number): void {
   nextEpoch();
   applyLimits(); // with a memory budget, the resident limit follows the pool's size
   const stagingTarget = Math.min(S, Math.max(16, opts.residentLimitPages >> 3));
+  // Down to lowWatermark, and at least below where it started (reclaimHeadroom: native faults).
+  const low = Math.min(opts.lowWatermarkPages, opts.residentLimitPages - reclaimHeadroom() - 1);
   for (let i = 0; i < budget; i++) {
-    if (residency.resident <= opts.lowWatermarkPages) {
+    if (residency.resident <= low) {
       residency.evicting = false;
       break;
     }

@@ -45,7 +45,8 @@ import { closeShared } from './shared';
 import { control, drainRequests, runDeferred, hasDeferred } from './requests';
 import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
 import { applyLimits, budgetDueIn, budgetTick } from './budget';
-import { readEvents, drainServed, closeNativeFaults } from './native-faults';
+import { readEvents, drainServed, closeNativeFaults, server } from './native-faults';
+import { keepAway } from './placement';
 import { cleanDue, fetching, flushClean, pollFetch, repatriate, repatriateDueIn, repatriating } from './remote';
 
 function loop(): void {
@@ -81,7 +82,10 @@ function loop(): void {
     if (retries.count > 0) retryPending();
     if (waiting.count > 0) releaseWaiting();
     budgetTick(performance.now());
-    if (residency.evicting && performance.now() >= residency.backoffUntil) evictSlice(evictionSteps());
+    if (residency.evicting && performance.now() >= residency.backoffUntil) {
+      if (server) keepAway(server); // the reclaimer keeps off the faulting threads' CPU (placement.ts)
+      evictSlice(evictionSteps());
+    }
     // Also in the turn eviction ends: the next turn may sleep (nothing busy), and a pool that
     // began refusing meanwhile (a lower poolLimit) would wait for a fault to be shrunk.
     if (!residency.evicting) shrinkStep();
