@@ -42,6 +42,8 @@ interface Result {
   how: string;
   limitPages: number;
   pages: number;
+  /** pressure: pages written before the child (residentLimit less the reclaim headroom). */
+  filled?: number;
   evicted?: number;
   childExit: number | null;
   wrong: number[];
@@ -86,7 +88,7 @@ for (const how of ['execSync', 'fork']) {
     `after a child process (${how}), background eviction keeps resident pages at residentLimit (no rescans)`,
     async (t) => {
       const r = await run(t, 'pressure', how);
-      const grown = r.pages - r.limitPages;
+      const grown = r.pages - r.limitPages; // pages written past residentLimit (of r.pages - r.filled new ones)
       t.is(r.before.evictions, 0, 'nothing was evicted before the child');
       // Every page written after the fork needed an eviction, and the only candidates
       // at first were pages resident (and shared) at the fork.

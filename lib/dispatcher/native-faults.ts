@@ -124,7 +124,9 @@ export function reclaimHeadroom(): number {
 
 /** An anonymous region is open: the native path may serve it. */
 export function nativeAdd(r: RegionState): void {
-  if (!server || r.isFile) return;
+  // An inline region's faults come forwarded from its SIGBUS handler (inline.ts), through its
+  // forward area: the native path serves neither (the region is on the SIGBUS uffd).
+  if (!server || r.isFile || r.spec.forward !== undefined) return;
   if (!server.addRegion(r.share())) {
     fs.writeSync(2, `tmem: the native region table is full; region ${r.id}'s faults go to the dispatcher\n`);
   }
