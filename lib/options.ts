@@ -71,7 +71,7 @@ const IDLE_KEYS = ['after', 'recompress', 'recompressLevel', 'writeback', 'budge
 export const FAULT_MODES = ['dispatcher', 'thread', 'inline'] as const;
 export type FaultMode = (typeof FAULT_MODES)[number];
 /** The fault mode when none is given. */
-export const DEFAULT_FAULT_MODE: FaultMode = 'dispatcher';
+export const DEFAULT_FAULT_MODE: FaultMode = 'thread';
 
 /** Checks a `faults` option (undefined: `dflt`). */
 export function checkFaultMode(v: unknown, name: string, dflt: FaultMode): FaultMode {

@@ -200,17 +200,22 @@ bool ServedRing::mark_pending() {
   return __atomic_exchange_n(w_ + W_PENDING, 1, __ATOMIC_ACQ_REL) == 0;
 }
 
-bool ServedRing::wake_due(int32_t region, int32_t page) {
+bool ServedRing::follows(int32_t region, int32_t page) {
   if (!w_) return false;
   const int32_t last_region = __atomic_exchange_n(w_ + W_LAST_REGION, region, __ATOMIC_RELAXED);
   const int32_t last_page = __atomic_exchange_n(w_ + W_LAST_PAGE, page, __ATOMIC_RELAXED);
+  return last_region == region && page == last_page + 1;
+}
+
+bool ServedRing::wake_due(bool run) {
+  if (!w_) return false;
+  if (run) return true;
   if (__atomic_load_n(w_ + W_WAKE_ANY, __ATOMIC_ACQUIRE) != 0) return true;
   if (__atomic_load_n(w_ + W_ROOM, __ATOMIC_RELAXED) <= __atomic_load_n(w_ + W_WAKE_ROOM, __ATOMIC_RELAXED))
     return true;
   const uint32_t used = static_cast<uint32_t>(__atomic_load_n(w_ + W_ENQ, __ATOMIC_RELAXED)) -
                         static_cast<uint32_t>(__atomic_load_n(w_ + W_DEQ, __ATOMIC_RELAXED));
-  if (used >= cap_ / 4) return true;
-  return last_region == region && page == last_page + 1;
+  return used >= cap_ / 4;
 }
 
 // ---- init and scratch ----------------------------------------------------------------------
@@ -315,6 +320,8 @@ struct Fault {
   uint64_t addr;
   uint32_t page;
   bool write;
+  /** The fault follows the last one in its region (a sequential run). */
+  bool run;
   int64_t cell;
   struct timespec t0;
 };
@@ -325,8 +332,7 @@ Outcome served(const Fault& f, int32_t kind, uint8_t next, uint32_t aux, int32_t
   f.s->ring.commit(f.cell, kind, f.e->id, static_cast<int32_t>(f.page), arg, arg2, now_ns_since(f.t0));
   __atomic_store_n(f.e->aux + f.page, aux, __ATOMIC_RELAXED);
   page_state::publish(f.e->state, f.page, next);
-  if (f.s->ring.wake_due(f.e->id, static_cast<int32_t>(f.page)) && f.s->ring.mark_pending() && wake_consumer)
-    *wake_consumer = true;
+  if (f.s->ring.wake_due(f.run) && f.s->ring.mark_pending() && wake_consumer) *wake_consumer = true;
   __atomic_fetch_add(&f.s->served, 1, __ATOMIC_RELAXED);
   return Outcome::kServed;
 }
@@ -444,7 +450,11 @@ Outcome serve(uint64_t addr, uint64_t flags, Scratch* scratch, bool* wake_consum
     const uint32_t page = static_cast<uint32_t>((addr - e->base) / kPage);
     const uint8_t st = page_state::load(e->state, page);
     if (!page_state::is_fast(st)) break;
-    Fault f{e, s, addr, page, (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0, -1, {}};
+    const bool run = s->ring.follows(e->id, static_cast<int32_t>(page));
+    // A sequential run over stored or same-filled pages: the dispatcher reads ahead of it (decoding
+    // and copying the next pages in a batch, lib/dispatcher/readahead.ts): it serves this fault.
+    if (run && (st == page_state::STORED || st == page_state::SAME)) break;
+    Fault f{e, s, addr, page, (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0, run, -1, {}};
     clock_gettime(CLOCK_MONOTONIC, &f.t0);
     // A staged page is counted resident already; any other adds one: only while there is room.
     const bool adds = st != page_state::STAGED;

@@ -13,6 +13,7 @@
 //     region table lookup (pin the slot: users++)      not found -> kForward
 //     state[page]   NEVER (anon)  zero page (read) / zeroed copy (write)    -> ACTIVE
 //                   SAME          fill word (zero + read: zero page)         -> ACTIVE
+//                   (STORED or SAME right after the page before it: forwarded, the dispatcher reads ahead)
 //                   STORED        StoreReader lookup + decode + COPY         read: COPY|WP -> CLEAN
 //                                                                            write: -> ACTIVE (pool copy to drop)
 //                   STAGED        MOVE back from its slot (COPY if the slot is claimed by a
@@ -79,8 +80,8 @@ constexpr uint32_t kArg2Clean = 0x1u;
  *   word 6  wake room     a serve that leaves room at or below this wakes the consumer: reclaim
  *                         is due (kswapd's wake-up at the high watermark)
  *   word 7  wake any      set by the consumer before it sleeps: the next record wakes it
- *   words 8, 9            region and page of the last record (a sequential run wakes the consumer
- *                         for readahead)
+ *   words 8, 9            region and page of the last fault seen: a fault on the next page of a
+ *                         stored or same-filled run is forwarded (the dispatcher reads ahead)
  *   Other records do not wake the consumer: it drains them on its next turn (one wake-up per
  *   fault would put the dispatcher on the faulting thread's path).
  *   words 16.. cells of kCellWords: [seq, kind, region, page, arg, arg2, ns, 0]
@@ -103,13 +104,15 @@ class ServedRing {
   void commit(int64_t pos, int32_t kind, int32_t region, int32_t page, int32_t arg, int32_t arg2, int32_t ns);
   /** Sets the pending word; true if it was clear (the consumer should be woken). */
   bool mark_pending();
+  /** Notes a fault on (region, page); true if it follows the last one noted (a sequential run). Async-signal-safe. */
+  bool follows(int32_t region, int32_t page);
   /**
-   * Whether a record just committed for (region, page) needs the consumer now: it sleeps
-   * (W_WAKE_ANY), room is down to W_WAKE_ROOM (reclaim is due), a quarter of the ring is
-   * full, or the page follows the last one served (a sequential run: readahead). Any other
-   * record waits for the consumer's next turn. Async-signal-safe.
+   * Whether a record just committed needs the consumer now: it is part of a sequential run
+   * (`run`: readahead), the consumer sleeps (W_WAKE_ANY), room is down to W_WAKE_ROOM
+   * (reclaim is due) or a quarter of the ring is full. Any other record waits for the
+   * consumer's next turn. Async-signal-safe.
    */
-  bool wake_due(int32_t region, int32_t page);
+  bool wake_due(bool run);
   /** Takes one page of room (false: none left, forward). Async-signal-safe. */
   bool take_room();
   /** Gives back a page of room taken by a serve that was forwarded after all. Async-signal-safe. */

@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -55,7 +56,19 @@ class Doorbell {
       stop_ = true;
     }
     cv_.notify_all();
-    // If the thread is inside a fault nobody serves, unregistering wakes it.
+    // If the thread is inside a fault nobody serves (its reader has stopped), the page is
+    // mapped for it (UFFDIO_ZEROPAGE wakes the fault's waiters), until it has left run():
+    // unregistering alone was seen to leave it waiting once (a close under a loaded host, with
+    // the fault thread's reader stopping at the same time), and the join then hung.
+    for (int i = 0; i < 2000 && !exited_.load(std::memory_order_acquire); i++) {
+      struct uffdio_zeropage z = {};
+      z.range.start = page_;
+      z.range.len = kPageSize;
+      ::ioctl(fd_, UFFDIO_ZEROPAGE, &z);
+      if (exited_.load(std::memory_order_acquire)) break;
+      struct timespec ts = {0, 1000000};
+      ::nanosleep(&ts, nullptr);
+    }
     struct uffdio_range r = {page_, kPageSize};
     ::ioctl(fd_, UFFDIO_UNREGISTER, &r);
     if (thread_.joinable()) thread_.join();
@@ -83,7 +96,10 @@ class Doorbell {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       cv_.wait(lock, [this] { return rung_ || stop_; });
-      if (stop_) return;
+      if (stop_) {
+        exited_.store(true, std::memory_order_release);
+        return;
+      }
       rung_ = false;
       lock.unlock();
       (void)*reinterpret_cast<volatile char*>(page_);  // the ring: a fault on a registered page
@@ -99,6 +115,7 @@ class Doorbell {
   std::condition_variable cv_;
   bool rung_ = false;
   bool stop_ = false;
+  std::atomic<bool> exited_{false};  // run() has returned (shutdown stops waking it then)
 };
 
 namespace {

@@ -5,7 +5,7 @@
  * CLI prints it and exits with code 2. Options take `--name value` or
  * `--name=value`.
  */
-import { FAULT_MODES } from '../options';
+import { DEFAULT_FAULT_MODE, FAULT_MODES } from '../options';
 import { parseRedisUrl } from '../remote/options';
 
 /** A bad command line: printed as `tmem: <message>`, exit code 2. */
@@ -175,7 +175,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     compressors: ['lz4', 'zstd'],
     allocator: 'zsmalloc',
     pin: true,
-    faults: 'dispatcher',
+    faults: DEFAULT_FAULT_MODE,
     threads: 1,
     scenarios: SCENARIOS.filter((s) => s !== 'remote'), // remote: only when asked for (it starts a redis-server)
     seed: 1,
@@ -358,9 +358,10 @@ Options
   --pin / --no-pin         the dispatcher follows the faulting threads' CPU (default --pin)
   --faults MODE            who serves the faults of tmem's regions in every scenario
                            that faults (zero, pool, swapfile, steady, fill, threads,
-                           readback): dispatcher (default), thread (the native fault
-                           thread) or inline (the faulting thread, SIGBUS); baselines
-                           stay as they are
+                           readback): thread (default, as open(): the native fault
+                           thread), dispatcher (every fault in the dispatcher's JS) or
+                           inline (the faulting thread, SIGBUS); baselines stay as
+                           they are
   --threads N              faulting threads: N Workers touch the region through
                            attachRegion(region.share()) (default 1: the main thread)
   --rounds N               eviction rounds (default 3, --quick 1)

@@ -16,6 +16,7 @@
  * evicted while touches are timed. Every page is checked afterwards.
  * Also: plainFirstTouch(), the kernel's own first touch of anonymous memory.
  */
+import { DEFAULT_FAULT_MODE } from '../options';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -52,7 +53,7 @@ export interface MeasureOptions {
   compressor: 'lz4' | 'zstd';
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
-  /** open()'s `faults` (default 'dispatcher'). */
+  /** open()'s `faults` (default: open()'s default). */
   faults?: 'dispatcher' | 'thread' | 'inline';
   threads: number;
   /** With threads > 1: Worker w runs on cpus[w % cpus.length] (default: the affinity it inherits). */
@@ -232,7 +233,7 @@ export async function tmemLatency(kind: 'zero' | 'pool' | 'swapfile', o: Measure
     compressor: o.compressor,
     allocator: o.allocator,
     pin: o.pin,
-    faults: o.faults ?? 'dispatcher',
+    faults: o.faults ?? DEFAULT_FAULT_MODE,
     ...(swapfile
       ? { stagingSize: '4MiB', swapFile: { path: o.dir, size: (Math.ceil(pages * 1.1) + 1024) * PAGE } }
       : {}),

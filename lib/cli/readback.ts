@@ -7,6 +7,7 @@
  * (kernel_swapin's read-back round, the same 4 KiB copies) is the baseline.
  * residentLimit is above the region: nothing is evicted while reading.
  */
+import { DEFAULT_FAULT_MODE } from '../options';
 import { open } from '../swap';
 import type { Corpus } from './heap-corpus';
 import { badPages, settle } from './measure';
@@ -19,7 +20,7 @@ export interface ReadbackOptions {
   compressor: 'lz4' | 'zstd';
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
-  /** open()'s `faults` (default 'dispatcher'). */
+  /** open()'s `faults` (default: open()'s default). */
   faults?: 'dispatcher' | 'thread' | 'inline';
   progress: Progress;
 }
@@ -59,7 +60,7 @@ export async function tmemReadback(o: ReadbackOptions): Promise<ReadbackRun> {
     compressor: o.compressor,
     allocator: o.allocator,
     pin: o.pin,
-    faults: o.faults ?? 'dispatcher',
+    faults: o.faults ?? DEFAULT_FAULT_MODE,
   });
   try {
     progress.start('read-back: warm-up', 0);

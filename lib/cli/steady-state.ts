@@ -16,6 +16,7 @@
  * (kernel_swapin --steady-limit-pages: the same writes and touches in a memory
  * cgroup of the same number of pages, zram swap) is in baselines.ts.
  */
+import { DEFAULT_FAULT_MODE } from '../options';
 import { open, type SwapStats } from '../swap';
 import type { Corpus } from './heap-corpus';
 import { badPages, settle, touchHere, touchOrder, type TouchRun } from './measure';
@@ -29,7 +30,7 @@ export interface SteadyOptions {
   compressor: 'lz4' | 'zstd';
   allocator: 'zsmalloc' | 'zbud';
   pin: boolean;
-  /** open()'s `faults` (default 'dispatcher'). */
+  /** open()'s `faults` (default: open()'s default). */
   faults?: 'dispatcher' | 'thread' | 'inline';
   progress: Progress;
 }
@@ -77,7 +78,7 @@ export async function tmemSteady(o: SteadyOptions): Promise<SteadyRun> {
     compressor: o.compressor,
     allocator: o.allocator,
     pin: o.pin,
-    faults: o.faults ?? 'dispatcher',
+    faults: o.faults ?? DEFAULT_FAULT_MODE,
   });
   try {
     // Warm-up (JIT of the fault and eviction paths of both threads), not reported.
