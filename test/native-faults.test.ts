@@ -245,13 +245,12 @@ test('native fault server vs the JS fault path over random page states: same byt
                 break;
             }
           });
-          // Serve every page once, then check it against what faults.ts does. Never page p + 1
-          // right after page p: a fault that follows the one before it on a stored or same-filled
+          // Serve every page once, then check it against what faults.ts does, from the last page
+          // down, so that page p + 1 never comes right after page p: a fault that follows the one before it on a stored or same-filled
           // page is left to the dispatcher's readahead (test_fault_serve.cc checks that rule).
           w[8] = -1; // ring words 8, 9: the last fault seen (fault_serve.h)
           w[9] = -1;
-          const order = cases.map((_, p) => p);
-          order.sort((a, b) => (a % 2 !== b % 2 ? (a % 2 === 1 ? -1 : 1) : a % 2 === 1 ? b - a : a - b));
+          const order = cases.map((_, p) => cases.length - 1 - p); // last page first: never p + 1 after p
           order.forEach((p) => {
             const { spec, write, wp } = cases[p];
             const before = { st: state[p], aux: aux[p] };
