@@ -460,6 +460,8 @@ export interface NativeBinding {
   gettid(): number;
   /** Faults of inline regions the SIGBUS handler forwarded to a dispatcher so far, in this process. */
   inlineForwarded(): number;
+  /** Faults of inline regions served in their SIGBUS handler itself (fault_serve: no dispatcher), in this process. */
+  inlineServed(): number;
   /** Field 39 of /proc/self/task/TID/stat: the CPU a thread last ran on, -1 if unknown. */
   threadCpu(tid: number): number;
   /** LZ4_decompress_safe from liblz4.so.1 into dst; returns bytes written, throws on bad data. */

@@ -51,6 +51,8 @@ Napi::Function InitRemoteConn(Napi::Env env);   // binding_remote.cc
 Napi::Function InitSharedStore(Napi::Env env);  // binding_shared.cc
 Napi::Function InitFaultServer(Napi::Env env);  // binding_faults.cc
 bool in_open_region(int uffd_fd, uint64_t addr, uint64_t len);
+int open_region_uffd(uint64_t addr, uint64_t len);
+int inline_sibling_fd(int main_fd);
 }  // namespace tmem_binding
 
 namespace {
@@ -108,6 +110,20 @@ std::shared_ptr<Mapping> find_region(uint64_t addr) {
 bool tmem_binding::in_open_region(int uffd_fd, uint64_t addr, uint64_t len) {
   auto m = find_region(addr);
   return m && m->open.load() && m->uffd_fd == uffd_fd && addr + len > addr && addr + len <= m->addr + m->len;
+}
+
+/** For binding_faults.cc: the uffd fd the open region holding [addr, addr+len) is registered with, or -1. */
+int tmem_binding::open_region_uffd(uint64_t addr, uint64_t len) {
+  auto m = find_region(addr);
+  if (!m || !m->open.load() || addr + len <= addr || addr + len > m->addr + m->len) return -1;
+  return m->uffd_fd;
+}
+
+/** For binding_faults.cc: the fd of main uffd `main_fd`'s SIGBUS sibling (inline regions), or -1. */
+int tmem_binding::inline_sibling_fd(int main_fd) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = g_inline.find(main_fd);
+  return it == g_inline.end() ? -1 : it->second->fd();
 }
 
 namespace {
@@ -880,6 +896,11 @@ Napi::Value InlineForwarded(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(tmem::inline_fault::forwarded()));
 }
 
+// inlineServed(): faults of inline regions served in their SIGBUS handler (no dispatcher), in this process.
+Napi::Value InlineServed(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(tmem::inline_fault::served()));
+}
+
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   tmem::UffdProbe p;
@@ -1248,6 +1269,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gettid", Napi::Function::New<Gettid>(env, "gettid"));
   exports.Set("threadCpu", Napi::Function::New<ThreadCpu>(env, "threadCpu"));
   exports.Set("inlineForwarded", Napi::Function::New<InlineForwarded>(env, "inlineForwarded"));
+  exports.Set("inlineServed", Napi::Function::New<InlineServed>(env, "inlineServed"));
   exports.Set("lz4Decompress", Napi::Function::New<Lz4Decompress>(env, "lz4Decompress"));
   exports.Set("lz4Compress", Napi::Function::New<Lz4Compress>(env, "lz4Compress"));
   exports.Set("lz4Available", Napi::Boolean::New(env, tmem::lz4::available()));

@@ -5,7 +5,8 @@
 //
 //   new FaultServer({ uffd, staging: { address, slots, table }, store, frontswapPool,
 //                     ring, thread, follow })
-//   addRegion({ id, base, pages, state, aux })   publish an anonymous region (false: table full)
+//   addRegion({ id, base, pages, state, aux })   publish an anonymous region, on the uffd or (inline) its
+//                                                SIGBUS sibling (false: table full)
 //   removeRegion(id)                             unpublish, waiting for native readers
 //   read(out, timeoutMs)                         forwarded events, as Uffd.read (thread only)
 //   serve(address, flags)                        fault_serve::serve once from JS (tests): 0 served, 1 forward
@@ -35,6 +36,8 @@
 namespace tmem_binding {
 void BindStoreReader(Napi::Env env, Napi::Object h, const std::string& name, tmem::StoreReader* reader);
 bool in_open_region(int uffd_fd, uint64_t addr, uint64_t len);
+int open_region_uffd(uint64_t addr, uint64_t len);
+int inline_sibling_fd(int main_fd);
 
 namespace {
 
@@ -155,9 +158,11 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
     auto aux = sab_bytes(env, r.Get("aux"), "region.aux");
     if (state.second < e.pages || aux.second < 4 * size_t(e.pages))
       fail(env, "region.state/aux: smaller than the region's pages", "ERR_INVALID_ARG_VALUE", false);
-    if (!in_open_region(fd_, e.base, uint64_t(e.pages) * tmem::kPageSize))
+    // On this uffd, or (an inline region) on its SIGBUS sibling: installs go to the one it is on.
+    const int rfd = open_region_uffd(e.base, uint64_t(e.pages) * tmem::kPageSize);
+    if (rfd < 0 || (rfd != fd_ && rfd != inline_sibling_fd(fd_)))
       fail(env, "region: not an open tmem region on this userfaultfd", "ERR_INVALID_ARG_VALUE", false);
-    e.uffd_fd = fd_;
+    e.uffd_fd = rfd;
     e.state = state.first;
     e.aux = reinterpret_cast<uint32_t*>(aux.first);
     e.server = &server_;

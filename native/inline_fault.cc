@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <mutex>
 
+#include "fault_serve.h"
 #include "sys_error.h"
+#include "uffd_abi.h"
 
 namespace tmem {
 namespace inline_fault {
@@ -30,6 +32,7 @@ struct Entry {
 Entry g_table[kMaxRegions];
 std::atomic<int> g_high{0};  // entries [0, g_high) may be in use
 std::atomic<uint64_t> g_forwarded{0};
+std::atomic<uint64_t> g_served{0};
 std::mutex g_mu;  // add/remove only; never taken by the handler
 bool g_installed = false;
 struct sigaction g_prev;
@@ -108,8 +111,18 @@ void handler(int sig, siginfo_t* si, void* uc) {
     Found f;
     if (lookup(addr, &f)) {
       if (!f.closed) {
+        const bool write = fault_was_write(uc);
+        // A page in a fast state is served here, in this thread, with no JavaScript (the region is
+        // in fault_serve's table when its swap has a native server); anything else is forwarded.
+        bool wake = false;
+        if (fault_serve::serve(addr, write ? UFFD_PAGEFAULT_FLAG_WRITE : 0, nullptr, &wake) ==
+            fault_serve::Outcome::kServed) {
+          g_served.fetch_add(1, std::memory_order_relaxed);
+          errno = saved;
+          return;  // the access restarts on the installed page
+        }
         const uint64_t off = (addr & ~(kPage - 1)) - f.base;
-        const uint64_t at = f.fwd + (fault_was_write(uc) ? f.len : 0) + off;
+        const uint64_t at = f.fwd + (write ? f.len : 0) + off;
         g_forwarded.fetch_add(1, std::memory_order_relaxed);
         (void)*reinterpret_cast<volatile const char*>(at);  // waits until the dispatcher has served it
         ::madvise(reinterpret_cast<void*>(at), kPage, MADV_DONTNEED);
@@ -170,6 +183,8 @@ void remove(int entry) {
 }
 
 uint64_t forwarded() { return g_forwarded.load(std::memory_order_relaxed); }
+
+uint64_t served() { return g_served.load(std::memory_order_relaxed); }
 
 }  // namespace inline_fault
 }  // namespace tmem

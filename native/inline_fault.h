@@ -12,6 +12,10 @@
 //                                             main uffd, never populated
 //
 //   SIGBUS at addr (si_code BUS_ADRERR, addr in an open region's table entry)
+//     -> a page in a fast state (never written, same-filled, stored, staged) of a
+//        region in fault_serve's RegionTable is served right here by
+//        fault_serve::serve (async-signal-safe: no lock, no allocation), and the
+//        access restarts; anything else (or a region not in that table):
 //     -> read one byte of fwd + (write ? len : 0) + (page(addr) - base): an
 //        ordinary userfaultfd fault on the main uffd. The dispatcher sees it
 //        like any fault (thread id included), serves the region's page
@@ -65,6 +69,9 @@ void remove(int entry);
 
 /** Faults forwarded to a dispatcher so far, in this process. */
 uint64_t forwarded();
+
+/** Faults served in the handler itself (fault_serve::serve) so far, in this process. */
+uint64_t served();
 
 /** Inline regions the table can hold. */
 constexpr int kMaxRegions = 4096;

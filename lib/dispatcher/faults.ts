@@ -69,7 +69,7 @@ import { SwapFileError } from '../swapfile';
 import { follow } from './placement';
 import { serveForwarded } from './inline';
 import { startFetch } from './remote';
-import { server, readEvents } from './native-faults';
+import { threaded, readEvents } from './native-faults';
 
 /** The events buffer uffd.read() fills. */
 export const events = new Float64Array(64 * EVENT_SLOTS);
@@ -315,7 +315,7 @@ export function serveBatch(n: number): void {
   for (let i = 0; i < n; i++) {
     const k = i * EVENT_SLOTS;
     if (events[k] !== UFFD_EVENT_PAGEFAULT) continue;
-    if (!server) follow(events[k + 3]); // else the fault thread follows the faulting threads
+    if (!threaded) follow(events[k + 3]); // else the fault thread follows the faulting threads
     if (!serveFault(events[k + 2], events[k + 1])) pushRetry(events[k + 2], events[k + 1]);
   }
   batch.depth--;

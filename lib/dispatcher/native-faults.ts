@@ -64,8 +64,11 @@ const CELLS = 1024;
 export const ring = servedRing(CELLS);
 ring[W_ROOM] = opts.residentLimitPages;
 
+/** The fault thread reads the uffd (faults: 'thread'); else the dispatcher does, and the server only serves inline regions' faults from their SIGBUS handler. */
+export const threaded = opts.faults === 'thread';
+
 function startServer(): FaultServer | undefined {
-  if (opts.faults !== 'thread') return undefined;
+  if (opts.faults !== 'thread' && opts.faults !== 'inline') return undefined;
   const st = storeInit as StoreInit;
   try {
     return new native.FaultServer({
@@ -74,7 +77,7 @@ function startServer(): FaultServer | undefined {
       store: st.store,
       frontswapPool: st.frontswapPool,
       ring: ring.buffer as SharedArrayBuffer,
-      thread: true,
+      thread: threaded,
       follow: opts.follow,
     });
   } catch (e) {
@@ -97,17 +100,24 @@ export function readEvents(out: Float64Array, timeoutMs: number): number {
   if (!server) return uffd.read(out, timeoutMs);
   if (timeoutMs !== 0 && performance.now() - lastRecords < NATIVE_QUIET_MS) {
     if (timeoutMs < 0 || timeoutMs > NATIVE_POLL_MS) timeoutMs = NATIVE_POLL_MS;
+  } else if (!threaded) {
+    // Only SIGBUS handlers serve natively: they cannot wake the dispatcher (no signal-safe way
+    // to), so it looks at the ring at least every INLINE_IDLE_MS.
+    if (timeoutMs < 0 || timeoutMs > INLINE_IDLE_MS) timeoutMs = INLINE_IDLE_MS;
+    return uffd.read(out, timeoutMs);
   } else if (timeoutMs !== 0) {
     Atomics.store(ring, W_WAKE_ANY, 1);
     if (Atomics.load(ring, W_ENQ) !== Atomics.load(ring, W_DEQ)) timeoutMs = 0; // records came meanwhile
   }
+  if (!threaded) return uffd.read(out, timeoutMs);
   const n = server.read(out, timeoutMs);
   Atomics.store(ring, W_WAKE_ANY, 0);
   return n;
 }
 /** While natively served faults came within NATIVE_QUIET_MS, the ring is looked at every NATIVE_POLL_MS. */
 const NATIVE_POLL_MS = 5,
-  NATIVE_QUIET_MS = 100;
+  NATIVE_QUIET_MS = 100,
+  INLINE_IDLE_MS = 100;
 let lastRecords = -Infinity;
 
 /**
@@ -124,9 +134,9 @@ export function reclaimHeadroom(): number {
 
 /** An anonymous region is open: the native path may serve it. */
 export function nativeAdd(r: RegionState): void {
-  // An inline region's faults come forwarded from its SIGBUS handler (inline.ts), through its
-  // forward area: the native path serves neither (the region is on the SIGBUS uffd).
-  if (!server || r.isFile || r.spec.forward !== undefined) return;
+  // An inline region (on the SIGBUS uffd) is served by its SIGBUS handler; the others by the fault
+  // thread. Without one (faults: 'inline') only inline regions are native.
+  if (!server || r.isFile || (!threaded && r.spec.forward === undefined)) return;
   if (!server.addRegion(r.share())) {
     fs.writeSync(2, `tmem: the native region table is full; region ${r.id}'s faults go to the dispatcher\n`);
   }
