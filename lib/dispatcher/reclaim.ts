@@ -188,8 +188,12 @@ function stageOne(r: RegionState, page: number): number {
   leaveAside(r, page); // tried again now: set aside again below if still refused
   const st = r.state[page];
   // Served natively? Its record (committed before its state) is accounted first; while a
-  // native serve may still be on its way to the ring, the page waits (native-faults.ts).
-  if (!drainServed() || !skipStrays()) {
+  // native serve may still be on its way to the ring, the page waits (native-faults.ts). A
+  // serve in flight ends within microseconds: look again a few times before giving up (the
+  // page then goes to the FIFO's tail, out of its load order).
+  let drained = drainServed();
+  for (let i = 0; i < 64 && !drained; i++) drained = drainServed();
+  if (!drained || !skipStrays()) {
     fifoPush(r, page);
     return NOT_TAKEN;
   }
