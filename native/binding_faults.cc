@@ -103,7 +103,17 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
     tmem::fault_serve::init();
     keep_ = Napi::Persistent(o);
     fd_ = fd;
-    if (o.Get("thread").ToBoolean()) {
+    if (!o.Get("thread").ToBoolean()) {
+      // No fault thread: the dispatcher reads the uffd, and SIGBUS handlers that serve natively
+      // wake it through the uffd's doorbell (async-signal-safe).
+      try {
+        waker_ = std::make_unique<tmem::Uffd>(fd, features, ioctls, umo);
+      } catch (const tmem::SysError& e) {
+        fail(env, std::string("options.uffd: ") + e.what(), "ERR_INVALID_ARG_VALUE", false);
+      }
+      server_.wake = [](void* u) { static_cast<tmem::Uffd*>(u)->wake_reader(); };
+      server_.wake_arg = waker_.get();
+    } else {
       try {
         auto reader = std::make_unique<tmem::Uffd>(fd, features, ioctls, umo);
         thread_ = std::make_unique<tmem::FaultThread>(std::move(reader), &server_, o.Get("follow").ToBoolean());
@@ -251,6 +261,7 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
   tmem::fault_serve::Server server_;
   tmem::StoreReader reader_;
   std::unique_ptr<tmem::FaultThread> thread_;
+  std::unique_ptr<tmem::Uffd> waker_;  // thread: false: an attached Uffd whose doorbell wakes the dispatcher
   Napi::ObjectReference keep_;
   std::map<int32_t, Napi::ObjectReference> regions_;
   napi_env env_ = nullptr;

@@ -332,7 +332,10 @@ Outcome served(const Fault& f, int32_t kind, uint8_t next, uint32_t aux, int32_t
   f.s->ring.commit(f.cell, kind, f.e->id, static_cast<int32_t>(f.page), arg, arg2, now_ns_since(f.t0));
   __atomic_store_n(f.e->aux + f.page, aux, __ATOMIC_RELAXED);
   page_state::publish(f.e->state, f.page, next);
-  if (f.s->ring.wake_due(f.run) && f.s->ring.mark_pending() && wake_consumer) *wake_consumer = true;
+  if (f.s->ring.wake_due(f.run) && f.s->ring.mark_pending()) {
+    if (wake_consumer) *wake_consumer = true;
+    if (f.s->wake) f.s->wake(f.s->wake_arg);
+  }
   __atomic_fetch_add(&f.s->served, 1, __ATOMIC_RELAXED);
   return Outcome::kServed;
 }

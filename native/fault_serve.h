@@ -160,6 +160,14 @@ struct Server {
   const StoreReader* store = nullptr;
   uint32_t frontswap_pool = 0;
   ServedRing ring;
+  /**
+   * Wakes the consumer when a record needs it (ServedRing::wake_due), from any thread or a
+   * signal handler: set when no fault thread reads the uffd (only SIGBUS handlers serve, and
+   * the dispatcher waits on the uffd itself: its doorbell, Uffd::wake_reader, is rung).
+   * nullptr: the caller wakes it (serve()'s wake_consumer).
+   */
+  void (*wake)(void* arg) = nullptr;
+  void* wake_arg = nullptr;
   /** Counters (relaxed atomics): faults served natively, faults forwarded. */
   uint64_t served = 0, forwarded = 0;
 };

@@ -1,6 +1,7 @@
 #include "uffd.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -27,7 +28,10 @@ namespace tmem {
 // resolves that event itself (UFFDIO_ZEROPAGE), the thread then discards the
 // page again (MADV_DONTNEED; no EVENT_REMOVE is requested, so this never waits
 // on the reader), and the next ring faults anew. Rings while the reader is busy
-// coalesce, like an eventfd counter.
+// coalesce, like an eventfd counter. The thread sleeps on a futex word, so a ring
+// (an atomic or and a FUTEX_WAKE) is async-signal-safe: the SIGBUS handler of an
+// inline region rings it (fault_serve.h Server::wake).
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "the futex word is a plain 32-bit word");
 class Doorbell {
  public:
   Doorbell(int uffd_fd) : fd_(uffd_fd) {
@@ -50,12 +54,8 @@ class Doorbell {
 
   /** Stops the thread and unmaps the page; later rings do nothing. Idempotent. */
   void shutdown() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-      stop_ = true;
-    }
-    cv_.notify_all();
+    if (word_.fetch_or(kStop, std::memory_order_acq_rel) & kStop) return;
+    futex_wake();
     // If the thread is inside a fault nobody serves (its reader has stopped), the page is
     // mapped for it (UFFDIO_ZEROPAGE wakes the fault's waiters), until it has left run():
     // unregistering alone was seen to leave it waiting once (a close under a loaded host, with
@@ -75,13 +75,10 @@ class Doorbell {
     ::munmap(reinterpret_cast<void*>(page_), kPageSize);
   }
 
+  /** Rings: the thread touches the page once more. Async-signal-safe (an atomic and a futex wake). */
   void ring() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-      rung_ = true;
-    }
-    cv_.notify_one();
+    const uint32_t prev = word_.fetch_or(kRung, std::memory_order_acq_rel);
+    if (!(prev & (kRung | kStop))) futex_wake();
   }
 
   uint64_t page() const { return page_; }
@@ -93,28 +90,33 @@ class Doorbell {
 
  private:
   void run() {
-    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      cv_.wait(lock, [this] { return rung_ || stop_; });
-      if (stop_) {
+      const uint32_t w = word_.load(std::memory_order_acquire);
+      if (w & kStop) {
         exited_.store(true, std::memory_order_release);
         return;
       }
-      rung_ = false;
-      lock.unlock();
-      (void)*reinterpret_cast<volatile char*>(page_);  // the ring: a fault on a registered page
+      if (!(w & kRung)) {
+        // Sleeps only while the word is still 0: a ring in between makes the wait return at once.
+        ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word_), FUTEX_WAIT_PRIVATE, 0u, nullptr, nullptr, 0);
+        continue;
+      }
+      word_.fetch_and(~kRung, std::memory_order_acq_rel);  // this ring is taken; later ones ring again
+      (void)*reinterpret_cast<volatile char*>(page_);      // the ring: a fault on a registered page
       ::madvise(reinterpret_cast<void*>(page_), kPageSize, MADV_DONTNEED);
-      lock.lock();
     }
   }
+
+  void futex_wake() {
+    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+
+  static constexpr uint32_t kRung = 1, kStop = 2;
 
   int fd_;
   uint64_t page_ = 0;
   std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool rung_ = false;
-  bool stop_ = false;
+  std::atomic<uint32_t> word_{0};    // kRung | kStop; the thread futex-waits on it while 0
   std::atomic<bool> exited_{false};  // run() has returned (shutdown stops waking it then)
 };
 

@@ -105,7 +105,7 @@ class Uffd {
    * woken by wake_reader() with no other event (the wake is consumed).
    */
   int read_events(UffdEvent* out, int max, int timeout_ms);
-  /** Makes a (current or next) read_events return -1. */
+  /** Makes a (current or next) read_events return -1. Async-signal-safe. */
   void wake_reader();
   /** wake_reader() as a function any thread may call at any time: it does nothing once the uffd is closed. */
   std::function<void()> waker() const;

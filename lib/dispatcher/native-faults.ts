@@ -1,5 +1,6 @@
 /**
- * The native fault path, JS side (`faults: 'thread'`): the FaultServer of this swap
+ * The native fault path, JS side (`faults: 'thread'`, and `'inline'` whose SIGBUS handlers
+ * serve with the same code and no thread): the FaultServer of this swap
  * (native/fault_serve.h, native/fault_thread.h), the regions it may serve, and the
  * served records it leaves for the dispatcher's bookkeeping.
  *
@@ -100,24 +101,19 @@ export function readEvents(out: Float64Array, timeoutMs: number): number {
   if (!server) return uffd.read(out, timeoutMs);
   if (timeoutMs !== 0 && performance.now() - lastRecords < NATIVE_QUIET_MS) {
     if (timeoutMs < 0 || timeoutMs > NATIVE_POLL_MS) timeoutMs = NATIVE_POLL_MS;
-  } else if (!threaded) {
-    // Only SIGBUS handlers serve natively: they cannot wake the dispatcher (no signal-safe way
-    // to), so it looks at the ring at least every INLINE_IDLE_MS.
-    if (timeoutMs < 0 || timeoutMs > INLINE_IDLE_MS) timeoutMs = INLINE_IDLE_MS;
-    return uffd.read(out, timeoutMs);
   } else if (timeoutMs !== 0) {
     Atomics.store(ring, W_WAKE_ANY, 1);
     if (Atomics.load(ring, W_ENQ) !== Atomics.load(ring, W_DEQ)) timeoutMs = 0; // records came meanwhile
   }
-  if (!threaded) return uffd.read(out, timeoutMs);
-  const n = server.read(out, timeoutMs);
+  // Without a fault thread (only SIGBUS handlers serve natively) a record that needs the
+  // dispatcher rings the uffd's doorbell (fault_serve.h Server::wake): read() returns -1.
+  const n = threaded ? server.read(out, timeoutMs) : uffd.read(out, timeoutMs);
   Atomics.store(ring, W_WAKE_ANY, 0);
   return n;
 }
 /** While natively served faults came within NATIVE_QUIET_MS, the ring is looked at every NATIVE_POLL_MS. */
 const NATIVE_POLL_MS = 5,
-  NATIVE_QUIET_MS = 100,
-  INLINE_IDLE_MS = 100;
+  NATIVE_QUIET_MS = 100;
 let lastRecords = -Infinity;
 
 /**
