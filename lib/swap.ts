@@ -152,12 +152,13 @@ export interface OpenOptions {
   statsSocket?: boolean;
   /**
    * Who serves the faults of this swap's regions, unless region() or mapFile() says
-   * otherwise: 'dispatcher' (default), the dispatcher Worker; 'thread', a native thread
-   * serves faults on zero, same-filled, staged and stored pages with no JavaScript (following
-   * the faulting threads' CPU as `pin` says) and hands the others (swap file, mapped files,
-   * remote) to the dispatcher Worker, which also runs eviction (README "How it works");
-   * 'inline', the faulting thread itself (a userfaultfd with UFFD_FEATURE_SIGBUS and a SIGBUS handler): no
-   * cross-thread wake-up, every thread served on its own CPU. In an inline region a
+   * otherwise: 'thread' (default), a native thread serves faults on zero, same-filled, staged
+   * and stored pages with no JavaScript (following the faulting threads' CPU as `pin` says)
+   * and hands the others (swap file, mapped files, remote) to the dispatcher Worker, which
+   * also runs eviction (README "How it works"); 'dispatcher', the dispatcher Worker serves
+   * every fault; 'inline', the faulting thread itself (a userfaultfd with UFFD_FEATURE_SIGBUS
+   * and a SIGBUS handler that serves the same fast pages natively): no cross-thread wake-up,
+   * every thread served on its own CPU. In an inline region a
    * syscall that reads or writes a page that is not resident fails with EFAULT (see
    * README "Inline faults").
    */

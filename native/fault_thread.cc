@@ -82,13 +82,14 @@ int FaultThread::read(UffdEvent* out, int max, int timeout_ms) {
 }
 
 void FaultThread::follow(uint64_t tid) {
-  if (tid == 0) return;
+  // Without following (pin: false) nothing is looked up: the dispatcher's keepAway() is off too.
+  if (!follow_ || tid == 0) return;
   const int64_t now = now_ns();
   if (now < next_check_ns_) return;
   next_check_ns_ = now + kFollowNs;
   const int cpu = thread_cpu(static_cast<int64_t>(tid));
   if (cpu >= 0) fault_cpu_.store(cpu, std::memory_order_relaxed);
-  if (!follow_ || cpu < 0 || cpu == cpu_) return;
+  if (cpu < 0 || cpu == cpu_) return;
   try {
     set_affinity({cpu});
     cpu_ = cpu;

@@ -114,8 +114,8 @@ void handler(int sig, siginfo_t* si, void* uc) {
         const bool write = fault_was_write(uc);
         // A page in a fast state is served here, in this thread, with no JavaScript (the region is
         // in fault_serve's table when its swap has a native server); anything else is forwarded.
-        bool wake = false;
-        if (fault_serve::serve(addr, write ? UFFD_PAGEFAULT_FLAG_WRITE : 0, nullptr, &wake) ==
+        // (Its server wakes the dispatcher itself when a record needs it: Server::wake.)
+        if (fault_serve::serve(addr, write ? UFFD_PAGEFAULT_FLAG_WRITE : 0, nullptr, nullptr) ==
             fault_serve::Outcome::kServed) {
           g_served.fetch_add(1, std::memory_order_relaxed);
           errno = saved;

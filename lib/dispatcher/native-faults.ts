@@ -65,9 +65,6 @@ const CELLS = 1024;
 export const ring = servedRing(CELLS);
 ring[W_ROOM] = opts.residentLimitPages;
 
-/** The fault thread reads the uffd (faults: 'thread'); else the dispatcher does, and the server only serves inline regions' faults from their SIGBUS handler. */
-export const threaded = opts.faults === 'thread';
-
 function startServer(): FaultServer | undefined {
   if (opts.faults !== 'thread' && opts.faults !== 'inline') return undefined;
   const st = storeInit as StoreInit;
@@ -78,7 +75,7 @@ function startServer(): FaultServer | undefined {
       store: st.store,
       frontswapPool: st.frontswapPool,
       ring: ring.buffer as SharedArrayBuffer,
-      thread: threaded,
+      thread: opts.faults === 'thread',
       follow: opts.follow,
     });
   } catch (e) {
@@ -90,6 +87,11 @@ function startServer(): FaultServer | undefined {
 
 /** The native fault path; undefined when faults go through the dispatcher. */
 export const server = startServer();
+/**
+ * The fault thread reads the uffd (faults: 'thread', and it started); else the dispatcher does,
+ * and a server only serves inline regions' faults from their SIGBUS handler.
+ */
+export const threaded = server !== undefined && opts.faults === 'thread';
 
 /**
  * The dispatcher's uffd.read(): from the fault thread's forwarded events, or the uffd itself.

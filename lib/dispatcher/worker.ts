@@ -45,7 +45,7 @@ import { closeShared } from './shared';
 import { control, drainRequests, runDeferred, hasDeferred } from './requests';
 import { waiting, releaseWaiting, WAITING_POLL_MS } from './inline';
 import { applyLimits, budgetDueIn, budgetTick } from './budget';
-import { readEvents, drainServed, closeNativeFaults, server } from './native-faults';
+import { readEvents, drainServed, closeNativeFaults, server, threaded } from './native-faults';
 import { keepAway } from './placement';
 import { cleanDue, fetching, flushClean, pollFetch, repatriate, repatriateDueIn, repatriating } from './remote';
 
@@ -83,7 +83,7 @@ function loop(): void {
     if (waiting.count > 0) releaseWaiting();
     budgetTick(performance.now());
     if (residency.evicting && performance.now() >= residency.backoffUntil) {
-      if (server) keepAway(server); // the reclaimer keeps off the faulting threads' CPU (placement.ts)
+      if (threaded) keepAway(server!); // the reclaimer keeps off the faulting threads' CPU (placement.ts)
       evictSlice(evictionSteps());
     }
     // Also in the turn eviction ends: the next turn may sleep (nothing busy), and a pool that
