@@ -47,6 +47,17 @@ int64_t raw_copy(int fd, uint64_t dst, const void* src, bool wp) {
   return c.copy > 0 ? c.copy : -errno;
 }
 
+/** One UFFDIO_COPY of `len` bytes (a readahead run): the bytes copied, or -errno if none were. */
+int64_t raw_copy_run(int fd, uint64_t dst, const void* src, uint64_t len, bool wp) {
+  struct uffdio_copy c = {};
+  c.dst = dst;
+  c.src = reinterpret_cast<uint64_t>(src);
+  c.len = len;
+  c.mode = wp ? UFFDIO_COPY_MODE_WP : 0;
+  if (::ioctl(fd, UFFDIO_COPY, &c) == 0) return static_cast<int64_t>(len);
+  return c.copy > 0 ? c.copy : -errno;
+}
+
 int64_t raw_zeropage(int fd, uint64_t dst) {
   struct uffdio_zeropage z = {};
   z.range.start = dst;
@@ -97,25 +108,28 @@ void do_init() {
   g_init_ok = true;
 }
 
-/** Decodes `n` bytes of stored object into a page; nullptr if it cannot (forward). */
-const char* decode(const uint8_t* obj, int n, Scratch* s) {
+/**
+ * Decodes `n` bytes of stored object into the page `dst`, or returns where the page already is
+ * (an object stored raw); nullptr if it cannot (forward).
+ */
+const char* decode(const uint8_t* obj, int n, Scratch* s, char* dst) {
   if (n == static_cast<int>(kPage)) return reinterpret_cast<const char*>(obj);
   if (n < 2 || n > static_cast<int>(kPage) + 1) return nullptr;
   long got = -1;
   switch (obj[0]) {
     case 1:
       if (!g_lz4) return nullptr;
-      got = g_lz4(reinterpret_cast<const char*>(obj + 1), s->page, n - 1, static_cast<int>(kPage));
+      got = g_lz4(reinterpret_cast<const char*>(obj + 1), dst, n - 1, static_cast<int>(kPage));
       break;
     case 2:
       if (!g_zstd || !s->zstd_dctx) return nullptr;
-      got = zstd::decompress_with(s->zstd_dctx, reinterpret_cast<const char*>(obj + 1), static_cast<size_t>(n - 1),
-                                  s->page, kPage);
+      got = zstd::decompress_with(s->zstd_dctx, reinterpret_cast<const char*>(obj + 1), static_cast<size_t>(n - 1), dst,
+                                  kPage);
       break;
     case 3: return n == static_cast<int>(kPage) + 1 ? reinterpret_cast<const char*>(obj + 1) : nullptr;
     default: return nullptr;
   }
-  return got == static_cast<long>(kPage) ? s->page : nullptr;
+  return got == static_cast<long>(kPage) ? dst : nullptr;
 }
 
 // ---- the region table ----------------------------------------------------------------------
@@ -200,11 +214,23 @@ bool ServedRing::mark_pending() {
   return __atomic_exchange_n(w_ + W_PENDING, 1, __ATOMIC_ACQ_REL) == 0;
 }
 
-bool ServedRing::follows(int32_t region, int32_t page) {
-  if (!w_) return false;
-  const int32_t last_region = __atomic_exchange_n(w_ + W_LAST_REGION, region, __ATOMIC_RELAXED);
-  const int32_t last_page = __atomic_exchange_n(w_ + W_LAST_PAGE, page, __ATOMIC_RELAXED);
-  return last_region == region && page == last_page + 1;
+uint32_t ServedRing::ra_window(int32_t region, int32_t page) {
+  if (!w_) return 0;
+  const int32_t last_region = __atomic_exchange_n(w_ + W_RA_REGION, region, __ATOMIC_RELAXED);
+  const int32_t next = __atomic_exchange_n(w_ + W_RA_NEXT, page + 1, __ATOMIC_RELAXED);
+  if (last_region != region || next != page) {
+    __atomic_store_n(w_ + W_RA_WINDOW, 0, __ATOMIC_RELAXED);
+    return 0;
+  }
+  const uint32_t was = static_cast<uint32_t>(__atomic_load_n(w_ + W_RA_WINDOW, __ATOMIC_RELAXED));
+  const uint32_t window = was == 0 ? 2 : (2 * was > kRaMaxWindow ? kRaMaxWindow : 2 * was);
+  __atomic_store_n(w_ + W_RA_WINDOW, static_cast<int32_t>(window), __ATOMIC_RELAXED);
+  return window;
+}
+
+void ServedRing::ra_next(int32_t region, int32_t next) {
+  if (!w_ || __atomic_load_n(w_ + W_RA_REGION, __ATOMIC_RELAXED) != region) return;
+  __atomic_store_n(w_ + W_RA_NEXT, next, __ATOMIC_RELAXED);
 }
 
 bool ServedRing::wake_due(bool run) {
@@ -320,8 +346,6 @@ struct Fault {
   uint64_t addr;
   uint32_t page;
   bool write;
-  /** The fault follows the last one in its region (a sequential run). */
-  bool run;
   int64_t cell;
   struct timespec t0;
 };
@@ -332,7 +356,7 @@ Outcome served(const Fault& f, int32_t kind, uint8_t next, uint32_t aux, int32_t
   f.s->ring.commit(f.cell, kind, f.e->id, static_cast<int32_t>(f.page), arg, arg2, now_ns_since(f.t0));
   __atomic_store_n(f.e->aux + f.page, aux, __ATOMIC_RELAXED);
   page_state::publish(f.e->state, f.page, next);
-  if (f.s->ring.wake_due(f.run) && f.s->ring.mark_pending()) {
+  if (f.s->ring.wake_due(false) && f.s->ring.mark_pending()) {
     if (wake_consumer) *wake_consumer = true;
     if (f.s->wake) f.s->wake(f.s->wake_arg);
   }
@@ -382,7 +406,7 @@ Outcome serve_stored(const Fault& f, Scratch* sc, bool* wake) {
   const int32_t oid[6] = {f.e->id, 0, 0, 0, 0, 0};
   const int n = store->lookup(f.s->frontswap_pool, oid, f.page, sc->obj, sizeof sc->obj);
   if (n < 0) return unclaimed(f, page_state::STORED);  // absent, busy or bad: JS decides
-  const char* page = decode(sc->obj, n, sc);
+  const char* page = decode(sc->obj, n, sc, sc->page);
   if (!page) return unclaimed(f, page_state::STORED);
   // A read keeps the pool copy and maps the page write-protected (CLEAN): evicting it again is free.
   const bool keep = !f.write;
@@ -437,6 +461,106 @@ Outcome serve_staged(const Fault& f, bool* wake) {
   return served(f, kind, next, aux, static_cast<int32_t>(slot), arg2, wake);
 }
 
+// ---- readahead -----------------------------------------------------------------------------
+
+/** A page taken for readahead: room, a ring cell and its claim. False (nothing held) if one is missing. */
+bool take_ahead(RegionEntry* e, Server* s, uint32_t q, uint8_t st, int64_t* cell) {
+  if (!s->ring.take_room()) return false;
+  *cell = s->ring.reserve();
+  if (*cell >= 0 && page_state::claim(e->state, q, st)) return true;
+  if (*cell >= 0) s->ring.commit(*cell, kRecNone, e->id, static_cast<int32_t>(q), 0, 0, 0);
+  s->ring.give_room();
+  return false;
+}
+
+/** Gives back a page taken by take_ahead() and not brought in: its state as it was, its cell empty. */
+void give_back(RegionEntry* e, Server* s, uint32_t q, uint8_t st, int64_t cell) {
+  s->ring.commit(cell, kRecNone, e->id, static_cast<int32_t>(q), 0, 0, 0);
+  s->ring.give_room();
+  page_state::publish(e->state, q, st);
+}
+
+/**
+ * The run of pages q, q+1, .. below `end` (at most kRaChunk) in state `st` (STORED or SAME)
+ * that can be taken: stored pages decoded, same-filled ones refilled, into sc->run, then copied
+ * in with one UFFDIO_COPY (which also wakes a thread already waiting on one of them): stored
+ * pages write-protected (CLEAN, their pool copies kept), same-filled ones writable (ACTIVE).
+ * Returns the pages brought in; *stop: the readahead ends here.
+ */
+uint32_t run_ahead(RegionEntry* e, Server* s, uint32_t q, uint32_t end, uint8_t st, Scratch* sc, bool* stop) {
+  const bool stored = st == page_state::STORED;
+  int64_t cells[kRaChunk];
+  uint32_t olds[kRaChunk];
+  uint32_t k = 0;
+  *stop = false;
+  const int32_t oid[6] = {e->id, 0, 0, 0, 0, 0};
+  for (; q + k < end && k < kRaChunk; k++) {
+    const uint32_t p = q + k;
+    if (page_state::load(e->state, p) != st) break;  // another state: the caller decides
+    if (!take_ahead(e, s, p, st, &cells[k])) {
+      *stop = true;
+      break;
+    }
+    olds[k] = __atomic_load_n(e->aux + p, __ATOMIC_RELAXED);
+    char* dst = sc->run + k * kPage;
+    if (!stored) {
+      uint32_t* w = reinterpret_cast<uint32_t*>(dst);
+      for (size_t i = 0; i < kPage / 4; i++) w[i] = olds[k];
+      continue;
+    }
+    const int n = s->store->lookup(s->frontswap_pool, oid, p, sc->obj, sizeof sc->obj);
+    const char* page = n < 0 ? nullptr : decode(sc->obj, n, sc, dst);
+    if (!page) {
+      give_back(e, s, p, st, cells[k]);
+      *stop = true;
+      break;
+    }
+    if (page != dst) std::memcpy(dst, page, kPage);
+  }
+  if (k == 0) return 0;
+  const uint64_t base = e->base + uint64_t(q) * kPage;
+  const int64_t res = raw_copy_run(e->uffd_fd, base, sc->run, uint64_t(k) * kPage, stored);
+  uint32_t in = res > 0 ? static_cast<uint32_t>(res / kPage) : 0;
+  // EAGAIN part way (or none in): page by page (a page already in answers EEXIST: done), then
+  // the pages that did not go in are given back.
+  while (in < k && raw_copy(e->uffd_fd, base + uint64_t(in) * kPage, sc->run + in * kPage, stored) ==
+                       static_cast<int64_t>(kPage)) {
+    in++;
+  }
+  for (uint32_t i = 0; i < k; i++) {
+    if (i >= in) {
+      give_back(e, s, q + i, st, cells[i]);
+      continue;
+    }
+    s->ring.commit(cells[i], stored ? kRecPoolAhead : kRecSameAhead, e->id, static_cast<int32_t>(q + i),
+                   static_cast<int32_t>(olds[i]), 0, 0);
+    __atomic_store_n(e->aux + q + i, 0u, __ATOMIC_RELAXED);
+    page_state::publish(e->state, q + i, stored ? page_state::CLEAN : page_state::ACTIVE);
+  }
+  if (in < k) *stop = true;
+  return in;
+}
+
+/**
+ * Readahead after the fault on page `from - 1` (the pages from `from` on, at most `window`,
+ * while they are STORED or SAME and there is room below residentLimit): as
+ * lib/dispatcher/readahead.ts does for the faults the dispatcher serves. Returns the pages
+ * brought in; the consumer is woken once for their records.
+ */
+uint32_t read_ahead(RegionEntry* e, Server* s, uint32_t from, uint32_t window, Scratch* sc) {
+  const uint32_t end = e->pages - from < window ? e->pages : from + window;
+  uint32_t q = from;
+  while (q < end) {
+    const uint8_t st = page_state::load(e->state, q);
+    if (st != page_state::SAME && (st != page_state::STORED || !s->store)) break;
+    bool stop = false;
+    const uint32_t k = run_ahead(e, s, q, end, st, sc, &stop);
+    q += k;
+    if (stop || k == 0) break;
+  }
+  return q - from;
+}
+
 }  // namespace
 
 Outcome serve(uint64_t addr, uint64_t flags, Scratch* scratch, bool* wake_consumer) {
@@ -452,12 +576,22 @@ Outcome serve(uint64_t addr, uint64_t flags, Scratch* scratch, bool* wake_consum
     Server* s = e->server;
     const uint32_t page = static_cast<uint32_t>((addr - e->base) / kPage);
     const uint8_t st = page_state::load(e->state, page);
+    if (st == page_state::ACTIVE || st == page_state::CLEAN) {
+      // A missing fault on a mapped page: served meanwhile (another thread's fault, a readahead):
+      // the thread is woken and retries, as faults.ts does.
+      struct uffdio_range r = {addr, kPage};
+      if (::ioctl(e->uffd_fd, UFFDIO_WAKE, &r) != 0) break;
+      __atomic_fetch_add(&s->served, 1, __ATOMIC_RELAXED);
+      out = Outcome::kServed;
+      break;
+    }
     if (!page_state::is_fast(st)) break;
-    const bool run = s->ring.follows(e->id, static_cast<int32_t>(page));
-    // A sequential run over stored or same-filled pages: the dispatcher reads ahead of it (decoding
-    // and copying the next pages in a batch, lib/dispatcher/readahead.ts): it serves this fault.
-    if (run && (st == page_state::STORED || st == page_state::SAME)) break;
-    Fault f{e, s, addr, page, (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0, run, -1, {}};
+    // A stored or same-filled fault on the page a sequential run reaches next: pages are read
+    // ahead of it once it is served (window > 0).
+    const bool ra = st == page_state::STORED || st == page_state::SAME;
+    const uint32_t window = ra ? s->ring.ra_window(e->id, static_cast<int32_t>(page)) : 0;
+    const bool run = window > 0;
+    Fault f{e, s, addr, page, (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0, -1, {}};
     clock_gettime(CLOCK_MONOTONIC, &f.t0);
     // A staged page is counted resident already; any other adds one: only while there is room.
     const bool adds = st != page_state::STAGED;
@@ -476,6 +610,14 @@ Outcome serve(uint64_t addr, uint64_t flags, Scratch* scratch, bool* wake_consum
       case page_state::STORED: out = serve_stored(f, sc, wake_consumer); break;
       case page_state::STAGED: out = serve_staged(f, wake_consumer); break;
       default: out = unclaimed(f, st); break;
+    }
+    if (run && out == Outcome::kServed && sc) {
+      const uint32_t k = read_ahead(e, s, page + 1, window, sc);
+      s->ring.ra_next(e->id, static_cast<int32_t>(page + 1 + k));
+      if (k > 0 && s->ring.wake_due(true) && s->ring.mark_pending()) {
+        if (wake_consumer) *wake_consumer = true;
+        if (s->wake) s->wake(s->wake_arg);
+      }
     }
   } while (false);
   release_scratch(own);

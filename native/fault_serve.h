@@ -13,16 +13,19 @@
 //     region table lookup (pin the slot: users++)      not found -> kForward
 //     state[page]   NEVER (anon)  zero page (read) / zeroed copy (write)    -> ACTIVE
 //                   SAME          fill word (zero + read: zero page)         -> ACTIVE
-//                   (STORED or SAME right after the page before it: forwarded, the dispatcher reads ahead)
 //                   STORED        StoreReader lookup + decode + COPY         read: COPY|WP -> CLEAN
 //                                                                            write: -> ACTIVE (pool copy to drop)
 //                   STAGED        MOVE back from its slot (COPY if the slot is claimed by a
 //                                 reader, or on another uffd); read of a clean one: COPY|WP -> CLEAN
-//                   ACTIVE/CLEAN  (missing fault) another thread was served: UFFDIO_WAKE
+//                   ACTIVE/CLEAN  (missing fault) served meanwhile (another thread, a readahead): UFFDIO_WAKE
 //                   anything else, a WP fault, a lost CAS, a lock taken (kBusy), a full ring,
 //                   a codec it cannot run, EAGAIN/EBUSY from the kernel      -> kForward
 //     claim (page_state::claim) before, publish after, exactly as lib/dispatcher/faults.ts;
 //     a served record queued for the JS dispatcher's bookkeeping (ServedRing).
+//     then, for a STORED or SAME fault on the page a sequential run reaches next (ring words 8-10):
+//     readahead   the next window pages (2, 4, .. kRaMaxWindow) while STORED or SAME, with room:
+//                 STORED decoded into Scratch::run, one COPY|WP per kRaChunk pages -> CLEAN
+//                 SAME   refilled into Scratch::run, one COPY per kRaChunk pages -> ACTIVE
 //
 // Async-signal-safety: serve() takes no lock, allocates nothing, throws
 // nothing, touches no lazily-initialised thread_local and saves/restores errno.
@@ -59,7 +62,14 @@ enum RecordKind : int32_t {
   kRecStagedClean = 5,   // STAGED (clean, read) -> CLEAN (COPY|WP)          arg: slot (to release)
   kRecStagedMoved = 6,   // STAGED -> ACTIVE, moved back (slot empty)        arg: slot; arg2: clean copy to drop
   kRecStagedCopied = 7,  // STAGED -> ACTIVE, copied back (slot still full)  arg: slot (to release); arg2 as above
+  kRecPoolAhead = 8,     // STORED -> CLEAN read ahead of a fault (COPY|WP)   arg: the STORED aux word
+  kRecSameAhead = 9,     // SAME -> ACTIVE read ahead of a fault              arg: the fill word
 };
+
+/** Most pages read ahead of one fault (512 KiB), as lib/dispatcher/readahead.ts MAX_WINDOW. */
+constexpr uint32_t kRaMaxWindow = 128;
+/** Stored pages per UFFDIO_COPY of a readahead run (each copy wakes a reader waiting in it). */
+constexpr uint32_t kRaChunk = 8;
 
 /** arg2 of kRecStaged*: the page was clean (STAGED_CLEAN); its copy (aux as a CLEAN page's) is stale. */
 constexpr uint32_t kArg2Clean = 0x1u;
@@ -80,8 +90,9 @@ constexpr uint32_t kArg2Clean = 0x1u;
  *   word 6  wake room     a serve that leaves room at or below this wakes the consumer: reclaim
  *                         is due (kswapd's wake-up at the high watermark)
  *   word 7  wake any      set by the consumer before it sleeps: the next record wakes it
- *   words 8, 9            region and page of the last fault seen: a fault on the next page of a
- *                         stored or same-filled run is forwarded (the dispatcher reads ahead)
+ *   words 8, 9, 10        the readahead stream: region of the last stored/same-filled fault, the
+ *                         page a sequential run's next fault would be on (that fault's page + 1 +
+ *                         the pages read ahead of it), the window of the last readahead (0: none)
  *   Other records do not wake the consumer: it drains them on its next turn (one wake-up per
  *   fault would put the dispatcher on the faulting thread's path).
  *   words 16.. cells of kCellWords: [seq, kind, region, page, arg, arg2, ns, 0]
@@ -93,7 +104,7 @@ class ServedRing {
   static constexpr int32_t kMagic = 0x53525647;  // 'SRVG'
   static constexpr size_t kHeaderWords = 16, kCellWords = 8;
   static constexpr size_t W_MAGIC = 0, W_CAP = 1, W_ENQ = 2, W_DEQ = 3, W_PENDING = 4, W_ROOM = 5, W_WAKE_ROOM = 6,
-                          W_WAKE_ANY = 7, W_LAST_REGION = 8, W_LAST_PAGE = 9;
+                          W_WAKE_ANY = 7, W_RA_REGION = 8, W_RA_NEXT = 9, W_RA_WINDOW = 10;
 
   /** Binds to `words` (n Int32 words) laid out as above; false if they are not (bad magic, size). */
   bool bind(int32_t* words, size_t n);
@@ -104,11 +115,17 @@ class ServedRing {
   void commit(int64_t pos, int32_t kind, int32_t region, int32_t page, int32_t arg, int32_t arg2, int32_t ns);
   /** Sets the pending word; true if it was clear (the consumer should be woken). */
   bool mark_pending();
-  /** Notes a fault on (region, page); true if it follows the last one noted (a sequential run). Async-signal-safe. */
-  bool follows(int32_t region, int32_t page);
   /**
-   * Whether a record just committed needs the consumer now: it is part of a sequential run
-   * (`run`: readahead), the consumer sleeps (W_WAKE_ANY), room is down to W_WAKE_ROOM
+   * Notes a fault on stored or same-filled page (region, page) and returns how many pages to read
+   * ahead of it: 0 if it is not where the run noted last would go on (the window closes), else the
+   * window doubled (2, 4, .. kRaMaxWindow). Async-signal-safe.
+   */
+  uint32_t ra_window(int32_t region, int32_t page);
+  /** Notes where a run's next fault would be once pages were read ahead of a fault. Async-signal-safe. */
+  void ra_next(int32_t region, int32_t next);
+  /**
+   * Whether a record just committed needs the consumer now: it ends a readahead (`run`: its
+   * records fill the ring), the consumer sleeps (W_WAKE_ANY), room is down to W_WAKE_ROOM
    * (reclaim is due) or a quarter of the ring is full. Any other record waits for the
    * consumer's next turn. Async-signal-safe.
    */
@@ -123,9 +140,10 @@ class ServedRing {
   uint32_t cap_ = 0;
 };
 
-/** Per-caller scratch: one page to decode into, one object buffer, a zstd context made beforehand. */
+/** Per-caller scratch: one page to decode into, a readahead run, one object buffer, a zstd context made beforehand. */
 struct Scratch {
   alignas(4096) char page[4096];
+  alignas(4096) char run[kRaChunk * 4096];
   alignas(64) uint8_t obj[4096 + 64];
   void* zstd_dctx = nullptr;
   int32_t taken = 0;

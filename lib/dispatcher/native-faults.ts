@@ -5,14 +5,15 @@
  * served records it leaves for the dispatcher's bookkeeping.
  *
  *   kernel -> fault thread (native)   fast page (NEVER anon, SAME, STORED, STAGED): served,
- *                                     claimed BUSY -> next state, a served record queued
+ *                                     claimed BUSY -> next state, a served record queued;
+ *                                     a sequential run of STORED/SAME faults: the next pages
+ *                                     read ahead (ring words 8-10), a record each
  *                                     anything else: forwarded -> readEvents() here
  *   served-record ring (SharedArrayBuffer, docs/layout.md "Served records")
  *     [magic, capacity, enq, deq, pending, ...][cells: seq kind region page arg arg2 ns 0]
  *   drainServed()  each loop turn (and before eviction takes a page): per record, what
  *                  faults.ts does after serving that state itself: counters, the latency
- *                  histogram, residency and the FIFO tail, pool copy drops, slot releases,
- *                  readahead
+ *                  histogram, residency and the FIFO tail, pool copy drops, slot releases
  *
  * Ordering (fault_serve.cc): a record is committed before the page's new state is published,
  * so a page seen ACTIVE/CLEAN has its record in the ring; eviction drains after reading a
@@ -26,7 +27,6 @@ import { byId, type RegionState } from './regions';
 import { stagingShare, queueRelease, unstaged } from './staging';
 import { countResident, fifoPush, residency } from './reclaim';
 import { storedLeaves, dropPoolCopy, dropCleanCopy } from './pool';
-import { readAhead } from './readahead';
 import type { StoreInit } from './backends';
 
 /** Served-record kinds (fault_serve.h RecordKind). */
@@ -37,7 +37,9 @@ export const REC_NONE = 0,
   REC_POOL_DIRTY = 4,
   REC_STAGED_CLEAN = 5,
   REC_STAGED_MOVED = 6,
-  REC_STAGED_COPIED = 7;
+  REC_STAGED_COPIED = 7,
+  REC_POOL_AHEAD = 8,
+  REC_SAME_AHEAD = 9;
 
 /** Ring layout (fault_serve.h ServedRing). */
 export const RING_MAGIC = 0x53525647,
@@ -50,7 +52,10 @@ export const RING_MAGIC = 0x53525647,
   W_PENDING = 4,
   W_ROOM = 5,
   W_WAKE_ROOM = 6,
-  W_WAKE_ANY = 7;
+  W_WAKE_ANY = 7,
+  W_RA_REGION = 8,
+  W_RA_NEXT = 9,
+  W_RA_WINDOW = 10;
 
 /** A served-record ring of `cells` cells (a power of two), laid out as fault_serve.h says. */
 export function servedRing(cells: number): Int32Array {
@@ -192,6 +197,23 @@ export function drainServed(): boolean {
 function account(kind: number, rid: number, page: number, arg: number, arg2: number, ns: number): void {
   const r = byId.get(rid);
   if (!r || r.closed) return; // cannot happen: a region leaves the table, then its records are drained
+  if (kind === REC_POOL_AHEAD || kind === REC_SAME_AHEAD) {
+    // Read ahead of a fault by the native server (fault_serve.cc read_ahead): counted as
+    // lib/dispatcher/readahead.ts counts its own, not as a fault.
+    if (kind === REC_POOL_AHEAD) {
+      G[P.G_FAULTS_POOL]++;
+      r.stats[P.R_FAULTS_POOL]++;
+      storedLeaves(r, page, arg >>> 0);
+    } else {
+      G[P.G_FAULTS_SAME]++;
+      r.stats[P.R_FAULTS_SAME]++;
+      G[P.G_SAME]--;
+      r.stats[P.R_SAME]--;
+    }
+    countResident(r, page);
+    G[P.G_POOL_READAHEAD]++; // last: whoever sees it counted sees the page resident
+    return;
+  }
   G[P.G_FAULTS_NATIVE]++;
   hist[P.bucketOf(ns / 1000)]++;
   switch (kind) {
@@ -206,7 +228,6 @@ function account(kind: number, rid: number, page: number, arg: number, arg2: num
       G[P.G_SAME]--;
       r.stats[P.R_SAME]--;
       countResident(r, page);
-      readAhead(r, page);
       return;
     case REC_POOL_CLEAN:
     case REC_POOL_DIRTY:
@@ -215,7 +236,6 @@ function account(kind: number, rid: number, page: number, arg: number, arg2: num
       storedLeaves(r, page, arg >>> 0);
       if (kind === REC_POOL_DIRTY) dropPoolCopy(r, page);
       countResident(r, page);
-      readAhead(r, page);
       return;
     case REC_STAGED_CLEAN:
     case REC_STAGED_MOVED:

@@ -72,10 +72,18 @@ int main() {
                    CHECK(r.bind(w.data(), w.size()));
                    w[ServedRing::W_ROOM] = 100;
                    w[ServedRing::W_WAKE_ROOM] = 10;
-                   CHECK(!r.follows(1, 50));
-                   CHECK(!r.follows(1, 40));  // not after 50
-                   CHECK(r.follows(1, 41));   // after 40: a run
-                   CHECK(!r.follows(2, 42));  // another region
+                   CHECK(r.ra_window(1, 50) == 0);
+                   CHECK(r.ra_window(1, 40) == 0);  // not after 50
+                   CHECK(r.ra_window(1, 41) == 2);  // after 40: a run, the window opens
+                   r.ra_next(1, 41 + 1 + 2);        // two pages read ahead of it
+                   CHECK(r.ra_window(1, 42) == 0);  // not where the run goes on: closed
+                   CHECK(r.ra_window(1, 43) == 2);
+                   CHECK(r.ra_window(1, 44) == 4);  // doubled
+                   for (int p = 45; p < 52; p++) r.ra_window(1, p);
+                   CHECK(r.ra_window(1, 52) == kRaMaxWindow);  // at most the largest window
+                   r.ra_next(2, 60);                           // not the stream's region: ignored
+                   CHECK(r.ra_window(1, 53) == kRaMaxWindow);
+                   CHECK(r.ra_window(2, 54) == 0);  // another region
                    CHECK(!r.wake_due(false));
                    CHECK(r.wake_due(true));
                    w[ServedRing::W_WAKE_ANY] = 1;
@@ -124,15 +132,12 @@ int main() {
     CHECK(!wake);  // nothing for the consumer to do now: it drains on its next turn
     const uint8_t* b = static_cast<const uint8_t*>(mem);
     for (size_t i = 0; i < kPageSize; i++) CHECK(b[i] == 0);
-    CHECK(serve(base + kPageSize, UFFD_PAGEFAULT_FLAG_WRITE, nullptr, &wake) == Outcome::kForward);
-    CHECK(state[1] == page_state::SAME);  // page 1 after page 0: a run, left to the dispatcher's readahead
-    CHECK(serve(base + 4 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);  // zero page 4: not a run
-    CHECK(take(w) == kRecZero);
     CHECK(serve(base + kPageSize, UFFD_PAGEFAULT_FLAG_WRITE, nullptr, &wake) == Outcome::kServed);
     CHECK(take(w) == kRecSame);
     const uint32_t* words = reinterpret_cast<const uint32_t*>(b + kPageSize);
     for (size_t i = 0; i < kPageSize / 4; i++) CHECK(words[i] == 0xdeadbeef);
     CHECK(state[1] == page_state::ACTIVE && aux[1] == 0);
+    CHECK(w[ServedRing::W_RA_WINDOW] == 0);  // the first fault of a stream: nothing read ahead
     CHECK(serve(base + 2 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);  // BUSY
     CHECK(state[2] == page_state::BUSY);
     CHECK(serve(base + 3 * kPageSize, UFFD_PAGEFAULT_FLAG_WP, nullptr, &wake) == Outcome::kForward);
@@ -141,6 +146,26 @@ int main() {
     CHECK(serve(base + 3 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);  // no room
     CHECK(state[3] == page_state::NEVER && w[ServedRing::W_ROOM] == 0);
     w[ServedRing::W_ROOM] = 100;
+    // Same-filled pages 5, 6, 7: a fault on 5, then on 6 (a run: window 2) reads 7 ahead.
+    for (uint32_t p = 5; p < 8; p++) {
+      state[p] = page_state::SAME;
+      aux[p] = 0x01010101u * p;
+    }
+    CHECK(serve(base + 5 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);
+    CHECK(take(w) == kRecSame);
+    wake = false;
+    CHECK(serve(base + 6 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);
+    int32_t page = -1;
+    CHECK(take(w, &page) == kRecSame && page == 6);
+    CHECK(take(w, &page) == kRecSameAhead && page == 7);  // read ahead, up to the region's end
+    CHECK(take(w) == -1);
+    CHECK(wake);  // a readahead's records: the consumer is woken for them
+    CHECK(w[ServedRing::W_RA_WINDOW] == 2 && w[ServedRing::W_RA_NEXT] == 8);
+    for (uint32_t p = 5; p < 8; p++) {
+      CHECK(state[p] == page_state::ACTIVE && aux[p] == 0);
+      const uint32_t* pw = reinterpret_cast<const uint32_t*>(b + p * kPageSize);
+      for (size_t i = 0; i < kPageSize / 4; i++) CHECK(pw[i] == 0x01010101u * p);
+    }
     RegionTable::remove(&s, 7);
     CHECK(!RegionTable::contains(base));
     CHECK(serve(base + 3 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);
