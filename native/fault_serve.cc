@@ -576,9 +576,12 @@ Outcome serve(uint64_t addr, uint64_t flags, Scratch* scratch, bool* wake_consum
     Server* s = e->server;
     const uint32_t page = static_cast<uint32_t>((addr - e->base) / kPage);
     const uint8_t st = page_state::load(e->state, page);
-    if (st == page_state::ACTIVE || st == page_state::CLEAN) {
+    const bool write = (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
+    if (st == page_state::ACTIVE || (st == page_state::CLEAN && !write)) {
       // A missing fault on a mapped page: served meanwhile (another thread's fault, a readahead):
-      // the thread is woken and retries, as faults.ts does.
+      // the thread is woken and retries, as faults.ts does. A write to a CLEAN page goes to JS:
+      // the SIGBUS handler cannot tell a write-protect fault from a missing one (both BUS_ADRERR)
+      // and only JS turns CLEAN into ACTIVE (inline.ts); woken here, it would fault forever.
       struct uffdio_range r = {addr, kPage};
       if (::ioctl(e->uffd_fd, UFFDIO_WAKE, &r) != 0) break;
       __atomic_fetch_add(&s->served, 1, __ATOMIC_RELAXED);
@@ -591,7 +594,7 @@ Outcome serve(uint64_t addr, uint64_t flags, Scratch* scratch, bool* wake_consum
     const bool ra = st == page_state::STORED || st == page_state::SAME;
     const uint32_t window = ra ? s->ring.ra_window(e->id, static_cast<int32_t>(page)) : 0;
     const bool run = window > 0;
-    Fault f{e, s, addr, page, (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0, -1, {}};
+    Fault f{e, s, addr, page, write, -1, {}};
     clock_gettime(CLOCK_MONOTONIC, &f.t0);
     // A staged page is counted resident already; any other adds one: only while there is room.
     const bool adds = st != page_state::STAGED;

@@ -49,6 +49,18 @@ test('main thread and a Worker fault inline on zero, stored, staged, same-filled
   for (const k of ['zero', 'pool', 'same', 'staged', 'swapFile']) t.true(f[k] > 0, `faults.${k} ${f[k]}: ${show(r)}`);
 });
 
+test('a page read back write-protected (CLEAN), then written, by the main thread and a Worker: the write goes through', async (t) => {
+  // The SIGBUS handler sees a write-protect fault as BUS_ADRERR like a missing one: served
+  // natively as "mapped already" it would fault forever (a hang this test guards).
+  const r = await runNodeChild(CHILD, ['clean-write'], 120000);
+  t.is(r.code, 0, show(r));
+  t.regex(r.stderr, /child: done bad 0/, show(r));
+  t.notRegex(r.stderr, /BAD/, show(r));
+  const m = /writeProtect faults (\d+) then (\d+)/.exec(r.stderr);
+  t.truthy(m, show(r));
+  t.true(Number(m![1]) > 0 && Number(m![2]) > Number(m![1]), show(r));
+});
+
 test.serial(
   'an inline region in the ava process: every byte back after eviction, faults served in the SIGBUS handler or forwarded',
   async (t) => {

@@ -98,81 +98,90 @@ int main() {
                    CHECK(r.wake_due(false));  // 4 of 16: a quarter
                  });
 
-  tmem_test::run("serve: NEVER and SAME installed; BUSY, WP and no room forwarded; removed region forwarded", [] {
-    CHECK(init());
-    Uffd u(UffdMode::kAuto, 0);
-    constexpr int kPages = 8;
-    void* mem = ::mmap(nullptr, kPages * kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECK(mem != MAP_FAILED);
-    const uint64_t base = reinterpret_cast<uint64_t>(mem);
-    u.register_range(base, kPages * kPageSize, UFFDIO_REGISTER_MODE_MISSING);
-    auto w = ring_words(16);
-    Server s;
-    s.staging_uffd = u.fd();
-    CHECK(s.ring.bind(w.data(), w.size()));
-    std::vector<uint8_t> state(kPages, page_state::NEVER);
-    std::vector<uint32_t> aux(kPages, 0);
-    state[1] = page_state::SAME;
-    aux[1] = 0xdeadbeef;
-    state[2] = page_state::BUSY;
-    RegionEntry e;
-    e.base = base;
-    e.pages = kPages;
-    e.id = 7;
-    e.uffd_fd = u.fd();
-    e.state = state.data();
-    e.aux = aux.data();
-    e.server = &s;
-    CHECK(RegionTable::add(e));
-    CHECK(RegionTable::contains(base + 3 * kPageSize));
-    bool wake = false;
-    CHECK(serve(base + 10, 0, nullptr, &wake) == Outcome::kServed);
-    CHECK(state[0] == page_state::ACTIVE);
-    CHECK(take(w) == kRecZero);
-    CHECK(!wake);  // nothing for the consumer to do now: it drains on its next turn
-    const uint8_t* b = static_cast<const uint8_t*>(mem);
-    for (size_t i = 0; i < kPageSize; i++) CHECK(b[i] == 0);
-    CHECK(serve(base + kPageSize, UFFD_PAGEFAULT_FLAG_WRITE, nullptr, &wake) == Outcome::kServed);
-    CHECK(take(w) == kRecSame);
-    const uint32_t* words = reinterpret_cast<const uint32_t*>(b + kPageSize);
-    for (size_t i = 0; i < kPageSize / 4; i++) CHECK(words[i] == 0xdeadbeef);
-    CHECK(state[1] == page_state::ACTIVE && aux[1] == 0);
-    CHECK(w[ServedRing::W_RA_WINDOW] == 0);  // the first fault of a stream: nothing read ahead
-    CHECK(serve(base + 2 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);  // BUSY
-    CHECK(state[2] == page_state::BUSY);
-    CHECK(serve(base + 3 * kPageSize, UFFD_PAGEFAULT_FLAG_WP, nullptr, &wake) == Outcome::kForward);
-    CHECK(state[3] == page_state::NEVER);
-    w[ServedRing::W_ROOM] = 0;
-    CHECK(serve(base + 3 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);  // no room
-    CHECK(state[3] == page_state::NEVER && w[ServedRing::W_ROOM] == 0);
-    w[ServedRing::W_ROOM] = 100;
-    // Same-filled pages 5, 6, 7: a fault on 5, then on 6 (a run: window 2) reads 7 ahead.
-    for (uint32_t p = 5; p < 8; p++) {
-      state[p] = page_state::SAME;
-      aux[p] = 0x01010101u * p;
-    }
-    CHECK(serve(base + 5 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);
-    CHECK(take(w) == kRecSame);
-    wake = false;
-    CHECK(serve(base + 6 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);
-    int32_t page = -1;
-    CHECK(take(w, &page) == kRecSame && page == 6);
-    CHECK(take(w, &page) == kRecSameAhead && page == 7);  // read ahead, up to the region's end
-    CHECK(take(w) == -1);
-    CHECK(wake);  // a readahead's records: the consumer is woken for them
-    CHECK(w[ServedRing::W_RA_WINDOW] == 2 && w[ServedRing::W_RA_NEXT] == 8);
-    for (uint32_t p = 5; p < 8; p++) {
-      CHECK(state[p] == page_state::ACTIVE && aux[p] == 0);
-      const uint32_t* pw = reinterpret_cast<const uint32_t*>(b + p * kPageSize);
-      for (size_t i = 0; i < kPageSize / 4; i++) CHECK(pw[i] == 0x01010101u * p);
-    }
-    RegionTable::remove(&s, 7);
-    CHECK(!RegionTable::contains(base));
-    CHECK(serve(base + 3 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);
-    CHECK(state[3] == page_state::NEVER);
-    CHECK(take(w) == -1);
-    u.unregister_range(base, kPages * kPageSize);
-    ::munmap(mem, kPages * kPageSize);
-  });
+  tmem_test::run(
+      "serve: NEVER and SAME installed; BUSY, WP, a write to CLEAN and no room forwarded; removed region forwarded",
+      [] {
+        CHECK(init());
+        Uffd u(UffdMode::kAuto, 0);
+        constexpr int kPages = 8;
+        void* mem = ::mmap(nullptr, kPages * kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        CHECK(mem != MAP_FAILED);
+        const uint64_t base = reinterpret_cast<uint64_t>(mem);
+        u.register_range(base, kPages * kPageSize, UFFDIO_REGISTER_MODE_MISSING);
+        auto w = ring_words(16);
+        Server s;
+        s.staging_uffd = u.fd();
+        CHECK(s.ring.bind(w.data(), w.size()));
+        std::vector<uint8_t> state(kPages, page_state::NEVER);
+        std::vector<uint32_t> aux(kPages, 0);
+        state[1] = page_state::SAME;
+        aux[1] = 0xdeadbeef;
+        state[2] = page_state::BUSY;
+        RegionEntry e;
+        e.base = base;
+        e.pages = kPages;
+        e.id = 7;
+        e.uffd_fd = u.fd();
+        e.state = state.data();
+        e.aux = aux.data();
+        e.server = &s;
+        CHECK(RegionTable::add(e));
+        CHECK(RegionTable::contains(base + 3 * kPageSize));
+        bool wake = false;
+        CHECK(serve(base + 10, 0, nullptr, &wake) == Outcome::kServed);
+        CHECK(state[0] == page_state::ACTIVE);
+        CHECK(take(w) == kRecZero);
+        CHECK(!wake);  // nothing for the consumer to do now: it drains on its next turn
+        const uint8_t* b = static_cast<const uint8_t*>(mem);
+        for (size_t i = 0; i < kPageSize; i++) CHECK(b[i] == 0);
+        CHECK(serve(base + kPageSize, UFFD_PAGEFAULT_FLAG_WRITE, nullptr, &wake) == Outcome::kServed);
+        CHECK(take(w) == kRecSame);
+        const uint32_t* words = reinterpret_cast<const uint32_t*>(b + kPageSize);
+        for (size_t i = 0; i < kPageSize / 4; i++) CHECK(words[i] == 0xdeadbeef);
+        CHECK(state[1] == page_state::ACTIVE && aux[1] == 0);
+        CHECK(w[ServedRing::W_RA_WINDOW] == 0);  // the first fault of a stream: nothing read ahead
+        CHECK(serve(base + 2 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);  // BUSY
+        CHECK(state[2] == page_state::BUSY);
+        CHECK(serve(base + 3 * kPageSize, UFFD_PAGEFAULT_FLAG_WP, nullptr, &wake) == Outcome::kForward);
+        CHECK(state[3] == page_state::NEVER);
+        w[ServedRing::W_ROOM] = 0;
+        CHECK(serve(base + 3 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);  // no room
+        CHECK(state[3] == page_state::NEVER && w[ServedRing::W_ROOM] == 0);
+        w[ServedRing::W_ROOM] = 100;
+        // Same-filled pages 5, 6, 7: a fault on 5, then on 6 (a run: window 2) reads 7 ahead.
+        for (uint32_t p = 5; p < 8; p++) {
+          state[p] = page_state::SAME;
+          aux[p] = 0x01010101u * p;
+        }
+        CHECK(serve(base + 5 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);
+        CHECK(take(w) == kRecSame);
+        wake = false;
+        CHECK(serve(base + 6 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);
+        int32_t page = -1;
+        CHECK(take(w, &page) == kRecSame && page == 6);
+        CHECK(take(w, &page) == kRecSameAhead && page == 7);  // read ahead, up to the region's end
+        CHECK(take(w) == -1);
+        CHECK(wake);  // a readahead's records: the consumer is woken for them
+        CHECK(w[ServedRing::W_RA_WINDOW] == 2 && w[ServedRing::W_RA_NEXT] == 8);
+        for (uint32_t p = 5; p < 8; p++) {
+          CHECK(state[p] == page_state::ACTIVE && aux[p] == 0);
+          const uint32_t* pw = reinterpret_cast<const uint32_t*>(b + p * kPageSize);
+          for (size_t i = 0; i < kPageSize / 4; i++) CHECK(pw[i] == 0x01010101u * p);
+        }
+        // A fault on a page mapped meanwhile is woken; a write to a CLEAN one is forwarded (the
+        // SIGBUS handler cannot tell it from a write-protect fault, which only JS serves).
+        CHECK(serve(base + 5 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);
+        state[5] = page_state::CLEAN;
+        CHECK(serve(base + 5 * kPageSize, 0, nullptr, &wake) == Outcome::kServed);
+        CHECK(serve(base + 5 * kPageSize, UFFD_PAGEFAULT_FLAG_WRITE, nullptr, &wake) == Outcome::kForward);
+        CHECK(state[5] == page_state::CLEAN && take(w) == -1);
+        RegionTable::remove(&s, 7);
+        CHECK(!RegionTable::contains(base));
+        CHECK(serve(base + 3 * kPageSize, 0, nullptr, &wake) == Outcome::kForward);
+        CHECK(state[3] == page_state::NEVER);
+        CHECK(take(w) == -1);
+        u.unregister_range(base, kPages * kPageSize);
+        ::munmap(mem, kPages * kPageSize);
+      });
   return tmem_test::finish();
 }

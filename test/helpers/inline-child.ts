@@ -18,6 +18,8 @@
  *                    fork (pages shared copy-on-write) and every byte read back
  *   close-faulting   two Workers fault on a region that is closed under them: no crash,
  *                    no hang, the process ends normally
+ *   clean-write      pages read back from the pool (mapped write-protected: CLEAN), then
+ *                    written, by the main thread and by a Worker: every write goes through
  *
  * Progress goes to stderr with write(2); the test reads it.
  */
@@ -301,6 +303,56 @@ function workerLoop(shared: SharedRegion, pages: number, first: number, stop: In
   parentPort!.postMessage({ rounds, sum });
 }
 
+/**
+ * Reads every page of `bytes` after an evict (served from the pool write-protected, CLEAN),
+ * then writes every one (a write-protect fault, which the SIGBUS handler cannot tell from a
+ * missing one) and checks all: bad pages.
+ */
+async function readThenWrite(bytes: Uint8Array, pages: number, evict: () => Promise<void>): Promise<number> {
+  writeAll(bytes, pages, 20);
+  await evict();
+  let bad = checkAll(bytes, pages, 20);
+  writeAll(bytes, pages, 21);
+  bad += checkAll(bytes, pages, 21, true);
+  return bad;
+}
+
+async function cleanWrite(): Promise<void> {
+  const swap = await open({ residentLimit: '256KiB', poolLimit: '4MiB', faults: 'inline' });
+  const pages = 256;
+  const region = swap.region(pages * PAGE);
+  const bad = await readThenWrite(new Uint8Array(region.buffer), pages, async () => {
+    await region.evict();
+  });
+  const before = swap.stats().faults.writeProtect;
+  say(`main thread: bad pages ${bad}; faults ${faultsLine(swap)}`);
+  const other = swap.region(pages * PAGE);
+  const { w, msg } = startWorker({ mode: 'clean-write', shared: other.share(), pages });
+  // The Worker writes, then asks for the evict it reads back after.
+  const first = (await msg) as { written: boolean };
+  if (!first.written) throw new Error('the Worker did not write');
+  await other.evict();
+  w.postMessage('evicted');
+  const m = await new Promise<{ bad: number }>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  await w.terminate();
+  say(`worker: bad pages ${m.bad}; writeProtect faults ${before} then ${swap.stats().faults.writeProtect}`);
+  await swap.close();
+  say(`done bad ${bad + m.bad}`);
+}
+
+function workerCleanWrite(shared: SharedRegion, pages: number): void {
+  const bytes = new Uint8Array(attachRegion(shared));
+  void readThenWrite(bytes, pages, async () => {
+    parentPort!.postMessage({ written: true });
+    await new Promise<void>((resolve) => {
+      parentPort!.once('message', () => resolve());
+    });
+  }).then((bad) => parentPort!.postMessage({ bad }));
+}
+
 async function main(): Promise<void> {
   if (!isMainThread) {
     const d = workerData as {
@@ -314,6 +366,7 @@ async function main(): Promise<void> {
     if (d.mode === 'states') workerStates(d.shared, d.pages);
     else if (d.mode === 'rounds') workerRounds(d.shared, d.pages, d.rounds, d.first);
     else if (d.mode === 'loop') workerLoop(d.shared, d.pages, d.first, d.stop);
+    else if (d.mode === 'clean-write') workerCleanWrite(d.shared, d.pages);
     return;
   }
   const mode = process.argv[2];
@@ -324,6 +377,7 @@ async function main(): Promise<void> {
   else if (mode === 'dispatcher-gone') await dispatcherGone();
   else if (mode === 'fork') await forkMode();
   else if (mode === 'close-faulting') await closeFaulting();
+  else if (mode === 'clean-write') await cleanWrite();
   else {
     say(`unknown mode ${mode}`);
     process.exitCode = 2;
