@@ -170,6 +170,11 @@ async function main(): Promise<void> {
   if (scenario === 'evict') {
     writePages(words, 0, pages, 1, versions);
     const end = await makeChild();
+    // Faults served natively reach stats() when the dispatcher takes their records (within
+    // milliseconds on a quiet host; a loaded one can starve it): wait for them, bounded.
+    for (let i = 0; i < 400 && swap.stats().residentPages < pages; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
     result.before = figures(swap, region);
     result.evicted = await region.evict();
     result.after = figures(swap, region);
