@@ -389,6 +389,8 @@ export interface FaultServerOptions {
   thread: boolean;
   /** The fault thread follows the faulting threads' CPU. */
   follow: boolean;
+  /** Microseconds the fault thread polls after a batch of events before it sleeps (0 to 10000; absent: 0). */
+  spinUs?: number;
 }
 
 /**

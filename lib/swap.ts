@@ -163,6 +163,14 @@ export interface OpenOptions {
    * README "Inline faults").
    */
   faults?: FaultMode;
+  /**
+   * Microseconds the native fault thread (`faults: 'thread'`) keeps polling for the next
+   * fault after serving one, yielding the CPU between polls, before it sleeps (default 50;
+   * 0: it sleeps at once; at most 10000). Where idle CPUs halt at once (a VM's haltpoll
+   * cpuidle with guest_halt_poll_ns = 0), waking a sleeping thread costs several times the
+   * fault itself; the spin keeps a run of faults off that cost. See README "Thread placement".
+   */
+  faultSpin?: number;
 }
 
 /** Options of {@link Swap.region}. */
@@ -580,6 +588,7 @@ export async function open(options: OpenOptions = {}): Promise<Swap> {
       stagingPages: Math.floor(stagingBytes / 4096),
       follow: o.pin,
       faults: o.faults,
+      faultSpinUs: o.faultSpin,
       swapFileFd: swapFile ? swapFile.fd : -1,
       swapFileSize: swapFile ? swapFile.size : 0,
       swapFileEncrypt: swapFile ? swapFile.encrypt : false,

@@ -114,9 +114,12 @@ class FaultServerWrap : public Napi::ObjectWrap<FaultServerWrap> {
       server_.wake = [](void* u) { static_cast<tmem::Uffd*>(u)->wake_reader(); };
       server_.wake_arg = waker_.get();
     } else {
+      const int64_t spin_us =
+          o.Get("spinUs").IsUndefined() ? 0 : static_cast<int64_t>(num(env, o, "spinUs", "options", 0, 10000));
       try {
         auto reader = std::make_unique<tmem::Uffd>(fd, features, ioctls, umo);
-        thread_ = std::make_unique<tmem::FaultThread>(std::move(reader), &server_, o.Get("follow").ToBoolean());
+        thread_ = std::make_unique<tmem::FaultThread>(std::move(reader), &server_, o.Get("follow").ToBoolean(),
+                                                      spin_us * 1000);
       } catch (const tmem::SysError& e) {
         Napi::Error err = Napi::Error::New(env, e.what());
         err.Set("code", Napi::String::New(env, e.code()));

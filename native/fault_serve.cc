@@ -244,6 +244,12 @@ bool ServedRing::wake_due(bool run) {
   return used >= cap_ / 4;
 }
 
+bool ServedRing::reclaim_near() const {
+  if (!w_) return false;
+  const int64_t room = __atomic_load_n(w_ + W_ROOM, __ATOMIC_RELAXED);
+  return room <= 2 * int64_t(__atomic_load_n(w_ + W_WAKE_ROOM, __ATOMIC_RELAXED));
+}
+
 // ---- init and scratch ----------------------------------------------------------------------
 
 bool init() {

@@ -130,6 +130,11 @@ class ServedRing {
    * consumer's next turn. Async-signal-safe.
    */
   bool wake_due(bool run);
+  /**
+   * Room is down to twice W_WAKE_ROOM: reclaim runs or is about to, and the dispatcher needs
+   * the CPUs (the fault thread does not spin then). Async-signal-safe.
+   */
+  bool reclaim_near() const;
   /** Takes one page of room (false: none left, forward). Async-signal-safe. */
   bool take_room();
   /** Gives back a page of room taken by a serve that was forwarded after all. Async-signal-safe. */

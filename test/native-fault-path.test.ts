@@ -94,6 +94,30 @@ test("faults: 'thread' serves zero, stored and same-filled pages natively; 'disp
   }
 });
 
+test('faultSpin: 0 (the fault thread sleeps at once) and 10000 (it polls 10 ms): every byte back, faults served natively', async (t) => {
+  for (const faultSpin of [0, 10000]) {
+    const pages = 256;
+    const swap = await withTimeout(open({ residentLimit: '4MiB', faults: 'thread', faultSpin }), 10000, 'open()');
+    try {
+      const region = swap.region(pages * PAGE);
+      const u = new Uint32Array(region.buffer);
+      touch('writes', () => {
+        for (let p = 0; p < pages; p++) writePage(u, p, 3);
+      });
+      t.is(await region.evict(), pages);
+      let bad = 0;
+      touch('read back', () => {
+        for (const p of shuffled(pages, 11)) bad += badWords(u, p, 3);
+      });
+      t.is(bad, 0, `faultSpin ${faultSpin}: every byte reads back`);
+      const s = await statsWhen(swap, (x) => x.faults.pool >= pages, 10000);
+      t.true(s.faults.native >= pages, `faultSpin ${faultSpin}: native ${s.faults.native}`);
+    } finally {
+      await swap.close();
+    }
+  }
+});
+
 test("faults: 'thread' moves staged pages back natively (second chance), every byte", async (t) => {
   // residentLimit 256 pages; 400 pages written: the oldest go to staging (a 64-page ring) and the pool.
   const swap = await withTimeout(

@@ -165,6 +165,11 @@ test('bad options to open() throw TypeError/RangeError naming the option', async
     [{ pin: 'yes' }, TypeError, /pin/],
     [{ stagingSize: '4KiB' }, RangeError, /stagingSize/],
     [{ userModeOnly: 'sometimes' }, TypeError, /userModeOnly/],
+    [{ faultSpin: '50us' }, TypeError, /faultSpin must be a number/],
+    [{ faultSpin: -1 }, RangeError, /faultSpin must be a whole number of microseconds from 0 to 10000, got -1/],
+    [{ faultSpin: 2.5 }, RangeError, /faultSpin/],
+    [{ faultSpin: 10001 }, RangeError, /faultSpin/],
+    [{ faultSpin: Number.NaN }, RangeError, /faultSpin/],
     [{ residentlimit: '4MiB' }, TypeError, /unknown option 'residentlimit'/],
     ['4MiB', TypeError, /options/],
   ];

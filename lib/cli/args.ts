@@ -47,6 +47,8 @@ export interface BenchOptions {
   pin: boolean;
   /** Who serves the faults of the tmem scenarios' regions (open()'s `faults`). */
   faults: 'dispatcher' | 'thread' | 'inline';
+  /** `--fault-spin US`: open()'s faultSpin in every scenario (null: its default). */
+  faultSpin: number | null;
   threads: number;
   scenarios: ScenarioName[];
   seed: number;
@@ -83,6 +85,7 @@ const BENCH_FLAGS: Record<string, 'flag' | 'value'> = {
   '--pin': 'flag',
   '--no-pin': 'flag',
   '--faults': 'value',
+  '--fault-spin': 'value',
   '--threads': 'value',
   '--scenarios': 'value',
   '--scenario': 'value',
@@ -176,6 +179,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     allocator: 'zsmalloc',
     pin: true,
     faults: DEFAULT_FAULT_MODE,
+    faultSpin: null,
     threads: 1,
     scenarios: SCENARIOS.filter((s) => s !== 'remote'), // remote: only when asked for (it starts a redis-server)
     seed: 1,
@@ -223,6 +227,9 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
         break;
       case '--faults':
         o.faults = oneOf(name, val, FAULT_MODES, 'bench');
+        break;
+      case '--fault-spin':
+        o.faultSpin = intOf(name, val, 0, 10000, 'bench');
         break;
       case '--threads':
         o.threads = intOf(name, val, 1, 64, 'bench');
@@ -362,6 +369,8 @@ Options
                            thread), dispatcher (every fault in the dispatcher's JS) or
                            inline (the faulting thread, SIGBUS); baselines stay as
                            they are
+  --fault-spin US          open()'s faultSpin in every scenario: microseconds the fault
+                           thread polls after a fault before it sleeps (default 50)
   --threads N              faulting threads: N Workers touch the region through
                            attachRegion(region.share()) (default 1: the main thread)
   --rounds N               eviction rounds (default 3, --quick 1)

@@ -27,6 +27,7 @@ import { tmemReadback, type ReadbackRun } from './readback';
 import { remoteBench, type RemoteBenchResult } from './remote-bench';
 import { native } from '../native';
 import { Progress } from './progress';
+import { defaultFaultSpin } from '../options';
 
 /** Percentiles in us. */
 export interface Stat {
@@ -118,7 +119,16 @@ export interface BenchResult {
   version: string;
   startedAt: string;
   durationMs: number;
-  host: { kernel: string; cpus: number; cpuModel: string; node: string; root: boolean; memoryGiB: number };
+  host: {
+    kernel: string;
+    cpus: number;
+    cpuModel: string;
+    node: string;
+    root: boolean;
+    memoryGiB: number;
+    /** The cpuidle driver (and haltpoll's guest_halt_poll_ns): what waking an idle CPU costs depends on it. */
+    cpuIdle: string;
+  };
   options: Omit<BenchOptions, 'help' | 'json' | 'report'> & { dir: string };
   corpus: { source: string; pages: number; kinds: Record<string, number> };
   histogramEdgesUs: number[];
@@ -207,6 +217,20 @@ function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** The cpuidle driver, and the guest's halt-poll time where the driver is haltpoll (a KVM guest). */
+function cpuIdle(): string {
+  const read = (f: string): string | null => {
+    try {
+      return fs.readFileSync(f, 'utf8').trim();
+    } catch {
+      return null;
+    }
+  };
+  const driver = read('/sys/devices/system/cpu/cpuidle/current_driver') ?? 'unknown';
+  const poll = read('/sys/module/haltpoll/parameters/guest_halt_poll_ns');
+  return driver === 'haltpoll' && poll !== null ? `haltpoll, guest_halt_poll_ns ${poll}` : driver;
+}
+
 function version(): string {
   try {
     return (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string })
@@ -229,6 +253,15 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     }
   };
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  // Every open() of this run (in this process and in the children it starts) takes it as its default.
+  if (o.faultSpin !== null) process.env.TMEM_FAULT_SPIN = String(o.faultSpin);
+  const idle = cpuIdle();
+  note(
+    `fault thread spin: ${defaultFaultSpin()} us after each fault (--fault-spin); CPU idle: ${idle}` +
+      (/guest_halt_poll_ns 0\b/.test(idle)
+        ? ' (an idle vCPU halts at once: waking a sleeping thread costs a host wake-up)'
+        : ''),
+  );
 
   progress.start(`corpus: ${o.corpus}, ${o.pages} pages`, 0);
   const bc = buildCorpus(o.corpus, o.pages, o.seed);
@@ -892,6 +925,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       node: process.version,
       root,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      cpuIdle: idle,
     },
     options: {
       quick: o.quick,
@@ -902,6 +936,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
       allocator: o.allocator,
       pin: o.pin,
       faults: o.faults,
+      faultSpin: defaultFaultSpin(),
       threads: o.threads,
       scenarios: o.scenarios,
       seed: o.seed,

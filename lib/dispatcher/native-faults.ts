@@ -82,6 +82,7 @@ function startServer(): FaultServer | undefined {
       ring: ring.buffer as SharedArrayBuffer,
       thread: opts.faults === 'thread',
       follow: opts.follow,
+      spinUs: opts.faultSpinUs,
     });
   } catch (e) {
     // No thread could be made (a thread limit): every fault goes through the dispatcher.

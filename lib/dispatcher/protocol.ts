@@ -216,6 +216,8 @@ export interface DispatcherOptions {
   follow: boolean;
   /** Where faults are served (lib/options.ts FaultPath). */
   faults: 'thread' | 'dispatcher' | 'inline';
+  /** Microseconds the fault thread polls after a fault before it sleeps (the `faultSpin` option). */
+  faultSpinUs: number;
   swapFileFd: number; // -1: no swap file
   swapFileSize: number;
   swapFileEncrypt: boolean; // seal every slot with AES-256-GCM (lib/swapfile.ts)
