@@ -128,10 +128,15 @@ test('tmem/prometheus: bad arguments throw with a code', (t) => {
   register(swap, { registry });
   const region = swap.region('4MiB');
   const bytes = new Uint8Array(region.buffer);
-  for (let i = 0; i < bytes.length; i += 4096) randomBytes(512).copy(bytes, i);
-  const want = Buffer.from(bytes);
+  // The expected bytes are built apart from the region: reading the region back here would
+  // make its pages clean copies of swap file slots, which a second eviction drops without a
+  // write-back (and so without a put), leaving the remote store empty.
+  const want = Buffer.alloc(bytes.length);
+  for (let i = 0; i < bytes.length; i += 4096) randomBytes(512).copy(want, i);
+  bytes.set(want);
   await region.evict();
-  const held = await statsWhen(swap, (x) => x.remote!.pages > 100);
+  // A hang guard only: a loaded host may take a while to send the pipelines.
+  const held = await statsWhen(swap, (x) => x.remote!.pages > 100, 30_000, 10);
   const first = parse(await registry.metrics());
   const gauge = (name: string): number => first.find((x) => x.name === name)!.value;
   t.true(gauge('tmem_remote_pages') > 0 && gauge('tmem_remote_bytes') > 0, JSON.stringify(held.remote));
