@@ -21,6 +21,7 @@ import {
 import { parseSize, pageAlign } from './size';
 import * as P from './dispatcher/protocol';
 import { createStore, storeStats, type StoreHandle } from './dispatcher/backends';
+import { ADDRESS_HEADROOM, addressSpaceLeft } from './address-space';
 import { openSwapFile } from './swapfile';
 import { checkOpenOptions, checkRegionOptions, checkMapFileOptions, type FaultMode } from './options';
 import { closedError, dispatcherGone, ensureCode, invalidArgType, invalidArgValue, outOfRange } from './errors';
@@ -706,10 +707,12 @@ export class Swap extends EventEmitter {
       this.die(dispatcherGone(`tmem: the dispatcher exited (code ${code})`), true);
     });
     // Started in three steps, each of which may fail and reject open():
-    // 1. the Worker's isolate exists ('online'): V8 reserves its heap and code range;
+    // 1. the Worker's isolate exists and loaded its modules (CTL_WANT_STORE): V8 reserved
+    //    its heap and code range;
     // 2. the pool arena is reserved here, after that, so that under an address-space limit
     //    (ulimit -v) it is the arena that fails, with an error naming poolLimit, and not V8
-    //    (which aborts the process when a Worker cannot reserve its code range);
+    //    (which aborts the process when an isolate cannot reserve its code range or grow
+    //    its heap): the arena is reserved only if ADDRESS_HEADROOM is left after it;
     // 3. the dispatcher ran its whole set-up (staging area, store, swap file) and serves
     //    faults (CTL_READY): an option it could not honour rejects open() here.
     const failed = new Promise<never>((_, reject) => {
@@ -719,24 +722,29 @@ export class Swap extends EventEmitter {
       );
     });
     failed.catch(() => undefined);
-    await Promise.race([new Promise<void>((resolve) => worker.once('online', () => resolve())), failed]);
+    const loaded = waitAsync(this.ctl, P.CTL_WANT_STORE, 0);
+    if (loaded.async) await Promise.race([loaded.value as Promise<string>, failed]);
+    const arenaBytes = this.opts.arenaBytes ?? this.opts.poolLimitBytes;
+    // The store reserves more than the arena (its index and pool metadata: about 1.4x in
+    // all): checked before (no reservation when even the arena cannot fit) and after.
+    const left = addressSpaceLeft();
+    if (left < arenaBytes + ADDRESS_HEADROOM) throw addressSpaceShort(arenaBytes, left);
+    let store: StoreHandle;
     try {
-      this.store = createStore(this.opts);
+      store = createStore(this.opts);
     } catch (e) {
-      throw arenaFailure(e, this.opts.arenaBytes ?? this.opts.poolLimitBytes);
+      throw arenaFailure(e, arenaBytes);
     }
+    const after = addressSpaceLeft();
+    if (after < ADDRESS_HEADROOM) throw addressSpaceShort(left - after, left); // its buffers go with the next GC
+    this.store = store;
     this.port.postMessage({ store: this.store.handle });
     Atomics.store(this.ctl, P.CTL_STORE, 1);
     Atomics.notify(this.ctl, P.CTL_STORE);
-    const waiting = (
-      Atomics as unknown as {
-        waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string };
-      }
-    ).waitAsync(this.ctl, P.CTL_READY, 0);
+    const waiting = waitAsync(this.ctl, P.CTL_READY, 0);
     if (waiting.async) await Promise.race([waiting.value as Promise<string>, failed]);
     worker.unref();
     liveSwaps.add(this);
-    const store = this.store;
     this.events = new SwapEventWatcher(
       this,
       this.G,
@@ -1182,6 +1190,26 @@ function startFailure(e: Error): string {
       ? ' (a Worker needs about 800 MB of address space: is it limited by ulimit -v?)'
       : '';
   return `tmem: the dispatcher failed to start: ${code ? `${code} ` : ''}${e.message}${hint}`;
+}
+
+/** Atomics.waitAsync (Node 16+; not yet in this TypeScript lib). */
+function waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string } {
+  return (
+    Atomics as unknown as {
+      waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string };
+    }
+  ).waitAsync(a, i, v);
+}
+
+/** open()'s error when the arena would leave less than ADDRESS_HEADROOM of the address space. */
+function addressSpaceShort(storeBytes: number, left: number): Error {
+  const mib = (n: number): string => `${Math.floor(n / 2 ** 20)} MiB`;
+  const err = new Error(
+    `tmem: the pool arena (poolLimit) needs ${mib(storeBytes)} of address space and tmem keeps ` +
+      `${mib(ADDRESS_HEADROOM)} free for the program's heaps, but only ${mib(Math.max(0, left))} are left ` +
+      'under the address-space limit (ulimit -v): lower poolLimit, or raise the limit',
+  );
+  return Object.assign(err, { code: 'ERR_TMEM_ADDRESS_SPACE' });
 }
 
 /** open()'s error when the pool arena cannot be reserved (an address-space limit: ulimit -v). */

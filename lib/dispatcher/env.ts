@@ -61,10 +61,15 @@ uffd.armDeadman('the dispatcher Worker exited');
 
 /**
  * The store's handle comes as the first message on the port: the main thread reserves the
- * arena only once this Worker's isolate exists (see Swap._start), so that under an
- * address-space limit the arena fails with a tmem error rather than V8 failing to start here.
+ * arena only once this Worker waits for it (see Swap._start), so that under an
+ * address-space limit the arena fails with a tmem error rather than V8 failing here.
  */
 function receiveStore(): unknown {
+  // The main thread reserves the arena once this is set: by now this isolate's start-up
+  // (its modules, their buffers) has taken its address space, so that the main thread's
+  // headroom check (address-space.ts) sees it.
+  Atomics.store(ctl, P.CTL_WANT_STORE, 1);
+  Atomics.notify(ctl, P.CTL_WANT_STORE);
   for (;;) {
     const m = receiveMessageOnPort(port);
     if (m) return (m.message as { store: unknown }).store;

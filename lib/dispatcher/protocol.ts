@@ -18,7 +18,9 @@ export const CTL_EXITING = 1;
 export const CTL_READY = 2;
 /** Set (and notified) once the main thread posted the store's handle on the port. */
 export const CTL_STORE = 3;
-export const CTL_SLOTS = 4;
+/** Set (and notified) by the Worker once it waits for the store: its modules are loaded. */
+export const CTL_WANT_STORE = 4;
+export const CTL_SLOTS = 5;
 
 // Swap-wide counters.
 export const G_RESIDENT = 0; // region pages mapped (including staged pages)
