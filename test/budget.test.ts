@@ -300,7 +300,9 @@ test.serial(
     t.true(r.after.residentLimit > r.pressed.residentLimit, JSON.stringify(r));
     t.true(r.after.residentLimit >= r.before - r.after.poolBytes - 64 * PAGE, JSON.stringify(r));
     t.true(
-      r.events.length >= 2 && r.events[0].level > 0 && r.events[r.events.length - 1].level === 0,
+      // The release is announced (a level-0 event after the first). It need not be the last:
+      // the host's own memory stalls (PSI, a loaded CI machine) may raise a psi event after it.
+      r.events.length >= 2 && r.events[0].level > 0 && r.events.slice(1).some((e) => e.level === 0),
       JSON.stringify(r.events),
     );
     t.is(r.bad, -1, 'every byte reads back');
