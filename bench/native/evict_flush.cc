@@ -11,6 +11,8 @@
 //   wp+each   the same with one madvise(MADV_DONTNEED) per page
 //   wp-runs   contiguous runs of `batch` pages: one write-protect and one zap per run (what
 //             choosing victims by address would allow)
+//   move-runs contiguous runs of `batch` pages, one UFFDIO_MOVE per run into contiguous
+//             staging (what the kernel's move_pages makes of a run: flushes per page or not)
 //
 // Usage: evict_flush [pages=8192] [batch=256]. Prints a JSON line per way: microseconds per
 // page and the TLB shootdowns the run caused (/proc/interrupts, all CPUs).
@@ -198,6 +200,18 @@ int main(int argc, char** argv) {
       for (size_t k = 0; k < n; k++) std::memcpy(copy.data(), region + (i + k) * kPage, kPage);
       ::madvise(region + i * kPage, n * kPage, MADV_DONTNEED);
     }
+  });
+  run("move-runs", [&] {
+    for (size_t i = 0; i < pages; i += batch) {
+      const size_t n = std::min(batch, pages - i);
+      struct uffdio_move m = {};
+      m.dst = reinterpret_cast<uint64_t>(staging + i * kPage);
+      m.src = reinterpret_cast<uint64_t>(region + i * kPage);
+      m.len = n * kPage;
+      if (::ioctl(uffd, UFFDIO_MOVE, &m) < 0) die("UFFDIO_MOVE (run)");
+      for (size_t k = 0; k < n; k++) std::memcpy(copy.data(), staging + (i + k) * kPage, kPage);
+    }
+    ::madvise(staging, len, MADV_DONTNEED);
   });
   stop = true;
   busy.join();

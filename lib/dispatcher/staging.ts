@@ -109,6 +109,11 @@ function anomaly(what: string): void {
   fs.writeSync(2, `tmem: ${what}; recovered, no byte lost (stats().moveAnomalies counts these)\n`);
 }
 
+/** A run's UFFDIO_MOVE answered an error for a page it had moved (reclaim.ts stageRun()). */
+export function anomalyMoved(): void {
+  anomaly('UFFDIO_MOVE of a run answered an error for a page it had moved');
+}
+
 /**
  * UFFDIO_MOVE of one page, its answer checked when it is an error: the kernel can answer
  * EEXIST for a page it did move (measured on this project's CI kernel: once in about 10^7 moves
