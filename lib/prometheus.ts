@@ -228,6 +228,12 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
     (s) => one(s.unsharedPages),
   );
   counter(
+    'eviction_run_pages_total',
+    'Pages eviction moved out with their neighbours in one UFFDIO_MOVE (a run)',
+    null,
+    (s) => one(s.evictionRunPages),
+  );
+  counter(
     'move_anomalies_total',
     'Staging moves whose outcome contradicted what UFFDIO_MOVE answered (recovered)',
     null,

@@ -306,6 +306,13 @@ export interface SwapStats {
    */
   unsharedPages: number;
   /**
+   * Pages eviction took out in runs: with neighbours of the same region in one UFFDIO_MOVE
+   * (one TLB shootdown for the run), as the kernel swaps out in clusters. Counted as they
+   * are moved to the staging area, so a page touched while staged, which comes back and is
+   * not evicted, counts here and not in `evictions`.
+   */
+  evictionRunPages: number;
+  /**
    * Pages eviction set aside, now, because the kernel would not let them go (pinned, as
    * during direct I/O into them): they stay resident and are retried after a second,
    * without being scanned in between.
@@ -1003,6 +1010,7 @@ export class Swap extends EventEmitter {
       evictions: G[P.G_EVICTIONS],
       evictionsWithoutCompression: G[P.G_EVICT_NO_COMPRESS],
       unsharedPages: G[P.G_UNSHARED],
+      evictionRunPages: G[P.G_EVICT_RUN_PAGES],
       unevictablePages: G[P.G_UNEVICTABLE],
       moveAnomalies: G[P.G_MOVE_ANOMALIES],
       poolTrimmedBytes: G[P.G_ARENA_TRIMMED],

@@ -50,6 +50,36 @@ test('an incompressible page is evicted (stored raw) and reads back', async (t) 
   }
 });
 
+test('eviction takes neighbouring pages out in runs (evictionRunPages), through residentLimit and by region.evict(); every byte reads back', async (t) => {
+  const swap = await withTimeout(open({ residentLimit: '1MiB', poolLimit: '16MiB' }), 10000, 'open()');
+  try {
+    const pages = 2048; // 8 MiB written front to back through a 1 MiB resident limit
+    const region = swap.region(pages * PAGE);
+    const bytes = new Uint8Array(region.buffer);
+    touch('write', () => {
+      for (let p = 0; p < pages; p++) fillPage(bytes, p * PAGE, p, 1, KIND_TEXT);
+    });
+    const s1 = await statsWhen(swap, (x) => x.evictions > 0 && x.residentBytes <= x.budget.residentLimit, 20000);
+    t.true(s1.evictionRunPages > 0, `evictions ${s1.evictions}, of them in runs ${s1.evictionRunPages}`);
+    const n = await withTimeout(region.evict(), 10000, 'region.evict()');
+    t.true(n > 0);
+    const s2 = swap.stats();
+    t.true(s2.evictionRunPages > s1.evictionRunPages, 'region.evict() of resident neighbours: runs too');
+    t.is(region.stats().residentPages, 0);
+    const want = new Uint8Array(PAGE);
+    let bad = -1;
+    touch('read back', () => {
+      for (let p = 0; p < pages && bad < 0; p++) {
+        fillPage(want, 0, p, 1, KIND_TEXT);
+        if (!samePage(bytes, p * PAGE, want, 0)) bad = p;
+      }
+    });
+    t.is(bad, -1, 'every byte reads back');
+  } finally {
+    await withTimeout(swap.close(), 10000, 'swap.close()');
+  }
+});
+
 test('same-filled and zero pages are kept as one word and read back', async (t) => {
   const swap = await withTimeout(open(NO_PRESSURE), 10000, 'open()');
   try {

@@ -114,7 +114,8 @@ export const G_REMOTE_CLEAN_PUTS = 83; // clean pages sent and acknowledged
 export const G_REMOTE_CLEAN_HITS = 84; // faults of mapped files served from the remote store
 export const G_REMOTE_OVER_LIMIT = 85; // pages not sent: remote.maxBytes reached
 export const G_REMOTE_REPATRIATED = 86; // persistent pages brought back into the pool in the background
-export const G_SLOTS = 87;
+export const G_EVICT_RUN_PAGES = 87; // pages evicted in runs: one UFFDIO_MOVE for several pages (reclaim.ts stageRun)
+export const G_SLOTS = 88;
 
 // Per-region counters.
 export const R_RESIDENT = 0;

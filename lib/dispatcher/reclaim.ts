@@ -262,6 +262,7 @@ function stageRun(r: RegionState, page: number, stamp: number, max: number): num
   ring.used += k;
   ring.staged += k;
   G[P.G_STAGED] = ring.staged;
+  if (k > 1) G[P.G_EVICT_RUN_PAGES] += k;
   return k;
 }
 
