@@ -68,7 +68,7 @@ import {
   slotPending,
   slotDeferred,
   slotStray,
-  anomalyMoved,
+  landedAt,
   queueRelease,
   flushReleases,
   pendingReleases,
@@ -213,10 +213,7 @@ function stageRun(r: RegionState, page: number, stamp: number, max: number): num
     if ((st !== ACTIVE && st !== CLEAN) || r.flags[page + n] & ASIDE) break;
     runStates[n] = st;
   }
-  if (n < 2) return 0;
-  let drained = drainServed();
-  for (let i = 0; i < 64 && !drained; i++) drained = drainServed();
-  if (!drained || !skipStrays()) return 0;
+  if (n < 2 || !readyToStage()) return 0;
   const tail = ring.tail;
   len = Math.min(n, S - tail, S - ring.used); // contiguous slots, no wrap
   const window = Math.max(64, residency.resident >> 1);
@@ -243,27 +240,36 @@ function stageRun(r: RegionState, page: number, stamp: number, max: number): num
     res = 0; // e.g. EINVAL for a run the kernel will not take in one move: page by page instead
   }
   let k = res > 0 ? res / PAGE : 0;
-  if (k < n && native.mapped(src + k * PAGE, PAGE) === 0 && native.mapped(dst + k * PAGE, PAGE) !== 0) {
-    // An error answered for a page that did move (see movePage()): the page tables decide.
-    anomalyMoved();
-    k++;
-  }
-  for (let i = 0; i < k; i++) {
-    const slot = tail + i;
-    const q = page + i;
-    const clean = runStates[i] === CLEAN;
-    slotRegion[slot] = r.id;
-    slotPage[slot] = q;
-    slotKept[slot] = clean && r.aux[q] & KEPT_SLOT ? r.aux[q] & SLOT_MASK : -1;
-    r.aux[q] = slot | (clean ? STAGED_CLEAN : 0);
-    publish(r.state, q, STAGED); // last: its slot and aux are in place
-  }
-  ring.tail = (tail + k) % S;
-  ring.used += k;
-  ring.staged += k;
-  G[P.G_STAGED] = ring.staged;
+  const cut = k < n && native.mapped(src + k * PAGE, PAGE) === 0; // page k gone, yet not counted
+  if (cut && landedAt(dst + k * PAGE, res > 0 ? 'a run cut short' : `errno ${-res}`)) k++;
+  for (let i = 0; i < k; i++) occupySlot(tail + i, r, page + i, runStates[i] === CLEAN);
   if (k > 1) G[P.G_EVICT_RUN_PAGES] += k;
   return k;
+}
+
+/**
+ * Before a page is moved into staging: the fault thread's served records drained (a page a
+ * native serve mapped shows its state only after its record was committed: a serve in flight
+ * ends within microseconds, so look again a few times) and the tail past stray slots. False
+ * if either cannot be had now.
+ */
+function readyToStage(): boolean {
+  let drained = drainServed();
+  for (let i = 0; i < 64 && !drained; i++) drained = drainServed();
+  return drained && skipStrays();
+}
+
+/** Records a page just moved into `slot`, the ring's tail, and advances the tail past it. */
+function occupySlot(slot: number, r: RegionState, page: number, clean: boolean): void {
+  slotRegion[slot] = r.id;
+  slotPage[slot] = page;
+  slotKept[slot] = clean && r.aux[page] & KEPT_SLOT ? r.aux[page] & SLOT_MASK : -1;
+  r.aux[page] = slot | (clean ? STAGED_CLEAN : 0);
+  publish(r.state, page, STAGED); // last: its slot and aux are in place
+  ring.tail = (slot + 1) % S;
+  ring.used++;
+  ring.staged++;
+  G[P.G_STAGED] = ring.staged;
 }
 
 const NOT_TAKEN = 0,
@@ -278,13 +284,9 @@ const NOT_TAKEN = 0,
 function stageOne(r: RegionState, page: number): number {
   leaveAside(r, page); // tried again now: set aside again below if still refused
   const st = r.state[page];
-  // Served natively? Its record (committed before its state) is accounted first; while a
-  // native serve may still be on its way to the ring, the page waits (native-faults.ts). A
-  // serve in flight ends within microseconds: look again a few times before giving up (the
-  // page then goes to the FIFO's tail, out of its load order).
-  let drained = drainServed();
-  for (let i = 0; i < 64 && !drained; i++) drained = drainServed();
-  if (!drained || !skipStrays()) {
+  // Served natively? Its record is accounted first; while it cannot be, the page goes to
+  // the FIFO's tail, out of its load order.
+  if (!readyToStage()) {
     fifoPush(r, page);
     return NOT_TAKEN;
   }
@@ -305,15 +307,7 @@ function stageOne(r: RegionState, page: number): number {
     return DROPPED;
   }
   if (res === PAGE) {
-    slotRegion[slot] = r.id;
-    slotPage[slot] = page;
-    slotKept[slot] = st === CLEAN && r.aux[page] & KEPT_SLOT ? r.aux[page] & SLOT_MASK : -1;
-    ring.tail = (ring.tail + 1) % S;
-    ring.used++;
-    ring.staged++;
-    G[P.G_STAGED] = ring.staged;
-    r.aux[page] = slot | (st === CLEAN ? STAGED_CLEAN : 0);
-    publish(r.state, page, STAGED); // last: its slot and aux are in place
+    occupySlot(slot, r, page, st === CLEAN);
     return STAGED_NOW;
   }
   if (res === ENOENT) {

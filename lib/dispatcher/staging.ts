@@ -109,11 +109,6 @@ function anomaly(what: string): void {
   fs.writeSync(2, `tmem: ${what}; recovered, no byte lost (stats().moveAnomalies counts these)\n`);
 }
 
-/** A run's UFFDIO_MOVE answered an error for a page it had moved (reclaim.ts stageRun()). */
-export function anomalyMoved(): void {
-  anomaly('UFFDIO_MOVE of a run answered an error for a page it had moved');
-}
-
 /**
  * UFFDIO_MOVE of one page, its answer checked when it is an error: the kernel can answer
  * EEXIST for a page it did move (measured on this project's CI kernel: once in about 10^7 moves
@@ -129,9 +124,18 @@ export function movePage(dst: number, src: number, flags = 0): number {
   const res = uffd.move(dst, src, PAGE, flags);
   if (res === PAGE || res === ENOENT) return res;
   if (native.mapped(src, PAGE) !== 0) return res;
-  if (native.mapped(dst, PAGE) === 0) return ENOENT;
-  anomaly(`UFFDIO_MOVE answered errno ${-res} for a page it had moved`);
-  return PAGE;
+  return landedAt(dst, `errno ${-res}`) ? PAGE : ENOENT;
+}
+
+/**
+ * A UFFDIO_MOVE answered `answer` (an error, or a run cut short before this page) and the
+ * page is gone from its source: did it land at `dst`? The page tables decide; when it did,
+ * the answer was wrong, which is counted and reported as an anomaly.
+ */
+export function landedAt(dst: number, answer: string): boolean {
+  if (native.mapped(dst, PAGE) === 0) return false;
+  anomaly(`UFFDIO_MOVE answered ${answer} for a page it had moved`);
+  return true;
 }
 
 /**
