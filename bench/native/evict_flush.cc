@@ -13,6 +13,13 @@
 //             choosing victims by address would allow)
 //   move-runs contiguous runs of `batch` pages, one UFFDIO_MOVE per run into contiguous
 //             staging (what the kernel's move_pages makes of a run: flushes per page or not)
+//   zap-batch the pages write-protected already (tmem's clean pages: their copy is current),
+//             dropped in scattered batches of `batch` with one process_madvise(MADV_DONTNEED)
+//   zap-each  the same with one madvise(MADV_DONTNEED) per page
+//   holes-move  1 page in 4 resident (as the steady state leaves a region): one UFFDIO_MOVE
+//             with ALLOW_SRC_HOLES over each span of `batch` pages
+//   holes-wp  1 page in 4 resident: one UFFDIO_WRITEPROTECT over each span of `batch` pages,
+//             a copy of each resident page, one process_madvise(MADV_DONTNEED) over them
 //
 // Usage: evict_flush [pages=8192] [batch=256]. Prints a JSON line per way: microseconds per
 // page and the TLB shootdowns the run caused (/proc/interrupts, all CPUs).
@@ -119,17 +126,19 @@ int main(int argc, char** argv) {
   std::vector<char> copy(kPage);
   std::vector<struct iovec> iov(batch);
 
-  auto fill = [&] {
-    for (size_t p = 0; p < pages; p++) std::memset(region + p * kPage, static_cast<int>(p * 31 + 1), kPage);
+  // `stride` 1 fills every page; 4 fills one page in four (the sparse ways).
+  auto fill = [&](size_t stride) {
+    for (size_t p = 0; p < pages; p += stride) std::memset(region + p * kPage, static_cast<int>(p * 31 + 1), kPage);
   };
-  auto run = [&](const char* way, auto&& body) {
-    fill();
+  auto run = [&](const char* way, auto&& body, size_t stride = 1) {
+    fill(stride);
+    const size_t moved = (pages + stride - 1) / stride;
     const uint64_t tlb0 = tlb_shootdowns();
     const uint64_t t0 = benchutil::now_ns();
     body();
     const uint64_t t1 = benchutil::now_ns();
-    const Result r{(t1 - t0) / 1000.0 / pages, tlb_shootdowns() - tlb0};
-    std::printf("{\"way\":\"%s\",\"pages\":%zu,\"batch\":%zu,\"usPerPage\":%.3f,\"tlbShootdowns\":%llu}\n", way, pages,
+    const Result r{(t1 - t0) / 1000.0 / moved, tlb_shootdowns() - tlb0};
+    std::printf("{\"way\":\"%s\",\"pages\":%zu,\"batch\":%zu,\"usPerPage\":%.3f,\"tlbShootdowns\":%llu}\n", way, moved,
                 batch, r.us_per_page, static_cast<unsigned long long>(r.shootdowns));
     // Every page must be gone from the region (or the way did not do its job).
     unsigned char vec[64];
@@ -213,6 +222,66 @@ int main(int argc, char** argv) {
     }
     ::madvise(staging, len, MADV_DONTNEED);
   });
+  auto wp_all = [&] {
+    struct uffdio_writeprotect wp = {};
+    wp.range.start = reinterpret_cast<uint64_t>(region);
+    wp.range.len = len;
+    wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+    if (::ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0) die("UFFDIO_WRITEPROTECT (all)");
+  };
+  run("zap-batch", [&] {
+    wp_all();
+    for (size_t i = 0; i < pages; i += batch) {
+      const size_t n = std::min(batch, pages - i);
+      for (size_t k = 0; k < n; k++) {
+        iov[k].iov_base = region + order[i + k] * kPage;
+        iov[k].iov_len = kPage;
+      }
+      if (::syscall(SYS_process_madvise, pidfd, iov.data(), n, MADV_DONTNEED, 0) < 0) die("process_madvise");
+    }
+  });
+  run("zap-each", [&] {
+    wp_all();
+    for (size_t i = 0; i < pages; i++) ::madvise(region + order[i] * kPage, kPage, MADV_DONTNEED);
+  });
+  constexpr size_t kStride = 4;
+  run(
+      "holes-move",
+      [&] {
+        for (size_t i = 0; i < pages; i += batch) {
+          const size_t n = std::min(batch, pages - i);
+          struct uffdio_move m = {};
+          m.dst = reinterpret_cast<uint64_t>(staging + i * kPage);
+          m.src = reinterpret_cast<uint64_t>(region + i * kPage);
+          m.len = n * kPage;
+          m.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES;
+          if (::ioctl(uffd, UFFDIO_MOVE, &m) < 0) die("UFFDIO_MOVE (holes)");
+          for (size_t k = 0; k < n; k += kStride) std::memcpy(copy.data(), staging + (i + k) * kPage, kPage);
+        }
+        ::madvise(staging, len, MADV_DONTNEED);
+      },
+      kStride);
+  run(
+      "holes-wp",
+      [&] {
+        for (size_t i = 0; i < pages; i += batch) {
+          const size_t n = std::min(batch, pages - i);
+          struct uffdio_writeprotect wp = {};
+          wp.range.start = reinterpret_cast<uint64_t>(region + i * kPage);
+          wp.range.len = n * kPage;
+          wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+          if (::ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0) die("UFFDIO_WRITEPROTECT (span)");
+          size_t k = 0;
+          for (size_t p = 0; p < n; p += kStride, k++) {
+            char* at = region + (i + p) * kPage;
+            std::memcpy(copy.data(), at, kPage);
+            iov[k].iov_base = at;
+            iov[k].iov_len = kPage;
+          }
+          if (::syscall(SYS_process_madvise, pidfd, iov.data(), k, MADV_DONTNEED, 0) < 0) die("process_madvise");
+        }
+      },
+      kStride);
   stop = true;
   busy.join();
   return 0;
