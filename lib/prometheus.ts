@@ -234,6 +234,12 @@ export function register(swap: Swap, options: PrometheusOptions = {}): Prometheu
     (s) => one(s.evictionRunPages),
   );
   counter(
+    'eviction_clean_batched_total',
+    'Clean pages eviction dropped from the page table in batches, one process_madvise for each batch',
+    null,
+    (s) => one(s.evictionCleanBatched),
+  );
+  counter(
     'move_anomalies_total',
     'Staging moves whose outcome contradicted what UFFDIO_MOVE answered (recovered)',
     null,

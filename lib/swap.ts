@@ -313,6 +313,13 @@ export interface SwapStats {
    */
   evictionRunPages: number;
   /**
+   * Clean pages (their compressed copy current, write-protected since their load) eviction
+   * dropped from the page table in batches, one process_madvise(2) for the batch (one TLB
+   * flush), instead of moving each out. Counted in `evictions` and
+   * `evictionsWithoutCompression` too.
+   */
+  evictionCleanBatched: number;
+  /**
    * Pages eviction set aside, now, because the kernel would not let them go (pinned, as
    * during direct I/O into them): they stay resident and are retried after a second,
    * without being scanned in between.
@@ -1011,6 +1018,7 @@ export class Swap extends EventEmitter {
       evictionsWithoutCompression: G[P.G_EVICT_NO_COMPRESS],
       unsharedPages: G[P.G_UNSHARED],
       evictionRunPages: G[P.G_EVICT_RUN_PAGES],
+      evictionCleanBatched: G[P.G_EVICT_CLEAN_BATCHED],
       unevictablePages: G[P.G_UNEVICTABLE],
       moveAnomalies: G[P.G_MOVE_ANOMALIES],
       poolTrimmedBytes: G[P.G_ARENA_TRIMMED],

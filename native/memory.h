@@ -11,8 +11,10 @@ uint64_t map_anonymous(uint64_t len);
 /** munmap. Throws SysError. */
 void unmap(uint64_t addr, uint64_t len);
 /**
- * madvise(advice) over `count` (address, length) pairs in `ranges`, one
- * syscall per range but one call from JS. Throws SysError naming the range.
+ * madvise(advice) over `count` (address, length) pairs in `ranges`: one
+ * process_madvise(2) of this process for the whole vector where the kernel
+ * takes it (one TLB flush for a MADV_DONTNEED vector), else one madvise(2)
+ * per range. Throws SysError naming the range.
  */
 void madvise_ranges(const uint64_t* ranges, size_t count, int advice);
 

@@ -80,6 +80,51 @@ test('eviction takes neighbouring pages out in runs (evictionRunPages), through 
   }
 });
 
+test('clean pages read back through residentLimit are evicted in batches (evictionCleanBatched), some written meanwhile; every byte reads back', async (t) => {
+  const swap = await withTimeout(open({ residentLimit: '1MiB', poolLimit: '16MiB' }), 10000, 'open()');
+  try {
+    const pages = 2048; // 8 MiB through a 1 MiB resident limit
+    const region = swap.region(pages * PAGE);
+    const bytes = new Uint8Array(region.buffer);
+    touch('write', () => {
+      for (let p = 0; p < pages; p++) fillPage(bytes, p * PAGE, p, 1, KIND_TEXT);
+    });
+    await withTimeout(region.evict(), 10000, 'region.evict()');
+    const before = swap.stats();
+    // Read in a shuffled order: each page comes back from the pool write-protected, its
+    // compressed copy kept (clean), and the pages read before it are evicted meanwhile.
+    const order = Array.from({ length: pages }, (_, i) => i);
+    for (let i = pages - 1; i > 0; i--) {
+      const j = randomBytes(4).readUInt32LE() % (i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const want = new Uint8Array(PAGE);
+    let bad = -1;
+    touch('read in a shuffled order, every 7th page rewritten', () => {
+      for (const p of order) {
+        fillPage(want, 0, p, 1, KIND_TEXT);
+        if (!samePage(bytes, p * PAGE, want, 0) && bad < 0) bad = p;
+        if (p % 7 === 0) fillPage(bytes, p * PAGE, p, 2, KIND_TEXT); // dirty again: stored anew
+      }
+    });
+    t.is(bad, -1, 'every byte read back');
+    const s = await statsWhen(swap, (x) => x.residentBytes <= x.budget.residentLimit, 20000);
+    const batched = s.evictionCleanBatched - before.evictionCleanBatched;
+    t.true(batched > 0, `evictions ${s.evictions - before.evictions}, clean ones in batches ${batched}`);
+    t.true(s.evictionsWithoutCompression - before.evictionsWithoutCompression >= batched);
+    await withTimeout(region.evict(), 10000, 'region.evict()');
+    touch('read back', () => {
+      for (let p = 0; p < pages && bad < 0; p++) {
+        fillPage(want, 0, p, p % 7 === 0 ? 2 : 1, KIND_TEXT);
+        if (!samePage(bytes, p * PAGE, want, 0)) bad = p;
+      }
+    });
+    t.is(bad, -1, 'every byte reads back after the batches, the rewritten pages with their new bytes');
+  } finally {
+    await withTimeout(swap.close(), 10000, 'swap.close()');
+  }
+});
+
 test('same-filled and zero pages are kept as one word and read back', async (t) => {
   const swap = await withTimeout(open(NO_PRESSURE), 10000, 'open()');
   try {

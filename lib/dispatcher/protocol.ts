@@ -115,7 +115,8 @@ export const G_REMOTE_CLEAN_HITS = 84; // faults of mapped files served from the
 export const G_REMOTE_OVER_LIMIT = 85; // pages not sent: remote.maxBytes reached
 export const G_REMOTE_REPATRIATED = 86; // persistent pages brought back into the pool in the background
 export const G_EVICT_RUN_PAGES = 87; // pages evicted in runs: one UFFDIO_MOVE for several pages (reclaim.ts stageRun)
-export const G_SLOTS = 88;
+export const G_EVICT_CLEAN_BATCHED = 88; // clean pages evicted by one process_madvise for a batch (reclaim.ts dropCleanBatch)
+export const G_SLOTS = 89;
 
 // Per-region counters.
 export const R_RESIDENT = 0;
